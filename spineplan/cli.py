@@ -1,0 +1,118 @@
+"""The ``spineplan`` command line (contract in docs/ARCHITECTURE.md).
+
+Exit codes: 0 success; 2 bad input or impossible request (one line
+``spineplan: error: ...`` on stderr, no traceback); 1 only for a bug.
+Each subcommand lives in ``spineplan/cli_handlers/<name>.py`` as ``run(args) -> int``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from .core.errors import SpineplanError
+
+__all__ = ["main", "build_parser"]
+
+LEVEL_HELP = "motor unit, e.g. L4-L5, L5-S1, T12-L1"
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # argparse exits 2 already; keep one line
+        self.exit(2, f"spineplan: error: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="spineplan", description="Single-segment spine surgery planning.")
+    p.add_argument("--version", action="version", version="spineplan 0.1.0")
+    sub = p.add_subparsers(dest="command", parser_class=_Parser)
+
+    g = sub.add_parser("gui", help="open the workstation")
+    g.add_argument("path", nargs="?", help="DICOM folder/file, NIfTI, NRRD or MHA")
+    g.add_argument("--screenshot", metavar="OUT.png", help="render once, save the window, exit")
+    g.add_argument("--plan", metavar="PLAN.json", help="open a saved plan with the case")
+    g.add_argument("--labels", metavar="LABELS.nii.gz", help="label map to show")
+    g.add_argument("--presentation", action="store_true", help="start in presentation mode")
+
+    i = sub.add_parser("info", help="list the series found under PATH")
+    i.add_argument("path")
+    i.add_argument("--json", action="store_true", help="print one JSON document")
+
+    c = sub.add_parser("convert", help="write the loaded volume as NIfTI/NRRD/MHA")
+    c.add_argument("path")
+    c.add_argument("-o", "--output", required=True)
+    c.add_argument("--series", metavar="UID")
+
+    s = sub.add_parser("segment", help="label vertebrae, discs and canal")
+    s.add_argument("path")
+    s.add_argument("-o", "--output", required=True)
+    s.add_argument("--series", metavar="UID")
+    s.add_argument("--backend", default="auto", help="segmenter name (default: by modality)")
+    s.add_argument("--json", action="store_true")
+
+    pl = sub.add_parser("plan", help="plan one procedure on one motor unit")
+    pl.add_argument("path")
+    pl.add_argument("--level", required=True, help=LEVEL_HELP)
+    pl.add_argument("--procedure", required=True, choices=["needle", "tube", "cage"])
+    pl.add_argument("--side", required=True, choices=["left", "right"])
+    pl.add_argument("--labels", metavar="LABELS.nii.gz")
+    pl.add_argument("--series", metavar="UID")
+    pl.add_argument("-o", "--output", required=True)
+    pl.add_argument("--report", metavar="REPORT.pdf")
+    pl.add_argument("--markups", metavar="M.mrk.json")
+    pl.add_argument("--json", action="store_true")
+
+    r = sub.add_parser("report", help="PDF report of a saved plan")
+    r.add_argument("plan")
+    r.add_argument("-o", "--output", required=True)
+    r.add_argument("--identify", action="store_true", help="include patient identity")
+
+    rh = sub.add_parser("rehearse", help="teaching animation of a plan")
+    rh.add_argument("plan")
+    rh.add_argument("-o", "--output", required=True, help="OUT.gif or OUT.mp4")
+    rh.add_argument("--handout", metavar="OUT.pdf")
+
+    pa = sub.add_parser("pacs", help="query/retrieve from a configured PACS node")
+    pa.add_argument("action", choices=["echo", "find", "get"])
+    pa.add_argument("--host", required=True)
+    pa.add_argument("--port", type=int, required=True)
+    pa.add_argument("--aet", default="SPINEPLAN", help="our AE title")
+    pa.add_argument("--aec", default="ANY-SCP", help="called AE title")
+    pa.add_argument("--patient-id")
+    pa.add_argument("--study-uid")
+    pa.add_argument("--series-uid")
+    pa.add_argument("-o", "--output", help="folder for retrieved files")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``spineplan`` console script."""
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    command = args.command or "gui"
+    if args.command is None:
+        args = parser.parse_args(["gui"])
+    try:
+        handler = importlib.import_module(f"spineplan.cli_handlers.{command}")
+    except ModuleNotFoundError as exc:
+        if exc.name == f"spineplan.cli_handlers.{command}":
+            print(f"spineplan: error: '{command}' is not available in this build", file=sys.stderr)
+            return 2
+        raise
+    try:
+        return int(handler.run(args) or 0)
+    except SpineplanError as exc:
+        print(f"spineplan: error: {exc}", file=sys.stderr)
+        return 2
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError) as exc:
+        print(f"spineplan: error: {exc.strerror or exc}: {exc.filename}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("spineplan: error: interrupted", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

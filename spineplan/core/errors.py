@@ -1,0 +1,34 @@
+"""Exceptions that mean "bad input": the CLI prints them as one line and exits 2."""
+
+from __future__ import annotations
+
+__all__ = ["SpineplanError", "InvalidInputError", "DicomError", "PlanFileError",
+           "SegmentationError", "PlanningError"]
+
+
+class SpineplanError(Exception):
+    """Base class for errors caused by input or requests, not by bugs.
+
+    The message must say what is wrong and what to do, in one line, and must not
+    contain patient identity.
+    """
+
+
+class InvalidInputError(SpineplanError):
+    """A file or folder that cannot be read as what it should be."""
+
+
+class DicomError(InvalidInputError):
+    """Unreadable, inconsistent or unsupported DICOM data."""
+
+
+class PlanFileError(InvalidInputError):
+    """A plan file that is of another version, another series, or tampered with."""
+
+
+class SegmentationError(SpineplanError):
+    """Segmentation could not find the anatomy it needs."""
+
+
+class PlanningError(SpineplanError):
+    """An impossible planning request (unknown level, missing anatomy, ...)."""

@@ -1,0 +1,182 @@
+"""Volume: a 3D image on a voxel grid placed in LPS patient space.
+
+The array is indexed ``[k, j, i]`` (slice, row, column), exactly as SimpleITK's
+``GetArrayFromImage`` returns it. ``spacing`` is ``(si, sj, sk)`` in mm and the
+columns of ``direction`` are the LPS unit vectors of the i, j and k axes. The
+centre of voxel (0, 0, 0) is at ``origin`` (LPS, mm). This matches DICOM and ITK.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+__all__ = ["Volume", "orientation_code"]
+
+
+@dataclass
+class Volume:
+    """A 3D scalar image with LPS geometry.
+
+    Parameters
+    ----------
+    array : ndarray
+        Voxel values indexed ``[k, j, i]``.
+    spacing : sequence of 3 float
+        Voxel size along i, j, k in mm.
+    origin : sequence of 3 float
+        LPS position (mm) of the centre of voxel ``(i, j, k) = (0, 0, 0)``.
+    direction : (3, 3) array
+        Column ``n`` is the LPS unit vector of array axis ``n`` (i, j, k).
+    modality : str
+        ``"CT"``, ``"MR"`` or ``""`` when unknown.
+    meta : dict
+        Non-identifying descriptive metadata (series UID, description, ...).
+    warnings : list of str
+        Problems found while loading (missing slices, tilt, ...).
+    """
+
+    array: np.ndarray
+    spacing: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    origin: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    direction: np.ndarray = field(default_factory=lambda: np.eye(3))
+    modality: str = ""
+    meta: dict[str, Any] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if self.array.ndim != 3:
+            raise ValueError(f"Volume needs a 3D array, got shape {self.array.shape}")
+        self.spacing = tuple(float(s) for s in self.spacing)
+        self.origin = tuple(float(o) for o in self.origin)
+        self.direction = np.asarray(self.direction, dtype=float).reshape(3, 3)
+        if any(s <= 0 for s in self.spacing):
+            raise ValueError(f"spacing must be positive, got {self.spacing}")
+
+    # ------------------------------------------------------------------ shape
+    @property
+    def size_ijk(self) -> tuple[int, int, int]:
+        """Number of voxels along i, j, k."""
+        k, j, i = self.array.shape
+        return (i, j, k)
+
+    # --------------------------------------------------------------- geometry
+    def lps_from_ijk(self) -> np.ndarray:
+        """4x4 affine mapping voxel indices (i, j, k, 1) to LPS mm."""
+        m = np.eye(4)
+        m[:3, :3] = self.direction @ np.diag(self.spacing)
+        m[:3, 3] = self.origin
+        return m
+
+    def ijk_from_lps(self) -> np.ndarray:
+        """4x4 affine mapping LPS mm to continuous voxel indices (i, j, k)."""
+        return np.linalg.inv(self.lps_from_ijk())
+
+    def ras_from_ijk(self) -> np.ndarray:
+        """4x4 affine to RAS (NIfTI / Slicer world), i.e. diag(-1,-1,1) of LPS."""
+        return np.diag([-1.0, -1.0, 1.0, 1.0]) @ self.lps_from_ijk()
+
+    def lps_points_from_ijk(self, ijk: np.ndarray) -> np.ndarray:
+        """Map an ``(N, 3)`` (or ``(3,)``) array of i, j, k indices to LPS mm."""
+        p = np.asarray(ijk, dtype=float)
+        m = self.lps_from_ijk()
+        return p @ m[:3, :3].T + m[:3, 3]
+
+    def ijk_points_from_lps(self, lps: np.ndarray) -> np.ndarray:
+        """Map an ``(N, 3)`` (or ``(3,)``) array of LPS points to continuous i, j, k."""
+        p = np.asarray(lps, dtype=float)
+        m = self.ijk_from_lps()
+        return p @ m[:3, :3].T + m[:3, 3]
+
+    def value_at_lps(self, lps: np.ndarray, default: float = np.nan) -> float:
+        """Nearest-voxel value at an LPS point, ``default`` outside the grid."""
+        i, j, k = np.rint(self.ijk_points_from_lps(lps)).astype(int)
+        ni, nj, nk = self.size_ijk
+        if 0 <= i < ni and 0 <= j < nj and 0 <= k < nk:
+            return float(self.array[k, j, i])
+        return default
+
+    def bounds_lps(self) -> tuple[np.ndarray, np.ndarray]:
+        """Axis-aligned LPS bounding box (min, max) of the voxel centres."""
+        ni, nj, nk = self.size_ijk
+        corners = np.array(
+            [[i, j, k] for i in (0, ni - 1) for j in (0, nj - 1) for k in (0, nk - 1)], float
+        )
+        pts = self.lps_points_from_ijk(corners)
+        return pts.min(axis=0), pts.max(axis=0)
+
+    def center_lps(self) -> np.ndarray:
+        """LPS position of the centre of the grid."""
+        return self.lps_points_from_ijk((np.array(self.size_ijk) - 1) / 2.0)
+
+    def same_grid(self, other: "Volume", tol: float = 1e-3) -> bool:
+        """True when ``other`` has the same size and voxel-to-LPS mapping."""
+        return self.array.shape == other.array.shape and bool(
+            np.allclose(self.lps_from_ijk(), other.lps_from_ijk(), atol=tol)
+        )
+
+    def with_array(self, array: np.ndarray, **changes: Any) -> "Volume":
+        """A new Volume on the same grid holding ``array`` (e.g. a label map)."""
+        if array.shape != self.array.shape:
+            raise ValueError(f"array shape {array.shape} != grid {self.array.shape}")
+        kw = dict(
+            spacing=self.spacing,
+            origin=self.origin,
+            direction=self.direction.copy(),
+            modality=self.modality,
+            meta=dict(self.meta),
+            warnings=[],
+        )
+        kw.update(changes)
+        return Volume(array, **kw)
+
+    # -------------------------------------------------------------- SimpleITK
+    def to_sitk(self):
+        """Convert to a ``SimpleITK.Image`` (copies the array)."""
+        import SimpleITK as sitk
+
+        img = sitk.GetImageFromArray(np.ascontiguousarray(self.array))
+        img.SetSpacing(self.spacing)
+        img.SetOrigin(self.origin)
+        img.SetDirection(tuple(self.direction.ravel()))
+        return img
+
+    @classmethod
+    def from_sitk(cls, img, **kw: Any) -> "Volume":
+        """Build a Volume from a 3D ``SimpleITK.Image`` (LPS geometry as ITK stores it)."""
+        import SimpleITK as sitk
+
+        if img.GetDimension() != 3:
+            raise ValueError(f"expected a 3D image, got {img.GetDimension()}D")
+        if img.GetNumberOfComponentsPerPixel() != 1:
+            raise ValueError("expected a scalar image, got a multi-component image")
+        return cls(
+            sitk.GetArrayFromImage(img),
+            spacing=img.GetSpacing(),
+            origin=img.GetOrigin(),
+            direction=np.array(img.GetDirection()).reshape(3, 3),
+            **kw,
+        )
+
+    def orientation(self) -> str:
+        """Three-letter code (e.g. ``"LPS"``) of the direction each axis i, j, k increases."""
+        return orientation_code(self.direction)
+
+
+def orientation_code(direction: np.ndarray) -> str:
+    """Orientation code of a 3x3 LPS direction matrix (columns = axes i, j, k).
+
+    Each letter is the anatomical direction towards which the axis increases,
+    using the dominant component (as ITK's ``DICOMOrientImageFilter`` does).
+    """
+    d = np.asarray(direction, float).reshape(3, 3)
+    pos = "LPS"
+    neg = "RAI"
+    out = []
+    for n in range(3):
+        col = d[:, n]
+        a = int(np.argmax(np.abs(col)))
+        out.append(pos[a] if col[a] > 0 else neg[a])
+    return "".join(out)
