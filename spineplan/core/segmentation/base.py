@@ -1,0 +1,125 @@
+"""Segmenter protocol, result type and registry.
+
+A backend has a ``name``, ``is_available()``, ``missing_dependencies`` (why it is
+unavailable) and ``segment(volume, *, progress=None, cancel=None) -> SegmentationResult``.
+Built-in classical backends are always available; optional ones report what they miss.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Protocol
+
+from ..errors import SegmentationError
+from ..volume import Volume
+
+__all__ = ["SegmentationResult", "Segmenter", "FunctionSegmenter", "register", "get",
+           "available", "all_segmenters", "default_for"]
+
+
+@dataclass
+class SegmentationResult:
+    """Output of a segmenter.
+
+    Attributes
+    ----------
+    labels : Volume
+        Label map on the input grid (uint16, VerSe numbering, discs 100+upper, 300 canal).
+    levels : list of str
+        Vertebra names found, cranial to caudal (e.g. ``["T12", "L1", ..., "S1"]``).
+    confidence : dict
+        ``{level name: 0..1}`` confidence of each level's identification.
+    flags : list of str
+        Findings a reader must see (e.g. "transitional anatomy: L6", "sacralised L5").
+    extra : dict
+        Backend-specific outputs (e.g. ``"posterior_elements"``: Volume on MRI,
+        ``"centerline_lps"``: (N, 3) array).
+    """
+
+    labels: Volume
+    levels: list[str] = field(default_factory=list)
+    confidence: dict[str, float] = field(default_factory=dict)
+    flags: list[str] = field(default_factory=list)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Segmenter(Protocol):
+    name: str
+    modalities: tuple[str, ...]
+
+    def is_available(self) -> bool: ...
+
+    @property
+    def missing_dependencies(self) -> list[str]: ...
+
+    def segment(self, volume: Volume, *, progress=None, cancel=None) -> SegmentationResult: ...
+
+
+@dataclass
+class FunctionSegmenter:
+    """A built-in backend wrapping ``module:function`` imported on first use."""
+
+    name: str
+    modalities: tuple[str, ...]
+    target: str  # "spineplan.core.segmentation.ct:segment_ct"
+    description: str = ""
+
+    def _fn(self) -> Callable[..., SegmentationResult]:
+        import importlib
+
+        mod, fn = self.target.split(":")
+        return getattr(importlib.import_module(mod), fn)
+
+    def is_available(self) -> bool:
+        return not self.missing_dependencies
+
+    @property
+    def missing_dependencies(self) -> list[str]:
+        try:
+            self._fn()
+        except (ImportError, AttributeError) as exc:
+            return [str(exc)]
+        return []
+
+    def segment(self, volume: Volume, *, progress=None, cancel=None) -> SegmentationResult:
+        return self._fn()(volume, progress=progress, cancel=cancel)
+
+
+_REGISTRY: dict[str, Any] = {}
+
+
+def register(segmenter: Any) -> Any:
+    """Add a backend to the registry (replacing one of the same name)."""
+    _REGISTRY[segmenter.name] = segmenter
+    return segmenter
+
+
+def get(name: str) -> Any:
+    """The backend called ``name``; SegmentationError listing the known ones otherwise."""
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise SegmentationError(
+            f"unknown segmenter '{name}'; known: {', '.join(sorted(_REGISTRY))}") from None
+
+
+def all_segmenters() -> list[Any]:
+    return list(_REGISTRY.values())
+
+
+def available() -> list[Any]:
+    return [s for s in _REGISTRY.values() if s.is_available()]
+
+
+def default_for(modality: str) -> Any:
+    """The first available backend for a modality ("CT" or "MR")."""
+    for s in _REGISTRY.values():
+        if modality in s.modalities and s.is_available():
+            return s
+    raise SegmentationError(f"no segmenter available for modality '{modality or 'unknown'}'")
+
+
+register(FunctionSegmenter("classical-ct", ("CT",), "spineplan.core.segmentation.ct:segment_ct",
+                           "built-in CT segmenter (no model weights, CPU)"))
+register(FunctionSegmenter("classical-mri", ("MR",), "spineplan.core.segmentation.mri:segment_mri",
+                           "built-in sagittal lumbar MRI segmenter (no model weights, CPU)"))
