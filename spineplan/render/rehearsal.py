@@ -1,0 +1,700 @@
+"""Offscreen VTK rendering of a guided rehearsal, and its export (GIF/MP4, handout PDF).
+
+No Qt here: the scene is rendered in an offscreen render window (EGL or Xvfb, see
+docs/HEADLESS notes) and returned as RGB numpy frames, row 0 at the top. The steps come
+from :func:`spineplan.core.teaching.rehearsal_steps`; this module only draws them:
+
+- meshes of the label map (vertebrae, discs, dural sac; the target disc in green and the
+  structures at risk of the current step in red), or a bone iso-surface when no labels;
+- the skin (CT > -300 HU) and a semi-transparent soft-tissue hull (CT > -30 HU), both
+  peeled away step by step;
+- the planned path, the instrument (needle, dilator, tube, burr, cage, ...), and an inset
+  "view down the instrument";
+- the narration in a large font, the step title and the case line (level, SIDE, procedure).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import textwrap
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+from ..core.errors import InvalidInputError, SpineplanError
+from ..core.segmentation import labels as L
+from ..core.teaching import Camera, FrameState, Step, playback_frames, rehearsal_steps, trajectory_lps
+from ..core.volume import Volume
+
+__all__ = ["render_rehearsal", "write_animation", "write_handout", "project_lps_to_pixel",
+           "label_meshes_lps", "iso_surface_lps", "INSTRUMENT_RGB", "Rehearsal"]
+
+# Colours (RGB 0..1), high contrast on a dark background (readable on a projector).
+BACKGROUND_RGB = (0.04, 0.04, 0.07)
+SKIN_RGB = (0.93, 0.74, 0.60)
+SOFT_RGB = (0.80, 0.35, 0.35)
+BONE_RGB = (0.93, 0.90, 0.80)
+DISC_RGB = (0.55, 0.65, 0.95)
+SAC_RGB = (1.00, 0.85, 0.15)
+TARGET_RGB = (0.15, 0.85, 0.25)
+RISK_RGB = (1.00, 0.12, 0.08)
+PATH_RGB = (1.00, 1.00, 1.00)
+#: Unlit, so its pixels keep exactly this colour wherever nothing covers it.
+INSTRUMENT_RGB = (0.0, 1.0, 1.0)
+#: Thinnest instrument drawn (mm radius): a 1.5 mm needle would be sub-pixel in an overview.
+INSTRUMENT_MIN_VISUAL_RADIUS_MM = 1.0
+#: How far the instrument sticks out of the skin (mm).
+INSTRUMENT_OUTSIDE_MM = 40.0
+#: Voxel size (mm) of the meshes: labels, skin and soft-tissue hull.
+LABEL_MESH_VOXEL_MM = 1.5
+SKIN_MESH_VOXEL_MM = 3.0
+SKIN_HU = -300.0
+SOFT_TISSUE_HU = -30.0
+BONE_HU = 200.0
+#: Inset "view down the instrument": viewport (x0, y0, x1, y1) and distance behind the tip (mm).
+INSET_VIEWPORT = (0.70, 0.46, 0.99, 0.84)
+INSET_DISTANCE_MM = 70.0
+
+
+def _ensure_headless_default() -> None:
+    """Without a display, use EGL (Mesa llvmpipe) rather than trying X first."""
+    if not os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY"):
+        os.environ.setdefault("VTK_DEFAULT_OPENGL_WINDOW", "vtkEGLRenderWindow")
+
+
+# --------------------------------------------------------------------------------------
+# Meshes
+# --------------------------------------------------------------------------------------
+def _vtk():
+    _ensure_headless_default()
+    import vtkmodules.vtkRenderingOpenGL2  # noqa: F401  (registers the OpenGL factories)
+    import vtkmodules.vtkRenderingFreeType  # noqa: F401  (text)
+    import vtkmodules.vtkInteractionStyle  # noqa: F401
+    import vtkmodules.all as vtk
+
+    return vtk
+
+
+def _image_from_array(arr: np.ndarray):
+    """vtkImageData in index space (spacing 1, origin 0) from an array indexed [k, j, i]."""
+    vtk = _vtk()
+    from vtkmodules.util import numpy_support
+
+    arr = np.ascontiguousarray(arr)
+    img = vtk.vtkImageData()
+    img.SetDimensions(arr.shape[2], arr.shape[1], arr.shape[0])
+    img.GetPointData().SetScalars(numpy_support.numpy_to_vtk(arr.ravel(order="C"), deep=True))
+    return img
+
+
+def _lps_transform(vol: Volume, offset_ijk=(0, 0, 0), stride=(1, 1, 1)):
+    """vtkTransform from (strided, offset) index space of ``vol`` to LPS mm."""
+    vtk = _vtk()
+    m = vol.lps_from_ijk() @ np.array([[stride[0], 0, 0, offset_ijk[0]],
+                                       [0, stride[1], 0, offset_ijk[1]],
+                                       [0, 0, stride[2], offset_ijk[2]],
+                                       [0, 0, 0, 1]], float)
+    t = vtk.vtkTransform()
+    t.SetMatrix(m.ravel().tolist())
+    return t
+
+
+def _finish_mesh(poly, transform, smooth_iterations: int = 12):
+    vtk = _vtk()
+    src = poly
+    if smooth_iterations and poly.GetNumberOfPoints() > 0:
+        sm = vtk.vtkWindowedSincPolyDataFilter()
+        sm.SetInputData(poly)
+        sm.SetNumberOfIterations(smooth_iterations)
+        sm.SetPassBand(0.1)
+        sm.NonManifoldSmoothingOn()
+        sm.NormalizeCoordinatesOn()
+        sm.Update()
+        src = sm.GetOutput()
+    tf = vtk.vtkTransformPolyDataFilter()
+    tf.SetInputData(src)
+    tf.SetTransform(transform)
+    nm = vtk.vtkPolyDataNormals()
+    nm.SetInputConnection(tf.GetOutputPort())
+    nm.SplittingOff()
+    nm.ConsistencyOn()
+    nm.Update()
+    out = vtk.vtkPolyData()
+    out.DeepCopy(nm.GetOutput())
+    return out
+
+
+def _strides(vol: Volume, voxel_mm: float) -> tuple[int, int, int]:
+    return tuple(max(1, int(round(voxel_mm / s))) for s in vol.spacing)
+
+
+def label_meshes_lps(labels: Volume, values: Sequence[int] | None = None,
+                     voxel_mm: float = LABEL_MESH_VOXEL_MM) -> dict[int, object]:
+    """Smoothed surface (vtkPolyData, LPS mm) of each label value present.
+
+    Each label is meshed on its own bounding box (flying edges on the binary mask,
+    downsampled to about ``voxel_mm``), then mapped to LPS with the volume's full affine,
+    so any acquisition direction is handled.
+    """
+    from scipy import ndimage
+
+    vtk = _vtk()
+    sk, sj, si = _strides(labels, voxel_mm)[::-1]
+    arr = labels.array[::sk, ::sj, ::si]
+    present = [int(v) for v in np.unique(arr) if v != 0]
+    if values is not None:
+        present = [v for v in present if v in set(int(x) for x in values)]
+    out: dict[int, object] = {}
+    if not present:
+        return out
+    lab_int = arr.astype(np.int32, copy=False)
+    boxes = ndimage.find_objects(np.where(np.isin(lab_int, present), lab_int, 0))
+    for v in present:
+        if v - 1 >= len(boxes) or boxes[v - 1] is None:
+            continue
+        sl = tuple(slice(max(s.start - 1, 0), s.stop + 1) for s in boxes[v - 1])
+        mask = np.zeros(tuple(s.stop - s.start + 2 for s in sl), np.uint8)
+        sub = (lab_int[sl] == v).astype(np.uint8)
+        mask[1:1 + sub.shape[0], 1:1 + sub.shape[1], 1:1 + sub.shape[2]] = sub
+        img = _image_from_array(mask)
+        fe = vtk.vtkFlyingEdges3D()
+        fe.SetInputData(img)
+        fe.SetValue(0, 0.5)
+        fe.ComputeNormalsOff()
+        fe.Update()
+        off = (sl[2].start - 1, sl[1].start - 1, sl[0].start - 1)  # (i, j, k) in the strided grid
+        t = _lps_transform(labels, (off[0] * si, off[1] * sj, off[2] * sk), (si, sj, sk))
+        out[v] = _finish_mesh(fe.GetOutput(), t)
+    return out
+
+
+def iso_surface_lps(ct: Volume, hu: float, voxel_mm: float = SKIN_MESH_VOXEL_MM,
+                    smooth_iterations: int = 8):
+    """Iso-surface of a CT at ``hu`` (vtkPolyData, LPS mm), downsampled to about ``voxel_mm``."""
+    vtk = _vtk()
+    si, sj, sk = _strides(ct, voxel_mm)
+    arr = np.asarray(ct.array[::sk, ::sj, ::si], dtype=np.float32)
+    # pad with air so the surface closes at the edges of the scan
+    arr = np.pad(arr, 1, constant_values=min(float(arr.min()), hu - 1000.0))
+    img = _image_from_array(arr)
+    fe = vtk.vtkFlyingEdges3D()
+    fe.SetInputData(img)
+    fe.SetValue(0, float(hu))
+    fe.ComputeNormalsOff()
+    fe.ComputeScalarsOff()
+    fe.Update()
+    return _finish_mesh(fe.GetOutput(), _lps_transform(ct, (-si, -sj, -sk), (si, sj, sk)),
+                        smooth_iterations)
+
+
+# --------------------------------------------------------------------------------------
+# Instrument geometry
+# --------------------------------------------------------------------------------------
+def _cylinder(p0: np.ndarray, p1: np.ndarray, radius: float, sides: int = 24):
+    vtk = _vtk()
+    line = vtk.vtkLineSource()
+    line.SetPoint1(*map(float, p0))
+    line.SetPoint2(*map(float, p1))
+    tube = vtk.vtkTubeFilter()
+    tube.SetInputConnection(line.GetOutputPort())
+    tube.SetRadius(float(radius))
+    tube.SetNumberOfSides(sides)
+    tube.CappingOn()
+    tube.Update()
+    return tube.GetOutput()
+
+
+def _box(center: np.ndarray, axes: np.ndarray, size: Sequence[float]):
+    """Box centred at ``center`` with unit edge directions ``axes`` (3x3 columns) and ``size``."""
+    vtk = _vtk()
+    cube = vtk.vtkCubeSource()
+    cube.SetXLength(float(size[0]))
+    cube.SetYLength(float(size[1]))
+    cube.SetZLength(float(size[2]))
+    m = np.eye(4)
+    m[:3, :3] = axes
+    m[:3, 3] = center
+    t = vtk.vtkTransform()
+    t.SetMatrix(m.ravel().tolist())
+    tf = vtk.vtkTransformPolyDataFilter()
+    tf.SetInputConnection(cube.GetOutputPort())
+    tf.SetTransform(t)
+    tf.Update()
+    return tf.GetOutput()
+
+
+def _append(polys):
+    vtk = _vtk()
+    ap = vtk.vtkAppendPolyData()
+    for p in polys:
+        ap.AddInputData(p)
+    ap.Update()
+    return ap.GetOutput()
+
+
+def _instrument_poly(step: Step, tip: np.ndarray, plan: dict):
+    entry, target, d, depth = trajectory_lps(plan)
+    r = max(step.instrument_radius_mm, INSTRUMENT_MIN_VISUAL_RADIUS_MM)
+    outside = entry - d * INSTRUMENT_OUTSIDE_MM
+    kind = step.instrument
+    params = plan.get("parameters") or {}
+    if kind == "marker":
+        # skin mark: a thin disc of the incision diameter on the skin
+        return _cylinder(tip - d * 1.0, tip + d * 1.0, r, sides=48)
+    if kind == "tube":
+        length = float(params.get("length_mm") or (depth + INSTRUMENT_OUTSIDE_MM))
+        return _cylinder(tip, tip - d * length, r, sides=48)
+    if kind == "cage":
+        axis = np.asarray(params.get("axis_lps") or d, float)
+        axis = axis / np.linalg.norm(axis)
+        sup = np.array([0.0, 0.0, 1.0])
+        hz = sup - axis * float(sup @ axis)
+        hz = hz / np.linalg.norm(hz) if np.linalg.norm(hz) > 1e-6 else np.array([0.0, 1.0, 0.0])
+        wd = np.cross(hz, axis)
+        size = (float(params.get("length_mm", 26.0)), float(params.get("width_mm", 10.0)),
+                float(params.get("height_mm", 11.0)))
+        cage = _box(tip, np.stack([axis, wd, hz], axis=1), size)
+        back = tip - axis * size[0] / 2
+        return _append([cage, _cylinder(back, outside, 2.0)])
+    return _cylinder(tip, outside, r)
+
+
+# --------------------------------------------------------------------------------------
+# Scene
+# --------------------------------------------------------------------------------------
+def _actor(poly, rgb, opacity=1.0, lit=True):
+    vtk = _vtk()
+    mp = vtk.vtkPolyDataMapper()
+    mp.SetInputData(poly)
+    mp.ScalarVisibilityOff()
+    a = vtk.vtkActor()
+    a.SetMapper(mp)
+    p = a.GetProperty()
+    p.SetColor(*rgb)
+    p.SetOpacity(opacity)
+    if not lit:
+        p.SetLighting(False)
+        p.SetAmbient(1.0)
+        p.SetDiffuse(0.0)
+        p.SetSpecular(0.0)
+    else:
+        p.SetSpecular(0.2)
+    return a
+
+
+def _set_camera(cam, c: Camera, view_angle: float = 30.0) -> None:
+    cam.SetPosition(*c.position)
+    cam.SetFocalPoint(*c.focal_point)
+    cam.SetViewUp(*c.view_up)
+    cam.SetViewAngle(view_angle)
+    cam.OrthogonalizeViewUp()
+
+
+def project_lps_to_pixel(camera: Camera, size: tuple[int, int], point_lps,
+                         view_angle: float = 30.0) -> tuple[float, float]:
+    """Pixel (column, row; row 0 at the top) where an LPS point appears in a rendered frame.
+
+    Pure perspective projection with the same camera model as VTK (vertical view angle).
+    """
+    pos, fp = np.asarray(camera.position, float), np.asarray(camera.focal_point, float)
+    fwd = fp - pos
+    fwd /= np.linalg.norm(fwd)
+    up = np.asarray(camera.view_up, float)
+    up = up - fwd * (up @ fwd)
+    up /= np.linalg.norm(up)
+    right = np.cross(fwd, up)
+    v = np.asarray(point_lps, float) - pos
+    z = v @ fwd
+    if z <= 0:
+        raise ValueError("point is behind the camera")
+    w, h = size
+    f = 1.0 / np.tan(np.radians(view_angle) / 2)
+    ndc_x = (v @ right) / z * f * h / w
+    ndc_y = (v @ up) / z * f
+    return (ndc_x + 1) / 2 * w, (1 - ndc_y) / 2 * h
+
+
+class Rehearsal:
+    """An offscreen VTK scene for one plan; renders frame states to RGB arrays."""
+
+    def __init__(self, plan: dict, ct: Volume | None, labels: Volume | None,
+                 size: tuple[int, int] = (640, 480), inset: bool = True, title: str | None = None,
+                 progress: Callable[[float, str], None] | None = None):
+        vtk = _vtk()
+        self.plan = plan
+        self.size = (int(size[0]), int(size[1]))
+        if self.size[0] < 64 or self.size[1] < 48:
+            raise InvalidInputError("rehearsal frames must be at least 64 x 48 pixels")
+        self.steps = rehearsal_steps(plan, labels)
+        self.entry, self.target, self.direction, self.depth = trajectory_lps(plan)
+        rep = progress or (lambda f, m: None)
+
+        self.ren = vtk.vtkRenderer()
+        self.ren.SetBackground(*BACKGROUND_RGB)
+        self.ren.SetUseDepthPeeling(1)
+        self.ren.SetMaximumNumberOfPeels(4)
+        self.ren.SetOcclusionRatio(0.1)
+        self.rw = vtk.vtkRenderWindow()
+        self.rw.SetOffScreenRendering(1)
+        self.rw.SetMultiSamples(0)
+        self.rw.SetAlphaBitPlanes(1)
+        self.rw.SetSize(*self.size)
+        self.rw.AddRenderer(self.ren)
+        self.inset = None
+        if inset:
+            self.inset = vtk.vtkRenderer()
+            self.inset.SetViewport(*INSET_VIEWPORT)
+            self.inset.SetBackground(0.0, 0.0, 0.0)
+            self.inset.SetUseDepthPeeling(1)
+            self.rw.AddRenderer(self.inset)
+
+        # ---- anatomy -------------------------------------------------------------
+        self.skin = self.soft = None
+        if ct is not None:
+            rep(0.05, "skin surface")
+            self.skin = _actor(iso_surface_lps(ct, SKIN_HU), SKIN_RGB)
+            rep(0.15, "soft-tissue hull")
+            self.soft = _actor(iso_surface_lps(ct, SOFT_TISSUE_HU), SOFT_RGB)
+        self.label_actors: dict[int, object] = {}
+        self.bone_actors: list = []
+        if labels is not None:
+            rep(0.3, "label meshes")
+            for v, poly in label_meshes_lps(labels).items():
+                if L.is_vertebra(v):
+                    rgb = BONE_RGB
+                elif L.is_disc(v):
+                    rgb = DISC_RGB
+                elif v in (L.CANAL, L.CORD):
+                    rgb = SAC_RGB
+                else:
+                    rgb = (0.7, 0.7, 0.7)
+                a = _actor(poly, rgb)
+                a._base_rgb = rgb  # type: ignore[attr-defined]
+                self.label_actors[v] = a
+        elif ct is not None:
+            rep(0.3, "bone surface")
+            self.bone_actors.append(_actor(iso_surface_lps(ct, BONE_HU, voxel_mm=LABEL_MESH_VOXEL_MM),
+                                           BONE_RGB))
+        self.root_actors: dict[str, object] = {}
+        for st in self.steps:
+            for s in st.at_risk:
+                if s.center_lps is not None and s.name not in self.root_actors:
+                    sp = vtk.vtkSphereSource()
+                    sp.SetCenter(*s.center_lps)
+                    sp.SetRadius(float(s.radius_mm or 5.0))
+                    sp.SetThetaResolution(24)
+                    sp.SetPhiResolution(16)
+                    sp.Update()
+                    self.root_actors[s.name] = _actor(sp.GetOutput(), RISK_RGB, 0.55)
+        # planned path and target marker
+        path = _cylinder(self.entry, self.target, 0.35, sides=8)
+        self.path = _actor(path, PATH_RGB, 0.9, lit=False)
+        tsp = vtk.vtkSphereSource()
+        tsp.SetCenter(*self.target)
+        tsp.SetRadius(2.0)
+        tsp.Update()
+        self.target_marker = _actor(tsp.GetOutput(), TARGET_RGB, 1.0, lit=False)
+        self.instrument = _actor(_cylinder(self.entry, self.entry - self.direction, 1.0),
+                                 INSTRUMENT_RGB, 1.0, lit=False)
+        for a in self._all_actors():
+            self.ren.AddActor(a)
+            # the inset camera sits on the instrument axis: leave the instrument and path out
+            if self.inset is not None and a is not self.instrument and a is not self.path:
+                self.inset.AddActor(a)
+
+        # ---- text ----------------------------------------------------------------
+        h = self.size[1]
+        self.font = max(12, int(round(h / 24)))
+        self.title_text = self._text(max(14, int(round(h / 18))), (0.02, 0.92), bold=True)
+        self.narration = self._text(self.font, (0.02, 0.03))
+        self.case_text = self._text(max(12, int(round(h / 22))), (0.98, 0.92), bold=True, right=True)
+        side = str(plan.get("side", "")).upper()
+        case = f"{plan.get('level', '')}  {side}  {plan.get('procedure', '')}"
+        self.case_text.SetInput(f"{title}\n{case}" if title else case)
+        self.inset_text = None
+        if self.inset is not None:
+            self.inset_text = self._text(max(10, int(round(h / 34))),
+                                         (INSET_VIEWPORT[0] + 0.01, INSET_VIEWPORT[3] - 0.05))
+            self.inset_text.SetInput("view down the instrument")
+        rep(0.5, "scene ready")
+
+    def _all_actors(self):
+        out = [a for a in (self.skin, self.soft) if a is not None]
+        out += list(self.label_actors.values()) + self.bone_actors + list(self.root_actors.values())
+        out += [self.path, self.target_marker, self.instrument]
+        return out
+
+    def _text(self, size: int, pos, bold=False, right=False):
+        vtk = _vtk()
+        t = vtk.vtkTextActor()
+        tp = t.GetTextProperty()
+        tp.SetFontSize(size)
+        tp.SetColor(1.0, 1.0, 1.0)
+        tp.SetBold(bold)
+        tp.SetBackgroundColor(0.0, 0.0, 0.0)
+        tp.SetBackgroundOpacity(0.6)
+        if right:
+            tp.SetJustificationToRight()
+        tp.SetVerticalJustificationToBottom() if pos[1] < 0.5 else tp.SetVerticalJustificationToTop()
+        t.GetPositionCoordinate().SetCoordinateSystemToNormalizedViewport()
+        t.GetPositionCoordinate().SetValue(*pos)
+        self.ren.AddViewProp(t)
+        return t
+
+    def _wrap(self, text: str) -> str:
+        chars = max(20, int(self.size[0] / (self.font * 0.55)))
+        return "\n".join(textwrap.wrap(text, chars))
+
+    def apply(self, fs: FrameState) -> None:
+        """Set the scene to one frame state (camera, layers, highlights, instrument, text)."""
+        st = self.steps[fs.step_index]
+        if self.skin is not None:
+            self.skin.SetVisibility(fs.layers.get("skin", 0) > 0.01)
+            self.skin.GetProperty().SetOpacity(fs.layers.get("skin", 0))
+        if self.soft is not None:
+            self.soft.SetVisibility(fs.layers.get("soft_tissue", 0) > 0.01)
+            self.soft.GetProperty().SetOpacity(fs.layers.get("soft_tissue", 0))
+        bone = fs.layers.get("bone", 1.0)
+        risk_labels = {lab for s in st.at_risk for lab in s.labels}
+        for v, a in self.label_actors.items():
+            p = a.GetProperty()
+            if v in risk_labels:
+                p.SetColor(*RISK_RGB)
+                p.SetOpacity(max(0.6, bone))
+            elif v in st.target_labels:
+                p.SetColor(*TARGET_RGB)
+                p.SetOpacity(max(0.5, min(bone, 0.7)))
+            else:
+                p.SetColor(*a._base_rgb)
+                p.SetOpacity(bone)
+            a.SetVisibility(p.GetOpacity() > 0.01)
+        for a in self.bone_actors:
+            a.GetProperty().SetOpacity(bone)
+        names = {s.name for s in st.at_risk}
+        for n, a in self.root_actors.items():
+            a.SetVisibility(n in names)
+        self.instrument.GetMapper().SetInputData(_instrument_poly(st, np.asarray(fs.tip_lps), self.plan))
+        self.title_text.SetInput(f"Step {st.index + 1}/{len(self.steps)}: {st.title}")
+        self.narration.SetInput(self._wrap(st.narration))
+        _set_camera(self.ren.GetActiveCamera(), fs.camera)
+        self.ren.ResetCameraClippingRange()
+        if self.inset is not None:
+            tip = np.asarray(fs.tip_lps)
+            pos = tip - self.direction * INSET_DISTANCE_MM
+            up = np.asarray(fs.camera.view_up)
+            _set_camera(self.inset.GetActiveCamera(),
+                        Camera(tuple(pos), tuple(tip), tuple(up)), view_angle=40.0)
+            self.inset.ResetCameraClippingRange()
+
+    def capture(self) -> np.ndarray:
+        """Render and return the window as an RGB uint8 array (row 0 at the top)."""
+        vtk = _vtk()
+        from vtkmodules.util import numpy_support
+
+        self.rw.Render()
+        w2i = vtk.vtkWindowToImageFilter()
+        w2i.SetInput(self.rw)
+        w2i.SetInputBufferTypeToRGB()
+        w2i.ReadFrontBufferOff()
+        w2i.Update()
+        img = w2i.GetOutput()
+        w, h, _ = img.GetDimensions()
+        a = numpy_support.vtk_to_numpy(img.GetPointData().GetScalars()).reshape(h, w, 3)
+        return np.ascontiguousarray(a[::-1])
+
+    def close(self) -> None:
+        """Release the render window (needed before Xvfb goes away)."""
+        self.rw.Finalize()
+        self.rw = None
+
+
+def _progress_bar(frame: np.ndarray, n: int, total: int) -> None:
+    """Paint a thin playback-progress bar at the bottom of a frame (in place)."""
+    h, w, _ = frame.shape
+    bh = max(2, h // 120)
+    x = int(round(w * (n + 1) / total))
+    frame[h - bh:, :x] = (255, 200, 0)
+    frame[h - bh:, x:] = (40, 40, 40)
+
+
+def render_rehearsal(plan: dict, ct: Volume | None, labels: Volume | None = None,
+                     size: tuple[int, int] = (640, 480), frames_per_step: int = 12,
+                     inset: bool = True, title: str | None = None,
+                     progress: Callable[[float, str], None] | None = None,
+                     cancel: Callable[[], bool] | None = None,
+                     step_images: list | None = None) -> list[np.ndarray]:
+    """Render a guided rehearsal of a plan as RGB frames.
+
+    Parameters
+    ----------
+    plan : dict
+        Plan dict (docs/PLAN_SCHEMA.md).
+    ct, labels : Volume
+        The planning CT (skin and soft-tissue layers) and its label map (anatomy and the
+        structures at risk); either may be None.
+    size : (width, height)
+        Frame size in pixels.
+    frames_per_step : int
+        Frames per step (camera, tip and layers interpolated within a step).
+    inset : bool
+        Show the inset "view down the instrument".
+    title : str
+        Case title shown instead of any identity (presentation mode).
+    progress, cancel : callables
+        ``progress(fraction, message)``; ``cancel() -> True`` stops with
+        :class:`spineplan.core.tasks.Cancelled` when available, else SpineplanError.
+    step_images : list, optional
+        When given, the last frame of each step is appended to it (handout images).
+
+    Returns
+    -------
+    list of ndarray
+        ``len(steps) * frames_per_step`` RGB uint8 frames ``(height, width, 3)``.
+    """
+    rep = progress or (lambda f, m: None)
+    scene = Rehearsal(plan, ct, labels, size=size, inset=inset, title=title,
+                      progress=lambda f, m: rep(0.3 * f, m))
+    try:
+        states = playback_frames(scene.steps, frames_per_step)
+        frames = []
+        for n, fs in enumerate(states):
+            if cancel is not None and cancel():
+                try:
+                    from ..core.tasks import Cancelled
+                except ImportError:  # pragma: no cover
+                    raise SpineplanError("rehearsal cancelled") from None
+                raise Cancelled()
+            scene.apply(fs)
+            img = scene.capture()
+            _progress_bar(img, n, len(states))
+            frames.append(img)
+            if step_images is not None and fs.frame_in_step == frames_per_step - 1:
+                step_images.append(img)
+            rep(0.3 + 0.7 * (n + 1) / len(states), f"frame {n + 1}/{len(states)}")
+        return frames
+    finally:
+        scene.close()
+
+
+# --------------------------------------------------------------------------------------
+# Export
+# --------------------------------------------------------------------------------------
+def _tmp_beside(path: Path) -> Path:
+    fd, name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix="".join(path.suffixes[-1:]),
+                                dir=path.parent)
+    os.close(fd)
+    return Path(name)
+
+
+def write_animation(frames: Sequence[np.ndarray], path: str | os.PathLike, fps: float = 8.0) -> Path:
+    """Write frames as an animated GIF (loops) or an MP4 (H.264), atomically.
+
+    Raises
+    ------
+    InvalidInputError
+        No frames, frames of different sizes, or an unsupported extension.
+    SpineplanError
+        MP4 requested but the ``imageio-ffmpeg`` package is not installed.
+    """
+    path = Path(path)
+    ext = path.suffix.lower()
+    if ext not in (".gif", ".mp4"):
+        raise InvalidInputError(f"animation must be .gif or .mp4, not '{ext or path.name}'")
+    if not frames:
+        raise InvalidInputError("no frames to write")
+    shapes = {f.shape for f in frames}
+    if len(shapes) != 1:
+        raise InvalidInputError("all frames must have the same size")
+    if not path.parent.is_dir():
+        raise InvalidInputError(f"output folder {path.parent} does not exist")
+    import imageio.v2 as iio
+
+    stack = [np.ascontiguousarray(f[..., :3], dtype=np.uint8) for f in frames]
+    tmp = _tmp_beside(path)
+    try:
+        if ext == ".gif":
+            iio.mimwrite(tmp, stack, format="GIF", duration=1000.0 / fps, loop=0)
+        else:
+            try:
+                import imageio_ffmpeg  # noqa: F401
+            except ImportError:
+                raise SpineplanError("MP4 export needs the imageio-ffmpeg package "
+                                     "(pip install imageio-ffmpeg), or write a .gif") from None
+            h, w = stack[0].shape[:2]
+            if h % 2 or w % 2:  # H.264 (yuv420p) needs even sizes
+                stack = [f[: h - h % 2, : w - w % 2] for f in stack]
+            with iio.get_writer(tmp, format="FFMPEG", mode="I", fps=fps, codec="libx264",
+                                pixelformat="yuv420p", macro_block_size=1, quality=7) as wr:
+                for f in stack:
+                    wr.append_data(f)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return path
+
+
+def write_handout(steps: Sequence[Step], images: Sequence[np.ndarray], path: str | os.PathLike,
+                  title: str = "Rehearsal") -> Path:
+    """Write a PDF handout: one page per step with its image and narration (atomic).
+
+    Raises
+    ------
+    InvalidInputError
+        When the number of images differs from the number of steps.
+    """
+    path = Path(path)
+    if len(steps) != len(images) or not steps:
+        raise InvalidInputError(f"handout needs one image per step ({len(steps)} steps, "
+                                f"{len(images)} images)")
+    if not path.parent.is_dir():
+        raise InvalidInputError(f"output folder {path.parent} does not exist")
+    from PIL import Image
+    from reportlab.lib.pagesizes import A4, landscape
+    from reportlab.lib.styles import getSampleStyleSheet
+    from reportlab.lib.units import mm
+    from reportlab.lib.utils import ImageReader
+    from reportlab.platypus import Paragraph
+    from reportlab.pdfgen import canvas
+    from xml.sax.saxutils import escape
+
+    styles = getSampleStyleSheet()
+    body = styles["BodyText"].clone("narr", fontSize=14, leading=18)
+    risk = styles["BodyText"].clone("risk", fontSize=12, leading=15, textColor="#b00000")
+    W, H = landscape(A4)
+    tmp = _tmp_beside(path)
+    try:
+        c = canvas.Canvas(str(tmp), pagesize=(W, H))
+        c.setTitle(title)
+        c.setAuthor("spineplan")
+        for st, img in zip(steps, images):
+            c.setFont("Helvetica-Bold", 20)
+            c.drawString(15 * mm, H - 18 * mm, f"{title} - step {st.index + 1}/{len(steps)}: {st.title}")
+            im = Image.fromarray(np.asarray(img, np.uint8)[..., :3])
+            iw, ih = im.size
+            box_w, box_h = W * 0.58, H - 40 * mm
+            s = min(box_w / iw, box_h / ih)
+            c.drawImage(ImageReader(im), 15 * mm, H - 25 * mm - ih * s, iw * s, ih * s)
+            x0 = 15 * mm + box_w + 8 * mm
+            fw = W - x0 - 12 * mm
+            text = st.narration.split(" At risk: ")[0]
+            p = Paragraph(escape(text), body)
+            _, ph = p.wrap(fw, H)
+            p.drawOn(c, x0, H - 25 * mm - ph)
+            y = H - 25 * mm - ph - 8 * mm
+            if st.at_risk:
+                r = Paragraph("<b>At risk:</b> " + escape(", ".join(s.name for s in st.at_risk)), risk)
+                _, rh = r.wrap(fw, H)
+                r.drawOn(c, x0, y - rh)
+            c.setFont("Helvetica", 8)
+            c.drawString(15 * mm, 8 * mm, "spineplan teaching handout - planning aid, not a substitute "
+                                          "for clinical judgement. Geometry in LPS mm.")
+            c.showPage()
+        c.save()
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return path
