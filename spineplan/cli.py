@@ -72,6 +72,13 @@ def build_parser() -> argparse.ArgumentParser:
     rh.add_argument("plan")
     rh.add_argument("-o", "--output", required=True, help="OUT.gif or OUT.mp4")
     rh.add_argument("--handout", metavar="OUT.pdf")
+    rh.add_argument("--image", metavar="PATH", help="CT the plan was made on (default: plan source)")
+    rh.add_argument("--labels", metavar="LABELS.nii.gz", help="label map (anatomy, structures at risk)")
+    rh.add_argument("--size", metavar="WxH", default="640x480", help="frame size (default 640x480)")
+    rh.add_argument("--frames-per-step", type=int, default=12, help="frames per step (default 12)")
+    rh.add_argument("--fps", type=float, default=8.0, help="frames per second (default 8)")
+    rh.add_argument("--title", help="case title shown instead of any identity")
+    rh.add_argument("--no-inset", action="store_true", help="no 'view down the instrument' inset")
 
     pa = sub.add_parser("pacs", help="query/retrieve from a configured PACS node")
     pa.add_argument("action", choices=["echo", "find", "get"])

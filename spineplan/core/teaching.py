@@ -32,7 +32,7 @@ from .errors import InvalidInputError, PlanFileError
 from .segmentation import labels as L
 
 __all__ = [
-    "Camera", "Structure", "Step", "rehearsal_steps", "trajectory_lps", "FrameState",
+    "Camera", "Structure", "Step", "rehearsal_steps", "trajectory_lps", "check_plan", "FrameState",
     "playback_frames",
     "Score", "SCORE_WEIGHTS", "SCORE_TOLERANCES", "score_attempt",
     "TeachingCase", "TeachingSet", "TEACHING_SET_FORMAT", "TEACHING_SET_VERSION",
@@ -214,6 +214,23 @@ def _level_labels(level: str) -> dict:
                 unit_below=(L.motor_unit_name(low, below) if low != L.SACRUM else None))
 
 
+def check_plan(plan: dict) -> dict:
+    """Validate the keys rehearsal and scoring need; return the plan.
+
+    Raises
+    ------
+    PlanFileError
+        Missing/invalid procedure, side, level, entry or target.
+    """
+    if not isinstance(plan, dict):
+        raise PlanFileError("a plan must be a JSON object")
+    _procedure(plan)
+    _side(plan)
+    _level_labels(str(plan.get("level", "")))
+    trajectory_lps(plan)
+    return plan
+
+
 # --------------------------------------------------------------------------------------
 # Stations along the trajectory (optionally located in a label map)
 # --------------------------------------------------------------------------------------
@@ -393,7 +410,7 @@ def rehearsal_steps(plan: dict, labels=None) -> list[Step]:
             ("facetectomy", "Facetectomy",
              f"{level} {S} side. Facetectomy of the {S.lower()} {level} facet joint (deliberate, "
              f"reported); the contralateral facet joint and the neighbouring units are preserved.",
-             st["facet"], "osteotome", 2.5, dict(skin=0.0, soft_tissue=0.3, bone=1.0),
+             st["facet"], "osteotome", 2.5, dict(skin=0.3, soft_tissue=0.3, bone=1.0),
              (sac, exiting) + neighbour_facets, ()),
             ("disc_preparation", "Disc preparation",
              f"Annulotomy through Kambin's triangle, keep at least 2 mm from the dural sac; "
@@ -531,6 +548,8 @@ def score_attempt(reference_plan: dict, attempt_plan: dict) -> Score:
         attempt passed and failed, motor units touched, and an overall 0-100 score
         weighted by :data:`SCORE_WEIGHTS` with :data:`SCORE_TOLERANCES`.
     """
+    check_plan(reference_plan)
+    check_plan(attempt_plan)
     e_r, t_r, d_r, depth_r = trajectory_lps(reference_plan)
     e_a, t_a, d_a, depth_a = trajectory_lps(attempt_plan)
     entry_err = float(np.linalg.norm(e_a - e_r))

@@ -113,7 +113,7 @@ def _finish_mesh(poly, transform, smooth_iterations: int = 12):
         sm.NormalizeCoordinatesOn()
         sm.Update()
         src = sm.GetOutput()
-    tf = vtk.vtkTransformPolyDataFilter()
+    tf = vtk.vtkTransformFilter()
     tf.SetInputData(src)
     tf.SetTransform(transform)
     nm = vtk.vtkPolyDataNormals()
@@ -218,7 +218,7 @@ def _box(center: np.ndarray, axes: np.ndarray, size: Sequence[float]):
     m[:3, 3] = center
     t = vtk.vtkTransform()
     t.SetMatrix(m.ravel().tolist())
-    tf = vtk.vtkTransformPolyDataFilter()
+    tf = vtk.vtkTransformFilter()
     tf.SetInputConnection(cube.GetOutputPort())
     tf.SetTransform(t)
     tf.Update()
@@ -407,9 +407,9 @@ class Rehearsal:
         # ---- text ----------------------------------------------------------------
         h = self.size[1]
         self.font = max(12, int(round(h / 24)))
-        self.title_text = self._text(max(14, int(round(h / 18))), (0.02, 0.92), bold=True)
+        self.title_text = self._text(max(14, int(round(h / 18))), (0.02, 0.97), bold=True)
         self.narration = self._text(self.font, (0.02, 0.03))
-        self.case_text = self._text(max(12, int(round(h / 22))), (0.98, 0.92), bold=True, right=True)
+        self.case_text = self._text(max(12, int(round(h / 22))), (0.02, 0.87), bold=True)
         side = str(plan.get("side", "")).upper()
         case = f"{plan.get('level', '')}  {side}  {plan.get('procedure', '')}"
         self.case_text.SetInput(f"{title}\n{case}" if title else case)

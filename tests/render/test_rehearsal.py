@@ -1,0 +1,242 @@
+"""Offscreen rehearsal rendering, GIF/MP4/PDF export and the ``rehearse`` CLI (small sizes)."""
+
+from __future__ import annotations
+
+import gc
+import json
+import os
+
+import numpy as np
+import pytest
+
+if not os.environ.get("DISPLAY"):
+    os.environ.setdefault("VTK_DEFAULT_OPENGL_WINDOW", "vtkEGLRenderWindow")
+
+from spineplan.cli import main  # noqa: E402
+from spineplan.core import teaching as T  # noqa: E402
+from spineplan.core.errors import InvalidInputError  # noqa: E402
+from spineplan.core.phantom import make_phantom  # noqa: E402
+from spineplan.render import rehearsal as R  # noqa: E402
+
+SIZE = (320, 240)
+FPS = 2
+
+
+@pytest.fixture(scope="module")
+def phantom():
+    return make_phantom(spacing=2.0)
+
+
+def needle_plan(phantom, side="left"):
+    c = np.array(phantom.truth["discs"]["L4-L5"]["center_lps"])
+    sgn = 1.0 if side == "left" else -1.0
+    g = phantom.ct
+    return {
+        "format_version": 1,
+        "source": {"series_uid": "phantom", "modality": "CT", "size": list(g.size_ijk),
+                   "spacing": list(g.spacing), "origin": list(g.origin),
+                   "direction": g.direction.ravel().tolist()},
+        "level": "L4-L5", "side": side, "procedure": "needle",
+        "entry_lps": (c + [sgn * 80.0, 85.0, 0.0]).tolist(), "target_lps": c.tolist(),
+        "incision_mm": 0.0, "parameters": {"diameter_mm": 1.5},
+        "metrics": {"entry_midline_distance_mm": 80.0, "angle_to_sagittal_deg": 43.3},
+        "motor_units_touched": ["L4-L5"],
+        "checks": [{"name": "single motor unit", "ok": True, "severity": "ok", "detail": ""}],
+    }
+
+
+@pytest.fixture(scope="module")
+def rendered(phantom):
+    plan = needle_plan(phantom)
+    step_images: list = []
+    frames = R.render_rehearsal(plan, phantom.ct, phantom.labels, size=SIZE, frames_per_step=FPS,
+                                step_images=step_images)
+    yield plan, frames, step_images
+    gc.collect()
+
+
+def _is_instrument(px: np.ndarray) -> np.ndarray:
+    """Cyan-like pixels: the unlit instrument, possibly seen through a faint translucent layer.
+
+    No anatomy colour (skin, muscle, bone, disc, sac, highlights) or text is cyan.
+    """
+    assert R.INSTRUMENT_RGB == (0.0, 1.0, 1.0)
+    r, g, b = (px[..., n].astype(float) for n in range(3))
+    return (g > 150) & (b > 150) & (r < 0.6 * np.minimum(g, b)) & (np.abs(g - b) < 40)
+
+
+def test_frames_count_size_and_not_blank(rendered):
+    plan, frames, step_images = rendered
+    steps = T.rehearsal_steps(plan)
+    assert len(frames) == len(steps) * FPS
+    assert len(step_images) == len(steps)
+    bg = np.array(R.BACKGROUND_RGB) * 255
+    for f in frames:
+        assert f.shape == (SIZE[1], SIZE[0], 3) and f.dtype == np.uint8
+        differs = np.any(np.abs(f.astype(float) - bg) > 25, axis=-1)
+        assert differs.mean() > 0.3  # anatomy fills a good part of the frame
+    # consecutive frames differ (camera moves, progress bar advances)
+    assert all(np.any(a != b) for a, b in zip(frames, frames[1:]))
+
+
+def _segment_pixel_distance(px: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    ab = b - a
+    t = np.clip(((px - a) @ ab) / max(ab @ ab, 1e-9), 0.0, 1.0)
+    return np.linalg.norm(px - (a + t[:, None] * ab), axis=1)
+
+
+def test_instrument_appears_where_projected(rendered):
+    """Instrument-coloured pixels exist in every step image and all lie on the projected shaft."""
+    plan, frames, step_images = rendered
+    steps = T.rehearsal_steps(plan)
+    entry, target = np.array(plan["entry_lps"]), np.array(plan["target_lps"])
+    d = (target - entry) / np.linalg.norm(target - entry)
+    for step, img in zip(steps, step_images):
+        ys, xs = np.nonzero(_is_instrument(img))
+        assert xs.size > 20, f"instrument not visible at step {step.key}"
+        tip = np.array(R.project_lps_to_pixel(step.camera, SIZE, step.tip_lps))
+        back = np.array(R.project_lps_to_pixel(step.camera, SIZE,
+                                               entry - d * R.INSTRUMENT_OUTSIDE_MM))
+        dist = _segment_pixel_distance(np.stack([xs, ys], 1).astype(float), tip, back)
+        assert np.percentile(dist, 99) < 8.0, f"instrument drawn off its trajectory at {step.key}"
+        # the tip end of the drawn instrument is near the projected tip
+        near_tip = np.min(np.linalg.norm(np.stack([xs, ys], 1) - tip, axis=1))
+        assert near_tip < 12.0 or step.key == "nucleus"  # inside the disc the tip may be covered
+    assert _is_instrument(step_images[-1]).mean() < 0.15
+
+
+def test_label_meshes_and_iso_surface_in_lps(phantom):
+    """Meshes land where the anatomy is (LPS), also for a volume stored mirrored (RAS-like)."""
+    from vtkmodules.util import numpy_support
+
+    lab = phantom.labels
+    meshes = R.label_meshes_lps(lab, values=[23, 300])
+    pts = numpy_support.vtk_to_numpy(meshes[23].GetPoints().GetData())
+    k, j, i = np.nonzero(lab.array == 23)
+    vox = lab.lps_points_from_ijk(np.stack([i, j, k], 1))
+    half = np.array(lab.spacing) / 2  # the surface lies between voxel centres
+    assert np.all(pts.min(0) >= vox.min(0) - half - 0.5) and np.all(pts.max(0) <= vox.max(0) + half + 0.5)
+    assert np.allclose(pts.min(0), vox.min(0), atol=2.5) and np.allclose(pts.max(0), vox.max(0), atol=2.5)
+    bead = R.iso_surface_lps(phantom.ct, 2000.0, voxel_mm=2.0, smooth_iterations=0)
+    bp = numpy_support.vtk_to_numpy(bead.GetPoints().GetData())
+    assert np.allclose(bp.mean(0), phantom.truth["left_marker_lps"], atol=1.5)  # the LEFT bead, +x
+    # the same label map stored with flipped i and j axes (direction diag(-1, -1, 1))
+    ni, nj, _ = lab.size_ijk
+    flipped = lab.with_array(np.ascontiguousarray(lab.array[:, ::-1, ::-1]),
+                             direction=np.diag([-1.0, -1.0, 1.0]),
+                             origin=tuple(lab.lps_points_from_ijk([ni - 1, nj - 1, 0])))
+    fl = numpy_support.vtk_to_numpy(R.label_meshes_lps(flipped, values=[23])[23].GetPoints().GetData())
+    assert np.allclose(fl.mean(0), pts.mean(0), atol=1.0)
+
+
+@pytest.mark.parametrize("procedure", ["tube", "cage"])
+def test_other_procedures_render(phantom, procedure):
+    c = np.array(phantom.truth["discs"]["L4-L5"]["center_lps"])
+    plan = needle_plan(phantom)
+    plan["procedure"] = procedure
+    if procedure == "tube":
+        plan["target_lps"] = (c + [9.0, 32.0, 4.0]).tolist()
+        plan["entry_lps"] = (c + [21.0, 94.0, 4.0]).tolist()
+        plan["parameters"] = {"diameter_mm": 18.0, "length_mm": 60.0}
+    else:
+        plan["target_lps"] = (c + [0.0, -4.0, 0.0]).tolist()
+        plan["entry_lps"] = (c + [70.0, 90.0, 0.0]).tolist()
+        plan["parameters"] = {"length_mm": 26.0, "width_mm": 10.0, "height_mm": 11.0}
+    imgs: list = []
+    frames = R.render_rehearsal(plan, phantom.ct, phantom.labels, size=SIZE, frames_per_step=1,
+                                inset=False, step_images=imgs)
+    assert len(frames) == len(T.rehearsal_steps(plan))
+    assert all(_is_instrument(f).any() for f in frames)
+
+
+def test_write_gif_and_mp4_frame_count(tmp_path, rendered):
+    import imageio.v2 as iio
+
+    _, frames, _ = rendered
+    gif = R.write_animation(frames, tmp_path / "r.gif", fps=5)
+    back = iio.mimread(gif)
+    assert len(back) == len(frames)
+    assert np.asarray(back[0]).shape[:2] == (SIZE[1], SIZE[0])
+    pytest.importorskip("imageio_ffmpeg")
+    mp4 = R.write_animation(frames, tmp_path / "r.mp4", fps=5)
+    rd = iio.get_reader(mp4)
+    try:
+        assert rd.count_frames() == len(frames)
+    finally:
+        rd.close()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temp files left
+    with pytest.raises(InvalidInputError):
+        R.write_animation(frames, tmp_path / "r.avi")
+    with pytest.raises(InvalidInputError):
+        R.write_animation([], tmp_path / "e.gif")
+
+
+def test_handout_one_page_per_step(tmp_path, rendered):
+    pypdf = pytest.importorskip("pypdf")
+    plan, _, step_images = rendered
+    steps = T.rehearsal_steps(plan)
+    pdf = R.write_handout(steps, step_images, tmp_path / "h.pdf", title="Case 1")
+    reader = pypdf.PdfReader(str(pdf))
+    assert len(reader.pages) == len(steps)
+    for page, st in zip(reader.pages, steps):
+        text = page.extract_text()
+        assert st.title in text and "Case 1" in text
+    with pytest.raises(InvalidInputError):
+        R.write_handout(steps, step_images[:-1], tmp_path / "bad.pdf")
+
+
+# ----------------------------------------------------------------------------- CLI
+@pytest.fixture(scope="module")
+def cli_files(phantom, tmp_path_factory):
+    import SimpleITK as sitk
+
+    d = tmp_path_factory.mktemp("rehearse")
+    ct, lab = d / "ct.nii.gz", d / "labels.nii.gz"
+    sitk.WriteImage(phantom.ct.to_sitk(), str(ct))
+    sitk.WriteImage(phantom.labels.to_sitk(), str(lab))
+    plan = d / "plan.json"
+    plan.write_text(json.dumps(needle_plan(phantom)))
+    return d, ct, lab, plan
+
+
+def test_cli_rehearse_writes_gif_and_handout(cli_files, capsys):
+    pypdf = pytest.importorskip("pypdf")
+    import imageio.v2 as iio
+
+    d, ct, lab, plan = cli_files
+    out, pdf = d / "out.gif", d / "out.pdf"
+    rc = main(["rehearse", str(plan), "-o", str(out), "--handout", str(pdf), "--image", str(ct),
+               "--labels", str(lab), "--size", "160x120", "--frames-per-step", "2", "--no-inset"])
+    assert rc == 0, capsys.readouterr().err
+    assert len(iio.mimread(out)) == 3 * 2
+    assert len(pypdf.PdfReader(str(pdf)).pages) == 3
+
+
+@pytest.mark.parametrize("case", ["missing_target", "bad_json", "wrong_image", "bad_ext", "no_image"])
+def test_cli_rehearse_bad_input_exit_2(cli_files, phantom, capsys, case, monkeypatch):
+    d, ct, lab, plan = cli_files
+    p = d / f"{case}.json"
+    args = [str(p), "-o", str(d / "x.gif"), "--image", str(ct), "--size", "160x120",
+            "--frames-per-step", "1"]
+    good = needle_plan(phantom)
+    if case == "missing_target":
+        good.pop("target_lps")
+        p.write_text(json.dumps(good))
+    elif case == "bad_json":
+        p.write_text("{not json")
+    elif case == "wrong_image":
+        good["source"]["spacing"] = [1.0, 1.0, 1.0]
+        p.write_text(json.dumps(good))
+    elif case == "bad_ext":
+        p.write_text(json.dumps(good))
+        args[2] = str(d / "x.avi")
+    else:
+        good["source"].pop("path", None)
+        p.write_text(json.dumps(good))
+        args = args[:3] + args[5:]
+        monkeypatch.setattr("spineplan.paths.sample_dicom_dir", lambda: d / "no_sample_here")
+    rc = main(["rehearse"] + args)
+    err = capsys.readouterr().err
+    assert rc == 2
+    assert err.startswith("spineplan: error: ") and err.count("\n") == 1, err
+    assert not (d / "x.gif").exists()
