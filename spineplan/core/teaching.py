@@ -34,7 +34,7 @@ from .segmentation import labels as L
 __all__ = [
     "Camera", "Structure", "Step", "rehearsal_steps", "trajectory_lps", "check_plan", "FrameState",
     "playback_frames",
-    "Score", "SCORE_WEIGHTS", "SCORE_TOLERANCES", "score_attempt",
+    "Score", "SCORE_WEIGHTS", "SCORE_TOLERANCES", "score_attempt", "score_summary", "approach_camera",
     "TeachingCase", "TeachingSet", "TEACHING_SET_FORMAT", "TEACHING_SET_VERSION",
     "write_teaching_set", "read_teaching_set", "resident_view",
     "anonymise_for_presentation", "IDENTITY_KEYS",
@@ -290,6 +290,12 @@ def _camera(tip: np.ndarray, direction: np.ndarray, distance: float) -> Camera:
     if np.linalg.norm(up) < 1e-6:
         up = perp
     return Camera(tuple(map(float, position)), tuple(map(float, tip)), tuple(map(float, up)))
+
+
+def approach_camera(plan: dict, distance_mm: float = CAMERA_DISTANCE_START_MM) -> Camera:
+    """Camera looking at the plan's target from the approach side (along the trajectory)."""
+    _, target, direction, _ = trajectory_lps(plan)
+    return _camera(target, direction, float(distance_mm))
 
 
 def _fmt_side(side: str) -> str:
@@ -598,6 +604,22 @@ def score_attempt(reference_plan: dict, attempt_plan: dict) -> Score:
                  motor_units_match=mu_a == mu_r, same_side=same_side, same_level=same_level,
                  same_procedure=same_proc, components=comp, overall=round(overall, 2),
                  remarks=tuple(remarks))
+
+
+def score_summary(score: Score) -> list[str]:
+    """Lines for showing a score beside the two plans (GUI, comparison image, reports)."""
+    n_checks = len(score.checks_passed) + len(score.checks_failed)
+    lines = [
+        f"Score {score.overall:.0f}/100",
+        f"Entry point {score.entry_error_mm:.1f} mm off",
+        f"Trajectory angle {score.angle_difference_deg:.1f} deg off",
+        f"Target {score.target_error_mm:.1f} mm off",
+        f"Checks passed {len(score.checks_passed)}/{n_checks}",
+        "Motor units " + (", ".join(score.motor_units_attempt) or "none")
+        + (" (match)" if score.motor_units_match else
+           f" (reference: {', '.join(score.motor_units_reference) or 'none'})"),
+    ]
+    return lines + [r[0].upper() + r[1:] for r in score.remarks]
 
 
 # --------------------------------------------------------------------------------------

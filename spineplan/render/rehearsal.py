@@ -28,7 +28,8 @@ from ..core.segmentation import labels as L
 from ..core.teaching import Camera, FrameState, Step, playback_frames, rehearsal_steps, trajectory_lps
 from ..core.volume import Volume
 
-__all__ = ["render_rehearsal", "write_animation", "write_handout", "project_lps_to_pixel",
+__all__ = ["render_rehearsal", "render_comparison", "comparison_camera", "write_animation", "write_handout",
+           "project_lps_to_pixel",
            "label_meshes_lps", "iso_surface_lps", "INSTRUMENT_RGB", "Rehearsal"]
 
 # Colours (RGB 0..1), high contrast on a dark background (readable on a projector).
@@ -56,6 +57,10 @@ BONE_HU = 200.0
 #: Inset "view down the instrument": viewport (x0, y0, x1, y1) and distance behind the tip (mm).
 INSET_VIEWPORT = (0.70, 0.46, 0.99, 0.84)
 INSET_DISTANCE_MM = 70.0
+#: Camera distance (mm) from the target for the practice comparison overview.
+CAMERA_OVERVIEW_MM = 340.0
+#: Cranial tilt (deg) of the posterior comparison view.
+COMPARISON_CRANIAL_TILT_DEG = 30.0
 
 
 def _ensure_headless_default() -> None:
@@ -316,6 +321,38 @@ def project_lps_to_pixel(camera: Camera, size: tuple[int, int], point_lps,
     return (ndc_x + 1) / 2 * w, (1 - ndc_y) / 2 * h
 
 
+def _label_rgb(v: int) -> tuple[float, float, float]:
+    if L.is_vertebra(v):
+        return BONE_RGB
+    if L.is_disc(v):
+        return DISC_RGB
+    if v in (L.CANAL, L.CORD):
+        return SAC_RGB
+    return (0.7, 0.7, 0.7)
+
+
+def _anatomy_actors(ct: Volume | None, labels: Volume | None, rep=lambda f, m: None):
+    """Skin, soft-tissue hull, label actors {value: actor} and bone iso-surface actors."""
+    skin = soft = None
+    if ct is not None:
+        rep(0.05, "skin surface")
+        skin = _actor(iso_surface_lps(ct, SKIN_HU), SKIN_RGB)
+        rep(0.15, "soft-tissue hull")
+        soft = _actor(iso_surface_lps(ct, SOFT_TISSUE_HU), SOFT_RGB)
+    label_actors: dict[int, object] = {}
+    bone_actors: list = []
+    if labels is not None:
+        rep(0.3, "label meshes")
+        for v, poly in label_meshes_lps(labels).items():
+            a = _actor(poly, _label_rgb(v))
+            a._base_rgb = _label_rgb(v)  # type: ignore[attr-defined]
+            label_actors[v] = a
+    elif ct is not None:
+        rep(0.3, "bone surface")
+        bone_actors.append(_actor(iso_surface_lps(ct, BONE_HU, voxel_mm=LABEL_MESH_VOXEL_MM), BONE_RGB))
+    return skin, soft, label_actors, bone_actors
+
+
 class Rehearsal:
     """An offscreen VTK scene for one plan; renders frame states to RGB arrays."""
 
@@ -351,32 +388,7 @@ class Rehearsal:
             self.rw.AddRenderer(self.inset)
 
         # ---- anatomy -------------------------------------------------------------
-        self.skin = self.soft = None
-        if ct is not None:
-            rep(0.05, "skin surface")
-            self.skin = _actor(iso_surface_lps(ct, SKIN_HU), SKIN_RGB)
-            rep(0.15, "soft-tissue hull")
-            self.soft = _actor(iso_surface_lps(ct, SOFT_TISSUE_HU), SOFT_RGB)
-        self.label_actors: dict[int, object] = {}
-        self.bone_actors: list = []
-        if labels is not None:
-            rep(0.3, "label meshes")
-            for v, poly in label_meshes_lps(labels).items():
-                if L.is_vertebra(v):
-                    rgb = BONE_RGB
-                elif L.is_disc(v):
-                    rgb = DISC_RGB
-                elif v in (L.CANAL, L.CORD):
-                    rgb = SAC_RGB
-                else:
-                    rgb = (0.7, 0.7, 0.7)
-                a = _actor(poly, rgb)
-                a._base_rgb = rgb  # type: ignore[attr-defined]
-                self.label_actors[v] = a
-        elif ct is not None:
-            rep(0.3, "bone surface")
-            self.bone_actors.append(_actor(iso_surface_lps(ct, BONE_HU, voxel_mm=LABEL_MESH_VOXEL_MM),
-                                           BONE_RGB))
+        self.skin, self.soft, self.label_actors, self.bone_actors = _anatomy_actors(ct, labels, rep)
         self.root_actors: dict[str, object] = {}
         for st in self.steps:
             for s in st.at_risk:
@@ -576,6 +588,123 @@ def render_rehearsal(plan: dict, ct: Volume | None, labels: Volume | None = None
         return frames
     finally:
         scene.close()
+
+
+REFERENCE_RGB = (0.15, 1.0, 0.15)
+ATTEMPT_RGB = (1.0, 0.55, 0.0)
+
+
+def comparison_camera(reference: dict) -> Camera:
+    """Posterior view of the reference target tilted cranially (practice comparison).
+
+    Lateral and cranio-caudal differences show directly, and the patient's left is on
+    the viewer's left, as when standing behind the prone patient.
+    """
+    _, tref, _, _ = trajectory_lps(reference)
+    a = np.radians(COMPARISON_CRANIAL_TILT_DEG)
+    sight = np.array([0.0, -np.cos(a), -np.sin(a)])  # camera -> target (anterior, inferior)
+    return Camera(tuple(map(float, tref - sight * CAMERA_OVERVIEW_MM)), tuple(map(float, tref)),
+                  (0.0, float(-np.sin(a)), float(np.cos(a))))
+
+
+def render_comparison(reference: dict, attempt: dict, ct: Volume | None, labels: Volume | None = None,
+                      size: tuple[int, int] = (1024, 512), score=None,
+                      title: str | None = None) -> np.ndarray:
+    """Side-by-side image for practice mode: reference plan (left) and the resident's (right).
+
+    Both halves share one camera (from the reference's approach side) and the anatomy
+    (bone semi-transparent, skin and muscle peeled). Left: the reference trajectory in
+    green. Right: the attempt in orange with the reference faint green for comparison,
+    and the score lines (:func:`spineplan.core.teaching.score_summary`) when ``score`` is
+    given. Returns an RGB uint8 array (row 0 at the top).
+    """
+    from ..core.teaching import check_plan, score_summary
+
+    vtk = _vtk()
+    check_plan(reference)
+    check_plan(attempt)
+    w, h = int(size[0]), int(size[1])
+    if w < 128 or h < 64:
+        raise InvalidInputError("comparison image must be at least 128 x 64 pixels")
+    _, _, label_actors, bone_actors = _anatomy_actors(None, labels) if labels is not None else \
+        _anatomy_actors(ct, None)
+    lv = reference.get("level", "")
+    try:
+        up, _ = L.parse_motor_unit(str(lv))
+        target_disc = L.disc_label(up)
+    except ValueError:
+        target_disc = None
+    for v, a in label_actors.items():
+        a.GetProperty().SetOpacity(0.55 if L.is_vertebra(v) else 0.9)
+        if v == target_disc:
+            a.GetProperty().SetColor(*TARGET_RGB)
+
+    def path_actors(plan, rgb, radius, opacity):
+        e, t, d, _ = trajectory_lps(plan)
+        shaft = _actor(_cylinder(t, e - d * INSTRUMENT_OUTSIDE_MM, radius), rgb, opacity, lit=False)
+        sp = vtk.vtkSphereSource()
+        sp.SetCenter(*map(float, e))
+        sp.SetRadius(radius * 2.5)
+        sp.Update()
+        return [shaft, _actor(sp.GetOutput(), rgb, opacity, lit=False)]
+
+    cam = comparison_camera(reference)
+    rw = vtk.vtkRenderWindow()
+    rw.SetOffScreenRendering(1)
+    rw.SetMultiSamples(0)
+    rw.SetSize(w, h)
+    halves = []
+    for n, (label_text, extra) in enumerate((
+            ("Reference", path_actors(reference, REFERENCE_RGB, 1.5, 1.0)),
+            ("Your plan", path_actors(attempt, ATTEMPT_RGB, 1.5, 1.0)
+             + path_actors(reference, REFERENCE_RGB, 0.6, 0.5)))):
+        ren = vtk.vtkRenderer()
+        ren.SetViewport(0.5 * n, 0.0, 0.5 * (n + 1), 1.0)
+        ren.SetBackground(*BACKGROUND_RGB)
+        ren.SetUseDepthPeeling(1)
+        for a in list(label_actors.values()) + bone_actors + extra:
+            ren.AddActor(a)
+        _set_camera(ren.GetActiveCamera(), cam)
+        ren.ResetCameraClippingRange()
+        t = vtk.vtkTextActor()
+        tp = t.GetTextProperty()
+        tp.SetFontSize(max(14, h // 20))
+        tp.SetBold(True)
+        tp.SetColor(*(REFERENCE_RGB if n == 0 else ATTEMPT_RGB))
+        tp.SetVerticalJustificationToTop()
+        t.GetPositionCoordinate().SetCoordinateSystemToNormalizedViewport()
+        t.GetPositionCoordinate().SetValue(0.03, 0.97)
+        head = f"{label_text}: {lv} {str(reference.get('side', '')).upper()} {reference.get('procedure', '')}"
+        t.SetInput(f"{title}\n{head}" if (title and n == 0) else head)
+        ren.AddViewProp(t)
+        if n == 1 and score is not None:
+            st = vtk.vtkTextActor()
+            sp = st.GetTextProperty()
+            sp.SetFontSize(max(12, h // 28))
+            sp.SetColor(1.0, 1.0, 1.0)
+            sp.SetBackgroundColor(0.0, 0.0, 0.0)
+            sp.SetBackgroundOpacity(0.6)
+            st.GetPositionCoordinate().SetCoordinateSystemToNormalizedViewport()
+            st.GetPositionCoordinate().SetValue(0.03, 0.03)
+            st.SetInput("\n".join(score_summary(score)))
+            ren.AddViewProp(st)
+        rw.AddRenderer(ren)
+        halves.append(ren)
+    try:
+        from vtkmodules.util import numpy_support
+
+        rw.Render()
+        w2i = vtk.vtkWindowToImageFilter()
+        w2i.SetInput(rw)
+        w2i.SetInputBufferTypeToRGB()
+        w2i.ReadFrontBufferOff()
+        w2i.Update()
+        img = w2i.GetOutput()
+        iw, ih, _ = img.GetDimensions()
+        a = numpy_support.vtk_to_numpy(img.GetPointData().GetScalars()).reshape(ih, iw, 3)
+        return np.ascontiguousarray(a[::-1])
+    finally:
+        rw.Finalize()
 
 
 # --------------------------------------------------------------------------------------

@@ -200,6 +200,9 @@ def test_score_known_offset(phantom):
     assert s.components["entry"] == pytest.approx(1 - 10.0 / T.SCORE_TOLERANCES["entry_mm"])
     assert sum(T.SCORE_WEIGHTS.values()) == pytest.approx(1.0)
     assert 0 < s.overall < 100
+    lines = T.score_summary(s)
+    assert "Entry point 10.0 mm off" in lines and f"Score {s.overall:.0f}/100" in lines
+    assert "Checks passed 2/2" in lines and "Motor units L4-L5 (match)" in lines
 
 
 def test_score_failed_checks_units_and_wrong_side(phantom):

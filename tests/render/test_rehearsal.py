@@ -240,3 +240,59 @@ def test_cli_rehearse_bad_input_exit_2(cli_files, phantom, capsys, case, monkeyp
     assert rc == 2
     assert err.startswith("spineplan: error: ") and err.count("\n") == 1, err
     assert not (d / "x.gif").exists()
+
+
+# ----------------------------------------------------------------------------- practice
+def _colour_mask(img, rgb):
+    return np.all(np.abs(img.astype(float) - np.array(rgb) * 255) < 40, axis=-1)
+
+
+@pytest.mark.parametrize("side", ["left", "right"])
+def test_practice_comparison_side_by_side_and_left_is_left(phantom, side):
+    """Reference (green) on the left half, attempt (orange) on the right half; in the posterior
+    view the patient's left is on the viewer's left, so a left plan's needle lies left of its target."""
+    ref = needle_plan(phantom, side=side)
+    att = json.loads(json.dumps(ref))
+    att["entry_lps"] = (np.array(ref["entry_lps"]) + [0.0, 0.0, 20.0]).tolist()
+    score = T.score_attempt(ref, att)
+    w, h = 480, 240
+    img = R.render_comparison(ref, att, phantom.ct, phantom.labels, size=(w, h), score=score)
+    assert img.shape == (h, w, 3)
+    left, right = img[:, : w // 2], img[:, w // 2:]
+    assert _colour_mask(left, R.REFERENCE_RGB).sum() > 30
+    assert _colour_mask(left, R.ATTEMPT_RGB).sum() == 0
+    assert _colour_mask(right, R.ATTEMPT_RGB).sum() > 30
+    ys, xs = np.nonzero(_colour_mask(left, R.REFERENCE_RGB)[h // 5:])  # below the heading text
+    c = np.array(ref["target_lps"])
+    cam = R.comparison_camera(ref)
+    tx, _ = R.project_lps_to_pixel(cam, (w // 2, h), c)
+    lx, _ = R.project_lps_to_pixel(cam, (w // 2, h), c + [50.0, 0.0, 0.0])  # patient's left
+    assert lx < tx  # posterior view: the patient's left on the viewer's left
+    assert (np.median(xs) < tx) if side == "left" else (np.median(xs) > tx)
+
+
+def test_presentation_text_never_shows_identity(phantom, tmp_path):
+    """Every overlay text of every frame and the handout show the case title, never identity."""
+    pypdf = pytest.importorskip("pypdf")
+    plan = needle_plan(phantom)
+    plan["identity"] = {"patient_name": "DOE^JANE", "patient_id": "PID-778"}
+    plan["source"]["description"] = "DOE JANE lumbar CT"
+    plan["case"] = {"notes": "Jane Doe, teacher"}
+    scene = R.Rehearsal(plan, None, None, size=(320, 240), title="Case 7: L4-L5")
+    try:
+        texts = set()
+        for fs in T.playback_frames(scene.steps, 1):
+            scene.apply(fs)
+            for actor in (scene.title_text, scene.narration, scene.case_text, scene.inset_text):
+                texts.add(actor.GetInput())
+        assert scene.capture().shape == (240, 320, 3)
+    finally:
+        scene.close()
+    blob = "\n".join(texts)
+    assert "Case 7: L4-L5" in blob and "LEFT" in blob
+    for secret in ("DOE", "Doe", "JANE", "PID-778"):
+        assert secret not in blob
+    pdf = R.write_handout(scene.steps, [np.zeros((24, 32, 3), np.uint8)] * len(scene.steps),
+                          tmp_path / "h.pdf", title="Case 7: L4-L5")
+    text = "".join(p.extract_text() for p in pypdf.PdfReader(str(pdf)).pages)
+    assert "Case 7" in text and "DOE" not in text and "PID-778" not in text
