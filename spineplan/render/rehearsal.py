@@ -54,6 +54,8 @@ SKIN_MESH_VOXEL_MM = 3.0
 SKIN_HU = -300.0
 SOFT_TISSUE_HU = -30.0
 BONE_HU = 200.0
+#: Triangle budget of each CT surface (software OpenGL stays interactive).
+MAX_TRIANGLES_PER_LAYER = 80_000
 #: Inset "view down the instrument": viewport (x0, y0, x1, y1) and distance behind the tip (mm).
 INSET_VIEWPORT = (0.70, 0.46, 0.99, 0.84)
 INSET_DISTANCE_MM = 70.0
@@ -175,23 +177,79 @@ def label_meshes_lps(labels: Volume, values: Sequence[int] | None = None,
     return out
 
 
+def _decimate(poly, max_triangles: int):
+    """Reduce a mesh to at most about ``max_triangles`` (fast quadric clustering).
+
+    Clustering cells start at the mesh's mean edge scale and grow until the budget is met;
+    a no-op when the mesh is already small enough.
+    """
+    vtk = _vtk()
+    n = poly.GetNumberOfPolys()
+    if n <= max_triangles or n == 0:
+        return poly
+    b = np.array(poly.GetBounds(), float).reshape(3, 2)
+    ext = np.maximum(b[:, 1] - b[:, 0], 1e-3)  # index units (the mesh is not yet in LPS)
+    # iso-surfaces in index space have edges of about one unit: clustering on cells of
+    # sqrt(n / budget) units keeps about the budget
+    cell = 1.2 * float(np.sqrt(n / max_triangles))
+    out = poly
+    for _ in range(6):
+        q = vtk.vtkQuadricClustering()
+        q.SetInputData(poly)
+        q.SetNumberOfDivisions(*[max(2, int(np.ceil(e / cell))) for e in ext])
+        q.AutoAdjustNumberOfDivisionsOff()
+        q.Update()
+        out = q.GetOutput()
+        if out.GetNumberOfPolys() <= max_triangles:
+            break
+        cell *= 1.3
+    res = vtk.vtkPolyData()
+    res.DeepCopy(out)
+    return res
+
+
 def iso_surface_lps(ct: Volume, hu: float, voxel_mm: float = SKIN_MESH_VOXEL_MM,
-                    smooth_iterations: int = 8):
-    """Iso-surface of a CT at ``hu`` (vtkPolyData, LPS mm), downsampled to about ``voxel_mm``."""
+                    smooth_iterations: int = 8, outer_only: bool = False,
+                    max_triangles: int = MAX_TRIANGLES_PER_LAYER):
+    """Iso-surface of a CT at ``hu`` (vtkPolyData, LPS mm), downsampled to about ``voxel_mm``.
+
+    With ``outer_only`` only the outer envelope is kept: the largest connected region above
+    ``hu`` with its cavities filled (no bowel gas, lungs or organ boundaries inside), which is
+    what the skin and the soft-tissue hull need. Decimated to ``max_triangles``.
+    """
     vtk = _vtk()
     si, sj, sk = _strides(ct, voxel_mm)
     arr = np.asarray(ct.array[::sk, ::sj, ::si], dtype=np.float32)
-    # pad with air so the surface closes at the edges of the scan
-    arr = np.pad(arr, 1, constant_values=min(float(arr.min()), hu - 1000.0))
+    level = float(hu)
+    if outer_only:
+        from scipy import ndimage
+
+        mask = arr > hu
+        lab, n = ndimage.label(mask)
+        if n > 1:
+            sizes = np.bincount(lab.ravel())
+            sizes[0] = 0
+            mask = lab == int(np.argmax(sizes))
+        mask = ndimage.binary_fill_holes(mask)
+        # also fill cavities open at the scan's cranial/caudal ends: slice by slice along
+        # the array axis closest to the patient's head-feet axis
+        ax = int(np.argmax(np.abs(ct.direction[2, :])))  # 0 = i, 1 = j, 2 = k
+        np_axis = 2 - ax
+        mask = np.stack([ndimage.binary_fill_holes(m) for m in np.moveaxis(mask, np_axis, 0)], 0)
+        mask = np.moveaxis(mask, 0, np_axis)
+        arr = ndimage.gaussian_filter(mask.astype(np.float32), 0.7)
+        level = 0.5
+    # pad so the surface closes at the edges of the scan
+    arr = np.pad(arr, 1, constant_values=min(float(arr.min()), level - 1000.0))
     img = _image_from_array(arr)
     fe = vtk.vtkFlyingEdges3D()
     fe.SetInputData(img)
-    fe.SetValue(0, float(hu))
+    fe.SetValue(0, level)
     fe.ComputeNormalsOff()
     fe.ComputeScalarsOff()
     fe.Update()
-    return _finish_mesh(fe.GetOutput(), _lps_transform(ct, (-si, -sj, -sk), (si, sj, sk)),
-                        smooth_iterations)
+    poly = _decimate(fe.GetOutput(), max_triangles)
+    return _finish_mesh(poly, _lps_transform(ct, (-si, -sj, -sk), (si, sj, sk)), smooth_iterations)
 
 
 # --------------------------------------------------------------------------------------
@@ -336,9 +394,9 @@ def _anatomy_actors(ct: Volume | None, labels: Volume | None, rep=lambda f, m: N
     skin = soft = None
     if ct is not None:
         rep(0.05, "skin surface")
-        skin = _actor(iso_surface_lps(ct, SKIN_HU), SKIN_RGB)
+        skin = _actor(iso_surface_lps(ct, SKIN_HU, outer_only=True), SKIN_RGB)
         rep(0.15, "soft-tissue hull")
-        soft = _actor(iso_surface_lps(ct, SOFT_TISSUE_HU), SOFT_RGB)
+        soft = _actor(iso_surface_lps(ct, SOFT_TISSUE_HU, outer_only=True), SOFT_RGB)
     label_actors: dict[int, object] = {}
     bone_actors: list = []
     if labels is not None:

@@ -296,3 +296,35 @@ def test_presentation_text_never_shows_identity(phantom, tmp_path):
                           tmp_path / "h.pdf", title="Case 7: L4-L5")
     text = "".join(p.extract_text() for p in pypdf.PdfReader(str(pdf)).pages)
     assert "Case 7" in text and "DOE" not in text and "PID-778" not in text
+
+
+@pytest.mark.shared_data
+def test_rehearsal_on_real_ct_with_reference_labels(shared_data):
+    """Real CT (RAS NIfTI, 3 mm) with TotalSegmentator labels: Kambin's triangle is found in the
+    L4/L5 disc along a left posterolateral path and the playback renders the instrument."""
+    from spineplan.cli_handlers.rehearse import load_volume
+
+    d = shared_data / "ct_lumbar_totalseg"
+    ct = load_volume(d / "example_ct.nii.gz")
+    vert = load_volume(d / "example_ct_vertebrae_verse.nii.gz")
+    discs = load_volume(d / "example_ct_discs_verse.nii.gz")
+    lab = vert.with_array(np.where(discs.array > 0, discs.array, vert.array).astype(np.int32))
+    k, j, i = np.nonzero(lab.array == 123)
+    centre = lab.lps_points_from_ijk(np.stack([i, j, k], 1)).mean(0)
+    k, j, i = np.nonzero(lab.array == 23)
+    l4 = lab.lps_points_from_ijk(np.stack([i, j, k], 1)).mean(0)
+    # entry on the skin along a left posterolateral direction (this scan is larger than the phantom)
+    u = np.array([80.0, 85.0, 0.0]) / np.hypot(80.0, 85.0)
+    depth = next(s for s in np.arange(20.0, 300.0, 1.0) if ct.value_at_lps(centre + u * s) < -300)
+    plan = {"level": "L4-L5", "side": "left", "procedure": "needle",
+            "entry_lps": (centre + u * depth).tolist(), "target_lps": centre.tolist(),
+            "parameters": {"diameter_mm": 1.5}}
+    assert l4[1] > centre[1] - 40  # sanity: LPS y of the vertebra near the disc, not mirrored
+    steps = T.rehearsal_steps(plan, lab)
+    kambin = np.asarray(steps[1].tip_lps)
+    assert lab.value_at_lps(kambin) == 123
+    assert 5.0 < np.linalg.norm(kambin - centre) < 40.0
+    imgs: list = []
+    frames = R.render_rehearsal(plan, ct, lab, size=SIZE, frames_per_step=1, step_images=imgs)
+    assert len(frames) == 3
+    assert all(_is_instrument(f).sum() > 10 for f in frames)
