@@ -55,7 +55,8 @@ SKIN_HU = -300.0
 SOFT_TISSUE_HU = -30.0
 BONE_HU = 200.0
 #: Triangle budget of each CT surface (software OpenGL stays interactive).
-MAX_TRIANGLES_PER_LAYER = 80_000
+MAX_TRIANGLES_PER_LAYER = 40_000
+MAX_TRIANGLES_PER_LABEL = 6_000
 #: Inset "view down the instrument": viewport (x0, y0, x1, y1) and distance behind the tip (mm).
 INSET_VIEWPORT = (0.70, 0.46, 0.99, 0.84)
 INSET_DISTANCE_MM = 70.0
@@ -138,12 +139,13 @@ def _strides(vol: Volume, voxel_mm: float) -> tuple[int, int, int]:
 
 
 def label_meshes_lps(labels: Volume, values: Sequence[int] | None = None,
-                     voxel_mm: float = LABEL_MESH_VOXEL_MM) -> dict[int, object]:
+                     voxel_mm: float = LABEL_MESH_VOXEL_MM,
+                     max_triangles: int = MAX_TRIANGLES_PER_LABEL) -> dict[int, object]:
     """Smoothed surface (vtkPolyData, LPS mm) of each label value present.
 
     Each label is meshed on its own bounding box (flying edges on the binary mask,
     downsampled to about ``voxel_mm``), then mapped to LPS with the volume's full affine,
-    so any acquisition direction is handled.
+    so any acquisition direction is handled. Each mesh is reduced to ``max_triangles``.
     """
     from scipy import ndimage
 
@@ -173,7 +175,7 @@ def label_meshes_lps(labels: Volume, values: Sequence[int] | None = None,
         fe.Update()
         off = (sl[2].start - 1, sl[1].start - 1, sl[0].start - 1)  # (i, j, k) in the strided grid
         t = _lps_transform(labels, (off[0] * si, off[1] * sj, off[2] * sk), (si, sj, sk))
-        out[v] = _finish_mesh(fe.GetOutput(), t)
+        out[v] = _finish_mesh(_decimate(fe.GetOutput(), max_triangles), t)
     return out
 
 
@@ -411,6 +413,32 @@ def _anatomy_actors(ct: Volume | None, labels: Volume | None, rep=lambda f, m: N
     return skin, soft, label_actors, bone_actors
 
 
+def _crosshair_actor(half: float = 0.06, rgb=(1.0, 1.0, 1.0)):
+    """A 2D crosshair at the centre of a viewport (normalised viewport coordinates)."""
+    vtk = _vtk()
+    pts = vtk.vtkPoints()
+    for x, y in ((0.5 - half, 0.5), (0.5 + half, 0.5), (0.5, 0.5 - half), (0.5, 0.5 + half)):
+        pts.InsertNextPoint(x, y, 0.0)
+    lines = vtk.vtkCellArray()
+    for a, b in ((0, 1), (2, 3)):
+        lines.InsertNextCell(2)
+        lines.InsertCellPoint(a)
+        lines.InsertCellPoint(b)
+    poly = vtk.vtkPolyData()
+    poly.SetPoints(pts)
+    poly.SetLines(lines)
+    coord = vtk.vtkCoordinate()
+    coord.SetCoordinateSystemToNormalizedViewport()
+    mp = vtk.vtkPolyDataMapper2D()
+    mp.SetInputData(poly)
+    mp.SetTransformCoordinate(coord)
+    act = vtk.vtkActor2D()
+    act.SetMapper(mp)
+    act.GetProperty().SetColor(*rgb)
+    act.GetProperty().SetLineWidth(2.0)
+    return act
+
+
 class Rehearsal:
     """An offscreen VTK scene for one plan; renders frame states to RGB arrays."""
 
@@ -429,7 +457,7 @@ class Rehearsal:
         self.ren = vtk.vtkRenderer()
         self.ren.SetBackground(*BACKGROUND_RGB)
         self.ren.SetUseDepthPeeling(1)
-        self.ren.SetMaximumNumberOfPeels(4)
+        self.ren.SetMaximumNumberOfPeels(3)
         self.ren.SetOcclusionRatio(0.1)
         self.rw = vtk.vtkRenderWindow()
         self.rw.SetOffScreenRendering(1)
@@ -485,9 +513,10 @@ class Rehearsal:
         self.case_text.SetInput(f"{title}\n{case}" if title else case)
         self.inset_text = None
         if self.inset is not None:
-            self.inset_text = self._text(max(10, int(round(h / 34))),
-                                         (INSET_VIEWPORT[0] + 0.01, INSET_VIEWPORT[3] - 0.05))
+            self.inset_text = self._text(max(10, int(round(h / 34))), (0.03, 0.97),
+                                         renderer=self.inset)
             self.inset_text.SetInput("view down the instrument")
+            self.inset.AddViewProp(_crosshair_actor())
         rep(0.5, "scene ready")
 
     def _all_actors(self):
@@ -496,7 +525,7 @@ class Rehearsal:
         out += [self.path, self.target_marker, self.instrument]
         return out
 
-    def _text(self, size: int, pos, bold=False, right=False):
+    def _text(self, size: int, pos, bold=False, right=False, renderer=None):
         vtk = _vtk()
         t = vtk.vtkTextActor()
         tp = t.GetTextProperty()
@@ -510,7 +539,7 @@ class Rehearsal:
         tp.SetVerticalJustificationToBottom() if pos[1] < 0.5 else tp.SetVerticalJustificationToTop()
         t.GetPositionCoordinate().SetCoordinateSystemToNormalizedViewport()
         t.GetPositionCoordinate().SetValue(*pos)
-        self.ren.AddViewProp(t)
+        (renderer or self.ren).AddViewProp(t)
         return t
 
     def _wrap(self, text: str) -> str:
