@@ -767,6 +767,7 @@ def write_teaching_set(path: str | os.PathLike, cases: Sequence[dict], title: st
     parent = path.parent if str(path.parent) else Path(".")
     parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".teach-", dir=parent))
+    os.chmod(tmp, 0o755)  # mkdtemp creates 0700; the set is meant to be shared
     try:
         entries = []
         for n, c in enumerate(cases, start=1):

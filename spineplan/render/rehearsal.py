@@ -798,9 +798,11 @@ def render_comparison(reference: dict, attempt: dict, ct: Volume | None, labels:
 # Export
 # --------------------------------------------------------------------------------------
 def _tmp_beside(path: Path) -> Path:
+    """A temporary file beside ``path`` (same folder, same extension) with normal permissions."""
     fd, name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix="".join(path.suffixes[-1:]),
                                 dir=path.parent)
     os.close(fd)
+    os.chmod(name, 0o644)  # mkstemp creates 0600; outputs are ordinary files
     return Path(name)
 
 

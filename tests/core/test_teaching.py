@@ -244,6 +244,7 @@ def test_teaching_set_round_trip(tmp_path, phantom, as_zip):
                          title="Lumbar course")
     assert zipfile.is_zipfile(dest) if as_zip else (dest / "manifest.json").is_file()
     ts = T.read_teaching_set(dest, extract_to=tmp_path / "x" if as_zip else None)
+    assert (dest.stat().st_mode & 0o055) == 0o055 or as_zip  # shareable, not 0700
     assert ts.title == "Lumbar course" and [c.title for c in ts.cases] == ["Case 1: L4-L5 herniation", "Case 2"]
     assert ts.manifest["format_version"] == T.TEACHING_SET_VERSION
     c1 = ts.cases[0]

@@ -328,3 +328,9 @@ def test_rehearsal_on_real_ct_with_reference_labels(shared_data):
     frames = R.render_rehearsal(plan, ct, lab, size=SIZE, frames_per_step=1, step_images=imgs)
     assert len(frames) == 3
     assert all(_is_instrument(f).sum() > 10 for f in frames)
+
+
+def test_outputs_are_ordinary_readable_files(tmp_path, rendered):
+    _, frames, _ = rendered
+    gif = R.write_animation(frames[:2], tmp_path / "p.gif")
+    assert gif.stat().st_mode & 0o044 == 0o044  # group/others may read teaching material
