@@ -377,7 +377,7 @@ def rehearsal_steps(plan: dict, labels=None) -> list[Step]:
     elif proc == "tube":
         dia = float(params.get("diameter_mm", plan.get("incision_mm") or 18.0))
         length = params.get("length_mm")
-        len_txt = f" {float(length):.0f} mm tube" if isinstance(length, (int, float)) else ""
+        len_txt = f", {float(length):.0f} mm long," if isinstance(length, (int, float)) else ""
         inc = float(plan.get("incision_mm") or dia)
         rows = [
             ("incision", "Skin mark and incision",
@@ -390,7 +390,7 @@ def rehearsal_steps(plan: dict, labels=None) -> list[Step]:
              DILATOR_DEPTH_FRACTION * depth, "dilator", min(dia / 2, 6.0),
              dict(skin=0.15, soft_tissue=0.35, bone=1.0), neighbour_facets, ()),
             ("docking", "Tube docking on the lamina",
-             f"Dock the{len_txt} {dia:.0f} mm tube on the interlaminar window: inferior edge of "
+             f"Dock the {dia:.0f} mm tube{len_txt} on the interlaminar window: inferior edge of "
              f"the {L.vertebra_name(lv['up'])} lamina, medial edge of the facet. "
              f"Depth {depth:.0f} mm.",
              depth, "tube", dia / 2, dict(skin=0.0, soft_tissue=0.25, bone=1.0),

@@ -444,7 +444,13 @@ class Rehearsal:
 
     def __init__(self, plan: dict, ct: Volume | None, labels: Volume | None,
                  size: tuple[int, int] = (640, 480), inset: bool = True, title: str | None = None,
-                 progress: Callable[[float, str], None] | None = None):
+                 progress: Callable[[float, str], None] | None = None, render_window=None):
+        """Build the scene.
+
+        ``render_window``: draw into an existing vtkRenderWindow (e.g. the GUI's presentation
+        view: call :meth:`apply` then ``render_window.Render()``); by default an offscreen
+        window of ``size`` is created and owned (released by :meth:`close`).
+        """
         vtk = _vtk()
         self.plan = plan
         self.size = (int(size[0]), int(size[1]))
@@ -459,11 +465,15 @@ class Rehearsal:
         self.ren.SetUseDepthPeeling(1)
         self.ren.SetMaximumNumberOfPeels(3)
         self.ren.SetOcclusionRatio(0.1)
-        self.rw = vtk.vtkRenderWindow()
-        self.rw.SetOffScreenRendering(1)
-        self.rw.SetMultiSamples(0)
+        self._owns_window = render_window is None
+        if render_window is None:
+            self.rw = vtk.vtkRenderWindow()
+            self.rw.SetOffScreenRendering(1)
+            self.rw.SetMultiSamples(0)
+            self.rw.SetSize(*self.size)
+        else:
+            self.rw = render_window
         self.rw.SetAlphaBitPlanes(1)
-        self.rw.SetSize(*self.size)
         self.rw.AddRenderer(self.ren)
         self.inset = None
         if inset:
@@ -604,8 +614,15 @@ class Rehearsal:
         return np.ascontiguousarray(a[::-1])
 
     def close(self) -> None:
-        """Release the render window (needed before Xvfb goes away)."""
-        self.rw.Finalize()
+        """Release the render window if owned (needed before Xvfb goes away), else detach."""
+        if self.rw is None:
+            return
+        if self._owns_window:
+            self.rw.Finalize()
+        else:
+            self.rw.RemoveRenderer(self.ren)
+            if self.inset is not None:
+                self.rw.RemoveRenderer(self.inset)
         self.rw = None
 
 

@@ -334,3 +334,22 @@ def test_outputs_are_ordinary_readable_files(tmp_path, rendered):
     _, frames, _ = rendered
     gif = R.write_animation(frames[:2], tmp_path / "p.gif")
     assert gif.stat().st_mode & 0o044 == 0o044  # group/others may read teaching material
+
+
+def test_scene_draws_into_a_given_render_window(phantom):
+    """The GUI's presentation view can host the scene in its own render window."""
+    import vtkmodules.all as vtk
+
+    rw = vtk.vtkRenderWindow()
+    rw.SetOffScreenRendering(1)
+    rw.SetSize(200, 150)
+    plan = needle_plan(phantom)
+    scene = R.Rehearsal(plan, None, phantom.labels, size=(200, 150), render_window=rw)
+    try:
+        scene.apply(T.playback_frames(scene.steps, 1)[-1])
+        img = scene.capture()
+        assert img.shape == (150, 200, 3) and _is_instrument(img).any()
+    finally:
+        scene.close()
+    assert rw.GetRenderers().GetNumberOfItems() == 0  # detached, window left to its owner
+    rw.Finalize()
