@@ -25,6 +25,7 @@ import numpy as np
 
 from ..core.errors import InvalidInputError, SpineplanError
 from ..core.segmentation import labels as L
+from ..core.tasks import Cancelled
 from ..core.teaching import Camera, FrameState, Step, playback_frames, rehearsal_steps, trajectory_lps
 from ..core.volume import Volume
 
@@ -660,7 +661,7 @@ def render_rehearsal(plan: dict, ct: Volume | None, labels: Volume | None = None
         Case title shown instead of any identity (presentation mode).
     progress, cancel : callables
         ``progress(fraction, message)``; ``cancel() -> True`` stops with
-        :class:`spineplan.core.tasks.Cancelled` when available, else SpineplanError.
+        :class:`spineplan.core.tasks.Cancelled`.
     step_images : list, optional
         When given, the last frame of each step is appended to it (handout images).
 
@@ -677,10 +678,6 @@ def render_rehearsal(plan: dict, ct: Volume | None, labels: Volume | None = None
         frames = []
         for n, fs in enumerate(states):
             if cancel is not None and cancel():
-                try:
-                    from ..core.tasks import Cancelled
-                except ImportError:  # pragma: no cover
-                    raise SpineplanError("rehearsal cancelled") from None
                 raise Cancelled()
             scene.apply(fs)
             img = scene.capture()

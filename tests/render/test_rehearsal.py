@@ -353,3 +353,26 @@ def test_scene_draws_into_a_given_render_window(phantom):
         scene.close()
     assert rw.GetRenderers().GetNumberOfItems() == 0  # detached, window left to its owner
     rw.Finalize()
+
+
+def test_render_reports_progress_and_can_be_cancelled(phantom):
+    from spineplan.core.tasks import Cancelled
+
+    plan = needle_plan(phantom)
+    seen = []
+    with pytest.raises(Cancelled):
+        R.render_rehearsal(plan, None, phantom.labels, size=(160, 120), frames_per_step=2,
+                           progress=lambda f, m: seen.append(f), cancel=lambda: len(seen) > 3)
+    assert seen and all(0.0 <= f <= 1.0 for f in seen) and seen == sorted(seen)
+
+
+def test_mp4_without_ffmpeg_is_a_clear_error(tmp_path, rendered, monkeypatch):
+    import sys
+
+    from spineplan.core.errors import SpineplanError
+
+    _, frames, _ = rendered
+    monkeypatch.setitem(sys.modules, "imageio_ffmpeg", None)  # import fails
+    with pytest.raises(SpineplanError, match="imageio-ffmpeg"):
+        R.write_animation(frames, tmp_path / "r.mp4")
+    assert not list(tmp_path.iterdir())  # nothing left behind
