@@ -257,6 +257,7 @@ def _stations(plan: dict, labels, lv: dict, entry, direction, depth) -> dict:
     disc_entry = max(depth - DISC_ENTRY_BEFORE_TARGET_MM, 0.0)
     facet = max(depth - FACET_BEFORE_TARGET_MM, 0.0)
     located = False
+    contacts: list[tuple[str, float]] = []
     if labels is not None:
         d, vals = _labels_along(labels, entry, direction, depth)
         de = _first(d, vals == lv["disc"])
@@ -265,7 +266,24 @@ def _stations(plan: dict, labels, lv: dict, entry, direction, depth) -> dict:
             disc_entry, located = de, True
         if bone is not None and bone < disc_entry:
             facet = bone
-    return dict(disc_entry=disc_entry, facet=min(facet, disc_entry), located=located)
+        # every structure met before the disc (bone of any vertebra, the canal, other discs)
+        before = d < disc_entry
+        for lab in np.unique(vals[before]):
+            lab = int(lab)
+            if lab == 0:
+                continue
+            if L.is_vertebra(lab):
+                name = f"{L.vertebra_name(lab)} bone"
+            elif lab in (L.CANAL, L.CORD):
+                name = "the spinal canal"
+            elif L.is_disc(lab):
+                name = f"the {L.disc_name(lab)} disc"
+            else:
+                name = f"label {lab}"
+            contacts.append((name, float(d[before][vals[before] == lab][0])))
+        contacts.sort(key=lambda c: c[1])
+    return dict(disc_entry=disc_entry, facet=min(facet, disc_entry), located=located,
+                contacts=contacts)
 
 
 # --------------------------------------------------------------------------------------
@@ -353,6 +371,18 @@ def rehearsal_steps(plan: dict, labels=None) -> list[Step]:
     ang = metrics.get("angle_to_sagittal_deg")
     ang_txt = f", {ang:.0f} deg to the sagittal plane" if isinstance(ang, (int, float)) else ""
 
+    contact_txt = ""
+    if st["contacts"]:
+        contact_txt = (" Caution: before the disc this path meets " + ", ".join(
+            f"{n} at {dd:.0f} mm" for n, dd in st["contacts"]) + "; a percutaneous needle must "
+            "not meet bone or enter the canal: re-plan.")
+    plan_warnings = [c for c in (plan.get("checks") or [])
+                     if isinstance(c, dict) and c.get("severity") in ("warning", "error")]
+    checks_txt = ""
+    if plan_warnings:
+        checks_txt = " Plan checks: " + "; ".join(
+            f"{c.get('severity')}: {c.get('name')}" for c in plan_warnings) + "."
+
     # (key, title, narration, depth_mm, instrument, radius, layers, at_risk, target_labels)
     rows: list[tuple] = []
     if proc == "needle":
@@ -365,7 +395,8 @@ def rehearsal_steps(plan: dict, labels=None) -> list[Step]:
             ("kambin", "Kambin's triangle",
              f"The needle passes Kambin's triangle at {st['disc_entry']:.0f} mm: exiting "
              f"{lv['exiting_root']} root above, {L.vertebra_name(lv['low'])} endplate below, "
-             f"superior articular process medially. Stay off the root and out of the canal.",
+             f"superior articular process medially. Stay off the root and out of the canal."
+             + contact_txt,
              st["disc_entry"], "needle", r, dict(skin=0.0, soft_tissue=0.2, bone=1.0),
              (exiting, sac) + neighbours, target_disc),
             ("nucleus", "Nucleus",
@@ -430,6 +461,10 @@ def rehearsal_steps(plan: dict, labels=None) -> list[Step]:
              dict(skin=0.0, soft_tissue=0.0, bone=0.45), (sac,) + neighbours, target_disc),
         ]
 
+    if checks_txt:
+        first = list(rows[0])
+        first[2] = first[2] + checks_txt
+        rows[0] = tuple(first)
     steps: list[Step] = []
     n = len(rows)
     for i, (key, title, text, dmm, instr, rad, layers, risk, tgt) in enumerate(rows):

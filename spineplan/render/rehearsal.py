@@ -43,6 +43,7 @@ SAC_RGB = (1.00, 0.85, 0.15)
 TARGET_RGB = (0.15, 0.85, 0.25)
 RISK_RGB = (1.00, 0.12, 0.08)
 PATH_RGB = (1.00, 1.00, 1.00)
+RISK_TEXT_RGB = (1.00, 0.55, 0.50)  # readable red on the dark background
 #: Unlit, so its pixels keep exactly this colour wherever nothing covers it.
 INSTRUMENT_RGB = (0.0, 1.0, 1.0)
 #: Thinnest instrument drawn (mm radius): a 1.5 mm needle would be sub-pixel in an overview.
@@ -60,6 +61,8 @@ MAX_TRIANGLES_PER_LAYER = 40_000
 MAX_TRIANGLES_PER_LABEL = 6_000
 #: Inset "view down the instrument": viewport (x0, y0, x1, y1) and distance behind the tip (mm).
 INSET_VIEWPORT = (0.70, 0.46, 0.99, 0.84)
+#: Largest fraction of the frame height the narration may cover (the font shrinks to fit).
+NARRATION_MAX_HEIGHT = 0.30
 INSET_DISTANCE_MM = 70.0
 #: Camera distance (mm) from the target for the practice comparison overview.
 CAMERA_OVERVIEW_MM = 340.0
@@ -522,6 +525,9 @@ class Rehearsal:
         side = str(plan.get("side", "")).upper()
         case = f"{plan.get('level', '')}  {side}  {plan.get('procedure', '')}"
         self.case_text.SetInput(f"{title}\n{case}" if title else case)
+        self.risk_font = max(10, int(round(h / 32)))
+        self.risk_text = self._text(self.risk_font, (0.02, 0.74 if title else 0.78))
+        self.risk_text.GetTextProperty().SetColor(*RISK_TEXT_RGB)
         self.inset_text = None
         if self.inset is not None:
             self.inset_text = self._text(max(10, int(round(h / 34))), (0.03, 0.97),
@@ -553,9 +559,20 @@ class Rehearsal:
         (renderer or self.ren).AddViewProp(t)
         return t
 
-    def _wrap(self, text: str) -> str:
-        chars = max(20, int(self.size[0] / (self.font * 0.55)))
-        return "\n".join(textwrap.wrap(text, chars))
+    def _wrap(self, text: str, font: int, width_fraction: float = 0.96) -> list[str]:
+        chars = max(16, int(width_fraction * self.size[0] / (font * 0.55)))
+        return textwrap.wrap(text, chars)
+
+    def _fit_narration(self, text: str) -> tuple[str, int]:
+        """Wrap the narration, shrinking the font (not below 10 px) to stay within
+        NARRATION_MAX_HEIGHT of the frame so the instrument stays visible."""
+        h = self.size[1]
+        font = self.font
+        while True:
+            lines = self._wrap(text, font)
+            if len(lines) * font * 1.25 <= NARRATION_MAX_HEIGHT * h or font <= 10:
+                return "\n".join(lines), font
+            font -= 1
 
     def apply(self, fs: FrameState) -> None:
         """Set the scene to one frame state (camera, layers, highlights, instrument, text)."""
@@ -587,7 +604,16 @@ class Rehearsal:
             a.SetVisibility(n in names)
         self.instrument.GetMapper().SetInputData(_instrument_poly(st, np.asarray(fs.tip_lps), self.plan))
         self.title_text.SetInput(f"Step {st.index + 1}/{len(self.steps)}: {st.title}")
-        self.narration.SetInput(self._wrap(st.narration))
+        main, _, risk = st.narration.partition(" At risk: ")
+        text, font = self._fit_narration(main)
+        self.narration.GetTextProperty().SetFontSize(font)
+        self.narration.SetInput(text)
+        if st.at_risk:
+            items = [n for s in st.at_risk for n in self._wrap("- " + s.name, self.risk_font, 0.32)]
+            self.risk_text.SetInput("At risk:\n" + "\n".join(items))
+            self.risk_text.SetVisibility(True)
+        else:
+            self.risk_text.SetVisibility(False)
         _set_camera(self.ren.GetActiveCamera(), fs.camera)
         self.ren.ResetCameraClippingRange()
         if self.inset is not None:

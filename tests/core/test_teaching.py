@@ -125,6 +125,20 @@ def test_kambin_step_found_in_label_map(phantom):
     tip = np.asarray(kambin.tip_lps)
     assert phantom.labels.value_at_lps(tip) == 123          # inside the L4/L5 disc ...
     assert phantom.labels.value_at_lps(tip - 1.0 * d) != 123  # ... having just entered it
+    # the phantom's 43-degree path meets L5 bone before the disc: the narration says so, at
+    # the depth where the label map first shows L5 along the path
+    ts = np.arange(0.0, np.linalg.norm(target - entry), 0.5)
+    first_l5 = next(t for t in ts if phantom.labels.value_at_lps(entry + d * t) == 24)
+    assert f"meets L5 bone at {first_l5:.0f} mm" in kambin.narration
+    clean = make_plan(phantom, "needle")
+    clean["entry_lps"] = (target + [100.0, 50.0, 0.0]).tolist()  # a steeper path clears the bone
+    k2 = next(s for s in T.rehearsal_steps(clean, phantom.labels) if s.key == "kambin")
+    assert "Caution" not in k2.narration and phantom.labels.value_at_lps(k2.tip_lps) == 123
+    # plan checks with warnings/errors are announced at the first step
+    warned = make_plan(phantom, "needle")
+    warned["checks"][0].update(ok=False, severity="error", name="bone contact")
+    assert "error: bone contact" in T.rehearsal_steps(warned)[0].narration
+    assert "Plan checks" not in T.rehearsal_steps(make_plan(phantom, "needle"))[0].narration
     # without labels the documented default distance before the target is used
     default = next(s for s in T.rehearsal_steps(plan) if s.key == "kambin")
     assert np.linalg.norm(target - np.asarray(default.tip_lps)) == pytest.approx(

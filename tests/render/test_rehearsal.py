@@ -283,7 +283,8 @@ def test_presentation_text_never_shows_identity(phantom, tmp_path):
         texts = set()
         for fs in T.playback_frames(scene.steps, 1):
             scene.apply(fs)
-            for actor in (scene.title_text, scene.narration, scene.case_text, scene.inset_text):
+            for actor in (scene.title_text, scene.narration, scene.case_text, scene.inset_text,
+                          scene.risk_text):
                 texts.add(actor.GetInput())
         assert scene.capture().shape == (240, 320, 3)
     finally:
