@@ -132,7 +132,11 @@ def run(args) -> int:
         raise InvalidInputError("--fps must be between 0.5 and 60")
 
     plan = read_plan(args.plan)
-    image = getattr(args, "image", None) or (plan.get("source") or {}).get("path")
+    image = getattr(args, "image", None)
+    if not image and (plan.get("source") or {}).get("path"):
+        image = Path(plan["source"]["path"])
+        if not image.is_absolute():  # relative to the plan file
+            image = Path(args.plan).resolve().parent / image
     if not image:
         sample = sample_dicom_dir()
         if sample.is_dir() and any(sample.iterdir()):

@@ -33,6 +33,7 @@ from .segmentation import labels as L
 
 __all__ = [
     "Camera", "Structure", "Step", "rehearsal_steps", "trajectory_lps", "check_plan", "FrameState",
+    "side_matches_geometry",
     "playback_frames",
     "Score", "SCORE_WEIGHTS", "SCORE_TOLERANCES", "score_attempt", "score_summary", "approach_camera",
     "TeachingCase", "TeachingSet", "TEACHING_SET_FORMAT", "TEACHING_SET_VERSION",
@@ -214,20 +215,42 @@ def _level_labels(level: str) -> dict:
                 unit_below=(L.motor_unit_name(low, below) if low != L.SACRUM else None))
 
 
-def check_plan(plan: dict) -> dict:
+#: How far (mm) the entry may lie on the other side of the target, in LPS x, before a plan's
+#: declared side and its geometry are taken to contradict each other (a straight-down tube
+#: has entry x close to target x; a posterolateral approach has the entry lateral).
+SIDE_TOLERANCE_MM = 5.0
+
+
+def side_matches_geometry(plan: dict) -> bool:
+    """True when the entry lies on the declared side (LPS: the patient's left is +x).
+
+    A ``"left"`` plan whose entry is more than :data:`SIDE_TOLERANCE_MM` to the patient's
+    right of its target (or the reverse) describes a wrong-side approach.
+    """
+    entry, target, _, _ = trajectory_lps(plan)
+    sgn = 1.0 if _side(plan) == "left" else -1.0
+    return bool(sgn * (entry[0] - target[0]) >= -SIDE_TOLERANCE_MM)
+
+
+def check_plan(plan: dict, require_consistent_side: bool = True) -> dict:
     """Validate the keys rehearsal and scoring need; return the plan.
 
     Raises
     ------
     PlanFileError
-        Missing/invalid procedure, side, level, entry or target.
+        Missing/invalid procedure, side, level, entry or target, or (when
+        ``require_consistent_side``) an entry on the other side than the declared one.
     """
     if not isinstance(plan, dict):
         raise PlanFileError("a plan must be a JSON object")
     _procedure(plan)
-    _side(plan)
+    side = _side(plan)
     _level_labels(str(plan.get("level", "")))
     trajectory_lps(plan)
+    if require_consistent_side and not side_matches_geometry(plan):
+        other = "right" if side == "left" else "left"
+        raise PlanFileError(f"plan says {side.upper()} but its entry lies on the patient's {other}; "
+                            f"check the plan before teaching with it")
     return plan
 
 
@@ -341,6 +364,7 @@ def rehearsal_steps(plan: dict, labels=None) -> list[Step]:
         skin entry, Kambin's triangle, nucleus. Tips lie on the entry -> target segment,
         their depth never decreases and the last tip is the target.
     """
+    check_plan(plan)
     proc, side = _procedure(plan), _side(plan)
     level = str(plan.get("level", ""))
     lv = _level_labels(level)
@@ -590,7 +614,7 @@ def score_attempt(reference_plan: dict, attempt_plan: dict) -> Score:
         weighted by :data:`SCORE_WEIGHTS` with :data:`SCORE_TOLERANCES`.
     """
     check_plan(reference_plan)
-    check_plan(attempt_plan)
+    check_plan(attempt_plan, require_consistent_side=False)
     e_r, t_r, d_r, depth_r = trajectory_lps(reference_plan)
     e_a, t_a, d_a, depth_a = trajectory_lps(attempt_plan)
     entry_err = float(np.linalg.norm(e_a - e_r))
@@ -622,6 +646,9 @@ def score_attempt(reference_plan: dict, attempt_plan: dict) -> Score:
     remarks = []
     if not same_side:
         remarks.append("wrong side: the attempt is planned on the other side of the patient")
+    elif not side_matches_geometry(attempt_plan):
+        remarks.append(f"wrong side: the attempt's entry lies on the patient's other side than "
+                       f"'{attempt_plan.get('side')}'")
     if not same_level:
         remarks.append(f"wrong level: {attempt_plan.get('level')} instead of {reference_plan.get('level')}")
     if not same_proc:
@@ -815,8 +842,7 @@ def write_teaching_set(path: str | os.PathLike, cases: Sequence[dict], title: st
                     plan = json.loads(Path(plan).read_text())
                 except (OSError, ValueError) as exc:
                     raise InvalidInputError(f"reference plan of case {n} unreadable: {exc}") from None
-            trajectory_lps(plan)  # validates entry/target
-            _procedure(plan)
+            check_plan(plan)  # procedure, side, level, entry/target, side vs geometry
             cdir = tmp / cid
             cdir.mkdir()
             image = _copy_into(Path(c["image_path"]), cdir, "image")

@@ -749,7 +749,7 @@ def render_comparison(reference: dict, attempt: dict, ct: Volume | None, labels:
 
     vtk = _vtk()
     check_plan(reference)
-    check_plan(attempt)
+    check_plan(attempt, require_consistent_side=False)  # a resident's mistake is shown, not refused
     w, h = int(size[0]), int(size[1])
     if w < 128 or h < 64:
         raise InvalidInputError("comparison image must be at least 128 x 64 pixels")

@@ -188,6 +188,24 @@ def test_bad_plans_raise_one_line_errors(phantom):
         T.playback_frames(T.rehearsal_steps(plan), 0)
 
 
+def test_declared_side_must_match_geometry(phantom):
+    """A plan labelled LEFT whose entry is on the patient's right (-x) is a wrong-side plan."""
+    plan = make_plan(phantom, "needle", side="right")  # entry at -x
+    assert T.side_matches_geometry(plan)
+    mislabeled = dict(plan, side="left")
+    assert not T.side_matches_geometry(mislabeled)
+    with pytest.raises(PlanFileError, match="says LEFT but its entry lies on the patient's right"):
+        T.rehearsal_steps(mislabeled)
+    # a straight-down tube (entry x == target x) is consistent with either side
+    tube = make_plan(phantom, "tube")
+    tube["entry_lps"][0] = tube["target_lps"][0]
+    assert T.side_matches_geometry(tube) and T.side_matches_geometry(dict(tube, side="right"))
+    # scoring does not refuse a resident's mislabeled attempt: it scores it 0 with the reason
+    ref = make_plan(phantom, "needle", side="left")
+    s = T.score_attempt(ref, dict(plan, side="left"))
+    assert s.overall == 0.0 and any("other side" in r for r in s.remarks)
+
+
 # ----------------------------------------------------------------------------- scoring
 def test_score_of_reference_itself_is_perfect(phantom):
     ref = make_plan(phantom, "needle")

@@ -377,3 +377,17 @@ def test_mp4_without_ffmpeg_is_a_clear_error(tmp_path, rendered, monkeypatch):
     with pytest.raises(SpineplanError, match="imageio-ffmpeg"):
         R.write_animation(frames, tmp_path / "r.mp4")
     assert not list(tmp_path.iterdir())  # nothing left behind
+
+
+def test_cli_uses_plan_source_path_relative_to_plan(cli_files, phantom):
+    import imageio.v2 as iio
+
+    d, ct, lab, _ = cli_files
+    plan = needle_plan(phantom)
+    plan["source"]["path"] = ct.name  # relative to the plan file's folder
+    sub = d / "rel.json"
+    sub.write_text(json.dumps(plan))
+    out = d / "rel.gif"
+    assert main(["rehearse", str(sub), "-o", str(out), "--size", "160x120",
+                 "--frames-per-step", "1", "--no-inset"]) == 0
+    assert len(iio.mimread(out)) == 3
