@@ -24,7 +24,7 @@ import zipfile
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
-from typing import Any, Iterable, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -210,7 +210,7 @@ def _level_labels(level: str) -> dict:
     upper_name, lower_name = L.vertebra_name(up), L.vertebra_name(low)
     return dict(up=up, low=low, disc=L.disc_label(up), disc_above=disc_above,
                 disc_below=disc_below, exiting_root=upper_name,
-                traversing_root=lower_name if lower_name != "S1" else "S1",
+                traversing_root=lower_name,
                 unit_above=(f"{L.vertebra_name(above)}-{upper_name}" if above else None),
                 unit_below=(L.motor_unit_name(low, below) if low != L.SACRUM else None))
 
@@ -362,7 +362,14 @@ def rehearsal_steps(plan: dict, labels=None) -> list[Step]:
         Tube: skin mark and incision, dilators, docking on the lamina, laminotomy,
         decompression. Cage: facetectomy, disc preparation, cage insertion. Needle:
         skin entry, Kambin's triangle, nucleus. Tips lie on the entry -> target segment,
-        their depth never decreases and the last tip is the target.
+        their depth never decreases and the last tip is the target. With a label map the
+        needle's Kambin step warns about anything the path meets before the disc; plan
+        checks with warnings/errors are announced at the first step.
+
+    Raises
+    ------
+    PlanFileError
+        Invalid plan, or a declared side that contradicts the entry (wrong-side plan).
     """
     check_plan(plan)
     proc, side = _procedure(plan), _side(plan)
@@ -940,16 +947,3 @@ def read_teaching_set(path: str | os.PathLike, extract_to: str | os.PathLike | N
     if not cases:
         raise PlanFileError(f"teaching set {path} has no cases")
     return TeachingSet(title=str(manifest.get("title", "")), cases=cases, root=root, manifest=manifest)
-
-
-def _iter_strings(obj: Any) -> Iterable[str]:
-    """Every string value in a nested dict/list (used by tests and report checks)."""
-    if isinstance(obj, dict):
-        for k, v in obj.items():
-            yield str(k)
-            yield from _iter_strings(v)
-    elif isinstance(obj, (list, tuple)):
-        for v in obj:
-            yield from _iter_strings(v)
-    elif isinstance(obj, str):
-        yield obj
