@@ -624,18 +624,32 @@ class Rehearsal:
                         Camera(tuple(pos), tuple(tip), tuple(up)), view_angle=40.0)
             self.inset.ResetCameraClippingRange()
 
-    def capture(self) -> np.ndarray:
-        """Render and return the window as an RGB uint8 array (row 0 at the top)."""
+    def capture(self, overlays: bool = True) -> np.ndarray:
+        """Render and return the window as an RGB uint8 array (row 0 at the top).
+
+        ``overlays=False`` hides the narration and the risk list (handout images); the step
+        title and case line stay.
+        """
         vtk = _vtk()
         from vtkmodules.util import numpy_support
 
-        self.rw.Render()
-        w2i = vtk.vtkWindowToImageFilter()
-        w2i.SetInput(self.rw)
-        w2i.SetInputBufferTypeToRGB()
-        w2i.ReadFrontBufferOff()
-        w2i.Update()
-        img = w2i.GetOutput()
+        hidden = []
+        if not overlays:
+            for t in (self.narration, self.risk_text):
+                if t.GetVisibility():
+                    t.SetVisibility(False)
+                    hidden.append(t)
+        try:
+            self.rw.Render()
+            w2i = vtk.vtkWindowToImageFilter()
+            w2i.SetInput(self.rw)
+            w2i.SetInputBufferTypeToRGB()
+            w2i.ReadFrontBufferOff()
+            w2i.Update()  # re-renders by itself: overlays must stay hidden until here
+            img = w2i.GetOutput()
+        finally:
+            for t in hidden:
+                t.SetVisibility(True)
         w, h, _ = img.GetDimensions()
         a = numpy_support.vtk_to_numpy(img.GetPointData().GetScalars()).reshape(h, w, 3)
         return np.ascontiguousarray(a[::-1])
@@ -689,7 +703,8 @@ def render_rehearsal(plan: dict, ct: Volume | None, labels: Volume | None = None
         ``progress(fraction, message)``; ``cancel() -> True`` stops with
         :class:`spineplan.core.tasks.Cancelled`.
     step_images : list, optional
-        When given, the last frame of each step is appended to it (handout images).
+        When given, the last frame of each step, without the narration overlay, is
+        appended to it (handout images).
 
     Returns
     -------
@@ -710,7 +725,8 @@ def render_rehearsal(plan: dict, ct: Volume | None, labels: Volume | None = None
             _progress_bar(img, n, len(states))
             frames.append(img)
             if step_images is not None and fs.frame_in_step == frames_per_step - 1:
-                step_images.append(img)
+                # the handout prints the narration beside the image: capture it without
+                step_images.append(scene.capture(overlays=False))
             rep(0.3 + 0.7 * (n + 1) / len(states), f"frame {n + 1}/{len(states)}")
         return frames
     finally:

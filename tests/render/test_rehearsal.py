@@ -391,3 +391,18 @@ def test_cli_uses_plan_source_path_relative_to_plan(cli_files, phantom):
     assert main(["rehearse", str(sub), "-o", str(out), "--size", "160x120",
                  "--frames-per-step", "1", "--no-inset"]) == 0
     assert len(iio.mimread(out)) == 3
+
+
+def test_handout_images_have_no_narration_overlay(phantom):
+    plan = needle_plan(phantom)
+    scene = R.Rehearsal(plan, None, phantom.labels, size=(320, 240), inset=False)
+    try:
+        scene.apply(T.playback_frames(scene.steps, 1)[1])
+        with_text, clean, again = scene.capture(), scene.capture(overlays=False), scene.capture()
+    finally:
+        scene.close()
+    assert np.array_equal(with_text, again)  # overlays restored
+    diff = np.any(with_text != clean, axis=-1)
+    assert diff.mean() > 0.02
+    rows = np.nonzero(diff.any(axis=1))[0]
+    assert rows.max() > 240 * 0.7  # the narration box at the bottom is gone
