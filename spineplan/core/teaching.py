@@ -36,6 +36,7 @@ __all__ = [
     "side_matches_geometry",
     "playback_frames",
     "Score", "SCORE_WEIGHTS", "SCORE_TOLERANCES", "score_attempt", "score_summary", "approach_camera",
+    "instrument_view_camera",
     "TeachingCase", "TeachingSet", "TEACHING_SET_FORMAT", "TEACHING_SET_VERSION",
     "write_teaching_set", "read_teaching_set", "resident_view",
     "anonymise_for_presentation", "IDENTITY_KEYS",
@@ -337,6 +338,27 @@ def approach_camera(plan: dict, distance_mm: float = CAMERA_DISTANCE_START_MM) -
     """Camera looking at the plan's target from the approach side (along the trajectory)."""
     _, target, direction, _ = trajectory_lps(plan)
     return _camera(target, direction, float(distance_mm))
+
+
+#: Distance (mm) behind the tip of the "view down the instrument" camera.
+INSTRUMENT_VIEW_DISTANCE_MM = 70.0
+
+
+def instrument_view_camera(plan: dict, tip_lps, distance_mm: float = INSTRUMENT_VIEW_DISTANCE_MM,
+                           view_up=None) -> Camera:
+    """Camera on the instrument axis, ``distance_mm`` behind the tip, looking at the tip.
+
+    This is the "view down the instrument" (an endoscope-like view along the trajectory).
+    ``view_up`` defaults to the patient's superior direction projected off the axis.
+    """
+    _, _, direction, _ = trajectory_lps(plan)
+    tip = np.asarray(tip_lps, float).reshape(3)
+    up = np.asarray(view_up if view_up is not None else (0.0, 0.0, 1.0), float)
+    up = up - direction * float(up @ direction)
+    if np.linalg.norm(up) < 1e-6:
+        up = np.array([0.0, -1.0, 0.0]) - direction * float(-direction[1])
+    return Camera(tuple(map(float, tip - direction * float(distance_mm))), tuple(map(float, tip)),
+                  tuple(map(float, _unit(up))))
 
 
 def _fmt_side(side: str) -> str:

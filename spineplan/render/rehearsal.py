@@ -26,7 +26,8 @@ import numpy as np
 from ..core.errors import InvalidInputError, SpineplanError
 from ..core.segmentation import labels as L
 from ..core.tasks import Cancelled
-from ..core.teaching import Camera, FrameState, Step, playback_frames, rehearsal_steps, trajectory_lps
+from ..core.teaching import (Camera, FrameState, Step, instrument_view_camera, playback_frames,
+                             rehearsal_steps, trajectory_lps)
 from ..core.volume import Volume
 
 __all__ = ["render_rehearsal", "render_comparison", "comparison_camera", "write_animation", "write_handout",
@@ -63,7 +64,7 @@ MAX_TRIANGLES_PER_LABEL = 6_000
 INSET_VIEWPORT = (0.70, 0.46, 0.99, 0.84)
 #: Largest fraction of the frame height the narration may cover (the font shrinks to fit).
 NARRATION_MAX_HEIGHT = 0.30
-INSET_DISTANCE_MM = 70.0
+INSET_DISTANCE_MM = 70.0  # see core.teaching.INSTRUMENT_VIEW_DISTANCE_MM
 #: Camera distance (mm) from the target for the practice comparison overview.
 CAMERA_OVERVIEW_MM = 340.0
 #: Cranial tilt (deg) of the posterior comparison view.
@@ -617,11 +618,8 @@ class Rehearsal:
         _set_camera(self.ren.GetActiveCamera(), fs.camera)
         self.ren.ResetCameraClippingRange()
         if self.inset is not None:
-            tip = np.asarray(fs.tip_lps)
-            pos = tip - self.direction * INSET_DISTANCE_MM
-            up = np.asarray(fs.camera.view_up)
-            _set_camera(self.inset.GetActiveCamera(),
-                        Camera(tuple(pos), tuple(tip), tuple(up)), view_angle=40.0)
+            cam = instrument_view_camera(self.plan, fs.tip_lps, INSET_DISTANCE_MM, fs.camera.view_up)
+            _set_camera(self.inset.GetActiveCamera(), cam, view_angle=40.0)
             self.inset.ResetCameraClippingRange()
 
     def capture(self, overlays: bool = True) -> np.ndarray:

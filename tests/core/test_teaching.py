@@ -117,6 +117,18 @@ def test_playback_visits_every_step_and_camera_moves_toward_target(phantom, proc
     assert dist[-1] < dist[0]
 
 
+def test_instrument_view_camera_looks_along_the_trajectory(phantom):
+    plan = make_plan(phantom, "needle")
+    entry, target = np.array(plan["entry_lps"]), np.array(plan["target_lps"])
+    d = (target - entry) / np.linalg.norm(target - entry)
+    for st in T.rehearsal_steps(plan):
+        cam = T.instrument_view_camera(plan, st.tip_lps, 70.0)
+        sight = np.subtract(cam.focal_point, cam.position)
+        assert np.linalg.norm(sight) == pytest.approx(70.0)
+        assert np.allclose(sight / 70.0, d) and np.allclose(cam.focal_point, st.tip_lps)
+        assert abs(np.dot(cam.view_up, d)) < 1e-9 and cam.view_up[2] > 0  # head up
+
+
 def test_kambin_step_found_in_label_map(phantom):
     plan = make_plan(phantom, "needle")
     entry, target = np.array(plan["entry_lps"]), np.array(plan["target_lps"])
