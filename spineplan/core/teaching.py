@@ -38,7 +38,7 @@ __all__ = [
     "Score", "SCORE_WEIGHTS", "SCORE_TOLERANCES", "score_attempt", "score_summary", "approach_camera",
     "instrument_view_camera",
     "TeachingCase", "TeachingSet", "TEACHING_SET_FORMAT", "TEACHING_SET_VERSION",
-    "write_teaching_set", "read_teaching_set", "resident_view",
+    "write_teaching_set", "read_teaching_set", "resident_view", "DICOM_IDENTITY_ATTRIBUTES",
     "anonymise_for_presentation", "IDENTITY_KEYS",
 ]
 
@@ -817,6 +817,29 @@ class TeachingSet:
     manifest: dict = field(default_factory=dict)
 
 
+#: DICOM attributes that must be empty in images put into a (shared) teaching set.
+DICOM_IDENTITY_ATTRIBUTES = ("PatientName", "PatientID", "PatientBirthDate", "OtherPatientIDs",
+                             "OtherPatientNames", "PatientAddress", "AccessionNumber")
+
+
+def _dicom_identity_found(src: Path) -> bool:
+    """True when a DICOM file, or any DICOM file in a folder, carries patient identity."""
+    import pydicom
+    from pydicom.errors import InvalidDicomError
+
+    files = [src] if src.is_file() else [f for f in sorted(src.rglob("*")) if f.is_file()]
+    for f in files:
+        try:
+            ds = pydicom.dcmread(f, stop_before_pixels=True,
+                                 specific_tags=list(DICOM_IDENTITY_ATTRIBUTES))
+        except (InvalidDicomError, OSError, ValueError, TypeError, AttributeError):
+            continue  # not DICOM (NIfTI, NRRD, a README): nothing to check here
+        for attr in DICOM_IDENTITY_ATTRIBUTES:
+            if str(ds.get(attr, "") or "").strip():
+                return True
+    return False
+
+
 def _copy_into(src: Path, dst_dir: Path, name: str) -> str:
     """Copy a file or a folder (DICOM series) into ``dst_dir``; return the relative name."""
     if src.is_dir():
@@ -830,7 +853,8 @@ def _copy_into(src: Path, dst_dir: Path, name: str) -> str:
     return fname
 
 
-def write_teaching_set(path: str | os.PathLike, cases: Sequence[dict], title: str = "Teaching set") -> Path:
+def write_teaching_set(path: str | os.PathLike, cases: Sequence[dict], title: str = "Teaching set",
+                       allow_identified_images: bool = False) -> Path:
     """Bundle cases and their reference plans as a folder or (``.zip``) a zip file.
 
     Parameters
@@ -842,6 +866,9 @@ def write_teaching_set(path: str | os.PathLike, cases: Sequence[dict], title: st
         reference plan is a plan dict or the path of a plan JSON file.
     title : str
         Title of the set.
+    allow_identified_images : bool
+        By default a DICOM image carrying patient identity (name, ID, birth date, ...)
+        is refused: teaching sets are shared. Set True only for internal use.
 
     Returns
     -------
@@ -872,9 +899,15 @@ def write_teaching_set(path: str | os.PathLike, cases: Sequence[dict], title: st
                 except (OSError, ValueError) as exc:
                     raise InvalidInputError(f"reference plan of case {n} unreadable: {exc}") from None
             check_plan(plan)  # procedure, side, level, entry/target, side vs geometry
+            src = Path(c["image_path"])
+            if not src.exists():
+                raise InvalidInputError(f"teaching-set image of case {n} not found: {src}")
+            if not allow_identified_images and _dicom_identity_found(src):
+                raise InvalidInputError(f"the image of case {n} carries patient identity (DICOM "
+                                        f"name/ID); anonymise it or export it as NIfTI first")
             cdir = tmp / cid
             cdir.mkdir()
-            image = _copy_into(Path(c["image_path"]), cdir, "image")
+            image = _copy_into(src, cdir, "image")
             labels = None
             if c.get("labels_path"):
                 labels = _copy_into(Path(c["labels_path"]), cdir, "labels")

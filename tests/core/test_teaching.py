@@ -353,3 +353,41 @@ def test_anonymise_for_presentation_removes_identity(phantom):
     assert plan == original  # the source is untouched
     with pytest.raises(InvalidInputError):
         T.anonymise_for_presentation(plan, "  ")
+
+
+def _tiny_dicom(path, patient_name):
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.2"
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID = meta.MediaStorageSOPClassUID
+    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+    ds.PatientName = patient_name
+    ds.PatientID = ""
+    ds.Modality = "CT"
+    ds.save_as(path, enforce_file_format=True)
+
+
+def test_teaching_set_refuses_identified_dicom(tmp_path, phantom):
+    plan = make_plan(phantom, "needle")
+    named, blank = tmp_path / "named", tmp_path / "blank"
+    named.mkdir()
+    blank.mkdir()
+    _tiny_dicom(named / "1.dcm", "DOE^JANE")
+    _tiny_dicom(blank / "1.dcm", "")
+    with pytest.raises(InvalidInputError, match="carries patient identity"):
+        T.write_teaching_set(tmp_path / "a.zip", [{"title": "A", "image_path": named,
+                                                   "reference_plan": plan}])
+    assert not (tmp_path / "a.zip").exists()
+    T.write_teaching_set(tmp_path / "b.zip", [{"title": "B", "image_path": blank,
+                                               "reference_plan": plan}])
+    ts = T.read_teaching_set(tmp_path / "b.zip", extract_to=tmp_path / "bx")
+    assert (ts.cases[0].image_path / "1.dcm").is_file()
+    # an internal set may keep identified images when asked explicitly
+    T.write_teaching_set(tmp_path / "c", [{"title": "C", "image_path": named, "reference_plan": plan}],
+                         allow_identified_images=True)
