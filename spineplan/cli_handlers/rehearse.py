@@ -59,7 +59,9 @@ def load_volume(path: str | Path) -> Volume:
     except ImportError:
         project_loader = None
     if project_loader is not None and path.is_dir():
-        return project_loader(path)
+        vol = project_loader(path)
+        if isinstance(vol, Volume):
+            return vol
     try:
         if path.is_dir():
             reader = sitk.ImageSeriesReader()
