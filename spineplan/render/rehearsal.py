@@ -26,13 +26,14 @@ import numpy as np
 from ..core.errors import InvalidInputError, SpineplanError
 from ..core.segmentation import labels as L
 from ..core.tasks import Cancelled
-from ..core.teaching import (Camera, FrameState, Step, instrument_view_camera, playback_frames,
-                             rehearsal_steps, trajectory_lps)
+from ..core.teaching import (INSTRUMENT_VIEW_DISTANCE_MM, Camera, FrameState, Step,
+                             instrument_view_camera, playback_frames, rehearsal_steps,
+                             trajectory_lps)
 from ..core.volume import Volume
 
-__all__ = ["render_rehearsal", "render_comparison", "comparison_camera", "write_animation", "write_handout",
-           "project_lps_to_pixel",
-           "label_meshes_lps", "iso_surface_lps", "INSTRUMENT_RGB", "Rehearsal"]
+__all__ = ["Rehearsal", "render_rehearsal", "render_comparison", "comparison_camera",
+           "write_animation", "write_handout", "project_lps_to_pixel", "label_meshes_lps",
+           "iso_surface_lps", "INSTRUMENT_RGB"]
 
 # Colours (RGB 0..1), high contrast on a dark background (readable on a projector).
 BACKGROUND_RGB = (0.04, 0.04, 0.07)
@@ -62,9 +63,9 @@ MAX_TRIANGLES_PER_LAYER = 40_000
 MAX_TRIANGLES_PER_LABEL = 6_000
 #: Inset "view down the instrument": viewport (x0, y0, x1, y1) and distance behind the tip (mm).
 INSET_VIEWPORT = (0.70, 0.46, 0.99, 0.84)
+INSET_DISTANCE_MM = INSTRUMENT_VIEW_DISTANCE_MM
 #: Largest fraction of the frame height the narration may cover (the font shrinks to fit).
 NARRATION_MAX_HEIGHT = 0.30
-INSET_DISTANCE_MM = 70.0  # see core.teaching.INSTRUMENT_VIEW_DISTANCE_MM
 #: Camera distance (mm) from the target for the practice comparison overview.
 CAMERA_OVERVIEW_MM = 340.0
 #: Cranial tilt (deg) of the posterior comparison view.
