@@ -45,6 +45,13 @@ class Reporter:
             self.progress(f, message)
         self.check()
 
+    def callback(self):
+        """A ``progress(fraction, message)`` callable reporting into this reporter's range."""
+        if self.progress is None:
+            return None
+        return lambda fraction, message="": self.progress(
+            self.lo + (self.hi - self.lo) * min(max(fraction, 0.0), 1.0), message)
+
     def sub(self, lo: float, hi: float) -> "Reporter":
         """A reporter for a sub-step covering [lo, hi] of this one."""
         span = self.hi - self.lo

@@ -1,0 +1,49 @@
+"""``spineplan info PATH [--json]``: the series found under PATH (metadata only)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from ..core.dicom.load import read_image_file
+from ..core.dicom.scan import is_image_file, scan
+from ..core.errors import InvalidInputError
+
+
+def _image_file_record(path: Path) -> dict:
+    v = read_image_file(path)
+    return {"uid": "", "modality": v.modality, "description": path.name,
+            "size": list(v.size_ijk), "spacing": list(v.spacing), "origin": list(v.origin),
+            "direction": [float(x) for x in v.direction.ravel()], "n_files": 1,
+            "warnings": v.warnings}
+
+
+def run(args) -> int:
+    path = Path(args.path)
+    if not path.exists():
+        raise InvalidInputError(f"{path} does not exist")
+    if path.is_file() and is_image_file(path):
+        series, others, warnings = [_image_file_record(path)], [], []
+    else:
+        res = scan(path)
+        series = [s.to_json() for s in res.series]
+        others = [{"file": o.path.name, "kind": o.kind, "modality": o.modality} for o in res.other_objects]
+        warnings = res.warnings
+        if not series:
+            hint = f" ({'; '.join(warnings[:3])})" if warnings else ""
+            raise InvalidInputError(f"no loadable image series under {path}{hint}")
+    if args.json:
+        print(json.dumps({"series": series, "other_objects": others, "warnings": warnings}))
+        return 0
+    for s in series:
+        sz, sp = s["size"], s["spacing"]
+        print(f"{s['modality'] or '?':3s} {s['uid'] or '(no series UID)'}")
+        print(f"    {s['description']!s:40.40s} {sz[0]}x{sz[1]}x{sz[2]} voxels, "
+              f"{sp[0]:.3g}x{sp[1]:.3g}x{sp[2]:.3g} mm, {s['n_files']} files")
+        for w in s["warnings"]:
+            print(f"    warning: {w}")
+    for o in others:
+        print(f"other: {o['file']} ({o['kind']})")
+    for w in warnings:
+        print(f"warning: {w}")
+    return 0

@@ -1,0 +1,308 @@
+"""Load one image series (DICOM) or image file (NIfTI/NRRD/MHA) into a Volume.
+
+Geometry rules (a mirrored or shifted volume is a wrong-side operation):
+slices are sorted by their position along the slice normal (never by file name
+or InstanceNumber); rescale slope/intercept are applied per slice (CT in HU);
+missing slices, non-uniform spacing and gantry tilt are detected, warned about,
+and corrected by resampling onto a uniform orthogonal grid. Source files are
+opened read-only and never written.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pydicom
+from scipy import ndimage
+
+from ..errors import DicomError, InvalidInputError
+from ..tasks import Reporter
+from ..volume import Volume
+from .scan import ScanResult, SeriesInfo, is_image_file, scan
+
+__all__ = ["load_volume", "load_series", "read_image_file", "write_volume", "select_series"]
+
+_UNCOMPRESSED_LE = {"1.2.840.10008.1.2", "1.2.840.10008.1.2.1"}
+
+
+def _decode_file(path: Path, frames: list[int | None]) -> dict[int | None, np.ndarray]:
+    try:
+        ds = pydicom.dcmread(path)
+    except Exception as exc:  # noqa: BLE001 - any parse failure is bad input here
+        raise DicomError(f"{path.name}: cannot be read ({type(exc).__name__})") from None
+    if "PixelData" not in ds:
+        raise DicomError(f"{path.name}: has no pixel data")
+    ts = str(ds.file_meta.get("TransferSyntaxUID", "1.2.840.10008.1.2"))
+    nf = int(ds.get("NumberOfFrames", 1) or 1)
+    if (ts in _UNCOMPRESSED_LE and int(ds.get("SamplesPerPixel", 1)) == 1
+            and int(ds.BitsAllocated) in (8, 16, 32)):
+        dt = {8: "u1", 16: "u2", 32: "u4"}[int(ds.BitsAllocated)]
+        if int(ds.get("PixelRepresentation", 0)) == 1:
+            dt = dt.replace("u", "i")
+        dt = "<" + dt
+        n = int(ds.Rows) * int(ds.Columns) * nf
+        raw = np.frombuffer(ds.PixelData, dtype=dt, count=n)
+        bits_stored = int(ds.get("BitsStored", ds.BitsAllocated))
+        if bits_stored < int(ds.BitsAllocated):
+            raw = _mask_bits(raw, bits_stored, int(ds.get("PixelRepresentation", 0)) == 1)
+        arr = raw.reshape(nf, int(ds.Rows), int(ds.Columns))
+    else:
+        try:
+            arr = ds.pixel_array
+        except Exception as exc:  # noqa: BLE001 - decoder plugins raise many types
+            name = pydicom.uid.UID(ts).name if ts else "unknown"
+            raise DicomError(f"{path.name}: cannot decode pixel data in transfer syntax {name} "
+                             f"({exc.__class__.__name__}: install the pylibjpeg plugins or GDCM)"
+                             ) from None
+        arr = np.asarray(arr)
+        if arr.ndim == 2:
+            arr = arr[None]
+    if arr.ndim != 3:
+        raise DicomError(f"{path.name}: colour or unusual pixel data is not supported for planning")
+    return {f: arr[0 if f is None else f] for f in frames}
+
+
+def _mask_bits(raw: np.ndarray, bits: int, signed: bool) -> np.ndarray:
+    u = raw.view(raw.dtype.str.replace("i", "u")) & ((1 << bits) - 1)
+    if signed:
+        sign = 1 << (bits - 1)
+        return (u.astype(np.int64) ^ sign) - sign
+    return u
+
+
+def _read_slices(info: SeriesInfo, rep: Reporter) -> list[np.ndarray]:
+    by_file: dict[Path, list[int | None]] = defaultdict(list)
+    for r in info.slices:
+        by_file[r.path].append(r.frame)
+    files = list(by_file)
+    decoded: dict[tuple[Path, int | None], np.ndarray] = {}
+    workers = min(8, (os.cpu_count() or 2) * 2)
+    failed: list[str] = []
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        futures = [(f, pool.submit(_decode_file, f, by_file[f])) for f in files]
+        for n, (f, fut) in enumerate(futures):
+            try:
+                for frame, a in fut.result().items():
+                    decoded[(f, frame)] = a
+            except DicomError as exc:
+                failed.append(str(exc))
+            if n % 16 == 0:
+                rep.step(n / len(futures), "reading pixels")
+    if not decoded:
+        raise DicomError(f"no slice of the series could be decoded: {failed[0]}")
+    shapes = {a.shape for a in decoded.values()}
+    if len(shapes) != 1:
+        raise DicomError(f"series mixes image sizes {sorted(shapes)}")
+    if failed:
+        info.warnings.extend(f"{msg}; slice skipped" for msg in failed)
+        info.slices = [r for r in info.slices if (r.path, r.frame) in decoded]
+        _remeasure(info)
+    return [decoded[(r.path, r.frame)] for r in info.slices]
+
+
+def _remeasure(info: SeriesInfo) -> None:
+    from .scan import _sort_and_measure
+
+    kept = [w for w in info.warnings if "slice(s)" not in w and "spacing" not in w]
+    info.warnings = kept
+    _sort_and_measure(info, info.size[1], info.size[0])
+
+
+def _rescaled_stack(info: SeriesInfo, raw: list[np.ndarray]) -> np.ndarray:
+    slopes = np.array([r.slope for r in info.slices])
+    icpts = np.array([r.intercept for r in info.slices])
+    integral = np.all(slopes == np.round(slopes)) and np.all(icpts == np.round(icpts))
+    stack = np.stack(raw)
+    if integral:
+        lo = float(stack.min()) * slopes.max() + icpts.min() if stack.size else 0
+        hi = float(stack.max()) * slopes.max() + icpts.max() if stack.size else 0
+        dt = np.int16 if -32768 <= min(lo, hi) and max(lo, hi) <= 32767 else np.int32
+        out = stack.astype(dt)
+        if np.all(slopes == 1) and np.all(icpts == icpts[0]):
+            out += dt(icpts[0])
+        else:
+            out = (out * slopes[:, None, None].astype(dt) + icpts[:, None, None].astype(dt)).astype(dt)
+        return out
+    return (stack.astype(np.float32) * slopes[:, None, None].astype(np.float32)
+            + icpts[:, None, None].astype(np.float32))
+
+
+def load_series(info: SeriesInfo, *, progress=None, cancel=None) -> Volume:
+    """Decode one scanned series into a Volume in LPS geometry.
+
+    Non-uniform spacing, missing slices and gantry tilt are resampled onto a uniform
+    orthogonal grid (linear interpolation) and reported in ``Volume.warnings``.
+    """
+    rep = Reporter(progress, cancel)
+    if not info.slices:
+        raise DicomError("the series has no image slices")
+    raw = _read_slices(info, rep.sub(0.0, 0.85))
+    stack = _rescaled_stack(info, raw)
+    del raw
+    rep.step(0.9, "building geometry")
+    iop = info.slices[0].iop
+    row_dir, col_dir = iop[:3] / np.linalg.norm(iop[:3]), iop[3:] / np.linalg.norm(iop[3:])
+    normal = np.cross(row_dir, col_dir)
+    sj, si = info.slices[0].pixel_spacing
+    p0 = info.slices[0].position
+    rel = np.array([r.position - p0 for r in info.slices])
+    a, b, d = rel @ row_dir, rel @ col_dir, rel @ normal
+    uniform = True
+    sk = float(info.spacing[2]) if len(info.slices) > 1 else float(sj)
+    if len(d) > 1:
+        gaps = np.diff(d)
+        uniform = (np.max(np.abs(gaps - sk)) <= max(0.01 * sk, 0.01)
+                   and np.max(np.abs(a)) < 0.01 and np.max(np.abs(b)) < 0.01)
+    meta = {"series_uid": info.uid, "description": info.description,
+            "frame_of_reference": info.frame_of_reference, "n_files": info.n_files}
+    direction = np.stack([row_dir, col_dir, normal], axis=1)
+    if uniform:
+        vol = Volume(stack, spacing=(si, sj, sk), origin=tuple(p0), direction=direction,
+                     modality=info.modality, meta=meta, warnings=list(info.warnings))
+    else:
+        vol = _resample_stack(stack, a, b, d, si, sj, sk, p0, direction, rep)
+        vol.modality, vol.meta, vol.warnings = info.modality, meta, list(info.warnings)
+    _read_identity(info, vol)
+    rep.step(1.0, "loaded")
+    return vol
+
+
+def _read_identity(info: SeriesInfo, vol: Volume) -> None:
+    """Patient identity goes to meta['identity'] only (reports use it when asked)."""
+    try:
+        ds = pydicom.dcmread(info.slices[0].path, stop_before_pixels=True,
+                             specific_tags=["PatientName", "PatientID", "StudyDate"])
+        vol.meta["identity"] = {"patient_name": str(ds.get("PatientName", "")),
+                                "patient_id": str(ds.get("PatientID", "")),
+                                "study_date": str(ds.get("StudyDate", ""))}
+    except Exception:  # noqa: BLE001 - identity is optional
+        vol.meta["identity"] = {}
+
+
+def _resample_stack(stack, a, b, d, si, sj, sk, p0, direction, rep: Reporter) -> Volume:
+    """Resample slices at in-plane offsets (a, b) and normal positions d onto a regular grid."""
+    nk_src, nj, ni = stack.shape
+    oa, ob = float(min(a.min(), 0)), float(min(b.min(), 0))
+    ni_out = ni + int(np.ceil((a.max() - oa) / si - 1e-6))
+    nj_out = nj + int(np.ceil((b.max() - ob) / sj - 1e-6))
+    nk_out = int(round((d[-1] - d[0]) / sk)) + 1
+    cval = float(stack.min())
+    out = np.empty((nk_out, nj_out, ni_out), dtype=np.float32)
+    for k in range(nk_out):
+        if k % 16 == 0:
+            rep.step(k / nk_out, "resampling to a regular grid")
+        dk = d[0] + k * sk
+        n = int(np.clip(np.searchsorted(d, dk, side="right") - 1, 0, nk_src - 2)) if nk_src > 1 else 0
+        t = float(np.clip((dk - d[n]) / (d[n + 1] - d[n]), 0, 1)) if nk_src > 1 else 0.0
+        acc = np.zeros((nj_out, ni_out), np.float32)
+        for m, w in ((n, 1 - t), (n + 1, t)):
+            if w <= 1e-6 or m >= nk_src:
+                continue
+            # output pixel (i', j') sits at in-plane (oa + i' si, ob + j' sj); in slice m that
+            # is pixel ((x - a_m) / si, (y - b_m) / sj)
+            shifted = ndimage.affine_transform(
+                stack[m].astype(np.float32), np.eye(2),
+                offset=((ob - b[m]) / sj, (oa - a[m]) / si), output_shape=(nj_out, ni_out),
+                order=1, mode="constant", cval=cval)
+            acc += np.float32(w) * shifted
+        out[k] = acc
+    if np.issubdtype(stack.dtype, np.integer):
+        out = np.rint(out).astype(stack.dtype)
+    origin = p0 + oa * direction[:, 0] + ob * direction[:, 1]
+    return Volume(out, spacing=(si, sj, sk), origin=tuple(origin), direction=direction)
+
+
+def read_image_file(path: str | os.PathLike) -> Volume:
+    """Read NIfTI / NRRD / MetaImage through SimpleITK (geometry converted to LPS by ITK)."""
+    import SimpleITK as sitk
+
+    p = Path(path)
+    if not p.is_file():
+        raise InvalidInputError(f"{p} does not exist")
+    try:
+        img = sitk.ReadImage(str(p))
+    except RuntimeError:
+        raise InvalidInputError(f"{p.name}: cannot be read as a NIfTI/NRRD/MHA image") from None
+    if img.GetDimension() == 4 and img.GetSize()[3] == 1:
+        img = img[:, :, :, 0]
+    if img.GetDimension() != 3:
+        raise InvalidInputError(f"{p.name}: expected a 3D image, got {img.GetDimension()}D")
+    if img.GetNumberOfComponentsPerPixel() != 1:
+        raise InvalidInputError(f"{p.name}: colour/vector images are not supported")
+    vol = Volume.from_sitk(img)
+    direction = vol.direction
+    if abs(abs(np.linalg.det(direction)) - 1) > 1e-3 or not np.allclose(
+            direction.T @ direction, np.eye(3), atol=1e-3):
+        raise InvalidInputError(f"{p.name}: non-orthogonal direction matrix")
+    arr = vol.array
+    modality = "CT" if arr.min() < -500 and arr.max() > 300 else ""
+    vol.modality = modality
+    vol.meta = {"series_uid": "", "description": p.name, "source_file": p.name}
+    return vol
+
+
+def select_series(result: ScanResult, series_uid: str | None = None) -> SeriesInfo:
+    """The series to load: the one with ``series_uid``, or the only image series."""
+    if not result.series:
+        hint = f" ({'; '.join(result.warnings[:3])})" if result.warnings else ""
+        raise DicomError(f"no loadable DICOM image series found{hint}")
+    if series_uid:
+        for s in result.series:
+            if s.uid == series_uid:
+                return s
+        raise DicomError(f"series {series_uid} not found; found: "
+                         + ", ".join(s.uid or "(no UID)" for s in result.series))
+    if len(result.series) > 1:
+        raise DicomError(f"{len(result.series)} image series found; choose one with --series: "
+                         + ", ".join(f"{s.uid or '(no UID)'} [{s.modality} {s.size[2]} slices]"
+                                     for s in result.series))
+    return result.series[0]
+
+
+def load_volume(path: str | os.PathLike, series_uid: str | None = None, *,
+                progress=None, cancel=None) -> Volume:
+    """Load what the user opened: an image file, or a DICOM folder/file/DICOMDIR/zip.
+
+    Raises
+    ------
+    InvalidInputError / DicomError
+        With a one-line message when nothing loadable is found or the choice is ambiguous.
+    """
+    p = Path(path)
+    if not p.exists():
+        raise InvalidInputError(f"{p} does not exist")
+    if p.is_file() and is_image_file(p):
+        return read_image_file(p)
+    rep = Reporter(progress, cancel)
+    result = scan(p, progress=rep.sub(0, 0.2).callback(), cancel=cancel)
+    info = select_series(result, series_uid)
+    vol = load_series(info, progress=rep.sub(0.2, 1.0).callback(), cancel=cancel)
+    vol.warnings.extend(w for w in result.warnings if w not in vol.warnings)
+    return vol
+
+
+def write_volume(volume: Volume, path: str | os.PathLike) -> Path:
+    """Write a Volume as NIfTI (.nii/.nii.gz), NRRD (.nrrd) or MetaImage (.mha), atomically."""
+    import SimpleITK as sitk
+
+    p = Path(path)
+    name = p.name.lower()
+    if not name.endswith((".nii", ".nii.gz", ".nrrd", ".mha")):
+        raise InvalidInputError(f"{p.name}: output must end in .nii.gz, .nii, .nrrd or .mha")
+    p.parent.mkdir(parents=True, exist_ok=True)
+    suffix = ".nii.gz" if name.endswith(".nii.gz") else p.suffix
+    fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=".spineplan-", suffix=suffix)
+    os.close(fd)
+    try:
+        sitk.WriteImage(volume.to_sitk(), tmp, useCompression=name.endswith((".gz", ".nrrd", ".mha")))
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, p)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return p

@@ -1,0 +1,374 @@
+"""Series discovery: find DICOM image series under a path, reading metadata only.
+
+Groups files by SeriesInstanceUID and splits a UID further where it mixes
+orientations, image sizes, echoes, or acquisitions that overlap in space.
+Localizers/scouts and non-image objects (SR, RTSTRUCT, SEG, presentation states)
+are kept out of image series but listed. No pixel data is decoded, and warnings
+name files, never patients.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import zipfile
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pydicom
+from pydicom.errors import InvalidDicomError
+
+from ..errors import DicomError
+from ..tasks import Reporter
+
+__all__ = ["SliceRef", "SeriesInfo", "OtherObject", "ScanResult", "scan", "is_image_file"]
+
+IMAGE_FILE_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd")
+
+_TAGS = ["SOPClassUID", "SOPInstanceUID", "Modality", "SeriesInstanceUID", "StudyInstanceUID",
+         "ImageType", "ImageOrientationPatient", "ImagePositionPatient", "PixelSpacing", "Rows",
+         "Columns", "EchoNumbers", "AcquisitionNumber", "SeriesDescription", "NumberOfFrames",
+         "SliceThickness", "InstanceNumber", "SeriesNumber", "RescaleSlope", "RescaleIntercept",
+         "FrameOfReferenceUID", "SharedFunctionalGroupsSequence",
+         "PerFrameFunctionalGroupsSequence", "BitsAllocated", "SamplesPerPixel"]
+
+# SOP classes that never carry an image volume.
+_NON_IMAGE_PREFIXES = {
+    "1.2.840.10008.5.1.4.1.1.88.": "structured report",
+    "1.2.840.10008.5.1.4.1.1.481.3": "RT structure set",
+    "1.2.840.10008.5.1.4.1.1.66.4": "segmentation",
+    "1.2.840.10008.5.1.4.1.1.66": "registration/segmentation object",
+    "1.2.840.10008.5.1.4.1.1.11.": "presentation state",
+    "1.2.840.10008.5.1.4.1.1.104.": "encapsulated document",
+    "1.2.840.10008.1.3.10": "media storage directory",
+    "1.2.840.10008.5.1.4.1.1.481.": "RT object",
+}
+
+
+@dataclass
+class SliceRef:
+    """One 2D image: a file, and the frame within it for multi-frame files."""
+
+    path: Path
+    frame: int | None
+    position: np.ndarray          # ImagePositionPatient (LPS mm)
+    iop: np.ndarray               # 6 direction cosines
+    pixel_spacing: tuple[float, float]  # (between rows, between columns)
+    slope: float = 1.0
+    intercept: float = 0.0
+    instance: int = 0
+
+
+@dataclass
+class SeriesInfo:
+    """A loadable image series (metadata only). Geometry is that of the sorted stack."""
+
+    uid: str
+    modality: str
+    description: str
+    slices: list[SliceRef]
+    size: list[int] = field(default_factory=list)         # [i, j, k]
+    spacing: list[float] = field(default_factory=list)    # [i, j, k] mm
+    origin: list[float] = field(default_factory=list)     # LPS of the first voxel
+    direction: list[float] = field(default_factory=list)  # 9, row-major, columns = i, j, k
+    warnings: list[str] = field(default_factory=list)
+    series_number: int | None = None
+    frame_of_reference: str = ""
+
+    @property
+    def files(self) -> list[Path]:
+        return sorted({s.path for s in self.slices})
+
+    @property
+    def n_files(self) -> int:
+        return len(self.files)
+
+    def to_json(self) -> dict[str, Any]:
+        """The ``info --json`` record (non-identifying)."""
+        return {"uid": self.uid, "modality": self.modality, "description": self.description,
+                "size": self.size, "spacing": self.spacing, "origin": self.origin,
+                "direction": self.direction, "n_files": self.n_files, "warnings": self.warnings}
+
+
+@dataclass
+class OtherObject:
+    """A DICOM object that is not part of an image series (SR, SEG, localizer, ...)."""
+
+    path: Path
+    kind: str
+    modality: str
+    series_uid: str
+
+
+@dataclass
+class ScanResult:
+    series: list[SeriesInfo]
+    other_objects: list[OtherObject]
+    warnings: list[str]
+
+
+def is_image_file(path: str | os.PathLike) -> bool:
+    """True for NIfTI/NRRD/MetaImage files (read through SimpleITK, not as DICOM)."""
+    return str(path).lower().endswith(IMAGE_FILE_SUFFIXES)
+
+
+_SKIP_SUFFIXES = (".json", ".txt", ".md", ".pdf", ".png", ".jpg", ".jpeg", ".csv", ".xml", ".html")
+_SKIP_NAMES = {"NOTICE", "README", "LICENSE", "LICENCE", "DICOMDIR"}
+
+
+def _known_other(name: str) -> bool:
+    """Files that are obviously not DICOM images and need no warning."""
+    low = name.lower()
+    return name.upper() in _SKIP_NAMES or low.endswith(_SKIP_SUFFIXES) or is_image_file(low)
+
+
+def _candidate_files(root: Path) -> list[Path]:
+    if root.is_file():
+        return [root]
+    out = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames.sort()
+        for f in sorted(filenames):
+            if f.startswith(".") or f.endswith(".part") or _known_other(f):
+                continue
+            out.append(Path(dirpath) / f)
+    return out
+
+
+def _unzip(path: Path) -> Path:
+    """Extract a zip into a private temporary folder (the zip itself is not modified)."""
+    dest = Path(tempfile.mkdtemp(prefix="spineplan-zip-"))
+    with zipfile.ZipFile(path) as z:
+        for m in z.infolist():
+            target = (dest / m.filename).resolve()
+            if not str(target).startswith(str(dest.resolve())):
+                raise DicomError(f"{path.name}: unsafe path inside zip ({m.filename})")
+        z.extractall(dest)
+    return dest
+
+
+def _non_image_kind(ds) -> str | None:
+    sop = str(ds.get("SOPClassUID", ""))
+    for prefix, kind in _NON_IMAGE_PREFIXES.items():
+        if sop.startswith(prefix):
+            return kind
+    if "Rows" not in ds or "Columns" not in ds:
+        return "non-image object"
+    return None
+
+
+def _floats(v, n: int) -> np.ndarray | None:
+    try:
+        a = np.array([float(x) for x in v], float)
+    except (TypeError, ValueError):
+        return None
+    return a if a.size == n and np.all(np.isfinite(a)) else None
+
+
+def _frame_refs(ds, path: Path) -> list[SliceRef]:
+    """SliceRefs of every frame of an enhanced multi-frame image."""
+    shared = ds.get("SharedFunctionalGroupsSequence", [None])[0]
+    per = ds.get("PerFrameFunctionalGroupsSequence", [])
+    nf = int(ds.get("NumberOfFrames", 1))
+
+    def item(group, seq):
+        if group is not None and seq in group and len(group[seq].value):
+            return group[seq][0]
+        return None
+
+    refs = []
+    for f in range(nf):
+        g = per[f] if f < len(per) else None
+        pos = item(g, "PlanePositionSequence") or item(shared, "PlanePositionSequence")
+        ori = item(g, "PlaneOrientationSequence") or item(shared, "PlaneOrientationSequence")
+        mea = item(g, "PixelMeasuresSequence") or item(shared, "PixelMeasuresSequence")
+        pvt = item(g, "PixelValueTransformationSequence") or item(shared, "PixelValueTransformationSequence")
+        if pos is None or ori is None or mea is None:
+            raise DicomError(f"{path.name}: multi-frame file without plane position/orientation")
+        ipp = _floats(pos.ImagePositionPatient, 3)
+        iop = _floats(ori.ImageOrientationPatient, 6)
+        ps = _floats(mea.PixelSpacing, 2)
+        if ipp is None or iop is None or ps is None:
+            raise DicomError(f"{path.name}: frame {f + 1} has invalid geometry")
+        slope = float(pvt.get("RescaleSlope", 1.0)) if pvt is not None else float(ds.get("RescaleSlope", 1.0))
+        icpt = float(pvt.get("RescaleIntercept", 0.0)) if pvt is not None else float(ds.get("RescaleIntercept", 0.0))
+        refs.append(SliceRef(path, f, ipp, iop, (float(ps[0]), float(ps[1])), slope, icpt, f + 1))
+    return refs
+
+
+def scan(path: str | os.PathLike, *, progress=None, cancel=None) -> ScanResult:
+    """Find the image series under ``path`` (folder, file, DICOMDIR or .zip).
+
+    Parameters
+    ----------
+    path : path-like
+        What the user opened.
+
+    Returns
+    -------
+    ScanResult
+        Image series (sorted and with geometry), other objects, and warnings naming
+        unreadable files.
+
+    Raises
+    ------
+    DicomError
+        When ``path`` does not exist.
+    """
+    rep = Reporter(progress, cancel)
+    root = Path(path)
+    if not root.exists():
+        raise DicomError(f"{root} does not exist")
+    if root.is_file() and zipfile.is_zipfile(root) and not is_image_file(root):
+        root = _unzip(root)
+    elif root.is_file() and root.name.upper() == "DICOMDIR":
+        root = root.parent
+    files = _candidate_files(root)
+    warnings: list[str] = []
+    others: list[OtherObject] = []
+    groups: dict[tuple, list[tuple[SliceRef, Any]]] = defaultdict(list)
+    meta: dict[tuple, dict] = {}
+    for n, f in enumerate(files):
+        if n % 64 == 0:
+            rep.step(n / max(len(files), 1), "reading headers")
+        try:
+            ds = pydicom.dcmread(f, stop_before_pixels=True, specific_tags=_TAGS)
+        except (InvalidDicomError, OSError, EOFError, ValueError, KeyError, TypeError,
+                AttributeError, IndexError) as exc:
+            warnings.append(f"{f.name}: not a readable DICOM file ({type(exc).__name__})")
+            continue
+        if "SOPClassUID" not in ds and "Modality" not in ds:
+            warnings.append(f"{f.name}: not a DICOM object")
+            continue
+        kind = _non_image_kind(ds)
+        uid = str(ds.get("SeriesInstanceUID", "") or "")
+        modality = str(ds.get("Modality", "") or "")
+        if kind is not None:
+            others.append(OtherObject(f, kind, modality, uid))
+            continue
+        image_type = [str(x).upper() for x in (ds.get("ImageType") or [])]
+        if "LOCALIZER" in image_type or "SCOUT" in image_type:
+            others.append(OtherObject(f, "localizer", modality, uid))
+            continue
+        try:
+            if int(ds.get("NumberOfFrames", 1) or 1) > 1:
+                full = pydicom.dcmread(f, stop_before_pixels=True)
+                refs = _frame_refs(full, f)
+            else:
+                ipp = _floats(ds.get("ImagePositionPatient"), 3)
+                iop = _floats(ds.get("ImageOrientationPatient"), 6)
+                ps = _floats(ds.get("PixelSpacing"), 2)
+                if ipp is None or iop is None or ps is None:
+                    warnings.append(f"{f.name}: image without patient geometry, ignored")
+                    continue
+                refs = [SliceRef(f, None, ipp, iop, (float(ps[0]), float(ps[1])),
+                                 float(ds.get("RescaleSlope", 1.0) or 1.0),
+                                 float(ds.get("RescaleIntercept", 0.0) or 0.0),
+                                 int(ds.get("InstanceNumber", 0) or 0))]
+        except DicomError as exc:
+            warnings.append(str(exc))
+            continue
+        for r in refs:
+            key = (uid or f"folder:{f.parent}",
+                   tuple(np.round(r.iop, 3)), int(ds.Rows), int(ds.Columns),
+                   str(ds.get("EchoNumbers", "")))
+            groups[key].append((r, ds.get("AcquisitionNumber", None)))
+            meta.setdefault(key, dict(uid=uid, modality=modality,
+                                      description=str(ds.get("SeriesDescription", "") or ""),
+                                      rows=int(ds.Rows), cols=int(ds.Columns),
+                                      number=ds.get("SeriesNumber", None),
+                                      frame_of_reference=str(ds.get("FrameOfReferenceUID", "") or "")))
+    rep.step(0.95, "grouping series")
+    series = _build_series(groups, meta, others)
+    # sub-series that share a UID with a larger one and hold 1-3 slices of another
+    # orientation are localizers in disguise
+    by_uid: dict[str, list[SeriesInfo]] = defaultdict(list)
+    for s in series:
+        by_uid[s.uid].append(s)
+    final = []
+    for s in series:
+        siblings = by_uid[s.uid]
+        if len(siblings) > 1 and len(s.slices) <= 3 and any(len(o.slices) > 3 * len(s.slices)
+                                                           for o in siblings if o is not s):
+            for r in s.slices:
+                others.append(OtherObject(r.path, "localizer", s.modality, s.uid))
+            continue
+        final.append(s)
+    if len([1 for s in final if s.uid]) != len({s.uid for s in final if s.uid}):
+        for s in final:
+            if len(by_uid[s.uid]) > 1:
+                s.warnings.append("this series UID mixes orientations, sizes, echoes or "
+                                  "acquisitions; it was split into separate series")
+    final.sort(key=lambda s: (-len(s.slices), s.uid))
+    rep.step(1.0, "done")
+    return ScanResult(final, others, warnings)
+
+
+def _build_series(groups, meta, others) -> list[SeriesInfo]:
+    out = []
+    for key, items in groups.items():
+        # split acquisitions that overlap in space (same positions repeated)
+        acqs = defaultdict(list)
+        for r, acq in items:
+            acqs[acq].append(r)
+        positions = [tuple(np.round(r.position, 2)) for r, _ in items]
+        if len(acqs) > 1 and len(set(positions)) < len(positions):
+            parts = list(acqs.values())
+        else:
+            parts = [[r for r, _ in items]]
+        m = meta[key]
+        for part in parts:
+            info = SeriesInfo(uid=m["uid"], modality=m["modality"], description=m["description"],
+                              slices=part, series_number=m["number"],
+                              frame_of_reference=m["frame_of_reference"])
+            _sort_and_measure(info, m["rows"], m["cols"])
+            out.append(info)
+    return out
+
+
+def _sort_and_measure(info: SeriesInfo, rows: int, cols: int) -> None:
+    """Sort slices along the normal and fill size/spacing/origin/direction/warnings."""
+    iop = info.slices[0].iop
+    row_dir, col_dir = iop[:3], iop[3:]
+    normal = np.cross(row_dir, col_dir)
+    normal /= np.linalg.norm(normal)
+    info.slices.sort(key=lambda r: float(np.dot(r.position, normal)))
+    d = np.array([float(np.dot(r.position, normal)) for r in info.slices])
+    dup = np.sum(np.abs(np.diff(d)) < 1e-3) if len(d) > 1 else 0
+    if dup:
+        info.warnings.append(f"{dup} slice(s) share a position with another; duplicates ignored")
+        keep = [0] + [n for n in range(1, len(d)) if abs(d[n] - d[n - 1]) >= 1e-3]
+        info.slices = [info.slices[n] for n in keep]
+        d = d[keep]
+    ps = info.slices[0].pixel_spacing
+    k_dir = normal.copy()
+    sk = float(info.slices[0].pixel_spacing[0])
+    if len(info.slices) > 1:
+        gaps = np.diff(d)
+        sk = float(np.median(gaps))
+        step = info.slices[-1].position - info.slices[0].position
+        step_dir = step / np.linalg.norm(step)
+        tilt = np.degrees(np.arccos(np.clip(abs(np.dot(step_dir, normal)), -1, 1)))
+        if tilt > 0.05:
+            info.warnings.append(f"gantry tilt of {tilt:.1f} degrees: geometry corrected by "
+                                 "resampling onto an orthogonal grid")
+            k_dir = step_dir
+        if np.any(gaps > 1.5 * sk):
+            missing = int(np.sum(np.round(gaps[gaps > 1.5 * sk] / sk) - 1))
+            info.warnings.append(f"{missing} missing slice(s) detected (gap of up to "
+                                 f"{gaps.max():.2f} mm for {sk:.2f} mm spacing); resampled to "
+                                 "uniform spacing")
+        elif np.max(np.abs(gaps - sk)) > max(0.01 * sk, 0.01):
+            info.warnings.append(f"non-uniform slice spacing ({gaps.min():.2f} to {gaps.max():.2f} mm); "
+                                 "resampled to uniform spacing")
+        if tilt > 0.05:
+            sk = float(np.linalg.norm(step) / (len(d) - 1) * abs(np.dot(step_dir, normal))) \
+                if not np.any(gaps > 1.5 * sk) else sk
+    info.size = [cols, rows, len(info.slices)]
+    info.spacing = [float(ps[1]), float(ps[0]), sk]
+    info.origin = [float(x) for x in info.slices[0].position]
+    direction = np.stack([row_dir, col_dir, normal], axis=1)
+    info.direction = [float(x) for x in direction.ravel()]
