@@ -46,6 +46,8 @@ def _decode_file(path: Path, frames: list[int | None]) -> dict[int | None, np.nd
             dt = dt.replace("u", "i")
         dt = "<" + dt
         n = int(ds.Rows) * int(ds.Columns) * nf
+        if len(ds.PixelData) < n * np.dtype(dt).itemsize:
+            raise DicomError(f"{path.name}: pixel data is truncated")
         raw = np.frombuffer(ds.PixelData, dtype=dt, count=n)
         bits_stored = int(ds.get("BitsStored", ds.BitsAllocated))
         if bits_stored < int(ds.BitsAllocated):
