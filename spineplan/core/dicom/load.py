@@ -30,7 +30,36 @@ __all__ = ["load_volume", "load_series", "read_image_file", "write_volume", "sel
 _UNCOMPRESSED_LE = {"1.2.840.10008.1.2", "1.2.840.10008.1.2.1"}
 
 
-def _decode_file(path: Path, frames: list[int | None]) -> dict[int | None, np.ndarray]:
+def _read_raw(path: Path, fmt: tuple) -> np.ndarray | None:
+    """Fast path: the PixelData element is the file's last element (checked), read it directly."""
+    rows, cols, dt, explicit = fmt
+    n = rows * cols * np.dtype(dt).itemsize
+    with open(path, "rb") as fh:
+        fh.seek(0, os.SEEK_END)
+        size = fh.tell()
+        head = 12 if explicit else 8
+        if size < n + head + 132:
+            return None
+        fh.seek(size - n - head)
+        hdr = fh.read(head)
+        if hdr[:4] != b"\xe0\x7f\x10\x00":
+            return None
+        length = int.from_bytes(hdr[8:12] if explicit else hdr[4:8], "little")
+        if length != n or (explicit and hdr[4:6] not in (b"OW", b"OB")):
+            return None
+        data = fh.read(n)
+    return np.frombuffer(data, dtype=dt).reshape(rows, cols)
+
+
+def _decode_file(path: Path, frames: list[int | None],
+                 fmt: tuple | None = None) -> dict[int | None, np.ndarray]:
+    if fmt is not None and frames == [None]:
+        try:
+            arr = _read_raw(path, fmt)
+        except OSError:
+            arr = None
+        if arr is not None:
+            return {None: arr}
     try:
         ds = pydicom.dcmread(path)
     except Exception as exc:  # noqa: BLE001 - any parse failure is bad input here
@@ -79,14 +108,16 @@ def _mask_bits(raw: np.ndarray, bits: int, signed: bool) -> np.ndarray:
 
 def _read_slices(info: SeriesInfo, rep: Reporter) -> list[np.ndarray]:
     by_file: dict[Path, list[int | None]] = defaultdict(list)
+    fmt: dict[Path, tuple | None] = {}
     for r in info.slices:
         by_file[r.path].append(r.frame)
+        fmt[r.path] = r.raw_format
     files = list(by_file)
     decoded: dict[tuple[Path, int | None], np.ndarray] = {}
     workers = min(8, (os.cpu_count() or 2) * 2)
     failed: list[str] = []
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        futures = [(f, pool.submit(_decode_file, f, by_file[f])) for f in files]
+        futures = [(f, pool.submit(_decode_file, f, by_file[f], fmt[f])) for f in files]
         for n, (f, fut) in enumerate(futures):
             try:
                 for frame, a in fut.result().items():

@@ -33,7 +33,8 @@ _TAGS = ["SOPClassUID", "SOPInstanceUID", "Modality", "SeriesInstanceUID", "Stud
          "Columns", "EchoNumbers", "AcquisitionNumber", "SeriesDescription", "NumberOfFrames",
          "SliceThickness", "InstanceNumber", "SeriesNumber", "RescaleSlope", "RescaleIntercept",
          "FrameOfReferenceUID", "SharedFunctionalGroupsSequence",
-         "PerFrameFunctionalGroupsSequence", "BitsAllocated", "SamplesPerPixel"]
+         "PerFrameFunctionalGroupsSequence", "BitsAllocated", "SamplesPerPixel", "BitsStored",
+         "PixelRepresentation"]
 
 # SOP classes that never carry an image volume.
 _NON_IMAGE_PREFIXES = {
@@ -60,6 +61,7 @@ class SliceRef:
     slope: float = 1.0
     intercept: float = 0.0
     instance: int = 0
+    raw_format: tuple | None = None  # (rows, cols, numpy dtype str, explicit_vr) when uncompressed
 
 
 @dataclass
@@ -150,6 +152,20 @@ def _unzip(path: Path) -> Path:
     return dest
 
 
+def _raw_format(ds) -> tuple | None:
+    """How to read uncompressed little-endian pixels directly, or None."""
+    ts = str(ds.file_meta.get("TransferSyntaxUID", "")) if hasattr(ds, "file_meta") else ""
+    if ts not in ("1.2.840.10008.1.2", "1.2.840.10008.1.2.1"):
+        return None
+    bits = int(ds.get("BitsAllocated", 0) or 0)
+    if int(ds.get("SamplesPerPixel", 1) or 1) != 1 or bits not in (8, 16):
+        return None
+    if int(ds.get("BitsStored", bits) or bits) != bits:
+        return None
+    dt = ("<i" if int(ds.get("PixelRepresentation", 0) or 0) else "<u") + str(bits // 8)
+    return (int(ds.Rows), int(ds.Columns), dt, ts == "1.2.840.10008.1.2.1")
+
+
 def _non_image_kind(ds) -> str | None:
     sop = str(ds.get("SOPClassUID", ""))
     for prefix, kind in _NON_IMAGE_PREFIXES.items():
@@ -235,7 +251,7 @@ def scan(path: str | os.PathLike, *, progress=None, cancel=None) -> ScanResult:
         if n % 64 == 0:
             rep.step(n / max(len(files), 1), "reading headers")
         try:
-            ds = pydicom.dcmread(f, stop_before_pixels=True, specific_tags=_TAGS)
+            ds = pydicom.dcmread(f, stop_before_pixels=True)
         except (InvalidDicomError, OSError, EOFError, ValueError, KeyError, TypeError,
                 AttributeError, IndexError) as exc:
             warnings.append(f"{f.name}: not a readable DICOM file ({type(exc).__name__})")
@@ -267,7 +283,7 @@ def scan(path: str | os.PathLike, *, progress=None, cancel=None) -> ScanResult:
                 refs = [SliceRef(f, None, ipp, iop, (float(ps[0]), float(ps[1])),
                                  float(ds.get("RescaleSlope", 1.0) or 1.0),
                                  float(ds.get("RescaleIntercept", 0.0) or 0.0),
-                                 int(ds.get("InstanceNumber", 0) or 0))]
+                                 int(ds.get("InstanceNumber", 0) or 0), _raw_format(ds))]
         except DicomError as exc:
             warnings.append(str(exc))
             continue
