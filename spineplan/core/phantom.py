@@ -27,8 +27,8 @@ from .volume import Volume
 __all__ = ["Phantom", "make_phantom", "DEFAULT_DISC_HEIGHTS"]
 
 # Body and posterior-element dimensions (mm), named so tests and docs can refer to them.
-BODY_A = 22.0      # half-width of the vertebral body (left-right)
-BODY_B = 16.0      # half-depth (antero-posterior)
+BODY_A = 26.0      # half-width of the vertebral body (left-right)
+BODY_B = 20.0      # half-depth (antero-posterior)
 BODY_H = 26.0      # body height
 CANAL_V = BODY_B + 9.0   # canal centre, posterior of the body centre
 CANAL_A = 10.0     # canal half-width
@@ -39,7 +39,7 @@ FACET_GAP_U = (15.0, 17.0)  # |u| range of the facet joint space
 SAP_U = (17.0, 23.0)   # |u| range of the superior articular process (lower vertebra)
 FACET_V = (CANAL_V + 1.0, CANAL_V + 12.0)  # v range of the articular processes
 FACET_W = (-10.0, 8.0)  # w range of the joint, relative to the disc centre
-SKIN_POSTERIOR_Y = 100.0  # posterior skin, LPS y of the midline at the L3 body centre level
+SKIN_POSTERIOR_Y = 115.0  # posterior skin, LPS y of the midline at the L3 body centre level
 
 HU = dict(air=-1000, fat=-90, soft=40, csf=10, epidural=-60, disc=90, nucleus=105,
           cancellous=220, cortical=800, posterior=650, marker=2500, ilium=600)

@@ -1,0 +1,116 @@
+"""Pieces shared by the three planners: frames, metrics, scope checks."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..segmentation import labels as L
+from .geometry import angle_to_axial_deg, angle_to_sagittal_deg, points_along, unit
+from .plan import Anatomy, Plan
+from .safety import PARAMETERS, Check, units_touched
+
+__all__ = ["frame", "side_sign", "path_metrics", "labels_at", "scope_checks", "side_check",
+           "facet_hits", "bone_label_name", "range_check"]
+
+
+def side_sign(side: str) -> float:
+    """+1 for the patient's left (LPS +x), -1 for the right."""
+    return 1.0 if side == "left" else -1.0
+
+
+def frame(unit_):
+    g = unit_.disc_geometry
+    return (np.array(g.center_lps), np.array(g.normal_lps), np.array(g.lr_lps), np.array(g.ap_lps))
+
+
+def path_metrics(plan: Plan, unit_) -> dict:
+    c, n, lr, ap = frame(unit_)
+    d = unit(plan.target_lps - plan.entry_lps)
+    lateral = float((plan.entry_lps - c) @ lr) * side_sign(plan.side)
+    return {"entry_midline_distance_mm": abs(lateral),
+            "entry_lateral_offset_towards_side_mm": lateral,
+            "angle_to_sagittal_deg": angle_to_sagittal_deg(d),
+            "angle_to_axial_deg": angle_to_axial_deg(d),
+            "angle_to_disc_plane_deg": float(np.degrees(np.arcsin(min(1.0, abs(d @ n))))),
+            "depth_mm": float(np.linalg.norm(plan.target_lps - plan.entry_lps)),
+            "incision_mm": float(plan.incision_mm)}
+
+
+def labels_at(anat: Anatomy, pts: np.ndarray):
+    """Nearest-voxel labels and image values at LPS points (0 / nan outside)."""
+    ijk = np.rint(anat.labels.ijk_points_from_lps(pts)).astype(int)
+    size = np.array(anat.labels.size_ijk)
+    inside = np.all((ijk >= 0) & (ijk < size), axis=1)
+    lab = np.zeros(len(pts), np.int64)
+    val = np.full(len(pts), np.nan)
+    v = ijk[inside]
+    lab[inside] = anat.labels.array[v[:, 2], v[:, 1], v[:, 0]]
+    val[inside] = anat.image.array[v[:, 2], v[:, 1], v[:, 0]]
+    return lab, val
+
+
+def bone_label_name(lab: int) -> str:
+    if L.is_vertebra(lab):
+        return L.vertebra_name(lab)
+    return "unlabelled bone (iliac crest or rib?)"
+
+
+def facet_hits(anat: Anatomy, pts: np.ndarray, radius: float) -> list[tuple[str, str]]:
+    """(unit name, side) of every facet joint within ``radius`` mm of any point."""
+    hits = []
+    for u in anat.units:
+        for side in ("left", "right"):
+            f = u.facet_lps(side)
+            if f is None or len(pts) == 0:
+                continue
+            if np.min(np.linalg.norm(pts - np.asarray(f), axis=1)) <= radius:
+                hits.append((u.name, side))
+    return hits
+
+
+def range_check(name, value, lo, hi, unit_txt, severity="warning") -> Check:
+    ok = lo <= value <= hi
+    return Check(name, ok, "ok" if ok else severity,
+                 f"{value:.1f} {unit_txt} ({'within' if ok else 'outside'} {lo:g}-{hi:g} {unit_txt})")
+
+
+def side_check(plan: Plan, unit_) -> Check:
+    """Wrong-side safeguard: the entry must lie on the planned side of the midline."""
+    c, n, lr, ap = frame(unit_)
+    lateral = float((plan.entry_lps - c) @ lr) * side_sign(plan.side)
+    ok = lateral > 0
+    return Check("entry on planned side", ok, "ok" if ok else "error",
+                 f"entry is {abs(lateral):.0f} mm to the patient's "
+                 f"{plan.side if ok else ('right' if plan.side == 'left' else 'left')} of the midline"
+                 + ("" if ok else f" but the plan is for the {plan.side} side"))
+
+
+def scope_checks(plan: Plan, anat: Anatomy, hit_labels: np.ndarray, hit_lps: np.ndarray,
+                 facets: list[tuple[str, str]], allowed_facets=()) -> list[Check]:
+    """Motor units touched (exactly the target) and adjacent discs/facet joints untouched."""
+    touched = units_touched(hit_labels, hit_lps, anat.units)
+    for name, _side in facets:
+        touched[name] = touched.get(name, 0) + 1
+    plan.motor_units_touched = sorted(touched, key=lambda n: [u.name for u in anat.units].index(n))
+    others = [n for n in plan.motor_units_touched if n != plan.level]
+    out = [Check("motor units touched", not others and plan.level in touched or not others,
+                 "ok" if not others else "error",
+                 f"touches {', '.join(plan.motor_units_touched) or 'nothing labelled'}"
+                 + (f"; outside the target unit {plan.level}: {', '.join(others)}" if others else
+                    f" (target {plan.level})"))]
+    neigh = anat.neighbours(plan.level)
+    neigh_discs = {u.disc for u in neigh if u.disc}
+    disc_hit = sorted(L.disc_name(d) for d in set(np.unique(hit_labels).tolist()) & neigh_discs)
+    facet_hit = [f"{n} {s}" for n, s in facets if n != plan.level]
+    bad = disc_hit + facet_hit
+    out.append(Check("adjacent discs and facet joints untouched", not bad, "ok" if not bad else "error",
+                     "none touched" if not bad else "touched: " + ", ".join(bad)))
+    own = [s for n, s in facets if n == plan.level and s not in allowed_facets]
+    if own:
+        out.append(Check("target facet joints", False, "warning",
+                         f"the instrument reaches the {', '.join(own)} {plan.level} facet joint"))
+    return out
+
+
+def path_points(plan: Plan, step=0.5):
+    return points_along(plan.entry_lps, plan.target_lps, step)

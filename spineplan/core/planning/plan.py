@@ -1,0 +1,147 @@
+"""Plan (one procedure on one motor unit) and the Anatomy it is checked against."""
+
+from __future__ import annotations
+
+import datetime as _dt
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from scipy.spatial import cKDTree
+
+from ... import __version__
+from ..errors import PlanningError
+from ..segmentation import labels as L
+from ..segmentation.motor_units import MotorUnit, compute_motor_units
+from ..volume import Volume
+from .safety import PARAMETERS, Check
+
+__all__ = ["Plan", "Anatomy", "FORMAT_VERSION", "PROCEDURES", "SIDES"]
+
+FORMAT_VERSION = 1
+PROCEDURES = ("needle", "tube", "cage")
+SIDES = ("left", "right")
+
+
+class Anatomy:
+    """Image + labels + motor units, with caches the checks reuse while dragging."""
+
+    def __init__(self, image: Volume, labels: Volume, units: list[MotorUnit] | None = None):
+        if image.array.shape != labels.array.shape or not np.allclose(
+                image.lps_from_ijk(), labels.lps_from_ijk(), atol=1e-2):
+            raise PlanningError("the label map is not on the image grid (resample it first)")
+        self.image, self.labels = image, labels
+        self.units = units if units is not None else compute_motor_units(labels, image)
+        self.by_name = {u.name: u for u in self.units}
+        self._canal_tree = None
+
+    def unit(self, level: str) -> MotorUnit:
+        try:
+            L.parse_motor_unit(level)
+        except ValueError as exc:
+            raise PlanningError(str(exc)) from None
+        if level not in self.by_name:
+            have = ", ".join(self.by_name) or "none"
+            raise PlanningError(f"motor unit {level} is not in the labelled anatomy (found: {have})")
+        u = self.by_name[level]
+        if u.disc_geometry is None:
+            raise PlanningError(f"no disc found at {level}; correct the segmentation first")
+        return u
+
+    def neighbours(self, level: str) -> list[MotorUnit]:
+        names = [u.name for u in self.units]
+        k = names.index(level)
+        return [self.units[n] for n in (k - 1, k + 1) if 0 <= n < len(self.units)]
+
+    def canal_tree(self):
+        """KD-tree of dural-sac (label 300) voxel centres, or None when not labelled."""
+        if self._canal_tree is None:
+            kji = np.argwhere(self.labels.array == L.CANAL)
+            self._canal_tree = False if len(kji) == 0 else cKDTree(
+                self.labels.lps_points_from_ijk(kji[:, ::-1].astype(float)))
+        return self._canal_tree or None
+
+    def source(self) -> dict:
+        v = self.image
+        return {"series_uid": v.meta.get("series_uid", ""), "modality": v.modality,
+                "size": list(v.size_ijk), "spacing": list(v.spacing), "origin": list(v.origin),
+                "direction": [float(x) for x in v.direction.ravel()],
+                "description": v.meta.get("description", "")}
+
+
+@dataclass
+class Plan:
+    """A planned procedure. LPS millimetres throughout."""
+
+    level: str
+    side: str
+    procedure: str
+    entry_lps: np.ndarray
+    target_lps: np.ndarray
+    incision_mm: float = 0.0
+    parameters: dict = field(default_factory=dict)
+    metrics: dict = field(default_factory=dict)
+    motor_units_touched: list = field(default_factory=list)
+    checks: list = field(default_factory=list)
+    case: dict = field(default_factory=dict)
+    source: dict = field(default_factory=dict)
+    created: str = ""
+
+    def __post_init__(self):
+        if self.procedure not in PROCEDURES:
+            raise PlanningError(f"procedure must be one of {', '.join(PROCEDURES)}")
+        if self.side not in SIDES:
+            raise PlanningError("side must be left or right")
+        self.entry_lps = np.asarray(self.entry_lps, float)
+        self.target_lps = np.asarray(self.target_lps, float)
+
+    def errors(self) -> list[Check]:
+        return [c for c in self.checks if c.severity == "error"]
+
+    def check(self, name: str) -> Check:
+        for c in self.checks:
+            if c.name == name:
+                return c
+        raise KeyError(name)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The plan-file dict (PLAN_SCHEMA): persistence adds checksum and identity."""
+        def clean(x):
+            if isinstance(x, dict):
+                return {k: clean(v) for k, v in x.items()}
+            if isinstance(x, (list, tuple)):
+                return [clean(v) for v in x]
+            if isinstance(x, np.ndarray):
+                return [float(v) for v in x.ravel()]
+            if isinstance(x, (np.floating, np.integer)):
+                return x.item()
+            return x
+
+        return clean({
+            "format_version": FORMAT_VERSION,
+            "generator": f"spineplan {__version__}",
+            "created": self.created or _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "source": self.source,
+            "level": self.level, "side": self.side, "procedure": self.procedure,
+            "entry_lps": self.entry_lps, "target_lps": self.target_lps,
+            "incision_mm": float(self.incision_mm),
+            "parameters": self.parameters, "metrics": self.metrics,
+            "motor_units_touched": list(self.motor_units_touched),
+            "checks": [c.to_dict() for c in self.checks],
+            "case": self.case,
+            "clinical_parameters": {k: v for k, v in PARAMETERS.items()},
+        })
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Plan":
+        try:
+            return cls(level=d["level"], side=d["side"], procedure=d["procedure"],
+                       entry_lps=d["entry_lps"], target_lps=d["target_lps"],
+                       incision_mm=float(d.get("incision_mm", 0.0)),
+                       parameters=dict(d.get("parameters", {})), metrics=dict(d.get("metrics", {})),
+                       motor_units_touched=list(d.get("motor_units_touched", [])),
+                       checks=[Check(**c) for c in d.get("checks", [])],
+                       case=dict(d.get("case", {})), source=dict(d.get("source", {})),
+                       created=d.get("created", ""))
+        except (KeyError, TypeError) as exc:
+            raise PlanningError(f"not a valid plan: missing or bad field {exc}") from None

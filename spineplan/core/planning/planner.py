@@ -1,0 +1,56 @@
+"""Dispatch: propose and re-check plans of any procedure."""
+
+from __future__ import annotations
+
+from . import cage, needle, tube
+from .case import Case, concordance
+from .plan import Anatomy, Plan
+
+__all__ = ["make_plan", "evaluate", "PLANNERS"]
+
+PLANNERS = {"needle": needle, "tube": tube, "cage": cage}
+
+
+def _with_case(plan: Plan, case: Case | dict | None) -> Plan:
+    if case is None:
+        case = Case(level=plan.level, side=plan.side)
+    if isinstance(case, dict):
+        case = Case.from_dict(case)
+    if not case.level:
+        case.level = plan.level
+    if not case.side:
+        case.side = plan.side
+    plan.case = case.to_dict()
+    return plan
+
+
+def make_plan(anatomy: Anatomy, level: str, procedure: str, side: str,
+              case: Case | dict | None = None, **params) -> Plan:
+    """Propose a plan automatically from the anatomy, with its checks.
+
+    Parameters
+    ----------
+    anatomy : Anatomy
+        Image, labels and motor units.
+    level : str
+        Target motor unit, e.g. ``"L4-L5"``.
+    procedure : {"needle", "tube", "cage"}
+    side : {"left", "right"}
+        The patient's side of the approach.
+    case : Case or dict, optional
+        Clinical findings; its concordance checks are added to the plan.
+    """
+    mod = PLANNERS[procedure]
+    case_d = (Case.from_dict(case) if isinstance(case, dict) else case)
+    plan = mod.propose(anatomy, level, side, case=case_d.to_dict() if case_d else None, **params)
+    return evaluate(_with_case(plan, case_d), anatomy)
+
+
+def evaluate(plan: Plan, anatomy: Anatomy) -> Plan:
+    """Re-check a (moved) plan; adds the case's concordance checks."""
+    PLANNERS[plan.procedure].evaluate(plan, anatomy)
+    if plan.case:
+        c = Case.from_dict(plan.case)
+        c.side = plan.side
+        plan.checks.extend(concordance(c))
+    return plan

@@ -1,0 +1,169 @@
+"""Tubular-retractor microendoscopic discectomy: 16/18 mm tube docked on the interlaminar window."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import PlanningError
+from ..segmentation import labels as L
+from .common import (bone_label_name, facet_hits, frame, path_metrics, range_check, scope_checks,
+                     side_check, side_sign)
+from .geometry import cylinder_voxels, skin_exit_lps, unit
+from .plan import Anatomy, Plan
+from .safety import PARAMETERS, Check
+
+__all__ = ["propose", "evaluate", "VERTEBRA_LABELS"]
+
+VERTEBRA_LABELS = np.array(sorted(L.VERTEBRA_NAMES))
+
+
+def _working_volume(plan: Plan, anat: Anatomy):
+    """Voxels of the tube bore from skin to the docking point plus the laminotomy depth."""
+    d = unit(plan.target_lps - plan.entry_lps)
+    end = plan.target_lps + d * PARAMETERS["tube_laminotomy_depth_mm"]
+    radius = plan.parameters["diameter_mm"] / 2.0
+    idx, lps = cylinder_voxels(anat.labels, plan.entry_lps, end, radius)
+    lab = anat.labels.array[idx[:, 2], idx[:, 1], idx[:, 0]] if len(idx) else np.zeros(0, int)
+    val = anat.image.array[idx[:, 2], idx[:, 1], idx[:, 0]] if len(idx) else np.zeros(0)
+    return idx, lps, lab, val
+
+
+def _linear(anat: Anatomy, idx: np.ndarray) -> np.ndarray:
+    return np.ravel_multi_index((idx[:, 2], idx[:, 1], idx[:, 0]), anat.labels.array.shape)
+
+
+def facet_preservation_pct(anat: Anatomy, unit_, side: str, removed_idx: np.ndarray) -> float | None:
+    """Percentage of the facet joint's bone (within the facet radius) left by the plan."""
+    f = unit_.facet_lps(side)
+    if f is None:
+        return None
+    r = PARAMETERS["facet_region_radius_mm"]
+    f = np.asarray(f)
+    idx, lps = cylinder_voxels(anat.labels, f - [0, 0, r], f + [0, 0, r], r)
+    lab = anat.labels.array[idx[:, 2], idx[:, 1], idx[:, 0]]
+    sel = np.isin(lab, [unit_.upper, unit_.lower]) & (np.linalg.norm(lps - f, axis=1) <= r)
+    total = int(sel.sum())
+    if total == 0:
+        return None
+    gone = int(np.isin(_linear(anat, idx[sel]), _linear(anat, removed_idx)).sum()) if len(removed_idx) else 0
+    return 100.0 * (1.0 - gone / total)
+
+
+def evaluate(plan: Plan, anat: Anatomy) -> Plan:
+    """Re-check a tube plan."""
+    u = anat.unit(plan.level)
+    c, n, lr, ap = frame(u)
+    dia = float(plan.parameters["diameter_mm"])
+    plan.incision_mm = dia
+    idx, lps, lab, val = _working_volume(plan, anat)
+    voxel_cm3 = float(np.prod(anat.labels.spacing)) / 1000.0
+    bone = np.isin(lab, VERTEBRA_LABELS)
+    checks: list[Check] = [side_check(plan, u)]
+    per = {bone_label_name(int(b)): round(float(np.sum(lab == b)) * voxel_cm3, 2)
+           for b in np.unique(lab[bone])}
+    total = sum(per.values())
+    plan.parameters["bone_removed_cm3"] = round(total, 2)
+    plan.parameters["bone_removed_by_structure_cm3"] = per
+    unl = (lab == 0) & (val > PARAMETERS["bone_hu"]) if anat.image.modality == "CT" else np.zeros_like(bone)
+    if np.any(unl):
+        checks.append(Check("iliac crest" if plan.level.endswith("S1") else "unlabelled bone", False,
+                            "error", f"{unl.sum() * voxel_cm3:.2f} cm3 of unlabelled bone (iliac crest?) "
+                            "in the tube bore"))
+    outside = [k for k in per if k not in (L.vertebra_name(u.upper), L.vertebra_name(u.lower))]
+    checks.append(Check("bone in the bore", not outside, "ok" if not outside else "error",
+                        f"laminotomy {total:.2f} cm3: " + (", ".join(f"{k} {v:.2f}" for k, v in per.items())
+                                                           or "no bone")
+                        + (f"; bone of {', '.join(outside)} is outside the target unit" if outside else "")))
+    lo, hi = PARAMETERS["incision_range_mm"]
+    checks.append(Check("incision length", lo <= dia <= hi, "ok" if lo <= dia <= hi else "error",
+                        f"incision {dia / 10:.1f} cm for a {dia:g} mm tube (allowed {lo / 10:.1f}-{hi / 10:.1f} cm)"))
+    pres = facet_preservation_pct(anat, u, plan.side, idx[bone])
+    if pres is not None:
+        plan.parameters["facet_preservation_pct"] = round(pres, 1)
+        mn, good = PARAMETERS["facet_preservation_min_pct"], PARAMETERS["facet_preservation_good_pct"]
+        sev = "ok" if pres >= mn else "warning"
+        checks.append(Check("facet preservation", pres >= mn, sev,
+                            f"{pres:.0f} % of the {plan.side} {plan.level} facet joint preserved "
+                            f"({'good' if pres >= good else 'acceptable' if pres >= mn else 'below'} "
+                            f"{mn:g} %/{good:g} %)"))
+    else:
+        checks.append(Check("facet preservation", True, "warning", "facet joint not found in the labels"))
+    tree = anat.canal_tree()
+    if tree is not None and len(lps):
+        # the approach (skin to docking point) must stay off the dural sac; the laminotomy
+        # below the docking point works beside it by design
+        t = (lps - plan.entry_lps) @ unit(plan.target_lps - plan.entry_lps)
+        approach = lps[t <= np.linalg.norm(plan.target_lps - plan.entry_lps)]
+        dist = float(tree.query(approach)[0].min()) if len(approach) else np.inf
+        checks.append(Check("dural sac clearance", dist > 0.5, "ok" if dist > 0.5 else "error",
+                            f"approach {dist:.1f} mm from the dural sac"
+                            + ("" if dist > 0.5 else " (the tube would dock on the dura)")))
+    m = path_metrics(plan, u)
+    depth = m["depth_mm"]
+    lengths = PARAMETERS["tube_lengths_mm"]
+    fit = [x for x in lengths if x >= depth]
+    plan.parameters["length_mm"] = fit[0] if fit else lengths[-1]
+    if not fit:
+        checks.append(Check("tube length", False, "warning",
+                            f"skin-to-lamina depth {depth:.0f} mm exceeds the longest tube ({lengths[-1]} mm)"))
+    d = unit(plan.target_lps - plan.entry_lps)
+    horiz = d - n * (d @ n)
+    medial = float(np.degrees(np.arctan2(abs(horiz @ lr), abs(horiz @ ap))))
+    m["medial_angulation_deg"] = medial
+    plan.metrics = m
+    tilt = float(plan.parameters.get("contralateral_tilt_deg", 0.0))
+    if tilt:
+        checks.append(range_check("contralateral tilt", tilt, *PARAMETERS["tube_contralateral_tilt_deg"], "deg"))
+    else:
+        checks.append(range_check("medial angulation", medial, *PARAMETERS["tube_medial_angulation_deg"], "deg"))
+        checks.append(range_check("skin entry from midline", m["entry_midline_distance_mm"],
+                                  *PARAMETERS["tube_entry_from_midline_mm"], "mm"))
+    par = m["angle_to_disc_plane_deg"]
+    checks.append(Check("parallel to disc plane", par <= 10.0, "ok" if par <= 10.0 else "warning",
+                        f"{par:.1f} deg to the disc plane in the lateral view"))
+    hits = facet_hits(anat, lps[bone], 1.0) if bone.any() else []
+    hit_mask = (lab != 0) & (lab != L.CANAL)
+    checks[1:1] = scope_checks(plan, anat, lab[hit_mask], lps[hit_mask], hits,
+                               allowed_facets=(plan.side,))
+    plan.checks = checks
+    return plan
+
+
+def _dock_point(anat: Anatomy, u, side: str, lateral_mm: float) -> np.ndarray:
+    """Interlaminar window on the chosen side, at the posterior edge of the canal."""
+    c, n, lr, ap = frame(u)
+    g = u.disc_geometry
+    canal = u.canal_ap_mm if u.canal_ap_mm else 15.0
+    back = g.ap_range_mm[1] + canal + 2.0
+    return c + side_sign(side) * lateral_mm * lr + back * ap + 2.0 * n
+
+
+def propose(anat: Anatomy, level: str, side: str, *, case: dict | None = None,
+            diameter_mm: float = 18.0, contralateral_tilt_deg: float = 0.0, **_ignored) -> Plan:
+    """Automatic tube: search the docking offset and medial angulation within the ranges."""
+    u = anat.unit(level)
+    c, n, lr, ap = frame(u)
+    s = side_sign(side)
+    best, best_key = None, None
+    for lateral in (6.0, 8.0, 10.0, 4.0):
+        target = _dock_point(anat, u, side, lateral)
+        angles = [contralateral_tilt_deg] if contralateral_tilt_deg else [10.0, 7.5, 12.5, 5.0, 15.0]
+        for beta in angles:
+            b = np.radians(beta)
+            d = unit(np.cos(b) * ap + s * np.sin(b) * lr)
+            entry = skin_exit_lps(anat.image, target, d)
+            if entry is None:
+                continue
+            plan = Plan(level, side, "tube", entry, target, incision_mm=diameter_mm,
+                        parameters={"diameter_mm": float(diameter_mm),
+                                    "contralateral_tilt_deg": float(contralateral_tilt_deg)},
+                        case=dict(case or {}), source=anat.source())
+            evaluate(plan, anat)
+            errs = len(plan.errors())
+            warns = sum(x.severity == "warning" for x in plan.checks)
+            key = (errs, warns, -plan.parameters.get("facet_preservation_pct", 0), abs(beta - 10))
+            if best_key is None or key < best_key:
+                best, best_key = plan, key
+    if best is None:
+        raise PlanningError(f"no skin entry found for a {side} tube at {level}")
+    return best
