@@ -56,7 +56,15 @@ def build_parser() -> argparse.ArgumentParser:
     pl.add_argument("--level", required=True, help=LEVEL_HELP)
     pl.add_argument("--procedure", required=True, choices=["needle", "tube", "cage"])
     pl.add_argument("--side", required=True, choices=["left", "right"])
-    pl.add_argument("--labels", metavar="LABELS.nii.gz")
+    pl.add_argument("--labels", metavar="LABELS.nii.gz", action="append",
+                    help="label map(s) in our numbering; repeat to merge (e.g. vertebrae + discs)")
+    pl.add_argument("--zone", choices=["central", "paracentral", "subarticular", "foraminal",
+                                       "extraforaminal"], default="paracentral")
+    pl.add_argument("--pathology", default="herniation",
+                    choices=["herniation", "stenosis", "instability", "sequestration"])
+    pl.add_argument("--symptom-side", choices=["left", "right", "bilateral"])
+    pl.add_argument("--root", choices=["L2", "L3", "L4", "L5", "S1"], help="suspected nerve root")
+    pl.add_argument("--identify", action="store_true", help="store patient identity in the plan")
     pl.add_argument("--series", metavar="UID")
     pl.add_argument("-o", "--output", required=True)
     pl.add_argument("--report", metavar="REPORT.pdf")

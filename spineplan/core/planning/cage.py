@@ -6,7 +6,7 @@ import numpy as np
 
 from ..errors import PlanningError
 from ..segmentation import labels as L
-from .common import (bone_label_name, facet_hits, frame, labels_at, path_metrics, range_check,
+from .common import (bone_label_name, isolated_bone, facet_hits, frame, labels_at, path_metrics, range_check,
                      scope_checks, side_check, side_sign)
 from .geometry import box_voxels, cylinder_voxels, points_along, skin_exit_lps, unit
 from .implants import load_catalogue
@@ -90,6 +90,8 @@ def evaluate(plan: Plan, anat: Anatomy) -> Plan:
         checks.append(Check("dural sac clearance", clear >= need, "ok" if clear >= need else "error",
                             f"corridor {clear:.1f} mm from the dural sac (needs >= {need:g} mm)"))
     unl = (clab == 0) & (cval > PARAMETERS["bone_hu"]) if anat.image.modality == "CT" else np.zeros(0, bool)
+    if np.any(unl):
+        unl[unl] = isolated_bone(anat, cidx[unl])
     if np.any(unl):
         checks.append(Check("iliac crest" if plan.level.endswith("S1") else "unlabelled bone", False, "error",
                             "unlabelled bone (iliac crest?) in the insertion corridor"))

@@ -49,6 +49,28 @@ def labels_at(anat: Anatomy, pts: np.ndarray):
     return lab, val
 
 
+_VERT = np.array(sorted(L.VERTEBRA_NAMES))
+
+
+def isolated_bone(anat: Anatomy, ijk: np.ndarray) -> np.ndarray:
+    """For unlabelled bone voxels (ijk), True where no labelled vertebra lies within one voxel.
+
+    Label maps (a model's or a reader's) stop a voxel short of the cortex in places; such
+    voxels belong to the vertebra next to them, not to an unlabelled bone (iliac crest, rib).
+    """
+    if len(ijk) == 0:
+        return np.zeros(0, bool)
+    arr = anat.labels.array
+    shp = np.array(arr.shape)[::-1]
+    near = np.zeros(len(ijk), bool)
+    for di in (-1, 0, 1):
+        for dj in (-1, 0, 1):
+            for dk in (-1, 0, 1):
+                q = np.clip(ijk + [di, dj, dk], 0, shp - 1)
+                near |= np.isin(arr[q[:, 2], q[:, 1], q[:, 0]], _VERT)
+    return ~near
+
+
 def bone_label_name(lab: int) -> str:
     if L.is_vertebra(lab):
         return L.vertebra_name(lab)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..segmentation import labels as L
-from .common import (bone_label_name, facet_hits, frame, labels_at, path_metrics, path_points,
+from .common import (bone_label_name, isolated_bone, facet_hits, frame, labels_at, path_metrics, path_points,
                      range_check, scope_checks, side_check, side_sign)
 from .geometry import skin_exit_lps, unit
 from .plan import Anatomy, Plan
@@ -30,7 +30,11 @@ def evaluate(plan: Plan, anat: Anatomy) -> Plan:
     # bone before the disc: vertebrae, or unlabelled bone (ilium) by HU
     bone = np.isin(lab, VERTEBRA_LABELS)
     if anat.image.modality == "CT":
-        bone = bone | ((lab == 0) & (val > PARAMETERS["bone_hu"]))
+        unl = (lab == 0) & (val > PARAMETERS["bone_hu"])
+        if np.any(unl):
+            ijk = np.rint(anat.labels.ijk_points_from_lps(P[unl])).astype(int)
+            unl[unl] = isolated_bone(anat, ijk)
+        bone = bone | unl
     hit = np.where(bone[before])[0]
     if hit.size:
         names = sorted({bone_label_name(int(x)) for x in lab[before][hit]})

@@ -113,7 +113,7 @@ class Plan:
                 return [clean(v) for v in x]
             if isinstance(x, np.ndarray):
                 return [float(v) for v in x.ravel()]
-            if isinstance(x, (np.floating, np.integer)):
+            if isinstance(x, (np.floating, np.integer, np.bool_)):
                 return x.item()
             return x
 

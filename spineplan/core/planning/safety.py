@@ -46,6 +46,11 @@ class Check:
     severity: str
     detail: str
 
+    def __post_init__(self):
+        self.ok = bool(self.ok)
+        if self.severity not in ("ok", "warning", "error"):
+            raise ValueError(f"bad severity {self.severity!r}")
+
     def to_dict(self) -> dict:
         return asdict(self)
 

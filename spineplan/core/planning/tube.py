@@ -6,7 +6,7 @@ import numpy as np
 
 from ..errors import PlanningError
 from ..segmentation import labels as L
-from .common import (bone_label_name, facet_hits, frame, path_metrics, range_check, scope_checks,
+from .common import (bone_label_name, isolated_bone, facet_hits, frame, path_metrics, range_check, scope_checks,
                      side_check, side_sign)
 from .geometry import cylinder_voxels, skin_exit_lps, unit
 from .plan import Anatomy, Plan
@@ -65,6 +65,8 @@ def evaluate(plan: Plan, anat: Anatomy) -> Plan:
     plan.parameters["bone_removed_cm3"] = round(total, 2)
     plan.parameters["bone_removed_by_structure_cm3"] = per
     unl = (lab == 0) & (val > PARAMETERS["bone_hu"]) if anat.image.modality == "CT" else np.zeros_like(bone)
+    if np.any(unl):
+        unl[unl] = isolated_bone(anat, idx[unl])
     if np.any(unl):
         checks.append(Check("iliac crest" if plan.level.endswith("S1") else "unlabelled bone", False,
                             "error", f"{unl.sum() * voxel_cm3:.2f} cm3 of unlabelled bone (iliac crest?) "

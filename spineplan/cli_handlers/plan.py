@@ -1,0 +1,56 @@
+"""``spineplan plan PATH --level L4-L5 --procedure P --side S -o PLAN.json``."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from ..core.dicom.load import load_volume
+from ..core.errors import SegmentationError
+from ..core.labelmaps import read_labels
+from ..core.persistence import save_plan
+from ..core.planning.case import Case
+from ..core.planning.plan import Anatomy
+from ..core.planning.planner import make_plan
+
+
+def labels_for(args, volume):
+    if args.labels:
+        return read_labels(args.labels, volume)
+    from ..core.segmentation.base import default_for
+
+    seg = default_for(volume.modality)
+    if not seg.is_available():
+        raise SegmentationError(f"segmenter '{seg.name}' is not available "
+                                f"({'; '.join(seg.missing_dependencies)}); pass --labels LABELS.nii.gz")
+    return seg.segment(volume).labels
+
+
+def run(args) -> int:
+    vol = load_volume(args.path, series_uid=args.series)
+    labels = labels_for(args, vol)
+    case = Case(level=args.level, side=args.side, pathology=args.pathology, zone=args.zone,
+                symptom_side=args.symptom_side or "", suspected_root=args.root or "")
+    plan = make_plan(Anatomy(vol, labels), args.level, args.procedure, args.side, case=case)
+    d = plan.to_dict()
+    identity = vol.meta.get("identity") if args.identify else None
+    save_plan(d, args.output, identity=identity)
+    if args.markups:
+        from ..core.export.slicer_markups import write_markups
+
+        write_markups(d, args.markups)
+    if args.report:
+        from ..core.export.report import overview_images, write_report
+
+        write_report(d, args.report, images=overview_images(d, vol, labels))
+    errors = [c for c in plan.checks if c.severity == "error"]
+    if args.json:
+        print(json.dumps({"plan_file": args.output, "motor_units_touched": d["motor_units_touched"],
+                          "errors": [c.name for c in errors], "metrics": d["metrics"]}))
+    else:
+        print(f"{args.procedure} plan at {args.level} ({args.side}): touches "
+              f"{', '.join(d['motor_units_touched']) or 'nothing'}; {len(errors)} error(s)")
+        for c in plan.checks:
+            if c.severity != "ok":
+                print(f"  {c.severity}: {c.name}: {c.detail}", file=sys.stderr)
+    return 0
