@@ -28,7 +28,7 @@ def make_plan(phantom, procedure="needle", side="left", level="L4-L5"):
         params = {"diameter_mm": 1.5}
         inc = 0.0
     elif procedure == "tube":
-        target = c + [sgn * 9.0, 32.0, 4.0]
+        target = c + [sgn * 9.0, 44.0, 4.0]
         entry = target + [sgn * 12.0, 62.0, 0.0]
         params = {"diameter_mm": 18.0, "length_mm": 60.0, "contralateral_tilt_deg": 0.0}
         inc = 18.0
@@ -131,17 +131,20 @@ def test_instrument_view_camera_looks_along_the_trajectory(phantom):
 
 def test_kambin_step_found_in_label_map(phantom):
     plan = make_plan(phantom, "needle")
+    # a path aimed through the left L4-L5 facet joint region meets bone before the disc
+    facet = np.array(phantom.truth["facets"]["L4-L5"]["left"])
+    plan["entry_lps"] = (np.array(plan["target_lps"]) + 2.5 * (facet - plan["target_lps"])).tolist()
     entry, target = np.array(plan["entry_lps"]), np.array(plan["target_lps"])
     d = (target - entry) / np.linalg.norm(target - entry)
     kambin = next(s for s in T.rehearsal_steps(plan, phantom.labels) if s.key == "kambin")
     tip = np.asarray(kambin.tip_lps)
     assert phantom.labels.value_at_lps(tip) == 123          # inside the L4/L5 disc ...
     assert phantom.labels.value_at_lps(tip - 1.0 * d) != 123  # ... having just entered it
-    # the phantom's 43-degree path meets L5 bone before the disc: the narration says so, at
-    # the depth where the label map first shows L5 along the path
+    # the narration names the first bone on the path, at the depth where the label map shows it
     ts = np.arange(0.0, np.linalg.norm(target - entry), 0.5)
-    first_l5 = next(t for t in ts if phantom.labels.value_at_lps(entry + d * t) == 24)
-    assert f"meets L5 bone at {first_l5:.0f} mm" in kambin.narration
+    first = next(t for t in ts if phantom.labels.value_at_lps(entry + d * t) in (23, 24))
+    name = {23: "L4", 24: "L5"}[int(phantom.labels.value_at_lps(entry + d * first))]
+    assert f"meets {name} bone at {first:.0f} mm" in kambin.narration
     clean = make_plan(phantom, "needle")
     clean["entry_lps"] = (target + [100.0, 50.0, 0.0]).tolist()  # a steeper path clears the bone
     k2 = next(s for s in T.rehearsal_steps(clean, phantom.labels) if s.key == "kambin")

@@ -15,6 +15,7 @@ if not os.environ.get("DISPLAY"):
 from spineplan.cli import main  # noqa: E402
 from spineplan.core import teaching as T  # noqa: E402
 from spineplan.core.errors import InvalidInputError  # noqa: E402
+from spineplan.core.persistence import save_plan  # noqa: E402
 from spineplan.core.phantom import make_phantom  # noqa: E402
 from spineplan.render import rehearsal as R  # noqa: E402
 
@@ -135,8 +136,8 @@ def test_other_procedures_render(phantom, procedure):
     plan = needle_plan(phantom)
     plan["procedure"] = procedure
     if procedure == "tube":
-        plan["target_lps"] = (c + [9.0, 32.0, 4.0]).tolist()
-        plan["entry_lps"] = (c + [21.0, 94.0, 4.0]).tolist()
+        plan["target_lps"] = (c + [9.0, 44.0, 4.0]).tolist()
+        plan["entry_lps"] = (c + [21.0, 106.0, 4.0]).tolist()
         plan["parameters"] = {"diameter_mm": 18.0, "length_mm": 60.0}
     else:
         plan["target_lps"] = (c + [0.0, -4.0, 0.0]).tolist()
@@ -195,7 +196,7 @@ def cli_files(phantom, tmp_path_factory):
     sitk.WriteImage(phantom.ct.to_sitk(), str(ct))
     sitk.WriteImage(phantom.labels.to_sitk(), str(lab))
     plan = d / "plan.json"
-    plan.write_text(json.dumps(needle_plan(phantom)))
+    save_plan(needle_plan(phantom), plan)
     return d, ct, lab, plan
 
 
@@ -221,18 +222,18 @@ def test_cli_rehearse_bad_input_exit_2(cli_files, phantom, capsys, case, monkeyp
     good = needle_plan(phantom)
     if case == "missing_target":
         good.pop("target_lps")
-        p.write_text(json.dumps(good))
+        save_plan(good, p)
     elif case == "bad_json":
         p.write_text("{not json")
     elif case == "wrong_image":
         good["source"]["spacing"] = [1.0, 1.0, 1.0]
-        p.write_text(json.dumps(good))
+        save_plan(good, p)
     elif case == "bad_ext":
-        p.write_text(json.dumps(good))
+        save_plan(good, p)
         args[2] = str(d / "x.avi")
     else:
         good["source"].pop("path", None)
-        p.write_text(json.dumps(good))
+        save_plan(good, p)
         args = args[:3] + args[5:]
         monkeypatch.setattr("spineplan.paths.sample_dicom_dir", lambda: d / "no_sample_here")
     rc = main(["rehearse"] + args)
@@ -386,7 +387,7 @@ def test_cli_uses_plan_source_path_relative_to_plan(cli_files, phantom):
     plan = needle_plan(phantom)
     plan["source"]["path"] = ct.name  # relative to the plan file's folder
     sub = d / "rel.json"
-    sub.write_text(json.dumps(plan))
+    save_plan(plan, sub)
     out = d / "rel.gif"
     assert main(["rehearse", str(sub), "-o", str(out), "--size", "160x120",
                  "--frames-per-step", "1", "--no-inset"]) == 0
