@@ -1,0 +1,60 @@
+"""``spineplan gui [PATH] [--screenshot OUT.png] [--labels L.nii.gz] [--plan PLAN.json]``."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from ..core.errors import InvalidInputError
+from ..paths import sample_dicom_dir
+
+
+def run(args) -> int:
+    from PySide6.QtCore import QSettings, QTimer
+    from PySide6.QtWidgets import QApplication
+
+    from .._qtapp import app_instance
+    from ..qt.main_window import MainWindow, apply_dark_theme
+
+    path = args.path or str(sample_dicom_dir())
+    if not Path(path).exists():
+        raise InvalidInputError(f"{path} does not exist")
+    app = app_instance()
+    apply_dark_theme(app)
+    settings = QSettings("spineplan", "spineplan")
+    win = MainWindow(settings=settings)
+    if args.screenshot:
+        # load synchronously so that loading errors become exit code 2
+        from ..core.dicom.load import load_volume
+        from ..core.labelmaps import read_labels
+
+        vol = load_volume(path)
+        win.scene.set_volume(vol, source_path=path)
+        if args.labels:
+            win.set_labels(read_labels([args.labels], vol))
+        if args.plan:
+            _open_plan(win, args.plan)
+        win.show()
+        for _ in range(5):
+            app.processEvents()
+        img = win.screenshot()
+        if not img.save(args.screenshot):
+            raise InvalidInputError(f"cannot write {args.screenshot}")
+        print(f"wrote {args.screenshot}")
+        win.close()
+        app.processEvents()
+        return 0
+    win.show()
+    if args.labels:
+        QTimer.singleShot(0, lambda: win.open_path(path, block=True) and win.load_labels([args.labels]))
+    else:
+        QTimer.singleShot(0, lambda: win.open_path(path))
+    return app.exec()
+
+
+def _open_plan(win, plan_path):
+    from ..core.persistence import load_plan
+    from ..core.planning.plan import Plan
+
+    d = load_plan(plan_path, volume=win.scene.volume)
+    win.scene.set_plan(Plan.from_dict(d))

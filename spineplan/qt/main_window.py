@@ -1,0 +1,505 @@
+"""The workstation main window: 3 slice views + 3D view, workflow panel, menus."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PySide6.QtCore import QSettings, Qt
+from PySide6.QtGui import QAction, QColor, QImage, QKeySequence, QPainter, QPalette
+from PySide6.QtWidgets import (QApplication, QComboBox, QFileDialog, QFormLayout, QGridLayout,
+                               QHBoxLayout, QLabel, QListWidget, QListWidgetItem, QMainWindow,
+                               QMessageBox, QProgressDialog, QPushButton, QSplitter, QTableWidget,
+                               QTableWidgetItem, QTabWidget, QVBoxLayout, QWidget)
+
+from ..core.scene import Scene
+from .slice_view import SliceView
+from .workers import run_in_background
+
+__all__ = ["MainWindow", "apply_dark_theme"]
+
+
+def apply_dark_theme(app: QApplication) -> None:
+    app.setStyle("Fusion")
+    pal = QPalette()
+    for role, rgb in ((QPalette.Window, (30, 31, 34)), (QPalette.WindowText, (220, 220, 220)),
+                      (QPalette.Base, (22, 23, 26)), (QPalette.AlternateBase, (36, 37, 40)),
+                      (QPalette.Text, (220, 220, 220)), (QPalette.Button, (44, 45, 50)),
+                      (QPalette.ButtonText, (220, 220, 220)), (QPalette.Highlight, (40, 110, 170)),
+                      (QPalette.HighlightedText, (255, 255, 255))):
+        pal.setColor(role, QColor(*rgb))
+    app.setPalette(pal)
+
+
+class MainWindow(QMainWindow):
+    """Reading workstation. ``with_3d=False`` skips the VTK view (tests of 2D behaviour)."""
+
+    def __init__(self, scene: Scene | None = None, settings: QSettings | None = None, with_3d: bool = True):
+        super().__init__()
+        self.scene = scene or Scene()
+        self.settings = settings or QSettings("spineplan", "spineplan")
+        self.setWindowTitle("spineplan")
+        self.resize(1500, 950)
+        self.anatomy = None
+        self._worker = None
+        self.views = {o: SliceView(self.scene, o) for o in ("axial", "sagittal", "coronal")}
+        self.view3d = None
+        if with_3d:
+            from .view3d import View3D
+
+            self.view3d = View3D(self.scene)
+        grid = QGridLayout()
+        grid.setSpacing(2)
+        grid.addWidget(self.views["axial"], 0, 0)
+        grid.addWidget(self.views["sagittal"], 0, 1)
+        grid.addWidget(self.views["coronal"], 1, 0)
+        if self.view3d is not None:
+            grid.addWidget(self.view3d, 1, 1)
+        for n in (0, 1):
+            grid.setRowStretch(n, 1)
+            grid.setColumnStretch(n, 1)
+        self.view_area = QWidget()
+        self.view_area.setLayout(grid)
+        self.panel = QTabWidget()
+        self.panel.setMinimumWidth(360)
+        split = QSplitter()
+        split.addWidget(self.view_area)
+        split.addWidget(self.panel)
+        split.setStretchFactor(0, 4)
+        self.setCentralWidget(split)
+        for v in self.views.values():
+            v.status.connect(self.statusBar().showMessage)
+        self._build_panels()
+        self._build_menus()
+        self.scene.events.volume.connect(self._on_volume)
+        self.scene.events.motor_units.connect(self._on_units)
+        self.scene.events.annotations.connect(self._on_annotations)
+        self.scene.events.plan.connect(self._on_plan)
+        self.setAcceptDrops(True)
+        self.convention = self.settings.value("convention", "radiological")
+        self.set_convention(self.convention)
+
+    # ------------------------------------------------------------------ panels
+    def add_step(self, name: str, widget: QWidget) -> None:
+        """Add a workflow step (tab) to the side panel."""
+        self.panel.addTab(widget, name)
+
+    def _build_panels(self):
+        data = QWidget()
+        f = QFormLayout(data)
+        self.info_label = QLabel("No case open")
+        self.info_label.setWordWrap(True)
+        f.addRow(self.info_label)
+        self.preset_box = QComboBox()
+        from ..core.presets import CT_PRESETS
+
+        self.preset_box.addItems(list(CT_PRESETS) + ["MRI auto"])
+        self.preset_box.currentTextChanged.connect(self.apply_preset)
+        f.addRow("Window preset", self.preset_box)
+        self.add_step("Data", data)
+
+        seg = QWidget()
+        v = QVBoxLayout(seg)
+        row = QHBoxLayout()
+        b = QPushButton("Load labels…")
+        b.clicked.connect(self._ask_labels)
+        row.addWidget(b)
+        self.segment_button = QPushButton("Segment")
+        self.segment_button.clicked.connect(self.run_segmentation)
+        row.addWidget(self.segment_button)
+        v.addLayout(row)
+        row = QHBoxLayout()
+        for txt, steps in (("Levels up", -1), ("Levels down", 1)):
+            bb = QPushButton(txt)
+            bb.clicked.connect(lambda _=False, s=steps: self.shift_levels(s))
+            row.addWidget(bb)
+        v.addLayout(row)
+        self.unit_table = QTableWidget(0, 7)
+        self.unit_table.setHorizontalHeaderLabels(["unit", "disc A/M/P mm", "angle°", "slip mm",
+                                                   "canal mm", "facets", "notes"])
+        self.unit_table.cellClicked.connect(lambda r, c: self.level_box.setCurrentText(
+            self.unit_table.item(r, 0).text()))
+        v.addWidget(self.unit_table)
+        self.add_step("Segment", seg)
+
+        plan = QWidget()
+        f = QFormLayout(plan)
+        self.level_box = QComboBox()
+        self.side_box = QComboBox()
+        self.side_box.addItems(["left", "right"])
+        self.proc_box = QComboBox()
+        self.proc_box.addItems(["tube", "needle", "cage"])
+        self.zone_box = QComboBox()
+        self.zone_box.addItems(["paracentral", "central", "subarticular", "foraminal", "extraforaminal"])
+        self.root_box = QComboBox()
+        self.root_box.addItems(["", "L3", "L4", "L5", "S1"])
+        for label, w in (("Motor unit", self.level_box), ("Side", self.side_box), ("Procedure", self.proc_box),
+                         ("Herniation zone", self.zone_box), ("Suspected root", self.root_box)):
+            f.addRow(label, w)
+        b = QPushButton("Propose plan")
+        b.clicked.connect(self.propose_plan)
+        f.addRow(b)
+        self.check_list = QListWidget()
+        f.addRow(self.check_list)
+        row = QHBoxLayout()
+        for txt, fn in (("Save plan…", self.save_plan), ("Report PDF…", self.export_report),
+                        ("Slicer markups…", self.export_markups)):
+            bb = QPushButton(txt)
+            bb.clicked.connect(fn)
+            row.addWidget(bb)
+        f.addRow(row)
+        self.add_step("Plan", plan)
+
+        meas = QWidget()
+        v = QVBoxLayout(meas)
+        row = QHBoxLayout()
+        for tool in ("crosshair", "distance", "angle", "cobb"):
+            bb = QPushButton(tool)
+            bb.clicked.connect(lambda _=False, t=tool: self.set_tool(t))
+            row.addWidget(bb)
+        v.addLayout(row)
+        self.measure_list = QListWidget()
+        v.addWidget(self.measure_list)
+        bb = QPushButton("Delete selected")
+        bb.clicked.connect(self.delete_selected_measurement)
+        v.addWidget(bb)
+        self.add_step("Measure", meas)
+
+    def _build_menus(self):
+        m = self.menuBar().addMenu("&File")
+        for txt, fn, key in (("Open folder…", self.ask_open_folder, QKeySequence.Open),
+                             ("Open file…", self.ask_open_file, None), ("Quit", self.close, QKeySequence.Quit)):
+            a = QAction(txt, self)
+            a.triggered.connect(fn)
+            if key is not None:
+                a.setShortcut(key)
+            m.addAction(a)
+        self.recent_menu = m.addMenu("Recent")
+        self._fill_recent()
+        e = self.menuBar().addMenu("&Edit")
+        self.undo_action = QAction("Undo", self)
+        self.undo_action.setShortcut(QKeySequence("Ctrl+Z"))
+        self.undo_action.triggered.connect(self.scene.undo_stack.undo)
+        self.redo_action = QAction("Redo", self)
+        self.redo_action.setShortcut(QKeySequence("Ctrl+Shift+Z"))
+        self.redo_action.triggered.connect(self.scene.undo_stack.redo)
+        e.addAction(self.undo_action)
+        e.addAction(self.redo_action)
+        v = self.menuBar().addMenu("&View")
+        a = QAction("Neurological convention", self, checkable=True)
+        a.toggled.connect(lambda on: self.set_convention("neurological" if on else "radiological"))
+        v.addAction(a)
+        self.convention_action = a
+        for name in ("axial", "sagittal", "coronal", "3d", "all"):
+            act = QAction(f"Layout: {name}", self)
+            act.triggered.connect(lambda _=False, n=name: self.set_layout(n))
+            v.addAction(act)
+        if self.view3d is not None:
+            for name in ("anterior", "posterior", "left", "right", "superior"):
+                act = QAction(f"3D camera: {name}", self)
+                act.triggered.connect(lambda _=False, n=name: self.view3d.set_camera(n))
+                v.addAction(act)
+
+    # ------------------------------------------------------------------ data
+    def _fill_recent(self):
+        self.recent_menu.clear()
+        for p in self.settings.value("recent", [], type=list)[:8]:
+            a = QAction(p, self)
+            a.triggered.connect(lambda _=False, q=p: self.open_path(q))
+            self.recent_menu.addAction(a)
+
+    def ask_open_folder(self):
+        d = QFileDialog.getExistingDirectory(self, "Open DICOM folder")
+        if d:
+            self.open_path(d)
+
+    def ask_open_file(self):
+        f, _ = QFileDialog.getOpenFileName(self, "Open image", "", "Images (*.nii *.nii.gz *.nrrd *.mha *.dcm *.zip);;All (*)")
+        if f:
+            self.open_path(f)
+
+    def dragEnterEvent(self, e):
+        if e.mimeData().hasUrls():
+            e.acceptProposedAction()
+
+    def dropEvent(self, e):
+        urls = e.mimeData().urls()
+        if urls:
+            self.open_path(urls[0].toLocalFile())
+
+    def open_path(self, path: str, *, block: bool = False, series_uid: str | None = None):
+        """Load in a worker with progress and Cancel; errors as a dialog, the open case stays."""
+        from ..core.dicom.load import load_volume
+        from ..core.dicom.scan import is_image_file, scan
+
+        if series_uid is None and not block and Path(path).is_dir():
+            try:
+                res = scan(path)
+            except Exception as exc:  # noqa: BLE001
+                self.show_error(f"Cannot open {path}", str(exc))
+                return
+            if len(res.series) > 1:
+                series_uid = self._choose_series(res.series)
+                if series_uid is None:
+                    return
+
+        def job(progress=None, cancel=None):
+            return load_volume(path, series_uid=series_uid, progress=progress, cancel=cancel)
+
+        if block:
+            try:
+                vol = job()
+            except Exception as exc:  # noqa: BLE001
+                self.show_error(f"Cannot open {path}", str(exc))
+                return False
+            self._loaded(vol, path)
+            return True
+        dlg = QProgressDialog("Loading…", "Cancel", 0, 100, self)
+        dlg.setWindowModality(Qt.WindowModal)
+        dlg.setMinimumDuration(300)
+        w = run_in_background(job)
+        self._worker = w
+        w.signals.progress.connect(lambda f, m: (dlg.setValue(int(f * 100)), dlg.setLabelText(m or "Loading…")))
+        w.signals.finished.connect(lambda vol: (dlg.close(), self._loaded(vol, path)))
+        w.signals.failed.connect(lambda msg: (dlg.close(), self.show_error(f"Cannot open {path}", msg)))
+        w.signals.cancelled.connect(dlg.close)
+        dlg.canceled.connect(w.cancel)
+        return w
+
+    def _choose_series(self, series) -> str | None:
+        from PySide6.QtWidgets import QInputDialog
+
+        items = [f"{s.modality} | {s.description} | {s.size[2]} slices | "
+                 f"{s.spacing[0]:.2f}x{s.spacing[1]:.2f}x{s.spacing[2]:.2f} mm"
+                 + (f" | {len(s.warnings)} warning(s)" if s.warnings else "") for s in series]
+        item, ok = QInputDialog.getItem(self, "Choose a series", "Series found:", items, 0, False)
+        return series[items.index(item)].uid if ok else None
+
+    def _loaded(self, vol, path):
+        self.scene.set_volume(vol, source_path=str(path))
+        recent = [p for p in self.settings.value("recent", [], type=list) if p != str(path)]
+        self.settings.setValue("recent", [str(path)] + recent[:9])
+        self._fill_recent()
+        if vol.warnings:
+            self.statusBar().showMessage("; ".join(vol.warnings)[:300])
+
+    def show_error(self, title: str, message: str):
+        QMessageBox.critical(self, title, message)
+
+    def _on_volume(self, vol):
+        i, j, k = vol.size_ijk
+        self.info_label.setText(
+            f"<b>{vol.modality or 'image'}</b> {vol.meta.get('description', '')}<br>{i}×{j}×{k} voxels, "
+            f"{vol.spacing[0]:.2f}×{vol.spacing[1]:.2f}×{vol.spacing[2]:.2f} mm, {vol.orientation()}<br>"
+            + "<br>".join(f"⚠ {w}" for w in vol.warnings))
+        self.preset_box.setCurrentText("CT bone" if vol.modality == "CT" else "MRI auto")
+        self.setWindowTitle(f"spineplan — {Path(self.scene.source_path or '').name}")
+
+    def apply_preset(self, name: str):
+        from ..core.presets import CT_PRESETS, mri_auto_window
+
+        if self.scene.volume is None:
+            return
+        lw = CT_PRESETS.get(name) or mri_auto_window(self.scene.volume.array)
+        for v in self.views.values():
+            v.set_window(*lw)
+
+    def set_convention(self, convention: str):
+        self.convention = convention
+        self.settings.setValue("convention", convention)
+        for v in self.views.values():
+            v.set_convention(convention)
+
+    def set_layout(self, name: str):
+        widgets = dict(self.views, **({"3d": self.view3d} if self.view3d else {}))
+        for n, w in widgets.items():
+            w.setVisible(name == "all" or n == name)
+        self.settings.setValue("layout", name)
+
+    def set_tool(self, tool: str):
+        for v in self.views.values():
+            v.tool = tool
+            v._pending = []
+
+    # ------------------------------------------------------------------ segmentation
+    def _ask_labels(self):
+        f, _ = QFileDialog.getOpenFileName(self, "Open label map", "", "Label maps (*.nii *.nii.gz *.nrrd *.mha)")
+        if f:
+            self.load_labels([f])
+
+    def load_labels(self, paths):
+        from ..core.labelmaps import read_labels
+
+        if self.scene.volume is None:
+            return
+        try:
+            lab = read_labels(paths, self.scene.volume)
+        except Exception as exc:  # noqa: BLE001
+            self.show_error("Cannot read the label map", str(exc))
+            return
+        self.set_labels(lab)
+
+    def set_labels(self, lab):
+        from ..core.segmentation.motor_units import compute_motor_units
+
+        self.scene.set_labels(lab)
+        self.scene.set_motor_units(compute_motor_units(lab, self.scene.volume))
+
+    def run_segmentation(self):
+        from ..core.segmentation.base import default_for
+
+        vol = self.scene.volume
+        if vol is None:
+            return
+        try:
+            seg = default_for(vol.modality)
+            if not seg.is_available():
+                raise RuntimeError(f"segmenter '{seg.name}' is not available: "
+                                   f"{'; '.join(seg.missing_dependencies)}. Load a label map instead.")
+        except Exception as exc:  # noqa: BLE001
+            self.show_error("Segmentation", str(exc))
+            return
+        w = run_in_background(lambda progress=None, cancel=None: seg.segment(vol, progress=progress, cancel=cancel))
+        self._worker = w
+        w.signals.finished.connect(lambda res: self.set_labels(res.labels))
+        w.signals.failed.connect(lambda msg: self.show_error("Segmentation failed", msg))
+
+    def shift_levels(self, steps: int):
+        from ..core.segmentation.edit import LabelEdit, shift_levels
+
+        if self.scene.labels is None:
+            return
+        try:
+            self.scene.undo_stack.push(LabelEdit(self.scene, lambda a: shift_levels(a, steps),
+                                                 f"Shift level names by {steps}"))
+        except Exception as exc:  # noqa: BLE001
+            self.show_error("Cannot shift levels", str(exc))
+            return
+        from ..core.segmentation.motor_units import compute_motor_units
+
+        self.scene.set_motor_units(compute_motor_units(self.scene.labels))
+
+    def _on_units(self, units):
+        self.anatomy = None
+        self.unit_table.setRowCount(len(units))
+        cur = self.level_box.currentText()
+        self.level_box.clear()
+        self.level_box.addItems([u.name for u in units])
+        if cur:
+            self.level_box.setCurrentText(cur)
+        for r, u in enumerate(units):
+            g = u.disc_geometry
+            vals = [u.name,
+                    f"{g.anterior_height_mm:.1f}/{g.middle_height_mm:.1f}/{g.posterior_height_mm:.1f}" if g else "-",
+                    f"{u.segmental_angle_deg:.1f}" if u.segmental_angle_deg is not None else "-",
+                    f"{u.slip_mm:.1f}" if u.slip_mm is not None else "-",
+                    f"{u.canal_ap_mm:.1f}" if u.canal_ap_mm is not None else "-",
+                    "L+R" if u.facet_left_lps and u.facet_right_lps else "?",
+                    "; ".join(u.warnings) or u.canal_grade]
+            for c, t in enumerate(vals):
+                self.unit_table.setItem(r, c, QTableWidgetItem(t))
+
+    # ------------------------------------------------------------------ planning
+    def propose_plan(self):
+        from ..core.planning.case import Case
+        from ..core.planning.plan import Anatomy
+        from ..core.planning.planner import make_plan
+
+        if self.scene.labels is None:
+            self.show_error("Plan", "Segment the spine or load a label map first.")
+            return
+        try:
+            if self.anatomy is None:
+                self.anatomy = Anatomy(self.scene.volume, self.scene.labels, self.scene.motor_units or None)
+            level, side = self.level_box.currentText(), self.side_box.currentText()
+            case = Case(level=level, side=side, zone=self.zone_box.currentText(),
+                        suspected_root=self.root_box.currentText())
+            plan = make_plan(self.anatomy, level, self.proc_box.currentText(), side, case=case)
+        except Exception as exc:  # noqa: BLE001
+            self.show_error("Cannot plan", str(exc))
+            return
+        from ..core.commands import SetAttrCommand
+
+        self.scene.undo_stack.push(SetAttrCommand(self.scene, "plan", plan,
+                                                  notify=lambda: self.scene.events.plan.emit(self.scene.plan),
+                                                  text="Propose plan"))
+        self.scene.set_cursor(plan.target_lps)
+
+    def _on_plan(self, plan):
+        self.check_list.clear()
+        if plan is None:
+            return
+        colours = {"ok": QColor(60, 200, 90), "warning": QColor(240, 170, 30), "error": QColor(235, 60, 60)}
+        for c in sorted(plan.checks, key=lambda c: {"error": 0, "warning": 1, "ok": 2}[c.severity]):
+            it = QListWidgetItem(f"● {c.name}: {c.detail}")
+            it.setForeground(colours[c.severity])
+            self.check_list.addItem(it)
+
+    def _plan_dict(self):
+        if self.scene.plan is None:
+            self.show_error("No plan", "Propose a plan first.")
+            return None
+        return self.scene.plan.to_dict()
+
+    def save_plan(self):
+        d = self._plan_dict()
+        if d is None:
+            return
+        f, _ = QFileDialog.getSaveFileName(self, "Save plan", "plan.json", "Plan (*.json)")
+        if f:
+            from ..core.persistence import save_plan
+
+            save_plan(d, f)
+
+    def export_report(self):
+        d = self._plan_dict()
+        if d is None:
+            return
+        f, _ = QFileDialog.getSaveFileName(self, "Report", "report.pdf", "PDF (*.pdf)")
+        if f:
+            from ..core.export.report import overview_images, write_report
+
+            write_report(d, f, images=overview_images(d, self.scene.volume, self.scene.labels))
+
+    def export_markups(self):
+        d = self._plan_dict()
+        if d is None:
+            return
+        f, _ = QFileDialog.getSaveFileName(self, "Slicer markups", "plan.mrk.json", "Markups (*.mrk.json)")
+        if f:
+            from ..core.export.slicer_markups import write_markups
+
+            write_markups(d, f)
+
+    # ------------------------------------------------------------------ measurements
+    def _on_annotations(self, items):
+        self.measure_list.clear()
+        for m in items:
+            self.measure_list.addItem(f"{m.view}: {m.text()}")
+
+    def delete_selected_measurement(self):
+        from ..core.measurements import DeleteMeasurement
+
+        r = self.measure_list.currentRow()
+        if 0 <= r < len(self.scene.annotations):
+            self.scene.undo_stack.push(DeleteMeasurement(self.scene, self.scene.annotations[r]))
+
+    # ------------------------------------------------------------------ screenshots
+    def screenshot(self) -> QImage:
+        """The whole window, with the VTK view's real pixels painted in (grab() can't read GL)."""
+        QApplication.processEvents()
+        img = self.grab().toImage().convertToFormat(QImage.Format_RGB888)
+        if self.view3d is not None and self.view3d.isVisible():
+            arr = self.view3d.grab_array()
+            h, w = arr.shape[:2]
+            q = QImage(np.ascontiguousarray(arr).data, w, h, 3 * w, QImage.Format_RGB888).copy()
+            pos = self.view3d.mapTo(self, self.view3d.rect().topLeft())
+            p = QPainter(img)
+            p.drawImage(pos, q.scaled(self.view3d.width(), self.view3d.height()))
+            p.end()
+        return img
+
+    def closeEvent(self, e):
+        if self.view3d is not None:
+            self.view3d.close_vtk()
+        super().closeEvent(e)

@@ -1,0 +1,274 @@
+"""A 2D slice view: reformatted slice, window/level, crosshair, labels, plan, measurements.
+
+The view subscribes to the scene's events and never changes the model except through
+``scene.set_cursor`` and undoable commands on ``scene.undo_stack``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from PySide6.QtCore import QPointF, Qt, Signal
+from PySide6.QtGui import QColor, QFont, QImage, QPainter, QPen
+from PySide6.QtWidgets import QWidget
+
+from ..core.measurements import POINTS_NEEDED, AddMeasurement, Measurement
+from ..core.presets import auto_window
+from ..render.slicing import SliceRequest, edge_letters, label_rgba, plane_axes, reslice, window_to_gray
+
+__all__ = ["SliceView"]
+
+
+class SliceView(QWidget):
+    """One of the axial / coronal / sagittal views."""
+
+    status = Signal(str)
+
+    def __init__(self, scene, orientation: str, parent=None):
+        super().__init__(parent)
+        self.scene, self.orientation = scene, orientation
+        self.convention = "radiological"
+        self.level, self.width_ = 400.0, 1800.0
+        self.zoom = 1.0
+        self.pan_mm = np.zeros(2)
+        self.tool = "crosshair"  # or "distance", "angle", "cobb"
+        self._pending: list = []
+        self._drag = None
+        self._image: QImage | None = None
+        self._req: SliceRequest | None = None
+        self.setMinimumSize(160, 160)
+        self.setFocusPolicy(Qt.StrongFocus)
+        self.setMouseTracking(True)
+        self.setAttribute(Qt.WA_OpaquePaintEvent)
+        ev = scene.events
+        ev.volume.connect(self._on_volume)
+        ev.cursor.connect(self._on_change)
+        ev.labels.connect(self._on_change)
+        ev.annotations.connect(self._on_annotations)
+        ev.plan.connect(self._on_annotations)
+
+    # ---------------------------------------------------------------- model events
+    def _on_volume(self, vol):
+        self.level, self.width_ = auto_window(vol)
+        self.zoom, self.pan_mm = 1.0, np.zeros(2)
+        self._image = None
+        self.update()
+
+    def _on_change(self, *_):
+        self._image = None
+        self.update()
+
+    def _on_annotations(self, *_):
+        self.update()
+
+    # ---------------------------------------------------------------- geometry
+    def axes(self):
+        return plane_axes(self.orientation, self.convention)
+
+    def request(self) -> SliceRequest | None:
+        vol = self.scene.volume
+        if vol is None or self.scene.cursor_lps is None:
+            return None
+        right, down, normal = self.axes()
+        lo, hi = vol.bounds_lps()
+        centre = (lo + hi) / 2
+        # in-plane position from the volume centre (plus pan); through-plane from the cursor
+        c = centre + normal * float((self.scene.cursor_lps - centre) @ normal)
+        c = c + self.pan_mm[0] * right + self.pan_mm[1] * down
+        extent = max(float(np.abs((hi - lo) @ right)), float(np.abs((hi - lo) @ down)), 1.0) + max(vol.spacing)
+        w, h = max(self.width(), 2), max(self.height(), 2)
+        mm_per_px = extent / min(w, h) / self.zoom
+        return SliceRequest(c, right, down, mm_per_px, w, h)
+
+    def lps_to_pixel(self, p) -> tuple[float, float]:
+        """Widget pixel (x, y) where an LPS point is drawn (on this view's plane)."""
+        req = self.request()
+        return req.px_from_lps(p)
+
+    def pixel_to_lps(self, x: float, y: float) -> np.ndarray:
+        return self.request().lps_from_px(x, y)
+
+    def slice_index(self) -> int:
+        """Index of the displayed slice along this view's normal, in voxels of the volume."""
+        vol = self.scene.volume
+        _, _, normal = self.axes()
+        step = float(np.max(np.abs(vol.direction.T @ normal) * np.array(vol.spacing)))
+        lo, hi = vol.bounds_lps()
+        base = min(lo @ normal, hi @ normal)
+        return int(round((self.scene.cursor_lps @ normal - base) / step))
+
+    def _step_mm(self) -> float:
+        vol = self.scene.volume
+        _, _, normal = self.axes()
+        return float(np.max(np.abs(vol.direction.T @ normal) * np.array(vol.spacing)))
+
+    # ---------------------------------------------------------------- rendering
+    def render_image(self) -> QImage:
+        req = self.request()
+        vol = self.scene.volume
+        data = reslice(vol, req, order=1)
+        g = window_to_gray(data, self.level, self.width_)
+        rgb = np.repeat(g[:, :, None], 3, axis=2).astype(np.float32)
+        if self.scene.labels is not None:
+            lab = reslice(self.scene.labels, req, order=0, cval=0)
+            rgba = label_rgba(lab).astype(np.float32)
+            a = rgba[:, :, 3:4] / 255.0
+            rgb = rgb * (1 - a) + rgba[:, :, :3] * a
+        arr = np.ascontiguousarray(rgb.clip(0, 255).astype(np.uint8))
+        self._req = req
+        img = QImage(arr.data, arr.shape[1], arr.shape[0], 3 * arr.shape[1], QImage.Format_RGB888)
+        return img.copy()
+
+    def paintEvent(self, _event):
+        p = QPainter(self)
+        p.fillRect(self.rect(), QColor(8, 8, 10))
+        if self.scene.volume is None:
+            p.setPen(QColor(140, 140, 150))
+            p.drawText(self.rect(), Qt.AlignCenter, "Open a CT or MRI (File > Open)")
+            p.end()
+            return
+        if self._image is None or self._image.size() != self.size():
+            self._image = self.render_image()
+        p.drawImage(0, 0, self._image)
+        self._draw_overlays(p)
+        p.end()
+
+    def _draw_overlays(self, p: QPainter):
+        req = self._req
+        cur = self.scene.cursor_lps
+        x, y = req.px_from_lps(cur)
+        p.setPen(QPen(QColor(255, 200, 0, 160), 1))
+        p.drawLine(QPointF(x, 0), QPointF(x, self.height()))
+        p.drawLine(QPointF(0, y), QPointF(self.width(), y))
+        # orientation letters on every edge
+        letters = edge_letters(self.orientation, self.convention)
+        f = QFont()
+        f.setPointSize(12)
+        f.setBold(True)
+        p.setFont(f)
+        p.setPen(QColor(120, 220, 255))
+        w, h = self.width(), self.height()
+        p.drawText(6, h // 2 + 6, letters["left"])
+        p.drawText(w - 18, h // 2 + 6, letters["right"])
+        p.drawText(w // 2 - 5, 18, letters["top"])
+        p.drawText(w // 2 - 5, h - 8, letters["bottom"])
+        # scale bar: 50 mm (or 10 mm when zoomed in)
+        bar_mm = 50.0 if 50.0 / req.mm_per_px < w / 3 else 10.0
+        bar_px = bar_mm / req.mm_per_px
+        p.setPen(QPen(QColor(230, 230, 230), 2))
+        p.drawLine(QPointF(w - 16 - bar_px, h - 24), QPointF(w - 16, h - 24))
+        f.setPointSize(9)
+        f.setBold(False)
+        p.setFont(f)
+        p.drawText(int(w - 16 - bar_px), h - 28, f"{bar_mm:.0f} mm")
+        p.drawText(6, 16, f"{self.orientation}  {self.convention[:5]}.  W {self.width_:.0f} L {self.level:.0f}")
+        # plan trajectory projected on the view
+        plan = self.scene.plan
+        if plan is not None:
+            e, t = req.px_from_lps(plan.entry_lps), req.px_from_lps(plan.target_lps)
+            p.setPen(QPen(QColor(60, 230, 90), 3))
+            p.drawLine(QPointF(*e), QPointF(*t))
+            p.setBrush(QColor(60, 230, 90))
+            p.drawEllipse(QPointF(*e), 4, 4)
+        # measurements of this view
+        p.setPen(QPen(QColor(255, 120, 60), 2))
+        for m in self.scene.annotations:
+            if m.view != self.orientation:
+                continue
+            pts = [QPointF(*req.px_from_lps(q)) for q in m.points_lps]
+            for a, b in zip(pts[:-1], pts[1:]):
+                if m.kind == "cobb" and pts.index(a) == 1:
+                    continue
+                p.drawLine(a, b)
+            p.drawText(pts[-1] + QPointF(6, -6), m.text())
+        for q in self._pending:
+            p.drawEllipse(QPointF(*req.px_from_lps(q)), 3, 3)
+
+    def grab_array(self) -> np.ndarray:
+        """The rendered view as an (H, W, 3) uint8 array (for tests and screenshots)."""
+        img = self.grab().toImage().convertToFormat(QImage.Format_RGB888)
+        ptr = img.constBits()
+        arr = np.frombuffer(ptr, np.uint8, img.bytesPerLine() * img.height()).reshape(img.height(), img.bytesPerLine())
+        return arr[:, : img.width() * 3].reshape(img.height(), img.width(), 3).copy()
+
+    # ---------------------------------------------------------------- interaction
+    def set_convention(self, convention: str):
+        self.convention = convention
+        self._image = None
+        self.update()
+
+    def set_window(self, level: float, width: float):
+        self.level, self.width_ = float(level), max(float(width), 1.0)
+        self._image = None
+        self.update()
+
+    def scroll(self, steps: int):
+        """Move the slice (and the scene cursor) by ``steps`` voxels along the view normal."""
+        if self.scene.volume is None:
+            return
+        _, _, normal = self.axes()
+        self.scene.set_cursor(self.scene.cursor_lps + normal * steps * self._step_mm())
+
+    def wheelEvent(self, e):
+        n = 1 if e.angleDelta().y() > 0 else -1
+        if e.modifiers() & Qt.ControlModifier:
+            self.zoom = float(np.clip(self.zoom * (1.15 if n > 0 else 1 / 1.15), 0.2, 20))
+            self._image = None
+            self.update()
+        else:
+            self.scroll(n)
+
+    def keyPressEvent(self, e):
+        k = e.key()
+        if k in (Qt.Key_Up, Qt.Key_PageUp):
+            self.scroll(1 if k == Qt.Key_Up else 10)
+        elif k in (Qt.Key_Down, Qt.Key_PageDown):
+            self.scroll(-1 if k == Qt.Key_Down else -10)
+        elif k == Qt.Key_Escape:
+            self._pending = []
+            self.update()
+        else:
+            super().keyPressEvent(e)
+
+    def mousePressEvent(self, e):
+        if self.scene.volume is None:
+            return
+        pos = e.position()
+        if e.button() == Qt.LeftButton:
+            lps = self.pixel_to_lps(pos.x(), pos.y())
+            if self.tool == "crosshair":
+                self.scene.set_cursor(lps)
+            else:
+                self._pending.append(lps)
+                if len(self._pending) == POINTS_NEEDED[self.tool]:
+                    m = Measurement(self.tool, [list(map(float, q)) for q in self._pending], self.orientation)
+                    self._pending = []
+                    self.scene.undo_stack.push(AddMeasurement(self.scene, m))
+                self.update()
+        elif e.button() in (Qt.RightButton, Qt.MiddleButton):
+            self._drag = (e.button(), pos, self.level, self.width_, self.pan_mm.copy())
+
+    def mouseMoveEvent(self, e):
+        pos = e.position()
+        if self.scene.volume is not None and self._req is not None:
+            lps = self.pixel_to_lps(pos.x(), pos.y())
+            val = self.scene.volume.value_at_lps(lps)
+            unit = " HU" if self.scene.volume.modality == "CT" else ""
+            self.status.emit(f"{self.orientation}: LPS ({lps[0]:.1f}, {lps[1]:.1f}, {lps[2]:.1f}) mm"
+                             + ("" if np.isnan(val) else f"   value {val:.0f}{unit}"))
+        if self._drag is None:
+            return
+        button, start, level, width, pan = self._drag
+        dx, dy = pos.x() - start.x(), pos.y() - start.y()
+        if button == Qt.RightButton:
+            self.set_window(level - dy * width / 400.0, width + dx * width / 200.0)
+        else:
+            self.pan_mm = pan - np.array([dx, dy]) * (self._req.mm_per_px if self._req else 1.0)
+            self._image = None
+            self.update()
+
+    def mouseReleaseEvent(self, e):
+        self._drag = None
+
+    def resizeEvent(self, e):
+        self._image = None
+        super().resizeEvent(e)

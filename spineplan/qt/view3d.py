@@ -1,0 +1,197 @@
+"""The 3D spine view: CPU volume rendering, label meshes, the plan's instrument, camera presets."""
+
+from __future__ import annotations
+
+import numpy as np
+import vtkmodules.qt
+
+vtkmodules.qt.PyQtImpl = "PySide6"
+
+import vtk  # noqa: E402
+from vtkmodules.qt.QVTKRenderWindowInteractor import QVTKRenderWindowInteractor  # noqa: E402
+from vtkmodules.util import numpy_support  # noqa: E402
+
+from ..core.volume import Volume  # noqa: E402
+
+__all__ = ["View3D", "CAMERA_PRESETS"]
+
+# direction from the focal point to the camera (LPS), and view-up
+CAMERA_PRESETS = {
+    "anterior": ((0, -1, 0), (0, 0, 1)),
+    "posterior": ((0, 1, 0), (0, 0, 1)),
+    "left": ((1, 0, 0), (0, 0, 1)),
+    "right": ((-1, 0, 0), (0, 0, 1)),
+    "superior": ((0, 0, 1), (0, -1, 0)),
+}
+
+
+def _vtk_image(vol: Volume, max_voxels: int = 2_500_000):
+    """vtkImageData of a (possibly downsampled) volume, and its 4x4 LPS user matrix."""
+    stride = max(1, int(np.ceil((vol.array.size / max_voxels) ** (1 / 3))))
+    arr = np.ascontiguousarray(vol.array[::stride, ::stride, ::stride]).astype(np.int16)
+    img = vtk.vtkImageData()
+    img.SetDimensions(arr.shape[2], arr.shape[1], arr.shape[0])
+    img.GetPointData().SetScalars(numpy_support.numpy_to_vtk(arr.ravel(), deep=True))
+    m = vol.lps_from_ijk() @ np.diag([stride, stride, stride, 1.0])
+    mat = vtk.vtkMatrix4x4()
+    for r in range(4):
+        for c in range(4):
+            mat.SetElement(r, c, m[r, c])
+    return img, mat
+
+
+class View3D(QVTKRenderWindowInteractor):
+    """VTK render window embedded in Qt, subscribed to the scene."""
+
+    def __init__(self, scene, parent=None):
+        super().__init__(parent)
+        self.scene = scene
+        self.renderer = vtk.vtkRenderer()
+        self.renderer.SetBackground(0.05, 0.05, 0.07)
+        self.GetRenderWindow().AddRenderer(self.renderer)
+        self._volume_actor = None
+        self._mesh_actors: list = []
+        self._plan_actors: list = []
+        self.preset = "bone"
+        self._marker = None
+        scene.events.volume.connect(self._on_volume)
+        scene.events.labels.connect(self._on_labels)
+        scene.events.plan.connect(self._on_plan)
+        self._init_marker()
+
+    def _init_marker(self):
+        cube = vtk.vtkAnnotatedCubeActor()
+        # VTK's +x is our LPS +x (patient's left)
+        cube.SetXPlusFaceText("L")
+        cube.SetXMinusFaceText("R")
+        cube.SetYPlusFaceText("P")
+        cube.SetYMinusFaceText("A")
+        cube.SetZPlusFaceText("S")
+        cube.SetZMinusFaceText("I")
+        cube.GetCubeProperty().SetColor(0.3, 0.35, 0.45)
+        self._marker = vtk.vtkOrientationMarkerWidget()
+        self._marker.SetOrientationMarker(cube)
+        self._marker.SetInteractor(self)
+        self._marker.SetViewport(0.0, 0.0, 0.18, 0.18)
+        self._marker.SetEnabled(1)
+        self._marker.InteractiveOff()
+
+    def _on_volume(self, vol):
+        if self._volume_actor is not None:
+            self.renderer.RemoveVolume(self._volume_actor)
+        img, mat = _vtk_image(vol)
+        mapper = vtk.vtkFixedPointVolumeRayCastMapper()  # CPU: interactive without a GPU
+        mapper.SetInputData(img)
+        prop = vtk.vtkVolumeProperty()
+        prop.ShadeOn()
+        prop.SetInterpolationTypeToLinear()
+        ctf, otf = vtk.vtkColorTransferFunction(), vtk.vtkPiecewiseFunction()
+        if vol.modality == "CT":
+            for v, rgb, a in ((-200, (0.5, 0.3, 0.2), 0.0), (150, (0.9, 0.7, 0.5), 0.0),
+                              (300, (1.0, 0.95, 0.85), 0.35), (1500, (1, 1, 1), 0.85)):
+                ctf.AddRGBPoint(v, *rgb)
+                otf.AddPoint(v, a)
+        else:
+            lo, hi = np.percentile(vol.array[::4, ::4, ::4], [60, 99.5])
+            ctf.AddRGBPoint(lo, 0.3, 0.3, 0.35)
+            ctf.AddRGBPoint(hi, 1, 1, 1)
+            otf.AddPoint(lo, 0.0)
+            otf.AddPoint(hi, 0.5)
+        prop.SetColor(ctf)
+        prop.SetScalarOpacity(otf)
+        actor = vtk.vtkVolume()
+        actor.SetMapper(mapper)
+        actor.SetProperty(prop)
+        actor.SetUserMatrix(mat)
+        self._volume_actor = actor
+        self.renderer.AddVolume(actor)
+        self.set_camera("anterior")
+
+    def _on_labels(self, labels):
+        for a in self._mesh_actors:
+            self.renderer.RemoveActor(a)
+        self._mesh_actors = []
+        if labels is None:
+            self.GetRenderWindow().Render() if self.isVisible() else None
+            return
+        from ..render.rehearsal import label_meshes_lps
+        from ..render.slicing import LABEL_COLORS
+
+        for v, poly in label_meshes_lps(labels).items():
+            if v in (300, 301):
+                continue
+            m = vtk.vtkPolyDataMapper()
+            m.SetInputData(poly)
+            m.ScalarVisibilityOff()
+            a = vtk.vtkActor()
+            a.SetMapper(m)
+            a.GetProperty().SetColor(*(LABEL_COLORS[min(v, 399), :3] / 255.0))
+            a.GetProperty().SetSpecular(0.2)
+            self._mesh_actors.append(a)
+            self.renderer.AddActor(a)
+        if self._volume_actor is not None:
+            self._volume_actor.SetVisibility(False)  # meshes replace the volume rendering
+        self.render()
+
+    def _on_plan(self, plan):
+        for a in self._plan_actors:
+            self.renderer.RemoveActor(a)
+        self._plan_actors = []
+        if plan is None:
+            self.render()
+            return
+        src = vtk.vtkLineSource()
+        src.SetPoint1(*plan.entry_lps)
+        src.SetPoint2(*plan.target_lps)
+        tube = vtk.vtkTubeFilter()
+        tube.SetInputConnection(src.GetOutputPort())
+        r = float(plan.parameters.get("diameter_mm", plan.parameters.get("width_mm", 2.0))) / 2
+        tube.SetRadius(max(r, 1.0))
+        tube.SetNumberOfSides(24)
+        m = vtk.vtkPolyDataMapper()
+        m.SetInputConnection(tube.GetOutputPort())
+        a = vtk.vtkActor()
+        a.SetMapper(m)
+        a.GetProperty().SetColor(0.2, 0.9, 0.3)
+        a.GetProperty().SetOpacity(0.6 if plan.procedure == "tube" else 1.0)
+        self._plan_actors.append(a)
+        self.renderer.AddActor(a)
+        self.render()
+
+    def set_camera(self, name: str):
+        if self.scene.volume is None:
+            return
+        d, up = CAMERA_PRESETS[name]
+        lo, hi = self.scene.volume.bounds_lps()
+        c = (lo + hi) / 2
+        cam = self.renderer.GetActiveCamera()
+        cam.SetFocalPoint(*c)
+        cam.SetPosition(*(c + np.array(d) * 3 * np.linalg.norm(hi - lo)))
+        cam.SetViewUp(*up)
+        self.renderer.ResetCamera()
+        self.render()
+
+    def render(self):
+        if self.isVisible():
+            self.GetRenderWindow().Render()
+
+    def grab_array(self) -> np.ndarray:
+        """The rendered 3D view as an (H, W, 3) uint8 array (VTK pixels, not QWidget.grab)."""
+        rw = self.GetRenderWindow()
+        rw.Render()
+        f = vtk.vtkWindowToImageFilter()
+        f.SetInput(rw)
+        f.ReadFrontBufferOff()
+        f.Update()
+        img = f.GetOutput()
+        w, h, _ = img.GetDimensions()
+        arr = numpy_support.vtk_to_numpy(img.GetPointData().GetScalars()).reshape(h, w, -1)[::-1, :, :3]
+        return np.ascontiguousarray(arr)
+
+    def close_vtk(self):
+        """Release the render window (avoids X errors at exit under Xvfb)."""
+        if self._marker is not None:
+            self._marker.SetEnabled(0)
+            self._marker = None
+        self.GetRenderWindow().Finalize()
+        self.SetRenderWindow(None) if hasattr(self, "SetRenderWindow") else None

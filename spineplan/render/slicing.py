@@ -1,0 +1,125 @@
+"""Slice reformatting for the 2D views (numpy/scipy, no Qt, no GPU).
+
+A view plane is defined in LPS by a centre, a screen-right axis and a screen-down
+axis. Display conventions:
+
+- radiological (default): axial and coronal show the patient's RIGHT on the screen's
+  LEFT (screen-right = +x, the patient's left); axial has anterior at the top.
+- neurological: axial and coronal show the patient's left on the screen's left.
+- sagittal: anterior on the left, head at the top.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage
+
+from ..core.volume import Volume
+
+__all__ = ["ORIENTATIONS", "plane_axes", "SliceRequest", "reslice", "edge_letters", "window_to_gray",
+           "LABEL_COLORS", "label_rgba"]
+
+ORIENTATIONS = ("axial", "coronal", "sagittal")
+
+
+def plane_axes(orientation: str, convention: str = "radiological"):
+    """(screen-right, screen-down, normal) unit vectors in LPS for a view."""
+    sx = 1.0 if convention == "radiological" else -1.0
+    if orientation == "axial":
+        right, down = np.array([sx, 0, 0.0]), np.array([0, 1.0, 0])
+    elif orientation == "coronal":
+        right, down = np.array([sx, 0, 0.0]), np.array([0, 0, -1.0])
+    elif orientation == "sagittal":
+        right, down = np.array([0, 1.0, 0]), np.array([0, 0, -1.0])
+    else:
+        raise ValueError(orientation)
+    normal = np.cross(right, down)
+    return right, down, normal
+
+
+_LETTERS = {(1, 0, 0): "L", (-1, 0, 0): "R", (0, 1, 0): "P", (0, -1, 0): "A", (0, 0, 1): "S", (0, 0, -1): "I"}
+
+
+def edge_letters(orientation: str, convention: str = "radiological") -> dict[str, str]:
+    """Anatomical direction letters at the left, right, top and bottom edges of the view."""
+    right, down, _ = plane_axes(orientation, convention)
+
+    def letter(v):
+        return _LETTERS[tuple(int(round(x)) for x in v)]
+
+    return {"left": letter(-right), "right": letter(right), "top": letter(-down), "bottom": letter(down)}
+
+
+@dataclass
+class SliceRequest:
+    center_lps: np.ndarray  # the point shown at the middle of the view (on the slice)
+    right: np.ndarray
+    down: np.ndarray
+    mm_per_px: float
+    width: int
+    height: int
+
+    def lps_from_px(self, x: float, y: float) -> np.ndarray:
+        return (self.center_lps + (x - (self.width - 1) / 2) * self.mm_per_px * self.right
+                + (y - (self.height - 1) / 2) * self.mm_per_px * self.down)
+
+    def px_from_lps(self, p) -> tuple[float, float]:
+        d = np.asarray(p, float) - self.center_lps
+        return (float(d @ self.right) / self.mm_per_px + (self.width - 1) / 2,
+                float(d @ self.down) / self.mm_per_px + (self.height - 1) / 2)
+
+
+def reslice(volume: Volume, req: SliceRequest, order: int = 1, cval: float | None = None) -> np.ndarray:
+    """Sample ``volume`` on the view plane; returns a (height, width) float32 array."""
+    xs = (np.arange(req.width) - (req.width - 1) / 2) * req.mm_per_px
+    ys = (np.arange(req.height) - (req.height - 1) / 2) * req.mm_per_px
+    # ijk = A @ lps + b, with lps = c + x*right + y*down: separable in x and y
+    m = volume.ijk_from_lps()
+    A, b = m[:3, :3], m[:3, 3]
+    base = A @ req.center_lps + b
+    ax, ay = A @ req.right, A @ req.down
+    coords = (base[:, None, None] + ax[:, None, None] * xs[None, None, :]
+              + ay[:, None, None] * ys[None, :, None])  # (3, H, W) in i, j, k
+    fill = float(volume.array.min()) if cval is None else cval
+    src = volume.array if volume.array.dtype in (np.float32, np.int16, np.uint16, np.uint8) else \
+        volume.array.astype(np.float32)
+    out = ndimage.map_coordinates(src, coords[::-1], order=order, mode="constant", cval=fill,
+                                  prefilter=False)
+    return out.astype(np.float32) if order else out
+
+
+def window_to_gray(img: np.ndarray, level: float, width: float) -> np.ndarray:
+    """Apply a window (level, width) to uint8 grey."""
+    lo = level - width / 2.0
+    g = (img - lo) * (255.0 / max(width, 1e-6))
+    return np.clip(g, 0, 255).astype(np.uint8)
+
+
+def _make_colors() -> np.ndarray:
+    rng = np.random.default_rng(7)
+    lut = np.zeros((400, 4), np.uint8)
+    base = [(230, 159, 0), (86, 180, 233), (0, 158, 115), (240, 228, 66), (0, 114, 178), (213, 94, 0),
+            (204, 121, 167), (120, 200, 80), (200, 120, 60)]
+    for lab in range(1, 30):
+        lut[lab, :3] = base[lab % len(base)]
+        lut[lab, 3] = 110
+    for lab in range(100, 130):
+        lut[lab] = (250, 80, 200, 140)  # discs: one distinct colour
+    lut[300] = (255, 255, 120, 90)
+    lut[301] = (255, 255, 0, 120)
+    rest = (lut[:, 3] == 0)
+    rest[0] = False
+    lut[rest, :3] = rng.integers(60, 255, (rest.sum(), 3))
+    lut[rest, 3] = 110
+    return lut
+
+
+LABEL_COLORS = _make_colors()
+
+
+def label_rgba(lab: np.ndarray) -> np.ndarray:
+    """RGBA overlay (H, W, 4) for a label slice."""
+    idx = np.clip(lab.astype(np.int64), 0, len(LABEL_COLORS) - 1)
+    return LABEL_COLORS[idx]
