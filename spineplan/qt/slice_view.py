@@ -206,7 +206,12 @@ class SliceView(QWidget):
         if self.scene.volume is None:
             return
         _, _, normal = self.axes()
-        self.scene.set_cursor(self.scene.cursor_lps + normal * steps * self._step_mm())
+        step = self._step_mm()
+        lo, hi = self.scene.volume.bounds_lps()
+        base = min(lo @ normal, hi @ normal)
+        target = base + (self.slice_index() + steps) * step  # snap onto voxel planes
+        cur = self.scene.cursor_lps
+        self.scene.set_cursor(cur + normal * (target - cur @ normal))
 
     def wheelEvent(self, e):
         n = 1 if e.angleDelta().y() > 0 else -1

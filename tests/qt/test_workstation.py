@@ -1,0 +1,201 @@
+"""The workstation under Xvfb: rendered pixels, display conventions, W/L, scrolling,
+measurements with undo, error dialogs, and the --screenshot command."""
+
+from __future__ import annotations
+
+import gc
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+pytest.importorskip("PySide6")
+
+from PySide6.QtCore import QSettings  # noqa: E402
+
+from spineplan.core.measurements import Measurement  # noqa: E402
+from spineplan.core.phantom import make_phantom  # noqa: E402
+from spineplan.qt.main_window import MainWindow  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def phantom():
+    return make_phantom(spacing=2.0)
+
+
+@pytest.fixture()
+def window(qtbot, tmp_path):
+    settings = QSettings(str(tmp_path / "settings.ini"), QSettings.IniFormat)
+    w = MainWindow(settings=settings, with_3d=False)
+    qtbot.addWidget(w)
+    w.resize(1200, 900)
+    w.show()
+    qtbot.waitExposed(w)
+    yield w
+    w.close()
+    gc.collect()
+
+
+def _open(window, phantom, qtbot):
+    window.scene.set_volume(phantom.ct)
+    qtbot.wait(10)
+    for v in window.views.values():
+        v.repaint()
+    return window
+
+
+def _gray(view, x, y):
+    a = view.grab_array()
+    return a[int(round(y)), int(round(x))].astype(int)
+
+
+def test_views_render_bone_where_the_cursor_is(window, phantom, qtbot):
+    _open(window, phantom, qtbot)
+    for v in window.views.values():
+        a = v.grab_array()
+        assert a.std() > 10, f"{v.orientation} view is blank"
+    # move the crosshair to the centre of the L3 body: bright bone there in every view
+    body = np.array(phantom.truth["vertebrae"]["L3"]["center_lps"])
+    window.scene.set_cursor(body)
+    for v in window.views.values():
+        v.repaint()
+        x, y = v.lps_to_pixel(body)
+        px = _gray(v, x + 3, y + 3)  # beside the crosshair line
+        assert px.mean() > 100, (v.orientation, px)
+        air = _gray(v, 3, v.height() - 40)
+        assert air.mean() < 40
+
+
+def test_left_marker_on_screen_right_in_radiological(window, phantom, qtbot):
+    _open(window, phantom, qtbot)
+    marker = np.array(phantom.truth["left_marker_lps"])
+    window.scene.set_cursor(marker)
+    for name in ("axial", "coronal"):
+        v = window.views[name]
+        v.repaint()
+        x, _ = v.lps_to_pixel(marker)
+        assert x > v.width() / 2, name  # patient's left on the screen's right
+        a = v.grab_array().astype(int).sum(2)
+        cols = np.where(a > 3 * 250)[1]  # the metal bead is the brightest thing
+        assert cols.size and cols.mean() > v.width() / 2
+    window.set_convention("neurological")
+    for name in ("axial", "coronal"):
+        v = window.views[name]
+        v.repaint()
+        x, _ = v.lps_to_pixel(marker)
+        assert x < v.width() / 2, name
+        a = v.grab_array().astype(int).sum(2)
+        cols = np.where(a > 3 * 250)[1]
+        assert cols.size and cols.mean() < v.width() / 2
+
+
+def test_window_preset_changes_grey_value(window, phantom, qtbot):
+    _open(window, phantom, qtbot)
+    v = window.views["axial"]
+    disc = np.array(phantom.truth["discs"]["L3-L4"]["center_lps"])
+    window.scene.set_cursor(disc + [0, -10, 0])
+    v.repaint()
+    x, y = v.lps_to_pixel(disc + [0, -10, 0])
+    bone_window = _gray(v, x + 4, y + 4).mean()
+    window.preset_box.setCurrentText("CT soft tissue")  # narrower window: soft tissue brighter
+    v.repaint()
+    soft_window = _gray(v, x + 4, y + 4).mean()
+    assert soft_window > bone_window + 20
+
+
+def test_scroll_changes_slice_and_status(window, phantom, qtbot):
+    _open(window, phantom, qtbot)
+    v = window.views["axial"]
+    k0 = v.slice_index()
+    z0 = window.scene.cursor_lps[2]
+    v.scroll(3)
+    assert v.slice_index() == k0 + 3
+    assert abs(window.scene.cursor_lps[2] - (z0 + 3 * phantom.ct.spacing[2])) <= phantom.ct.spacing[2] / 2
+    from PySide6.QtCore import QPoint, Qt
+
+    qtbot.mouseMove(v, QPoint(v.width() // 2, v.height() // 2))
+    qtbot.wait(20)
+    msg = window.statusBar().currentMessage()
+    assert "LPS" in msg and f"{window.scene.cursor_lps[2]:.1f}" in msg
+
+
+def test_distance_measurement_and_undo(window, phantom, qtbot):
+    from PySide6.QtCore import QPoint, Qt
+
+    _open(window, phantom, qtbot)
+    v = window.views["axial"]
+    window.set_tool("distance")
+    a_px, b_px = (v.width() // 2 - 100, v.height() // 2), (v.width() // 2 + 60, v.height() // 2)
+    qtbot.mouseClick(v, Qt.LeftButton, pos=QPoint(*a_px))
+    qtbot.mouseClick(v, Qt.LeftButton, pos=QPoint(*b_px))
+    assert len(window.scene.annotations) == 1
+    m = window.scene.annotations[0]
+    expected = 160 * v.request().mm_per_px
+    voxel = phantom.ct.spacing[0]
+    assert abs(m.value() - expected) <= voxel / 2
+    assert window.measure_list.count() == 1
+    window.undo_action.trigger()
+    assert window.scene.annotations == []
+    window.redo_action.trigger()
+    assert len(window.scene.annotations) == 1 and window.scene.annotations[0] is m
+    window.measure_list.setCurrentRow(0)
+    window.delete_selected_measurement()
+    assert window.scene.annotations == []
+    window.undo_action.trigger()
+    assert len(window.scene.annotations) == 1
+
+
+def test_known_phantom_distance(phantom):
+    """The distance tool on two known LPS points reports their distance exactly."""
+    c1 = np.array(phantom.truth["discs"]["L3-L4"]["center_lps"])
+    c2 = np.array(phantom.truth["discs"]["L4-L5"]["center_lps"])
+    m = Measurement("distance", [c1.tolist(), c2.tolist()])
+    assert abs(m.value() - np.linalg.norm(c2 - c1)) < 1e-9
+    cobb = Measurement("cobb", [[0, 0, 0], [10, 0, 0], [0, 0, 5], [10, 0, 5 + 10 * np.tan(np.radians(12))]])
+    assert abs(cobb.value() - 12.0) < 1e-6
+
+
+def test_broken_folder_shows_error_and_keeps_case(window, phantom, qtbot, tmp_path, monkeypatch):
+    _open(window, phantom, qtbot)
+    shown = []
+    monkeypatch.setattr("PySide6.QtWidgets.QMessageBox.critical",
+                        lambda parent, title, text: shown.append((title, text)))
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "x.dcm").write_bytes(b"garbage" * 20)
+    assert window.open_path(str(tmp_path / "bad"), block=True) is False
+    assert shown and "no loadable" in shown[0][1]
+    assert window.scene.volume is phantom.ct
+
+
+def test_background_loading_of_sample(window, qtbot, sample_dicom):
+    w = window.open_path(str(sample_dicom))
+    with qtbot.waitSignal(w.signals.finished, timeout=30000):
+        pass
+    qtbot.wait(50)
+    assert window.scene.volume is not None and window.scene.volume.array.shape == (112, 101, 122)
+
+
+def test_gui_screenshot_command(tmp_path, sample_dicom):
+    out = tmp_path / "shot.png"
+    env = dict(os.environ)
+    r = subprocess.run([sys.executable, "-m", "spineplan", "gui", str(sample_dicom), "--screenshot", str(out),
+                        "--labels", str(sample_dicom / "reference" / "vertebrae_verse.nii.gz")],
+                       capture_output=True, text=True, env=env, timeout=300)
+    assert r.returncode == 0, r.stderr
+    import imageio.v2 as iio
+
+    img = iio.imread(out)[..., :3].astype(int)
+    h, w = img.shape[:2]
+    quads = [img[30:h // 2, :w // 3], img[30:h // 2, w // 3:2 * w // 3], img[h // 2:, :w // 3],
+             img[h // 2:, w // 3:2 * w // 3]]
+    for q in quads:
+        assert q.std() > 5  # every view quadrant has content (the 3D view included)
+    # the 3D quadrant shows coloured vertebra meshes (not grey): VTK pixels were captured
+    q3d = quads[3]
+    sat = q3d.max(2) - q3d.min(2)
+    assert (sat > 60).sum() > 200
+    r = subprocess.run([sys.executable, "-m", "spineplan", "gui", str(tmp_path / "nope"), "--screenshot",
+                        str(out)], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and r.stderr.startswith("spineplan: error:")
