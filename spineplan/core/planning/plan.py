@@ -53,6 +53,11 @@ class Anatomy:
         k = names.index(level)
         return [self.units[n] for n in (k - 1, k + 1) if 0 <= n < len(self.units)]
 
+    def canal_points(self) -> np.ndarray:
+        """LPS of the dural-sac voxels (cached); empty when not labelled."""
+        tree = self.canal_tree()
+        return np.zeros((0, 3)) if tree is None else tree.data
+
     def canal_tree(self):
         """KD-tree of dural-sac (label 300) voxel centres, or None when not labelled."""
         if self._canal_tree is None:

@@ -94,9 +94,14 @@ def evaluate(plan: Plan, anat: Anatomy) -> Plan:
     if tree is not None and len(lps):
         # the approach (skin to docking point) must stay off the dural sac; the laminotomy
         # below the docking point works beside it by design
-        t = (lps - plan.entry_lps) @ unit(plan.target_lps - plan.entry_lps)
-        approach = lps[t <= np.linalg.norm(plan.target_lps - plan.entry_lps)]
-        dist = float(tree.query(approach)[0].min()) if len(approach) else np.inf
+        # distance of the sac to the approach segment (skin -> dock) minus the tube radius
+        sac = anat.canal_points()
+        a = unit(plan.target_lps - plan.entry_lps)
+        length = float(np.linalg.norm(plan.target_lps - plan.entry_lps))
+        q = sac - plan.entry_lps
+        t = np.clip(q @ a, 0.0, length)
+        dist = float(np.min(np.linalg.norm(q - t[:, None] * a, axis=1))) - dia / 2 if len(sac) else np.inf
+        dist = max(dist, 0.0)
         checks.append(Check("dural sac clearance", dist > 0.5, "ok" if dist > 0.5 else "error",
                             f"approach {dist:.1f} mm from the dural sac"
                             + ("" if dist > 0.5 else " (the tube would dock on the dura)")))
