@@ -39,7 +39,7 @@ __all__ = [
     "canonical_json", "compute_checksum", "atomic_write_bytes", "atomic_write_text",
     "atomic_output_path", "save_plan", "load_plan", "validate_plan", "check_plan_matches_volume",
     "source_from_volume", "save_case", "load_case", "autosave_path", "Autosaver",
-    "find_recovery", "discard_autosave",
+    "find_recovery", "discard_autosave", "as_plan_dict",
 ]
 
 FORMAT_VERSION = 1
@@ -56,6 +56,18 @@ _MIGRATIONS: dict[int, Callable[[dict], dict]] = {}
 
 
 # --------------------------------------------------------------------------- JSON helpers
+def as_plan_dict(plan: Any) -> dict:
+    """A plan dict from a dict or from an object with ``to_dict()`` (e.g. ``Plan``)."""
+    if isinstance(plan, dict):
+        return plan
+    to_dict = getattr(plan, "to_dict", None)
+    if callable(to_dict):
+        d = to_dict()
+        if isinstance(d, dict):
+            return d
+    raise TypeError(f"expected a plan dict or an object with to_dict(), got {type(plan).__name__}")
+
+
 def _jsonable(obj: Any) -> Any:
     """Plain-JSON copy of ``obj`` (numpy scalars/arrays and tuples become float/int/list)."""
     if isinstance(obj, dict):
@@ -393,7 +405,7 @@ def save_plan(plan: dict, path: str | os.PathLike, *, identity: dict | None = No
     identity : dict, optional
         ``{"patient_name", "patient_id"}``, written only when given.
     """
-    doc = _stamp(plan, identity)
+    doc = _stamp(as_plan_dict(plan), identity)
     if doc.get("kind") == CASE_KIND:
         raise PlanFileError("save_plan got a case document; use save_case")
     validate_plan(doc, Path(path).name)
@@ -427,6 +439,8 @@ def save_case(state: dict, path: str | os.PathLike, *, identity: dict | None = N
     ``plan`` (if any) is validated. Returns the dict written.
     """
     body = dict(state)
+    if body.get("plan") is not None:
+        body["plan"] = as_plan_dict(body["plan"])
     body["kind"] = CASE_KIND
     doc = _stamp(body, identity)
     _validate_case(doc, Path(path).name)

@@ -78,3 +78,17 @@ def test_schema_rejects_a_broken_file(tmp_path):
     doc["markups"][0]["controlPoints"][0]["position"] = [1.0, 2.0]
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate(doc, SCHEMA)
+
+
+def test_slicer_reader_accepts_schema_id_and_plan_objects(tmp_path):
+    import re
+
+    class FakePlan:  # anything with to_dict(), like planning.Plan
+        def to_dict(self):
+            return make_plan("tube", "left")
+
+    doc = json.loads(write_markups(FakePlan(), tmp_path / "t.mrk.json").read_text())
+    # Slicer's reader accepts @schema matching this (lower-cased) pattern, any minor/patch version
+    assert re.search(r".*markups-schema-v1\.[0-9]+\.[0-9]+\.json#*$", doc["@schema"].lower())
+    assert doc["markups"][0]["controlPoints"][0]["positionStatus"] == "defined"
+    assert doc["markups"][0]["coordinateUnits"] == "mm"

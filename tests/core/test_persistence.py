@@ -312,3 +312,14 @@ def test_case_round_trip_and_series_check(tmp_path):
     bad = dict(state, plan={**plan, "side": "up"})
     with pytest.raises(PlanFileError, match="side"):
         P.save_case(bad, tmp_path / "bad.json")
+
+
+def test_save_accepts_objects_with_to_dict(tmp_path):
+    class FakePlan:
+        def to_dict(self):
+            return make_plan("cage", "right")
+
+    P.save_plan(FakePlan(), tmp_path / "p.json")
+    assert P.load_plan(tmp_path / "p.json")["procedure"] == "cage"
+    with pytest.raises(TypeError):
+        P.save_plan(42, tmp_path / "q.json")

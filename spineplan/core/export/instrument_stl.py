@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import PlanningError
-from ..persistence import atomic_output_path
+from ..persistence import as_plan_dict, atomic_output_path
 
 __all__ = ["trajectory_axis_lps", "tube_segment_lps", "cage_frame_lps", "cage_corners_lps",
            "needle_polydata", "tube_polydata", "cage_polydata", "instrument_polydata",
@@ -139,6 +139,7 @@ def cage_polydata(plan: dict):
 
 def instrument_polydata(plan: dict):
     """The plan's instrument mesh (``vtkPolyData``, LPS mm) by ``plan["procedure"]``."""
+    plan = as_plan_dict(plan)
     proc = plan.get("procedure")
     if proc == "needle":
         return needle_polydata(plan)
@@ -153,6 +154,7 @@ def write_instrument_stl(plan: dict, path: str | os.PathLike, *, binary: bool = 
     """Write the plan's instrument as an STL file (LPS mm, header ``SPACE=LPS``), atomically."""
     from vtkmodules.vtkIOGeometry import vtkSTLWriter
 
+    plan = as_plan_dict(plan)
     poly = instrument_polydata(plan)
     dest = Path(path)
     with atomic_output_path(dest) as tmp:

@@ -24,7 +24,7 @@ from xml.sax.saxutils import escape
 
 import numpy as np
 
-from ..persistence import atomic_write_bytes
+from ..persistence import as_plan_dict, atomic_write_bytes
 
 __all__ = ["write_report", "report_pdf_bytes", "render_overview_images", "sorted_checks"]
 
@@ -93,6 +93,7 @@ def render_overview_images(plan: dict, volume, labels=None, *, pixel_mm: float |
     """
     from scipy.ndimage import map_coordinates
 
+    plan = as_plan_dict(plan)
     s = float(pixel_mm or max(0.5, min(volume.spacing)))
     lo, hi = volume.bounds_lps()
     entry = np.asarray(plan["entry_lps"], float)
@@ -231,6 +232,7 @@ def report_pdf_bytes(plan: dict, *, images=None, identity: bool = False, volume=
     from reportlab.platypus import (Image, KeepTogether, Paragraph, SimpleDocTemplate, Spacer,
                                     Table, TableStyle)
 
+    plan = as_plan_dict(plan)
     ss = getSampleStyleSheet()
     body = ss["BodyText"]
     small = ParagraphStyle("small", parent=body, fontSize=8, leading=10)

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..persistence import atomic_write_text
+from ..persistence import as_plan_dict, atomic_write_text
 from .instrument_stl import cage_corners_lps
 
 __all__ = ["MARKUPS_SCHEMA_URL", "markups_document", "write_markups", "ras_from_lps_points"]
@@ -53,6 +53,7 @@ def _display(colour) -> dict:
 
 def markups_document(plan: dict, *, coordinate_system: str = "LPS") -> dict:
     """The markups JSON document (dict) for a plan dict."""
+    plan = as_plan_dict(plan)
     cs = coordinate_system.upper()
     if cs not in _ORIENT:
         raise ValueError(f"coordinate_system must be LPS or RAS, got {coordinate_system!r}")
