@@ -38,6 +38,8 @@ def test_first_page_has_check_summary_errors_first(tmp_path):
     i_ok = first.index("motor units touched", first.index("Check summary"))
     assert i_err < i_warn < i_ok
     assert "LEFT side" in first and "L4-L5" in first and "herniation" in first
+    x = plan["entry_lps"][0]
+    assert x > 0 and f"entry x = {x:+.1f} mm (left of the target)" in first
     full = " ".join(text)
     assert "disc height" in full and "10.5 mm" in full
     assert "diameter_mm" in full and "depth_mm" in full
@@ -47,7 +49,7 @@ def test_first_page_has_check_summary_errors_first(tmp_path):
 def test_no_banner_when_all_checks_pass(tmp_path):
     text = pages_text(write_report(make_plan("tube", "right"), tmp_path / "r.pdf"))
     assert "PLAN HAS ERRORS" not in text[0] and "All checks passed" in text[0]
-    assert "RIGHT side" in text[0]
+    assert "RIGHT side" in text[0] and "(right of the target)" in text[0]
 
 
 def test_pdftotext_reads_it(tmp_path):
@@ -157,3 +159,23 @@ def test_axial_overview_marks_r_on_left_and_l_on_right():
     top = white[: h // 8]
     assert top[:, : w // 8].sum() > 5 and top[:, -w // 8:].sum() > 5
     assert not top[:, w // 4: 3 * w // 4].any()
+
+
+@pytest.mark.parametrize("flip_axis", [0, 1, 2])
+def test_overview_is_the_same_for_a_flipped_acquisition(flip_axis):
+    """The overview is resampled in LPS: storing the scan with a flipped axis changes nothing."""
+    ph = phantom()
+    ct = ph.ct
+    n = ct.size_ijk[flip_axis]
+    d = ct.direction.copy()
+    d[:, flip_axis] *= -1
+    origin = ct.lps_points_from_ijk(np.eye(3)[flip_axis] * (n - 1))
+    arr = np.flip(ct.array, axis=2 - flip_axis)
+    flipped = ct.with_array(np.ascontiguousarray(arr), direction=d, origin=tuple(origin))
+    assert np.allclose(flipped.center_lps(), ct.center_lps())
+    plan = make_plan("needle", "left")
+    a = render_overview_images(plan, ct, None, pixel_mm=1.0)
+    b = render_overview_images(plan, flipped, None, pixel_mm=1.0)
+    for (_, x), (_, y) in zip(a, b):
+        assert x.shape == y.shape
+        assert np.mean(np.abs(x.astype(int) - y.astype(int)) > 2) < 0.001
