@@ -39,7 +39,7 @@ def test_first_page_has_check_summary_errors_first(tmp_path):
     assert i_err < i_warn < i_ok
     assert "LEFT side" in first and "L4-L5" in first and "herniation" in first
     x = plan["entry_lps"][0]
-    assert x > 0 and f"entry x = {x:+.1f} mm (left of the target)" in first
+    assert x > 0 and f"entry x = {x:+.1f} mm, on the patient's left of the target" in first
     full = " ".join(text)
     assert "disc height" in full and "10.5 mm" in full
     assert "diameter_mm" in full and "depth_mm" in full
@@ -49,7 +49,7 @@ def test_first_page_has_check_summary_errors_first(tmp_path):
 def test_no_banner_when_all_checks_pass(tmp_path):
     text = pages_text(write_report(make_plan("tube", "right"), tmp_path / "r.pdf"))
     assert "PLAN HAS ERRORS" not in text[0] and "All checks passed" in text[0]
-    assert "RIGHT side" in text[0] and "(right of the target)" in text[0]
+    assert "RIGHT side" in text[0] and "on the patient's right of the target" in text[0]
 
 
 def test_pdftotext_reads_it(tmp_path):

@@ -312,8 +312,9 @@ def report_pdf_bytes(plan: dict, *, images=None, identity: bool = False, volume=
                      ["target", *(f"{float(v):.1f}" for v in target)]],
                     [4 * cm, 4.3 * cm, 4.3 * cm, 4.4 * cm]),
               P(f"Approach from the patient's <b>{escape(str(side)).upper()}</b>: entry x = "
-                f"{float(entry[0]):+.1f} mm ({'left' if float(entry[0]) > float(target[0]) else 'right'}"
-                f" of the target). Incision {esc(plan.get('incision_mm', 0))} mm.", small)]
+                f"{float(entry[0]):+.1f} mm, on the patient's "
+                f"{'left' if float(entry[0]) > float(target[0]) else 'right'} of the target. "
+                f"Incision {esc(plan.get('incision_mm', 0))} mm.", small)]
 
     case_rows = [["Field", "Value"]] + [[k.replace("_", " "), esc(v)] for k, v in case.items()
                                         if k != "concordance" and v not in (None, "", [])]
