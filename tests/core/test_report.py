@@ -179,3 +179,20 @@ def test_overview_is_the_same_for_a_flipped_acquisition(flip_axis):
     for (_, x), (_, y) in zip(a, b):
         assert x.shape == y.shape
         assert np.mean(np.abs(x.astype(int) - y.astype(int)) > 2) < 0.001
+
+
+@pytest.mark.parametrize("side", ["left", "right"])
+def test_trajectory_diagram_without_images(tmp_path, side):
+    from spineplan.core.export.report import render_trajectory_diagrams
+
+    plan = make_plan("needle", side)
+    (cap, axial), (_, lateral) = render_trajectory_diagrams(plan)
+    green = np.argwhere((axial[..., 1] == 160) & (axial[..., 0] == 0))[:, 1].mean()
+    red = np.argwhere((axial[..., 0] == 220) & (axial[..., 1] == 0))[:, 1].mean()
+    assert (green > red) == (side == "left")          # patient's left on the image right
+    assert "RIGHT on the image left" in cap
+    g_rows = np.argwhere((lateral[..., 1] == 160) & (lateral[..., 0] == 0))[:, 0].mean()
+    r_rows = np.argwhere((lateral[..., 0] == 220) & (lateral[..., 1] == 0))[:, 0].mean()
+    assert g_rows < r_rows                            # entry is 8 mm superior: higher up
+    f = write_report(plan, tmp_path / "r.pdf")
+    assert sum(len(p.images) for p in PdfReader(str(f)).pages) == 2

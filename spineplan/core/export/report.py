@@ -26,7 +26,8 @@ import numpy as np
 
 from ..persistence import as_plan_dict, atomic_write_bytes
 
-__all__ = ["write_report", "report_pdf_bytes", "render_overview_images", "sorted_checks"]
+__all__ = ["write_report", "report_pdf_bytes", "render_overview_images",
+           "render_trajectory_diagrams", "sorted_checks"]
 
 _SEV_ORDER = {"error": 0, "warning": 1, "ok": 2}
 _SEV_COLOUR = {"error": "#c62828", "warning": "#e08a00", "ok": "#2e7d32"}
@@ -150,7 +151,56 @@ def render_overview_images(plan: dict, volume, labels=None, *, pixel_mm: float |
     ]
 
 
-def _letter(img: np.ndarray, text: str, *, left: bool) -> np.ndarray:
+def render_trajectory_diagrams(plan: dict, *, size_px: int = 320):
+    """Schematic projections of the trajectory when no image is available.
+
+    Returns ``[(caption, rgb)]``: an axial projection (x horizontal with the patient's
+    right on the image left, anterior at the top) and a lateral projection (anterior on
+    the left, superior at the top), 10 mm grid, entry green, target red.
+    """
+    plan = as_plan_dict(plan)
+    entry = np.asarray(plan["entry_lps"], float)
+    target = np.asarray(plan["target_lps"], float)
+    out = []
+    for name, (ca, ra), flip_rows in (("Axial projection", (0, 1), False),
+                                      ("Lateral projection", (1, 2), True)):
+        pts = np.array([entry, target])
+        centre = pts.mean(0)
+        half = max(40.0, 0.65 * float(np.max(np.abs(pts - centre)[:, [ca, ra]])) * 2)
+        mm_per_px = 2 * half / size_px
+        img = np.full((size_px, size_px, 3), 250, np.uint8)
+        for g in np.arange(-half, half, 10.0):  # 10 mm grid
+            for axis in (ca, ra):
+                v = int(round((g + half) / mm_per_px))
+                if 0 <= v < size_px:
+                    if axis == ca:
+                        img[:, v] = 225
+                    else:
+                        img[v, :] = 225
+
+        def rc(p):
+            c = (p[ca] - (centre[ca] - half)) / mm_per_px
+            r = (p[ra] - (centre[ra] - half)) / mm_per_px
+            return (size_px - 1 - r if flip_rows else r), c
+
+        _draw_segment(img, rc(entry), rc(target), (200, 150, 0), width=2.0)
+        _draw_disc(img, *rc(entry), 5.0, (0, 160, 0))
+        _draw_disc(img, *rc(target), 5.0, (220, 0, 0))
+        if ca == 0:
+            img = _letter(_letter(img, "R", left=True, fill=(0, 0, 0)), "L", left=False,
+                          fill=(0, 0, 0))
+            cap = (f"{name} of the trajectory (no image available): patient's RIGHT on the "
+                   f"image left, LEFT on the image right, anterior at the top; grid 10 mm; "
+                   f"entry green, target red.")
+        else:
+            img = _letter(_letter(img, "A", left=True, fill=(0, 0, 0)), "P", left=False,
+                          fill=(0, 0, 0))
+            cap = (f"{name}: anterior on the left, superior at the top; grid 10 mm.")
+        out.append((cap, img))
+    return out
+
+
+def _letter(img: np.ndarray, text: str, *, left: bool, fill=(255, 255, 255)) -> np.ndarray:
     """Burn an orientation letter into the top-left or top-right corner of ``img``."""
     from PIL import Image as PILImage
     from PIL import ImageDraw
@@ -164,7 +214,7 @@ def _letter(img: np.ndarray, text: str, *, left: bool) -> np.ndarray:
     except (TypeError, OSError):  # old Pillow: fixed-size bitmap font
         font = None
     x = 4 if left else img.shape[1] - size - 4
-    draw.text((x, 4), text, fill=(255, 255, 255), font=font)
+    draw.text((x, 4), text, fill=tuple(fill), font=font)
     return np.asarray(pil).copy()
 
 
@@ -347,6 +397,8 @@ def report_pdf_bytes(plan: dict, *, images=None, identity: bool = False, volume=
     items = list(images or [])
     if not items and volume is not None:
         items = render_overview_images(plan, volume, labels)
+    elif not items:
+        items = render_trajectory_diagrams(plan)
     if items:
         story.append(P("Images", h2))
     for n, item in enumerate(items, start=1):
