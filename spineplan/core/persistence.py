@@ -112,6 +112,25 @@ def _fsync_dir(folder: Path) -> None:
             os.close(fd)
 
 
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _current_umask()
+
+
+def _set_final_mode(tmp: str | os.PathLike, dest: Path) -> None:
+    """Give the temp file the mode a normally created file would have (mkstemp uses 0600)."""
+    try:
+        mode = dest.stat().st_mode & 0o7777
+    except OSError:
+        mode = 0o666 & ~_UMASK
+    with contextlib.suppress(OSError):
+        os.chmod(tmp, mode)
+
+
 @contextlib.contextmanager
 def atomic_output_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path in ``path``'s folder; on success it replaces ``path``.
@@ -128,6 +147,7 @@ def atomic_output_path(path: str | os.PathLike) -> Iterator[Path]:
         yield tmp_path
         with open(tmp_path, "rb+") as f:
             os.fsync(f.fileno())
+        _set_final_mode(tmp_path, dest)
         os.replace(tmp_path, dest)
         _fsync_dir(folder)
     except BaseException:
@@ -146,6 +166,7 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
+        _set_final_mode(tmp, dest)
         os.replace(tmp, dest)
     except BaseException:
         with contextlib.suppress(OSError):
@@ -480,7 +501,8 @@ class Autosaver:
     at once when the last write is older than ``min_interval_s``, otherwise kept
     pending until :meth:`flush` (call it from a timer or on idle) or the next change
     after the interval. Writes are atomic and checksummed; nothing is ever written
-    to ``path_for_case`` itself.
+    to ``path_for_case`` itself. A failing autosave (disk full, ...) never raises: the
+    state stays pending and ``last_error`` says why.
     """
 
     def __init__(self, path_for_case: str | os.PathLike, *, min_interval_s: float = 2.0,
@@ -492,6 +514,7 @@ class Autosaver:
         self._last: float | None = None
         self._pending: dict | None = None
         self.writes = 0
+        self.last_error: str | None = None
 
     @property
     def pending(self) -> bool:
@@ -510,10 +533,14 @@ class Autosaver:
         """Write the pending state, if any; return True when something was written."""
         if self._pending is None:
             return False
-        doc = _stamp({"autosave_of": self.path.name, "state": self._pending}, None)
-        doc["created"] = _now_utc()
-        doc["checksum"] = compute_checksum(doc)
-        _write_document(doc, self.autosave_path)
+        try:
+            doc = _stamp({"autosave_of": self.path.name, "state": self._pending}, None)
+            _write_document(doc, self.autosave_path)
+        except (OSError, PlanFileError) as exc:  # never interrupt the user's work
+            self.last_error = f"autosave failed: {exc}"
+            self._last = self._clock()
+            return False
+        self.last_error = None
         self._pending = None
         self._last = self._clock()
         self.writes += 1

@@ -323,3 +323,29 @@ def test_save_accepts_objects_with_to_dict(tmp_path):
     assert P.load_plan(tmp_path / "p.json")["procedure"] == "cage"
     with pytest.raises(TypeError):
         P.save_plan(42, tmp_path / "q.json")
+
+
+def test_written_files_have_normal_permissions(tmp_path):
+    f = tmp_path / "plan.json"
+    P.save_plan(make_plan(), f)
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (f.stat().st_mode & 0o777) == (0o666 & ~umask)
+    os.chmod(f, 0o640)
+    P.save_plan(make_plan(), f)           # an existing file keeps its mode
+    assert (f.stat().st_mode & 0o777) == 0o640
+
+
+def test_autosave_failure_does_not_raise(tmp_path, monkeypatch):
+    case = tmp_path / "case.json"
+    saver = P.Autosaver(case, min_interval_s=0.0)
+
+    def full(*a, **k):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(P, "atomic_write_text", full)
+    assert saver.changed({"step": 1}) is False
+    assert saver.pending and "No space left" in saver.last_error
+    monkeypatch.undo()
+    assert saver.flush() and saver.last_error is None and not saver.pending
+    assert P.find_recovery(case) == {"step": 1}

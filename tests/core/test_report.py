@@ -196,3 +196,14 @@ def test_trajectory_diagram_without_images(tmp_path, side):
     assert g_rows < r_rows                            # entry is 8 mm superior: higher up
     f = write_report(plan, tmp_path / "r.pdf")
     assert sum(len(p.images) for p in PdfReader(str(f)).pages) == 2
+
+
+def test_motor_unit_measurement_table(tmp_path):
+    plan = make_plan("cage", "left")
+    plan["motor_unit"] = {"name": "L4-L5", "measurements": {"disc_height_posterior_mm": 8.0,
+                                                          "segmental_angle_deg": 8.9}}
+    plan["measurements"] = {"canal_ap_mm": 16.0}
+    text = " ".join(pages_text(write_report(plan, tmp_path / "m.pdf")))
+    assert "Measurements" in text
+    for s in ("L4-L5 disc_height_posterior_mm", "8.9", "canal_ap_mm", "16.0"):
+        assert s in text
