@@ -49,6 +49,7 @@ SIDES = ("left", "right")
 SEVERITIES = ("ok", "warning", "error")
 CASE_KIND = "spineplan-case"
 GEOMETRY_TOL_MM = 0.01
+MAX_FILE_BYTES = 64 * 2**20  # a plan/case is a few kB; refuse to parse anything huge
 
 # Migrations from an older format_version to the next one: {old_version: fn(doc) -> doc}.
 # Version 1 is the first released format, so there is nothing to migrate yet.
@@ -215,6 +216,9 @@ def _read_document(path: str | os.PathLike, what: str = "plan") -> dict:
     p = Path(path)
     name = p.name
     try:
+        if p.stat().st_size > MAX_FILE_BYTES:
+            raise PlanFileError(f"{name} is too large ({p.stat().st_size // 2**20} MB) to be a "
+                                f"spineplan {what} file")
         raw = p.read_bytes()
     except FileNotFoundError:
         raise PlanFileError(f"{what} file {name} does not exist") from None

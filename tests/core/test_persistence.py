@@ -349,3 +349,11 @@ def test_autosave_failure_does_not_raise(tmp_path, monkeypatch):
     monkeypatch.undo()
     assert saver.flush() and saver.last_error is None and not saver.pending
     assert P.find_recovery(case) == {"step": 1}
+
+
+def test_huge_file_is_refused_without_parsing(tmp_path, monkeypatch):
+    f = tmp_path / "big.json"
+    f.write_text("[" + "0," * 1000 + "0]")
+    monkeypatch.setattr(P, "MAX_FILE_BYTES", 100)
+    with pytest.raises(PlanFileError, match="too large"):
+        P.load_plan(f)

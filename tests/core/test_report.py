@@ -207,3 +207,21 @@ def test_motor_unit_measurement_table(tmp_path):
     assert "Measurements" in text
     for s in ("L4-L5 disc_height_posterior_mm", "8.9", "canal_ap_mm", "16.0"):
         assert s in text
+
+
+def test_bad_image_and_bad_output_folder(tmp_path, capsys):
+    from spineplan.core.errors import InvalidInputError
+
+    plan = make_plan()
+    with pytest.raises(InvalidInputError, match="does not exist"):
+        write_report(plan, tmp_path / "r.pdf", images=[tmp_path / "missing.png"])
+    junk = tmp_path / "junk.png"
+    junk.write_bytes(b"not an image")
+    with pytest.raises(InvalidInputError, match="not a readable"):
+        write_report(plan, tmp_path / "r.pdf", images=[junk])
+    assert not (tmp_path / "r.pdf").exists()
+    plan_file = tmp_path / "plan.json"
+    save_plan(plan, plan_file)
+    assert main(["report", str(plan_file), "-o", str(tmp_path / "no" / "such" / "r.pdf")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("spineplan: error:")

@@ -24,6 +24,7 @@ from xml.sax.saxutils import escape
 
 import numpy as np
 
+from ..errors import InvalidInputError
 from ..persistence import as_plan_dict, atomic_write_bytes
 
 __all__ = ["write_report", "report_pdf_bytes", "render_overview_images",
@@ -405,7 +406,14 @@ def report_pdf_bytes(plan: dict, *, images=None, identity: bool = False, volume=
         caption, img = item if isinstance(item, tuple) else (f"Figure {n}", item)
         if isinstance(img, (str, os.PathLike)):
             from reportlab.lib.utils import ImageReader
-            reader = ImageReader(str(img))
+            if not Path(img).is_file():
+                raise InvalidInputError(f"report image {Path(img).name} does not exist")
+            try:
+                reader = ImageReader(str(img))
+                reader.getSize()
+            except Exception:  # noqa: BLE001 - reportlab/PIL raise many types for bad images
+                raise InvalidInputError(f"report image {Path(img).name} is not a readable "
+                                        f"PNG/JPEG image") from None
             src: Any = str(img)
         else:
             data = _png_bytes(img)
