@@ -225,3 +225,32 @@ def test_bad_image_and_bad_output_folder(tmp_path, capsys):
     assert main(["report", str(plan_file), "-o", str(tmp_path / "no" / "such" / "r.pdf")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("spineplan: error:")
+
+
+@pytest.mark.shared_data
+def test_overview_on_real_ct_puts_the_target_on_its_disc(shared_data):
+    """Real RAS-stored NIfTI CT: the resampled label overlay and the plan agree in LPS."""
+    import SimpleITK as sitk
+
+    from spineplan.core.volume import Volume
+
+    d = shared_data / "ct_lumbar_totalseg"
+    ct = Volume.from_sitk(sitk.ReadImage(str(d / "example_ct.nii.gz")), modality="CT")
+    discs = Volume.from_sitk(sitk.ReadImage(str(d / "example_ct_discs_verse.nii.gz")))
+    ijk = np.argwhere(discs.array == 123)[:, ::-1].mean(0)      # L4/L5 disc centroid
+    target = ct.lps_points_from_ijk(ijk)
+    plan = make_plan("needle", "left")
+    plan["target_lps"] = target.tolist()
+    plan["entry_lps"] = (target + [70.0, 60.0, 0.0]).tolist()
+    (_, axial), (_, sag) = render_overview_images(plan, ct, discs, pixel_mm=1.0)
+    centres = []
+    for img in (axial, sag):
+        red = np.argwhere((img[..., 0] == 230) & (img[..., 1] == 0) & (img[..., 2] == 0))
+        r, c = np.rint(red.mean(0)).astype(int)
+        centres.append(c)
+        ring = img[r - 6:r + 7, c - 6:c + 7].reshape(-1, 3).astype(int)
+        # around the red target dot the disc overlay (cyan-tinted: blue > red) is visible
+        tinted = (ring[:, 2] - ring[:, 0] > 30) & (ring[:, 1] - ring[:, 0] > 30)
+        assert tinted.sum() > 10
+    green = np.argwhere((axial[..., 1] == 200) & (axial[..., 0] == 0))[:, 1].mean()
+    assert green > centres[0]  # left entry on the image right
