@@ -34,15 +34,15 @@ def run(args) -> int:
     plan = make_plan(Anatomy(vol, labels), args.level, args.procedure, args.side, case=case)
     d = plan.to_dict()
     identity = vol.meta.get("identity") if args.identify else None
-    save_plan(d, args.output, identity=identity)
+    d = save_plan(d, args.output, identity=identity)
     if args.markups:
         from ..core.export.slicer_markups import write_markups
 
         write_markups(d, args.markups)
     if args.report:
-        from ..core.export.report import overview_images, write_report
+        from ..core.export.report import write_report
 
-        write_report(d, args.report, images=overview_images(d, vol, labels))
+        write_report(d, args.report, volume=vol, labels=labels, identity=args.identify)
     errors = [c for c in plan.checks if c.severity == "error"]
     if args.json:
         print(json.dumps({"plan_file": args.output, "motor_units_touched": d["motor_units_touched"],

@@ -1,12 +1,25 @@
-"""Plan files: versioned, checksummed, validated on load, written atomically; autosave.
+"""Plan and case files: versioned JSON, validated on load, written atomically.
 
-A plan file is JSON (see docs/ARCHITECTURE.md). ``checksum`` is the SHA-256 of the
-canonical JSON of every other key, so that a value edited outside spineplan is
-refused on load instead of silently planned with.
+A plan file is the dict described in ``docs/PLAN_SCHEMA`` (``Plan.to_dict()``) plus
+``format_version``, ``generator``, ``created`` and a ``checksum``: the SHA-256 of the
+canonical JSON (sorted keys, compact separators, UTF-8) of every other key. Any edit
+made outside spineplan therefore fails to load ("tampered"). Patient identity is
+written only when the caller passes it explicitly.
+
+Every write goes to a temporary file in the destination folder, is flushed and
+fsync'ed, then renamed over the destination with ``os.replace``: a crash or an error
+mid-way never leaves a partial file and the previous file survives.
+
+Autosave: :class:`Autosaver` writes ``<name>.autosave.json`` beside the case/plan
+path (throttled); :func:`find_recovery` returns its content when it is newer than the
+saved file; a clean save removes it.
 """
 
 from __future__ import annotations
 
+import contextlib
+import copy
+import datetime as _dt
 import hashlib
 import json
 import math
@@ -14,180 +27,551 @@ import os
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
 from .errors import PlanFileError
 from .segmentation.labels import parse_motor_unit
-from .volume import Volume
 
-__all__ = ["FORMAT_VERSION", "save_plan", "load_plan", "checksum", "atomic_write_text",
-           "Autosaver", "find_recovery", "autosave_path"]
+__all__ = [
+    "FORMAT_VERSION", "GENERATOR", "PROCEDURES", "SIDES", "SEVERITIES",
+    "canonical_json", "compute_checksum", "atomic_write_bytes", "atomic_write_text",
+    "atomic_output_path", "save_plan", "load_plan", "validate_plan", "check_plan_matches_volume",
+    "source_from_volume", "save_case", "load_case", "autosave_path", "Autosaver",
+    "find_recovery", "discard_autosave", "as_plan_dict",
+]
 
 FORMAT_VERSION = 1
+GENERATOR = "spineplan 0.1.0"
+PROCEDURES = ("needle", "tube", "cage")
+SIDES = ("left", "right")
+SEVERITIES = ("ok", "warning", "error")
+CASE_KIND = "spineplan-case"
+GEOMETRY_TOL_MM = 0.01
+MAX_FILE_BYTES = 64 * 2**20  # a plan/case is a few kB; refuse to parse anything huge
+
+# Migrations from an older format_version to the next one: {old_version: fn(doc) -> doc}.
+# Version 1 is the first released format, so there is nothing to migrate yet.
+_MIGRATIONS: dict[int, Callable[[dict], dict]] = {}
 
 
-def _canonical(d: dict) -> bytes:
-    body = {k: v for k, v in d.items() if k != "checksum"}
-    return json.dumps(body, sort_keys=True, separators=(",", ":"), allow_nan=False).encode()
+# --------------------------------------------------------------------------- JSON helpers
+def as_plan_dict(plan: Any) -> dict:
+    """A plan dict from a dict or from an object with ``to_dict()`` (e.g. ``Plan``)."""
+    if isinstance(plan, dict):
+        return plan
+    to_dict = getattr(plan, "to_dict", None)
+    if callable(to_dict):
+        d = to_dict()
+        if isinstance(d, dict):
+            return d
+    raise TypeError(f"expected a plan dict or an object with to_dict(), got {type(plan).__name__}")
 
 
-def checksum(d: dict) -> str:
-    """SHA-256 of the canonical JSON of the plan without its checksum."""
-    return hashlib.sha256(_canonical(d)).hexdigest()
+def _jsonable(obj: Any) -> Any:
+    """Plain-JSON copy of ``obj`` (numpy scalars/arrays and tuples become float/int/list)."""
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return _jsonable(obj.tolist())
+    if isinstance(obj, np.bool_):
+        return bool(obj)
+    if isinstance(obj, np.integer):
+        return int(obj)
+    if isinstance(obj, np.floating):
+        return float(obj)
+    if isinstance(obj, Path):
+        return str(obj)
+    return obj
+
+
+def canonical_json(doc: dict) -> str:
+    """Canonical JSON of ``doc`` without its ``checksum`` key (the text that is hashed)."""
+    body = {k: v for k, v in doc.items() if k != "checksum"}
+    try:
+        return json.dumps(_jsonable(body), sort_keys=True, separators=(",", ":"),
+                          ensure_ascii=False, allow_nan=False)
+    except ValueError as exc:  # NaN / inf
+        raise PlanFileError(f"plan contains a non-finite number and cannot be saved ({exc})") from None
+
+
+def compute_checksum(doc: dict) -> str:
+    """SHA-256 hex digest of :func:`canonical_json` of ``doc``."""
+    return hashlib.sha256(canonical_json(doc).encode("utf-8")).hexdigest()
+
+
+# --------------------------------------------------------------------------- atomic writes
+def _fsync_dir(folder: Path) -> None:
+    with contextlib.suppress(OSError):
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _current_umask()
+
+
+def _set_final_mode(tmp: str | os.PathLike, dest: Path) -> None:
+    """Give the temp file the mode a normally created file would have (mkstemp uses 0600)."""
+    try:
+        mode = dest.stat().st_mode & 0o7777
+    except OSError:
+        mode = 0o666 & ~_UMASK
+    with contextlib.suppress(OSError):
+        os.chmod(tmp, mode)
+
+
+@contextlib.contextmanager
+def atomic_output_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path in ``path``'s folder; on success it replaces ``path``.
+
+    For writers that want a file name (VTK, reportlab). On any exception the
+    temporary file is removed and ``path`` is left untouched.
+    """
+    dest = Path(path)
+    folder = dest.parent if str(dest.parent) else Path(".")
+    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=folder)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        with open(tmp_path, "rb+") as f:
+            os.fsync(f.fileno())
+        _set_final_mode(tmp_path, dest)
+        os.replace(tmp_path, dest)
+        _fsync_dir(folder)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp_path.unlink()
+        raise
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically (temp file in the same folder, fsync, os.replace)."""
+    dest = Path(path)
+    folder = dest.parent if str(dest.parent) else Path(".")
+    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        _set_final_mode(tmp, dest)
+        os.replace(tmp, dest)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    _fsync_dir(folder)
+    return dest
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
-    """Write ``text`` to ``path`` atomically (temp file in the same folder, fsync, rename)."""
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.name}.", suffix=".part")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, p)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return p
+    """UTF-8 text version of :func:`atomic_write_bytes`."""
+    return atomic_write_bytes(path, text.encode("utf-8"))
 
 
-def save_plan(plan: dict, path: str | os.PathLike, *, identity: dict | None = None) -> Path:
-    """Save a plan dict (``Plan.to_dict()``) with version and checksum, atomically.
+# --------------------------------------------------------------------------- documents
+def _now_utc() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
-    Patient identity is written only when ``identity`` is given.
-    """
-    d = json.loads(json.dumps(plan, default=_jsonable))  # deep copy, numpy -> lists
-    d.pop("identity", None)
-    d.setdefault("format_version", FORMAT_VERSION)
-    if identity:
-        d["identity"] = {k: str(v) for k, v in identity.items()}
-    d["checksum"] = checksum(d)
-    out = atomic_write_text(path, json.dumps(d, indent=1, sort_keys=True) + "\n")
-    a = autosave_path(out)
-    if a.exists():
-        a.unlink()  # a clean save supersedes the autosave
+
+def _stamp(doc: dict, identity: dict | None) -> dict:
+    out = _jsonable(copy.deepcopy(doc))
+    out.pop("checksum", None)
+    out.pop("identity", None)  # identity is written only when the caller passes it
+    out.setdefault("format_version", FORMAT_VERSION)
+    out.setdefault("generator", GENERATOR)
+    out.setdefault("created", _now_utc())
+    if identity is not None:
+        if not isinstance(identity, dict):
+            raise PlanFileError("identity must be a dict such as {'patient_name': ..., 'patient_id': ...}")
+        out["identity"] = _jsonable(dict(identity))
+    out["checksum"] = compute_checksum(out)
     return out
 
 
-def _jsonable(x: Any):
-    if isinstance(x, np.ndarray):
-        return x.tolist()
-    if isinstance(x, (np.floating, np.integer, np.bool_)):
-        return x.item()
-    raise TypeError(f"cannot store {type(x).__name__} in a plan file")
+def _write_document(doc: dict, path: str | os.PathLike) -> None:
+    text = json.dumps(doc, indent=2, sort_keys=True, ensure_ascii=False, allow_nan=False)
+    atomic_write_text(path, text + "\n")
 
 
-def _vec3(d: dict, key: str) -> None:
-    v = d.get(key)
-    if (not isinstance(v, list) or len(v) != 3
-            or not all(isinstance(x, (int, float)) and math.isfinite(x) for x in v)):
-        raise PlanFileError(f"plan field '{key}' must be three finite numbers (LPS mm)")
+def _read_document(path: str | os.PathLike, what: str = "plan") -> dict:
+    """Read a versioned, checksummed document; migrate older versions.
 
-
-def load_plan(path: str | os.PathLike, *, volume: Volume | None = None) -> dict:
-    """Read and validate a plan file.
-
-    Raises
-    ------
-    PlanFileError
-        Not JSON / not a plan; unsupported version; missing or ill-typed fields; checksum
-        mismatch (edited outside spineplan); or, with ``volume``, a plan for another series.
+    Raises PlanFileError for unreadable/non-JSON files, unsupported versions and
+    checksum mismatches.
     """
     p = Path(path)
+    name = p.name
     try:
-        d = json.loads(p.read_text(encoding="utf-8"))
+        if p.stat().st_size > MAX_FILE_BYTES:
+            raise PlanFileError(f"{name} is too large ({p.stat().st_size // 2**20} MB) to be a "
+                                f"spineplan {what} file")
+        raw = p.read_bytes()
     except FileNotFoundError:
-        raise PlanFileError(f"{p} does not exist") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-        raise PlanFileError(f"{p.name} is not a spineplan plan file (not JSON)") from None
-    if not isinstance(d, dict) or "format_version" not in d or "procedure" not in d:
-        raise PlanFileError(f"{p.name} is not a spineplan plan file")
-    v = d["format_version"]
-    if not isinstance(v, int) or v > FORMAT_VERSION:
-        raise PlanFileError(f"{p.name} was written by a newer spineplan (format {v}); update spineplan")
-    if v < 1:
-        raise PlanFileError(f"{p.name} has an unsupported format version {v}")
-    for key in ("level", "side", "procedure", "entry_lps", "target_lps", "checks", "source"):
-        if key not in d:
-            raise PlanFileError(f"{p.name} lacks the field '{key}'")
-    _vec3(d, "entry_lps")
-    _vec3(d, "target_lps")
-    if d["side"] not in ("left", "right"):
-        raise PlanFileError(f"{p.name}: side must be left or right, not {d['side']!r}")
-    if d["procedure"] not in ("needle", "tube", "cage"):
-        raise PlanFileError(f"{p.name}: unknown procedure {d['procedure']!r}")
+        raise PlanFileError(f"{what} file {name} does not exist") from None
+    except IsADirectoryError:
+        raise PlanFileError(f"{name} is a folder, not a {what} file") from None
+    except OSError as exc:
+        raise PlanFileError(f"cannot read {what} file {name}: {exc.strerror}") from None
     try:
-        parse_motor_unit(str(d["level"]))
-    except ValueError as exc:
-        raise PlanFileError(f"{p.name}: {exc}") from None
-    if "checksum" not in d:
-        raise PlanFileError(f"{p.name} has no checksum; it was not saved by spineplan")
-    if d["checksum"] != checksum(d):
-        raise PlanFileError(f"{p.name} was edited outside spineplan (checksum mismatch); "
-                            "re-plan instead of editing the file")
+        doc = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise PlanFileError(f"{name} is not a spineplan {what} file (not UTF-8 JSON text)") from None
+    except json.JSONDecodeError as exc:
+        raise PlanFileError(f"{name} is not a spineplan {what} file (invalid JSON at line "
+                            f"{exc.lineno}: {exc.msg})") from None
+    if not isinstance(doc, dict) or "format_version" not in doc:
+        raise PlanFileError(f"{name} is not a spineplan {what} file (no format_version)")
+    version = doc["format_version"]
+    if isinstance(version, bool) or not isinstance(version, int):
+        raise PlanFileError(f"{name}: format_version must be an integer, got {version!r}")
+    if version > FORMAT_VERSION:
+        raise PlanFileError(f"{name} was written by a newer spineplan (format {version}; this "
+                            f"version reads up to {FORMAT_VERSION}): update spineplan to open it")
+    checksum = doc.get("checksum")
+    if not isinstance(checksum, str):
+        raise PlanFileError(f"{name} has no checksum: it was not saved by spineplan or was "
+                            f"edited outside spineplan (tampered); re-plan and save again")
+    if checksum != compute_checksum(doc):
+        raise PlanFileError(f"{name} was edited outside spineplan (tampered): its checksum does "
+                            f"not match its content; re-plan and save again")
+    while doc["format_version"] < FORMAT_VERSION:
+        v = doc["format_version"]
+        if v not in _MIGRATIONS:
+            raise PlanFileError(f"{name} uses format {v}, which this spineplan cannot migrate "
+                                f"(supported: {min(_MIGRATIONS, default=FORMAT_VERSION)}.."
+                                f"{FORMAT_VERSION}); re-plan the case")
+        doc = _MIGRATIONS[v](doc)
+        doc["format_version"] = v + 1
+    return doc
+
+
+# --------------------------------------------------------------------------- validation
+def _finite_vec(v: Any, n: int) -> bool:
+    return (isinstance(v, list) and len(v) == n
+            and all(isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+                    for x in v))
+
+
+def _finite_num(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _level_ok(v: Any) -> bool:
+    if not isinstance(v, str):
+        return False
+    try:
+        parse_motor_unit(v)
+    except ValueError:
+        return False
+    return True
+
+
+def validate_plan(plan: dict, name: str = "plan") -> None:
+    """Check the keys and types of a plan dict; raise PlanFileError naming the first problem."""
+    def bad(msg: str) -> PlanFileError:
+        return PlanFileError(f"{name}: {msg}")
+
+    if not isinstance(plan, dict):
+        raise bad("is not a plan (expected a JSON object)")
+    required = ("source", "level", "side", "procedure", "entry_lps", "target_lps", "incision_mm",
+                "parameters", "metrics", "motor_units_touched", "checks")
+    missing = [k for k in required if k not in plan]
+    if missing:
+        raise bad(f"is missing {', '.join(missing)}: not a complete spineplan plan")
+    src = plan["source"]
+    if not isinstance(src, dict):
+        raise bad("source must be an object with series_uid and geometry")
+    if not isinstance(src.get("series_uid"), str):
+        raise bad("source.series_uid must be a string")
+    if "size" in src and not (isinstance(src["size"], list) and len(src["size"]) == 3
+                              and all(isinstance(x, int) and not isinstance(x, bool) and x > 0
+                                      for x in src["size"])):
+        raise bad("source.size must be 3 positive integers")
+    for key, n in (("spacing", 3), ("origin", 3), ("direction", 9)):
+        if key in src and not _finite_vec(src[key], n):
+            raise bad(f"source.{key} must be {n} finite numbers")
+    if "spacing" in src and any(s <= 0 for s in src["spacing"]):
+        raise bad("source.spacing must be positive")
+    if not _level_ok(plan["level"]):
+        raise bad(f"level {plan['level']!r} is not a motor-unit name such as L4-L5 or L5-S1")
+    if plan["side"] not in SIDES:
+        raise bad(f"side must be 'left' or 'right', got {plan['side']!r}")
+    if plan["procedure"] not in PROCEDURES:
+        raise bad(f"procedure must be one of {', '.join(PROCEDURES)}, got {plan['procedure']!r}")
+    for key in ("entry_lps", "target_lps"):
+        if not _finite_vec(plan[key], 3):
+            raise bad(f"{key} must be 3 finite numbers (LPS mm)")
+    if np.linalg.norm(np.subtract(plan["entry_lps"], plan["target_lps"])) < 1e-6:
+        raise bad("entry_lps and target_lps are the same point")
+    if not _finite_num(plan["incision_mm"]) or plan["incision_mm"] < 0:
+        raise bad("incision_mm must be a finite number >= 0")
+    for key in ("parameters", "metrics"):
+        if not isinstance(plan[key], dict):
+            raise bad(f"{key} must be an object")
+    for k, v in plan["metrics"].items():
+        if v is not None and not isinstance(v, (str, list, dict)) and not _finite_num(v):
+            raise bad(f"metrics.{k} must be a finite number")
+    mut = plan["motor_units_touched"]
+    if not isinstance(mut, list) or not all(_level_ok(x) for x in mut):
+        raise bad("motor_units_touched must be a list of motor-unit names such as L4-L5")
+    checks = plan["checks"]
+    if not isinstance(checks, list):
+        raise bad("checks must be a list")
+    for n, c in enumerate(checks):
+        if not (isinstance(c, dict) and isinstance(c.get("name"), str)
+                and isinstance(c.get("ok"), bool) and c.get("severity") in SEVERITIES
+                and isinstance(c.get("detail", ""), str)):
+            raise bad(f"checks[{n}] must be {{name, ok, severity (ok/warning/error), detail}}")
+    if "identity" in plan and not isinstance(plan["identity"], dict):
+        raise bad("identity must be an object")
+    if plan["procedure"] == "cage":
+        par = plan["parameters"]
+        for key in ("center_lps", "axis_lps"):
+            if key in par and not _finite_vec(par[key], 3):
+                raise bad(f"parameters.{key} must be 3 finite numbers (LPS)")
+
+
+def source_from_volume(volume) -> dict:
+    """The ``source`` block of a plan for a :class:`~spineplan.core.volume.Volume`."""
+    return {
+        "series_uid": str(volume.meta.get("series_uid", "")),
+        "modality": volume.modality,
+        "size": [int(x) for x in volume.size_ijk],
+        "spacing": [float(x) for x in volume.spacing],
+        "origin": [float(x) for x in volume.origin],
+        "direction": [float(x) for x in np.asarray(volume.direction).ravel()],
+        "description": str(volume.meta.get("description", "")),
+    }
+
+
+def _corners_lps(size, spacing, origin, direction) -> np.ndarray:
+    m = np.asarray(direction, float).reshape(3, 3) @ np.diag(np.asarray(spacing, float))
+    ni, nj, nk = size
+    ijk = np.array([[i, j, k] for i in (0, ni - 1) for j in (0, nj - 1) for k in (0, nk - 1)],
+                   float)
+    return ijk @ m.T + np.asarray(origin, float)
+
+
+def check_plan_matches_volume(plan: dict, volume, name: str = "plan") -> None:
+    """Refuse a plan made on another series: UID or geometry (beyond 0.01 mm) differ.
+
+    Raises PlanFileError saying which of series UID, size, spacing, origin or
+    direction differs.
+    """
+    src = plan.get("source") or {}
+    here = source_from_volume(volume)
+    uid = src.get("series_uid", "")
+    if uid and here["series_uid"] and uid != here["series_uid"]:
+        raise PlanFileError(f"{name} was made on another series (series UID differs from the "
+                            f"loaded one): open the series it was planned on")
+    problems = []
+    if "size" in src and list(src["size"]) != here["size"]:
+        problems.append(f"size {src['size']} vs {here['size']}")
+    if "spacing" in src:
+        d = float(np.max(np.abs(np.subtract(src["spacing"], here["spacing"]))))
+        if d > GEOMETRY_TOL_MM:
+            problems.append(f"spacing differs by {d:.3g} mm")
+    if "origin" in src:
+        d = float(np.linalg.norm(np.subtract(src["origin"], here["origin"])))
+        if d > GEOMETRY_TOL_MM:
+            problems.append(f"origin differs by {d:.3g} mm")
+    if "direction" in src and "size" in src and not problems:
+        spacing = src.get("spacing", here["spacing"])
+        origin = src.get("origin", here["origin"])
+        a = _corners_lps(src["size"], spacing, origin, src["direction"])
+        b = _corners_lps(src["size"], spacing, origin, here["direction"])
+        d = float(np.max(np.linalg.norm(a - b, axis=1)))
+        if d > GEOMETRY_TOL_MM:
+            problems.append(f"direction differs (grid corners move {d:.3g} mm)")
+    if problems:
+        raise PlanFileError(f"{name} does not match the loaded series geometry ("
+                            + "; ".join(problems) + "): open the series it was planned on")
+
+
+# --------------------------------------------------------------------------- plans
+def autosave_path(path: str | os.PathLike) -> Path:
+    """``case.json -> case.autosave.json`` (same folder)."""
+    p = Path(path)
+    stem = p.name[:-5] if p.name.endswith(".json") else p.name
+    return p.with_name(f"{stem}.autosave.json")
+
+
+def discard_autosave(path: str | os.PathLike) -> None:
+    """Remove the autosave file of ``path`` if there is one."""
+    with contextlib.suppress(FileNotFoundError):
+        autosave_path(path).unlink()
+
+
+def save_plan(plan: dict, path: str | os.PathLike, *, identity: dict | None = None) -> dict:
+    """Validate and write a plan file atomically; return the dict written.
+
+    Parameters
+    ----------
+    plan : dict
+        ``Plan.to_dict()`` (PLAN_SCHEMA). ``format_version``, ``generator`` and
+        ``created`` are added when missing; any ``checksum`` is recomputed and any
+        ``identity`` key is dropped unless ``identity`` is given.
+    path : path
+        Destination (``.json``). Its autosave file is removed after a clean save.
+    identity : dict, optional
+        ``{"patient_name", "patient_id"}``, written only when given.
+    """
+    doc = _stamp(as_plan_dict(plan), identity)
+    if doc.get("kind") == CASE_KIND:
+        raise PlanFileError("save_plan got a case document; use save_case")
+    validate_plan(doc, Path(path).name)
+    _write_document(doc, path)
+    discard_autosave(path)
+    return doc
+
+
+def load_plan(path: str | os.PathLike, *, volume=None) -> dict:
+    """Read and validate a plan file.
+
+    Raises PlanFileError when the file is not a plan, is of an unsupported version,
+    has missing or ill-typed keys, was edited outside spineplan, or (when ``volume``
+    is given) belongs to another series.
+    """
+    name = Path(path).name
+    doc = _read_document(path, "plan")
+    if doc.get("kind") == CASE_KIND:
+        raise PlanFileError(f"{name} is a case file, not a plan file; open it as a case")
+    validate_plan(doc, name)
     if volume is not None:
-        _check_source(d, volume, p.name)
-    return d
+        check_plan_matches_volume(doc, volume, name)
+    return doc
 
 
-def _check_source(d: dict, volume: Volume, name: str) -> None:
-    src = d.get("source") or {}
-    uid = volume.meta.get("series_uid", "")
-    if src.get("series_uid") and uid and src["series_uid"] != uid:
-        raise PlanFileError(f"{name} was made on another series ({src['series_uid']}), "
-                            f"not the open one ({uid})")
-    try:
-        same = (list(src["size"]) == list(volume.size_ijk)
-                and np.allclose(src["spacing"], volume.spacing, atol=0.01)
-                and np.allclose(src["origin"], volume.origin, atol=0.01)
-                and np.allclose(src["direction"], volume.direction.ravel(), atol=1e-4))
-    except (KeyError, TypeError, ValueError):
-        raise PlanFileError(f"{name} does not record the geometry of its series") from None
-    if not same:
-        raise PlanFileError(f"{name} was made on an image with another geometry "
-                            "(size, spacing, origin or orientation differ)")
+# --------------------------------------------------------------------------- cases
+def save_case(state: dict, path: str | os.PathLike, *, identity: dict | None = None) -> dict:
+    """Write the whole case state (``case``, ``plan``, ``measurements``, ``source``...) atomically.
+
+    Same versioned, checksummed, atomic machinery as :func:`save_plan`; the nested
+    ``plan`` (if any) is validated. Returns the dict written.
+    """
+    body = dict(state)
+    if body.get("plan") is not None:
+        body["plan"] = as_plan_dict(body["plan"])
+    body["kind"] = CASE_KIND
+    doc = _stamp(body, identity)
+    _validate_case(doc, Path(path).name)
+    _write_document(doc, path)
+    discard_autosave(path)
+    return doc
 
 
-def autosave_path(plan_path: str | os.PathLike) -> Path:
-    p = Path(plan_path)
-    return p.with_name(p.name + ".autosave.json")
+def _validate_case(doc: dict, name: str) -> None:
+    if doc.get("kind") != CASE_KIND:
+        raise PlanFileError(f"{name} is not a spineplan case file (it may be a plan file)")
+    if doc.get("plan") is not None:
+        validate_plan(doc["plan"], f"{name} (plan)")
+    if "measurements" in doc and not isinstance(doc["measurements"], (list, dict)):
+        raise PlanFileError(f"{name}: measurements must be a list or an object")
+    if "case" in doc and doc["case"] is not None and not isinstance(doc["case"], dict):
+        raise PlanFileError(f"{name}: case must be an object")
 
 
+def load_case(path: str | os.PathLike, *, volume=None) -> dict:
+    """Read and validate a case file written by :func:`save_case` (see :func:`load_plan`)."""
+    name = Path(path).name
+    doc = _read_document(path, "case")
+    _validate_case(doc, name)
+    if volume is not None:
+        src = doc.get("source") or (doc.get("plan") or {}).get("source")
+        if src:
+            check_plan_matches_volume({"source": src}, volume, name)
+    return doc
+
+
+# --------------------------------------------------------------------------- autosave
 class Autosaver:
-    """Writes ``<plan>.autosave.json`` atomically, at most every ``interval_s`` seconds."""
+    """Throttled crash-recovery autosave of a case/plan state beside ``path_for_case``.
 
-    def __init__(self, plan_path: str | os.PathLike, interval_s: float = 5.0):
-        self.path = autosave_path(plan_path)
-        self.interval_s = interval_s
-        self._last = -math.inf
+    Call :meth:`changed` with the current state dict after each edit: it is written
+    at once when the last write is older than ``min_interval_s``, otherwise kept
+    pending until :meth:`flush` (call it from a timer or on idle) or the next change
+    after the interval. Writes are atomic and checksummed; nothing is ever written
+    to ``path_for_case`` itself. A failing autosave (disk full, ...) never raises: the
+    state stays pending and ``last_error`` says why.
+    """
 
-    def changed(self, plan: dict, *, force: bool = False) -> bool:
-        now = time.monotonic()
-        if not force and now - self._last < self.interval_s:
+    def __init__(self, path_for_case: str | os.PathLike, *, min_interval_s: float = 2.0,
+                 clock: Callable[[], float] = time.monotonic):
+        self.path = Path(path_for_case)
+        self.autosave_path = autosave_path(self.path)
+        self.min_interval_s = float(min_interval_s)
+        self._clock = clock
+        self._last: float | None = None
+        self._pending: dict | None = None
+        self.writes = 0
+        self.last_error: str | None = None
+
+    @property
+    def pending(self) -> bool:
+        """True when a change has not been written yet."""
+        return self._pending is not None
+
+    def changed(self, state: dict) -> bool:
+        """Record a new state; return True when it was written now."""
+        self._pending = copy.deepcopy(state)
+        now = self._clock()
+        if self._last is None or now - self._last >= self.min_interval_s:
+            return self.flush()
+        return False
+
+    def flush(self) -> bool:
+        """Write the pending state, if any; return True when something was written."""
+        if self._pending is None:
             return False
-        d = json.loads(json.dumps(plan, default=_jsonable))
-        d.pop("identity", None)
-        d.setdefault("format_version", FORMAT_VERSION)
-        d["checksum"] = checksum(d)
-        atomic_write_text(self.path, json.dumps(d, sort_keys=True))
-        self._last = now
+        try:
+            doc = _stamp({"autosave_of": self.path.name, "state": self._pending}, None)
+            _write_document(doc, self.autosave_path)
+        except (OSError, PlanFileError) as exc:  # never interrupt the user's work
+            self.last_error = f"autosave failed: {exc}"
+            self._last = self._clock()
+            return False
+        self.last_error = None
+        self._pending = None
+        self._last = self._clock()
+        self.writes += 1
         return True
 
+    def discard(self) -> None:
+        """Forget pending changes and remove the autosave file (after a clean save)."""
+        self._pending = None
+        discard_autosave(self.path)
 
-def find_recovery(plan_path: str | os.PathLike) -> dict | None:
-    """The autosaved plan when it is newer than the saved one (after a crash), else None."""
-    a = autosave_path(plan_path)
-    p = Path(plan_path)
-    if not a.exists():
+
+def find_recovery(case_path: str | os.PathLike) -> dict | None:
+    """The autosaved state of ``case_path`` when it is newer than the saved file, else None.
+
+    A clean save removes the autosave, so an autosave that exists and is at least as
+    new as the saved file holds unsaved work (e.g. after a crash). An unreadable or
+    tampered autosave is ignored (None).
+    """
+    p = Path(case_path)
+    a = autosave_path(p)
+    if not a.is_file():
         return None
-    if p.exists() and p.stat().st_mtime >= a.stat().st_mtime:
+    if p.is_file() and a.stat().st_mtime_ns < p.stat().st_mtime_ns:
         return None
     try:
-        return load_plan(a)
+        doc = _read_document(a, "autosave")
     except PlanFileError:
         return None
+    state = doc.get("state")
+    return state if isinstance(state, dict) else None

@@ -457,9 +457,9 @@ class MainWindow(QMainWindow):
             return
         f, _ = QFileDialog.getSaveFileName(self, "Report", "report.pdf", "PDF (*.pdf)")
         if f:
-            from ..core.export.report import overview_images, write_report
+            from ..core.export.report import write_report
 
-            write_report(d, f, images=overview_images(d, self.scene.volume, self.scene.labels))
+            write_report(d, f, volume=self.scene.volume, labels=self.scene.labels)
 
     def export_markups(self):
         d = self._plan_dict()

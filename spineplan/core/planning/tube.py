@@ -99,9 +99,11 @@ def evaluate(plan: Plan, anat: Anatomy) -> Plan:
         a = unit(plan.target_lps - plan.entry_lps)
         length = float(np.linalg.norm(plan.target_lps - plan.entry_lps))
         q = sac - plan.entry_lps
-        t = np.clip(q @ a, 0.0, length)
-        dist = float(np.min(np.linalg.norm(q - t[:, None] * a, axis=1))) - dia / 2 if len(sac) else np.inf
-        dist = max(dist, 0.0)
+        t = q @ a
+        radial = np.linalg.norm(q - t[:, None] * a, axis=1)
+        axial = np.maximum(np.maximum(-t, t - length), 0.0)  # beyond the ends of the bore
+        d = np.hypot(axial, np.maximum(radial - dia / 2, 0.0))  # distance to the solid cylinder
+        dist = float(d.min()) if len(sac) else np.inf
         checks.append(Check("dural sac clearance", dist > 0.5, "ok" if dist > 0.5 else "error",
                             f"approach {dist:.1f} mm from the dural sac"
                             + ("" if dist > 0.5 else " (the tube would dock on the dura)")))
