@@ -69,6 +69,7 @@ class MainWindow(QMainWindow):
         self.setCentralWidget(split)
         for v in self.views.values():
             v.status.connect(self.statusBar().showMessage)
+            v.plan_point_moved.connect(self.move_plan_point)
         self._build_panels()
         self._build_menus()
         self.scene.events.volume.connect(self._on_volume)
@@ -424,6 +425,32 @@ class MainWindow(QMainWindow):
                                                   notify=lambda: self.scene.events.plan.emit(self.scene.plan),
                                                   text="Propose plan"))
         self.scene.set_cursor(plan.target_lps)
+
+    def move_plan_point(self, which: str, lps, finished: bool = True):
+        """Drag of the plan's entry or target: re-check live, one undo step per drag."""
+        from ..core.commands import SetAttrCommand
+        from ..core.planning.plan import Anatomy, Plan
+        from ..core.planning.planner import evaluate
+
+        plan = self.scene.plan
+        if plan is None:
+            return
+        if self.anatomy is None:
+            self.anatomy = Anatomy(self.scene.volume, self.scene.labels, self.scene.motor_units or None)
+        moved = Plan.from_dict(plan.to_dict())
+        setattr(moved, f"{which}_lps", np.asarray(lps, float))
+        if moved.procedure == "cage" and which == "target":
+            moved.parameters["center_lps"] = [float(x) for x in lps]
+        try:
+            evaluate(moved, self.anatomy)
+        except Exception as exc:  # noqa: BLE001
+            self.statusBar().showMessage(f"cannot re-check: {exc}")
+            return
+        self.scene.undo_stack.push(SetAttrCommand(
+            self.scene, "plan", moved, notify=lambda: self.scene.events.plan.emit(self.scene.plan),
+            text=f"Move plan {which}", merge_id=("plan-drag", which)))
+        if finished:
+            self.scene.undo_stack.end_merge()
 
     def _on_plan(self, plan):
         self.check_list.clear()

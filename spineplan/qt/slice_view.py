@@ -22,6 +22,7 @@ class SliceView(QWidget):
     """One of the axial / coronal / sagittal views."""
 
     status = Signal(str)
+    plan_point_moved = Signal(str, object, bool)  # "entry"/"target", LPS, drag finished
 
     def __init__(self, scene, orientation: str, parent=None):
         super().__init__(parent)
@@ -240,6 +241,10 @@ class SliceView(QWidget):
         pos = e.position()
         if e.button() == Qt.LeftButton:
             lps = self.pixel_to_lps(pos.x(), pos.y())
+            grab = self._plan_handle_at(pos.x(), pos.y())
+            if grab is not None:
+                self._drag = ("plan", grab)
+                return
             if self.tool == "crosshair":
                 self.scene.set_cursor(lps)
             else:
@@ -262,6 +267,9 @@ class SliceView(QWidget):
                              + ("" if np.isnan(val) else f"   value {val:.0f}{unit}"))
         if self._drag is None:
             return
+        if self._drag[0] == "plan":
+            self.plan_point_moved.emit(self._drag[1], self._moved_point(self._drag[1], pos), False)
+            return
         button, start, level, width, pan = self._drag
         dx, dy = pos.x() - start.x(), pos.y() - start.y()
         if button == Qt.RightButton:
@@ -272,7 +280,26 @@ class SliceView(QWidget):
             self.update()
 
     def mouseReleaseEvent(self, e):
+        if self._drag is not None and self._drag[0] == "plan":
+            self.plan_point_moved.emit(self._drag[1], self._moved_point(self._drag[1], e.position()), True)
         self._drag = None
+
+    def _plan_handle_at(self, x, y, tol_px: float = 10.0):
+        plan = self.scene.plan
+        if plan is None or self._req is None:
+            return None
+        for which in ("entry", "target"):
+            px, py = self._req.px_from_lps(getattr(plan, f"{which}_lps"))
+            if np.hypot(px - x, py - y) <= tol_px:
+                return which
+        return None
+
+    def _moved_point(self, which, pos):
+        """The plan point moved within this view's plane (its through-plane coordinate kept)."""
+        old = np.asarray(getattr(self.scene.plan, f"{which}_lps"), float)
+        _, _, normal = self.axes()
+        new = self.pixel_to_lps(pos.x(), pos.y())
+        return new + normal * float((old - new) @ normal)
 
     def resizeEvent(self, e):
         self._image = None

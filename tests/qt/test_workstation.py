@@ -199,3 +199,34 @@ def test_gui_screenshot_command(tmp_path, sample_dicom):
     r = subprocess.run([sys.executable, "-m", "spineplan", "gui", str(tmp_path / "nope"), "--screenshot",
                         str(out)], capture_output=True, text=True, timeout=120)
     assert r.returncode == 2 and r.stderr.startswith("spineplan: error:")
+
+
+def test_plan_on_phantom_drag_recheck_and_undo(window, phantom, qtbot):
+    """Propose a plan in the GUI, drag its entry across the midline: the live check turns
+    red (wrong side), the whole drag is one undo step."""
+    from PySide6.QtCore import QPoint, Qt
+
+    _open(window, phantom, qtbot)
+    window.set_labels(phantom.labels)
+    window.level_box.setCurrentText("L4-L5")
+    window.side_box.setCurrentText("left")
+    window.proc_box.setCurrentText("needle")
+    window.propose_plan()
+    plan = window.scene.plan
+    assert plan is not None and not plan.errors()
+    assert window.check_list.count() == len(plan.checks)
+    v = window.views["axial"]
+    window.scene.set_cursor(plan.entry_lps)
+    v.repaint()
+    ex, ey = v.lps_to_pixel(plan.entry_lps)
+    mid_x, _ = v.lps_to_pixel(np.array(plan.target_lps) - [2 * (plan.entry_lps[0] - plan.target_lps[0]), 0, 0])
+    qtbot.mousePress(v, Qt.LeftButton, pos=QPoint(int(ex), int(ey)))
+    for f in (0.3, 0.6, 1.0):
+        qtbot.mouseMove(v, QPoint(int(ex + f * (mid_x - ex)), int(ey)))
+    qtbot.mouseRelease(v, Qt.LeftButton, pos=QPoint(int(mid_x), int(ey)))
+    moved = window.scene.plan
+    assert moved is not plan and moved.entry_lps[0] < moved.target_lps[0]  # now on the right
+    assert moved.check("entry on planned side").severity == "error"
+    assert any("entry on planned side" in window.check_list.item(i).text() for i in range(window.check_list.count()))
+    window.undo_action.trigger()  # the whole drag is one step
+    assert window.scene.plan is plan
