@@ -42,7 +42,7 @@ class SliceView(QWidget):
         self.setAttribute(Qt.WA_OpaquePaintEvent)
         ev = scene.events
         ev.volume.connect(self._on_volume)
-        ev.cursor.connect(self._on_change)
+        ev.cursor.connect(self._on_cursor)
         ev.labels.connect(self._on_change)
         ev.annotations.connect(self._on_annotations)
         ev.plan.connect(self._on_annotations)
@@ -52,6 +52,15 @@ class SliceView(QWidget):
         self.level, self.width_ = auto_window(vol)
         self.zoom, self.pan_mm = 1.0, np.zeros(2)
         self._image = None
+        self.update()
+
+    def _on_cursor(self, lps):
+        # a cursor move within this view's plane changes only the crosshair, not the pixels
+        _, _, normal = self.axes()
+        depth = round(float(np.asarray(lps) @ normal), 3)
+        if depth != getattr(self, "_depth", None):
+            self._depth = depth
+            self._image = None
         self.update()
 
     def _on_change(self, *_):
