@@ -35,6 +35,8 @@ def run(args) -> int:
         if args.plan:
             _open_plan(win, args.plan)
         win.show()
+        if args.presentation:
+            win.set_presentation(True)
         for _ in range(5):
             app.processEvents()
         img = win.screenshot()
@@ -45,6 +47,8 @@ def run(args) -> int:
         app.processEvents()
         return 0
     win.show()
+    if args.presentation:
+        win.set_presentation(True)
     if args.labels:
         QTimer.singleShot(0, lambda: win.open_path(path, block=True) and win.load_labels([args.labels]))
     else:

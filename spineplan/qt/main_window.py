@@ -287,14 +287,86 @@ class MainWindow(QMainWindow):
     def show_error(self, title: str, message: str):
         QMessageBox.critical(self, title, message)
 
+    # ------------------------------------------------------------------ presentation
+    presentation = False
+    case_title = ""
+
+    def patient_text(self) -> str:
+        """What identifies the case on screen: the patient, or the case title when presenting."""
+        if self.presentation:
+            return self.case_title or "Teaching case"
+        ident = (self.scene.volume.meta.get("identity") or {}) if self.scene.volume else {}
+        return " ".join(x for x in (ident.get("patient_name", ""), ident.get("patient_id", "")) if x)
+
+    def set_presentation(self, on: bool, title: str = "Teaching case"):
+        """Teaching screens: full screen, large type and thick lines, no patient identity,
+        one large view over a strip of small ones, keyboard control (arrows step, space plays)."""
+        from PySide6.QtCore import QTimer
+
+        self.presentation, self.case_title = bool(on), title
+        for v in self.views.values():
+            v.overlay_scale = 2.0 if on else 1.0
+            v.update()
+        self.setStyleSheet("* { font-size: 20pt; }" if on else "")
+        grid = self.view_area.layout()
+        order = ["axial", "sagittal", "coronal"]
+        widgets = [self.views[o] for o in order] + ([self.view3d] if self.view3d else [])
+        for w in widgets:
+            grid.removeWidget(w)
+        if on:
+            grid.addWidget(widgets[0], 0, 0, 1, len(widgets) - 1)
+            for n, w in enumerate(widgets[1:]):
+                grid.addWidget(w, 1, n)
+            grid.setRowStretch(0, 4)
+            grid.setRowStretch(1, 1)
+            self.panel.setVisible(False)
+            self.menuBar().setVisible(False)
+            self.showFullScreen()
+            self.views["axial"].setFocus()
+        else:
+            for n, w in enumerate(widgets):
+                grid.addWidget(w, n // 2, n % 2)
+            grid.setRowStretch(0, 1)
+            grid.setRowStretch(1, 1)
+            self.panel.setVisible(True)
+            self.menuBar().setVisible(True)
+            self.showNormal()
+        if not hasattr(self, "_cine"):
+            self._cine = QTimer(self)
+            self._cine.timeout.connect(lambda: self.views["axial"].scroll(1))
+        self._cine.stop()
+        self._refresh_titles()
+
+    def keyPressEvent(self, e):
+        if self.presentation and e.key() == Qt.Key_Space:
+            self._cine.stop() if self._cine.isActive() else self._cine.start(150)
+        elif self.presentation and e.key() == Qt.Key_Escape:
+            self.set_presentation(False)
+        elif self.presentation and e.key() in (Qt.Key_Left, Qt.Key_Right, Qt.Key_Up, Qt.Key_Down):
+            self.views["axial"].scroll(1 if e.key() in (Qt.Key_Right, Qt.Key_Up) else -1)
+        else:
+            super().keyPressEvent(e)
+
+    def _refresh_titles(self):
+        who = self.patient_text()
+        src = "" if self.presentation else Path(self.scene.source_path or "").name
+        self.setWindowTitle(" — ".join(x for x in ("spineplan", who, src) if x))
+        if self.scene.volume is not None:
+            self._on_volume(self.scene.volume)
+
     def _on_volume(self, vol):
         i, j, k = vol.size_ijk
+        who = self.patient_text()
         self.info_label.setText(
-            f"<b>{vol.modality or 'image'}</b> {vol.meta.get('description', '')}<br>{i}×{j}×{k} voxels, "
+            (f"<b>{who}</b><br>" if who else "")
+            + f"<b>{vol.modality or 'image'}</b> {'' if self.presentation else vol.meta.get('description', '')}"
+            f"<br>{i}×{j}×{k} voxels, "
             f"{vol.spacing[0]:.2f}×{vol.spacing[1]:.2f}×{vol.spacing[2]:.2f} mm, {vol.orientation()}<br>"
             + "<br>".join(f"⚠ {w}" for w in vol.warnings))
         self.preset_box.setCurrentText("CT bone" if vol.modality == "CT" else "MRI auto")
-        self.setWindowTitle(f"spineplan — {Path(self.scene.source_path or '').name}")
+        who = self.patient_text()
+        src = "" if self.presentation else Path(self.scene.source_path or "").name
+        self.setWindowTitle(" — ".join(x for x in ("spineplan", who, src) if x))
 
     def apply_preset(self, name: str):
         from ..core.presets import CT_PRESETS, mri_auto_window

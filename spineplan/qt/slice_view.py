@@ -32,6 +32,7 @@ class SliceView(QWidget):
         self.zoom = 1.0
         self.pan_mm = np.zeros(2)
         self.tool = "crosshair"  # or "distance", "angle", "cobb"
+        self.overlay_scale = 1.0  # presentation mode: large type, thick lines
         self._pending: list = []
         self._drag = None
         self._image: QImage | None = None
@@ -146,27 +147,28 @@ class SliceView(QWidget):
         req = self._req
         cur = self.scene.cursor_lps
         x, y = req.px_from_lps(cur)
-        p.setPen(QPen(QColor(255, 200, 0, 160), 1))
+        k = self.overlay_scale
+        p.setPen(QPen(QColor(255, 200, 0, 160), 1 * k))
         p.drawLine(QPointF(x, 0), QPointF(x, self.height()))
         p.drawLine(QPointF(0, y), QPointF(self.width(), y))
         # orientation letters on every edge
         letters = edge_letters(self.orientation, self.convention)
         f = QFont()
-        f.setPointSize(12)
+        f.setPointSize(int(12 * k))
         f.setBold(True)
         p.setFont(f)
         p.setPen(QColor(120, 220, 255))
         w, h = self.width(), self.height()
         p.drawText(6, h // 2 + 6, letters["left"])
-        p.drawText(w - 18, h // 2 + 6, letters["right"])
-        p.drawText(w // 2 - 5, 18, letters["top"])
+        p.drawText(int(w - 18 * k), h // 2 + 6, letters["right"])
+        p.drawText(w // 2 - 5, int(18 * k), letters["top"])
         p.drawText(w // 2 - 5, h - 8, letters["bottom"])
         # scale bar: 50 mm (or 10 mm when zoomed in)
         bar_mm = 50.0 if 50.0 / req.mm_per_px < w / 3 else 10.0
         bar_px = bar_mm / req.mm_per_px
         p.setPen(QPen(QColor(230, 230, 230), 2))
         p.drawLine(QPointF(w - 16 - bar_px, h - 24), QPointF(w - 16, h - 24))
-        f.setPointSize(9)
+        f.setPointSize(int(9 * k))
         f.setBold(False)
         p.setFont(f)
         p.drawText(int(w - 16 - bar_px), h - 28, f"{bar_mm:.0f} mm")
@@ -175,12 +177,12 @@ class SliceView(QWidget):
         plan = self.scene.plan
         if plan is not None:
             e, t = req.px_from_lps(plan.entry_lps), req.px_from_lps(plan.target_lps)
-            p.setPen(QPen(QColor(60, 230, 90), 3))
+            p.setPen(QPen(QColor(60, 230, 90), 3 * k))
             p.drawLine(QPointF(*e), QPointF(*t))
             p.setBrush(QColor(60, 230, 90))
             p.drawEllipse(QPointF(*e), 4, 4)
         # measurements of this view
-        p.setPen(QPen(QColor(255, 120, 60), 2))
+        p.setPen(QPen(QColor(255, 120, 60), 2 * k))
         for m in self.scene.annotations:
             if m.view != self.orientation:
                 continue

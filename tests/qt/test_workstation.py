@@ -230,3 +230,25 @@ def test_plan_on_phantom_drag_recheck_and_undo(window, phantom, qtbot):
     assert any("entry on planned side" in window.check_list.item(i).text() for i in range(window.check_list.count()))
     window.undo_action.trigger()  # the whole drag is one step
     assert window.scene.plan is plan
+
+
+def test_presentation_mode_hides_identity(window, qtbot, sample_dicom):
+    from PySide6.QtCore import Qt
+
+    from spineplan.core.dicom.load import load_volume
+
+    vol = load_volume(sample_dicom)
+    window.scene.set_volume(vol, source_path=str(sample_dicom))
+    assert "SAMPLE^LUMBAR" in window.windowTitle() + window.info_label.text()  # shown when reading
+    window.set_presentation(True, title="Case 7: L4-L5 herniation")
+    qtbot.wait(50)
+    shown = window.windowTitle() + window.info_label.text()
+    assert "SAMPLE" not in shown and "Case 7" in shown
+    assert not window.panel.isVisible() and window.views["axial"].overlay_scale > 1
+    big, small = window.views["axial"], window.views["sagittal"]
+    assert big.width() * big.height() > 3 * small.width() * small.height()  # one large view
+    k = big.slice_index()
+    qtbot.keyClick(window, Qt.Key_Right)
+    assert big.slice_index() == k + 1  # keyboard stepping
+    window.set_presentation(False)
+    assert "SAMPLE^LUMBAR" in window.windowTitle()
