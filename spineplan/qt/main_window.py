@@ -169,7 +169,9 @@ class MainWindow(QMainWindow):
     def _build_menus(self):
         m = self.menuBar().addMenu("&File")
         for txt, fn, key in (("Open folder…", self.ask_open_folder, QKeySequence.Open),
-                             ("Open file…", self.ask_open_file, None), ("Quit", self.close, QKeySequence.Quit)):
+                             ("Open file…", self.ask_open_file, None),
+                             ("Save case…", self.ask_save_case, QKeySequence.Save),
+                             ("Open case…", self.ask_open_case, None), ("Quit", self.close, QKeySequence.Quit)):
             a = QAction(txt, self)
             a.triggered.connect(fn)
             if key is not None:
@@ -582,6 +584,48 @@ class MainWindow(QMainWindow):
         r = self.measure_list.currentRow()
         if 0 <= r < len(self.scene.annotations):
             self.scene.undo_stack.push(DeleteMeasurement(self.scene, self.scene.annotations[r]))
+
+    # ------------------------------------------------------------------ case files
+    def case_state(self) -> dict:
+        """The case as saved: measurements, plan, clinical case, and the image it belongs to."""
+        from ..core.persistence import source_from_volume
+
+        vol = self.scene.volume
+        return {"source": source_from_volume(vol) if vol is not None else None,
+                "measurements": [m.to_dict() for m in self.scene.annotations],
+                "plan": self.scene.plan.to_dict() if self.scene.plan is not None else None,
+                "case": self.scene.plan.case if self.scene.plan is not None else None}
+
+    def save_case(self, path):
+        from ..core.persistence import save_case
+
+        return save_case(self.case_state(), path)
+
+    def open_case(self, path):
+        """Restore measurements and plan saved for the open image (refused for another series)."""
+        from ..core.measurements import Measurement
+        from ..core.persistence import load_case
+        from ..core.planning.plan import Plan
+
+        try:
+            doc = load_case(path, volume=self.scene.volume)
+        except Exception as exc:  # noqa: BLE001
+            self.show_error("Cannot open the case", str(exc))
+            return False
+        self.scene.set_annotations([Measurement.from_dict(m) for m in doc.get("measurements") or []])
+        self.scene.set_plan(Plan.from_dict(doc["plan"]) if doc.get("plan") else None)
+        self.scene.undo_stack.clear()
+        return True
+
+    def ask_save_case(self):
+        f, _ = QFileDialog.getSaveFileName(self, "Save case", "case.json", "Case (*.json)")
+        if f:
+            self.save_case(f)
+
+    def ask_open_case(self):
+        f, _ = QFileDialog.getOpenFileName(self, "Open case", "", "Case (*.json)")
+        if f:
+            self.open_case(f)
 
     # ------------------------------------------------------------------ screenshots
     def screenshot(self) -> QImage:

@@ -252,3 +252,20 @@ def test_presentation_mode_hides_identity(window, qtbot, sample_dicom):
     assert big.slice_index() == k + 1  # keyboard stepping
     window.set_presentation(False)
     assert "SAMPLE^LUMBAR" in window.windowTitle()
+
+
+def test_measurements_saved_with_the_case(window, phantom, qtbot, tmp_path, monkeypatch):
+    _open(window, phantom, qtbot)
+    m = Measurement("distance", [[0, 0, 0], [30, 40, 0]], "axial")
+    from spineplan.core.measurements import AddMeasurement
+
+    window.scene.undo_stack.push(AddMeasurement(window.scene, m))
+    window.save_case(tmp_path / "case.json")
+    window.scene.set_annotations([])
+    assert window.open_case(tmp_path / "case.json")
+    assert [a.value() for a in window.scene.annotations] == [50.0]
+    # the same case refused on another image
+    shown = []
+    monkeypatch.setattr("PySide6.QtWidgets.QMessageBox.critical", lambda *a: shown.append(a[2]))
+    window.scene.set_volume(phantom.ct.with_array(phantom.ct.array, origin=(5.0, 0.0, 0.0)))
+    assert not window.open_case(tmp_path / "case.json") and shown
