@@ -142,6 +142,14 @@ class MainWindow(QMainWindow):
         f.addRow(b)
         self.check_list = QListWidget()
         f.addRow(self.check_list)
+        # oblique views along the trajectory and down the instrument (what the endoscope sees)
+        self.plan_views = {o: SliceView(self.scene, o) for o in ("along", "down")}
+        row = QHBoxLayout()
+        for o, v in self.plan_views.items():
+            v.setMinimumSize(170, 170)
+            v.plan_point_moved.connect(self.move_plan_point)
+            row.addWidget(v)
+        f.addRow(row)
         row = QHBoxLayout()
         for txt, fn in (("Save plan…", self.save_plan), ("Report PDF…", self.export_report),
                         ("Slicer markups…", self.export_markups)):

@@ -13,7 +13,8 @@ from PySide6.QtWidgets import QWidget
 
 from ..core.measurements import POINTS_NEEDED, AddMeasurement, Measurement
 from ..core.presets import auto_window
-from ..render.slicing import SliceRequest, edge_letters, label_rgba, plane_axes, reslice, window_to_gray
+from ..render.slicing import (SliceRequest, edge_letters, label_rgba, plane_axes, reslice,
+                              trajectory_axes, window_to_gray)
 
 __all__ = ["SliceView"]
 
@@ -69,11 +70,23 @@ class SliceView(QWidget):
         self.update()
 
     def _on_annotations(self, *_):
+        if self.follows_plan:
+            self._image = None  # the plane itself follows the plan
         self.update()
 
     # ---------------------------------------------------------------- geometry
     def axes(self):
+        if self.orientation in ("along", "down"):
+            plan = self.scene.plan
+            if plan is None:
+                return plane_axes("axial", self.convention)
+            return trajectory_axes(plan.entry_lps, plan.target_lps, self.orientation)
         return plane_axes(self.orientation, self.convention)
+
+    @property
+    def follows_plan(self) -> bool:
+        """Oblique views along / down the planned trajectory."""
+        return self.orientation in ("along", "down")
 
     def request(self) -> SliceRequest | None:
         vol = self.scene.volume
@@ -82,10 +95,17 @@ class SliceView(QWidget):
         right, down, normal = self.axes()
         lo, hi = vol.bounds_lps()
         centre = (lo + hi) / 2
+        if self.follows_plan and self.scene.plan is not None:
+            centre = np.asarray(self.scene.plan.target_lps, float)
+            if self.orientation == "along":
+                centre = (centre + np.asarray(self.scene.plan.entry_lps, float)) / 2
         # in-plane position from the volume centre (plus pan); through-plane from the cursor
         c = centre + normal * float((self.scene.cursor_lps - centre) @ normal)
         c = c + self.pan_mm[0] * right + self.pan_mm[1] * down
         extent = max(float(np.abs((hi - lo) @ right)), float(np.abs((hi - lo) @ down)), 1.0) + max(vol.spacing)
+        if self.follows_plan and self.scene.plan is not None:
+            extent = 1.4 * float(np.linalg.norm(np.subtract(self.scene.plan.target_lps, self.scene.plan.entry_lps)))
+            extent = extent if self.orientation == "along" else 80.0
         w, h = max(self.width(), 2), max(self.height(), 2)
         mm_per_px = extent / min(w, h) / self.zoom
         return SliceRequest(c, right, down, mm_per_px, w, h)
@@ -152,7 +172,7 @@ class SliceView(QWidget):
         p.drawLine(QPointF(x, 0), QPointF(x, self.height()))
         p.drawLine(QPointF(0, y), QPointF(self.width(), y))
         # orientation letters on every edge
-        letters = edge_letters(self.orientation, self.convention)
+        letters = edge_letters(self.orientation, self.convention, axes=self.axes())
         f = QFont()
         f.setPointSize(int(12 * k))
         f.setBold(True)
@@ -181,6 +201,12 @@ class SliceView(QWidget):
             p.drawLine(QPointF(*e), QPointF(*t))
             p.setBrush(QColor(60, 230, 90))
             p.drawEllipse(QPointF(*e), 4, 4)
+        if plan is not None and self.orientation == "down":
+            r_mm = float(plan.parameters.get("diameter_mm", plan.parameters.get("width_mm", 2.0))) / 2
+            tx, ty = req.px_from_lps(plan.target_lps)
+            p.setBrush(Qt.NoBrush)
+            p.setPen(QPen(QColor(60, 230, 90), 2 * k))
+            p.drawEllipse(QPointF(tx, ty), r_mm / req.mm_per_px, r_mm / req.mm_per_px)
         # measurements of this view
         p.setPen(QPen(QColor(255, 120, 60), 2 * k))
         for m in self.scene.annotations:

@@ -51,6 +51,7 @@ class View3D(QVTKRenderWindowInteractor):
         self.GetRenderWindow().AddRenderer(self.renderer)
         self._volume_actor = None
         self._mesh_actors: list = []
+        self._mesh_by_label: dict = {}
         self._plan_actors: list = []
         self.preset = "bone"
         self._marker = None
@@ -111,6 +112,7 @@ class View3D(QVTKRenderWindowInteractor):
         for a in self._mesh_actors:
             self.renderer.RemoveActor(a)
         self._mesh_actors = []
+        self._mesh_by_label = {}
         if labels is None:
             self.GetRenderWindow().Render() if self.isVisible() else None
             return
@@ -127,6 +129,7 @@ class View3D(QVTKRenderWindowInteractor):
             a.SetMapper(m)
             a.GetProperty().SetColor(*(LABEL_COLORS[min(v, 399), :3] / 255.0))
             a.GetProperty().SetSpecular(0.2)
+            self._mesh_by_label[v] = a
             self._mesh_actors.append(a)
             self.renderer.AddActor(a)
         if self._volume_actor is not None:
@@ -138,25 +141,60 @@ class View3D(QVTKRenderWindowInteractor):
             self.renderer.RemoveActor(a)
         self._plan_actors = []
         if plan is None:
+            self._highlight(None)
             self.render()
             return
-        src = vtk.vtkLineSource()
-        src.SetPoint1(*plan.entry_lps)
-        src.SetPoint2(*plan.target_lps)
-        tube = vtk.vtkTubeFilter()
-        tube.SetInputConnection(src.GetOutputPort())
-        r = float(plan.parameters.get("diameter_mm", plan.parameters.get("width_mm", 2.0))) / 2
-        tube.SetRadius(max(r, 1.0))
-        tube.SetNumberOfSides(24)
+        from ..core.export.instrument_stl import instrument_polydata
+
+        d = plan.to_dict()
+        inst = self._add_poly(instrument_polydata(d), (0.2, 0.9, 0.3), 0.55 if plan.procedure == "tube" else 1.0)
+        self._plan_actors.append(inst)
+        # the path from the skin (thin line) and the skin entry mark with its incision
+        line = vtk.vtkLineSource()
+        line.SetPoint1(*plan.entry_lps)
+        line.SetPoint2(*plan.target_lps)
+        line.Update()
+        la = self._add_poly(line.GetOutput(), (1.0, 1.0, 0.3), 1.0)
+        la.GetProperty().SetLineWidth(2)
+        self._plan_actors.append(la)
+        mark = vtk.vtkSphereSource()
+        mark.SetCenter(*plan.entry_lps)
+        mark.SetRadius(3.0)
+        mark.Update()
+        self._plan_actors.append(self._add_poly(mark.GetOutput(), (1.0, 0.3, 0.2), 1.0))
+        if plan.incision_mm > 0:
+            inc = vtk.vtkLineSource()
+            half = np.array([0.0, 0.0, plan.incision_mm / 2])  # cranio-caudal skin incision
+            inc.SetPoint1(*(plan.entry_lps - half))
+            inc.SetPoint2(*(plan.entry_lps + half))
+            inc.Update()
+            ia = self._add_poly(inc.GetOutput(), (1.0, 0.3, 0.2), 1.0)
+            ia.GetProperty().SetLineWidth(5)
+            self._plan_actors.append(ia)
+        self._highlight(plan.level)
+        self.render()
+
+    def _add_poly(self, poly, rgb, opacity):
         m = vtk.vtkPolyDataMapper()
-        m.SetInputConnection(tube.GetOutputPort())
+        m.SetInputData(poly)
+        m.ScalarVisibilityOff()
         a = vtk.vtkActor()
         a.SetMapper(m)
-        a.GetProperty().SetColor(0.2, 0.9, 0.3)
-        a.GetProperty().SetOpacity(0.6 if plan.procedure == "tube" else 1.0)
-        self._plan_actors.append(a)
+        a.GetProperty().SetColor(*rgb)
+        a.GetProperty().SetOpacity(opacity)
         self.renderer.AddActor(a)
-        self.render()
+        return a
+
+    def _highlight(self, level: str | None):
+        """Target unit opaque, the rest of the spine dimmed (all opaque when no plan)."""
+        from ..core.segmentation.labels import disc_label, parse_motor_unit
+
+        keep = set()
+        if level:
+            up, low = parse_motor_unit(level)
+            keep = {up, low, disc_label(up)}
+        for lab, a in self._mesh_by_label.items():
+            a.GetProperty().SetOpacity(1.0 if not keep or lab in keep else 0.2)
 
     def set_camera(self, name: str):
         if self.scene.volume is None:

@@ -18,7 +18,7 @@ from scipy import ndimage
 
 from ..core.volume import Volume
 
-__all__ = ["ORIENTATIONS", "plane_axes", "SliceRequest", "reslice", "edge_letters", "window_to_gray",
+__all__ = ["ORIENTATIONS", "plane_axes", "trajectory_axes", "letter_of", "SliceRequest", "reslice", "edge_letters", "window_to_gray",
            "LABEL_COLORS", "label_rgba"]
 
 ORIENTATIONS = ("axial", "coronal", "sagittal")
@@ -42,12 +42,39 @@ def plane_axes(orientation: str, convention: str = "radiological"):
 _LETTERS = {(1, 0, 0): "L", (-1, 0, 0): "R", (0, 1, 0): "P", (0, -1, 0): "A", (0, 0, 1): "S", (0, 0, -1): "I"}
 
 
-def edge_letters(orientation: str, convention: str = "radiological") -> dict[str, str]:
+def trajectory_axes(entry_lps, target_lps, kind: str):
+    """View axes for a plan: "along" (the trajectory lies across the screen, head up) or
+    "down" (looking down the instrument from the entry, patient's left to the right)."""
+    d = np.asarray(target_lps, float) - np.asarray(entry_lps, float)
+    d = d / np.linalg.norm(d)
+    if kind == "along":
+        up = np.array([0.0, 0.0, 1.0]) if abs(d[2]) < 0.9 else np.array([0.0, -1.0, 0.0])
+        up = up - (up @ d) * d
+        down = -up / np.linalg.norm(up)
+        right = d
+    elif kind == "down":
+        x = np.array([1.0, 0.0, 0.0]) if abs(d[0]) < 0.9 else np.array([0.0, 1.0, 0.0])
+        right = x - (x @ d) * d
+        right = right / np.linalg.norm(right)
+        down = np.cross(d, right)
+    else:
+        raise ValueError(kind)
+    return right, down, np.cross(right, down)
+
+
+def letter_of(v) -> str:
+    """Anatomical letter of the dominant direction of an LPS vector."""
+    v = np.asarray(v, float)
+    a = int(np.argmax(np.abs(v)))
+    return ("L", "P", "S")[a] if v[a] > 0 else ("R", "A", "I")[a]
+
+
+def edge_letters(orientation: str, convention: str = "radiological", axes=None) -> dict[str, str]:
     """Anatomical direction letters at the left, right, top and bottom edges of the view."""
-    right, down, _ = plane_axes(orientation, convention)
+    right, down, _ = axes if axes is not None else plane_axes(orientation, convention)
 
     def letter(v):
-        return _LETTERS[tuple(int(round(x)) for x in v)]
+        return letter_of(v)
 
     return {"left": letter(-right), "right": letter(right), "top": letter(-down), "bottom": letter(down)}
 

@@ -269,3 +269,48 @@ def test_measurements_saved_with_the_case(window, phantom, qtbot, tmp_path, monk
     monkeypatch.setattr("PySide6.QtWidgets.QMessageBox.critical", lambda *a: shown.append(a[2]))
     window.scene.set_volume(phantom.ct.with_array(phantom.ct.array, origin=(5.0, 0.0, 0.0)))
     assert not window.open_case(tmp_path / "case.json") and shown
+
+
+def test_plan_views_and_3d_instrument(qtbot, tmp_path, phantom):
+    """With a plan: the view down the instrument is perpendicular to the trajectory and
+    centred on the target; the 3D view shows the instrument and dims the other units."""
+    settings = QSettings(str(tmp_path / "s.ini"), QSettings.IniFormat)
+    w = MainWindow(settings=settings, with_3d=True)
+    qtbot.addWidget(w)
+    w.resize(1300, 900)
+    w.show()
+    qtbot.waitExposed(w)
+    try:
+        w.scene.set_volume(phantom.ct)
+        w.set_labels(phantom.labels)
+        w.level_box.setCurrentText("L4-L5")
+        w.proc_box.setCurrentText("cage")
+        w.side_box.setCurrentText("left")
+        w.propose_plan()
+        plan = w.scene.plan
+        d = (plan.target_lps - plan.entry_lps) / np.linalg.norm(plan.target_lps - plan.entry_lps)
+        down = w.plan_views["down"]
+        _, _, normal = down.axes()
+        assert abs(abs(normal @ d) - 1) < 1e-9
+        w.panel.setCurrentIndex(2)
+        down.repaint()
+        x, y = down.lps_to_pixel(plan.target_lps)
+        assert abs(x - (down.width() - 1) / 2) < 2 and abs(y - (down.height() - 1) / 2) < 2
+        assert down.grab_array().std() > 5
+        along = w.plan_views["along"]
+        right, _, _ = along.axes()
+        assert abs(right @ d - 1) < 1e-9
+        assert len(w.view3d._plan_actors) >= 3
+        dimmed = [lab for lab, a in w.view3d._mesh_by_label.items() if a.GetProperty().GetOpacity() < 1]
+        assert 23 not in dimmed and 24 not in dimmed and 22 in dimmed
+        w.view3d.set_camera("posterior")
+        img = w.view3d.grab_array()
+        import imageio.v2 as iio
+
+        iio.imwrite(tmp_path / "3d.png", img)
+        yellow = (img[..., 0] > 200) & (img[..., 1] > 200) & (img[..., 2] < 120)  # the path
+        red = (img[..., 0] > 200) & (img[..., 1] < 120) & (img[..., 2] < 100)     # entry mark
+        assert yellow.sum() > 20 and red.sum() > 5
+    finally:
+        w.close()
+        gc.collect()
