@@ -61,4 +61,8 @@ def _open_plan(win, plan_path):
     from ..core.planning.plan import Plan
 
     d = load_plan(plan_path, volume=win.scene.volume)
-    win.scene.set_plan(Plan.from_dict(d))
+    plan = Plan.from_dict(d)
+    win.scene.set_plan(plan)
+    win.scene.set_cursor(plan.target_lps)
+    if win.view3d is not None:
+        win.view3d.set_camera("posterior" if plan.procedure != "needle" else plan.side)
