@@ -8,7 +8,7 @@ from ..errors import PlanningError
 from ..segmentation import labels as L
 from .common import (bone_label_name, isolated_bone, facet_hits, frame, labels_at, path_metrics, range_check,
                      scope_checks, side_check, side_sign)
-from .geometry import box_voxels, cylinder_voxels, points_along, skin_exit_lps, unit
+from .geometry import sampling_stride, box_voxels, cylinder_voxels, points_along, skin_exit_lps, unit
 from .implants import load_catalogue
 from .plan import Anatomy, Plan
 from .safety import PARAMETERS, Check
@@ -96,7 +96,7 @@ def evaluate(plan: Plan, anat: Anatomy) -> Plan:
         checks.append(Check("iliac crest" if plan.level.endswith("S1") else "unlabelled bone", False, "error",
                             "unlabelled bone (iliac crest?) in the insertion corridor"))
     bone = np.isin(clab, VERTEBRA_LABELS)
-    voxel_cm3 = float(np.prod(anat.labels.spacing)) / 1000.0
+    voxel_cm3 = float(np.prod(anat.labels.spacing)) * sampling_stride(anat.labels) ** 3 / 1000.0
     per = {bone_label_name(int(b)): round(float(np.sum(clab == b)) * voxel_cm3, 2) for b in np.unique(clab[bone])}
     p["bone_removed_cm3"] = round(sum(per.values()), 2)
     p["bone_removed_by_structure_cm3"] = per

@@ -10,7 +10,7 @@ import numpy as np
 
 from ..volume import Volume
 
-__all__ = ["unit", "angle_to_sagittal_deg", "angle_to_axial_deg", "cylinder_voxels",
+__all__ = ["sampling_stride", "unit", "angle_to_sagittal_deg", "angle_to_axial_deg", "cylinder_voxels",
            "box_voxels", "skin_exit_lps", "points_along"]
 
 
@@ -32,8 +32,16 @@ def angle_to_axial_deg(direction) -> float:
     return float(np.degrees(np.arcsin(min(1.0, abs(unit(direction)[2])))))
 
 
+SAMPLING_MM = 1.0  # instrument checks sample the label map at about this spacing
+
+
+def sampling_stride(vol: Volume) -> int:
+    """Voxel stride that samples ``vol`` at about SAMPLING_MM (1 on scans of 1 mm or coarser)."""
+    return max(1, int(round(SAMPLING_MM / min(vol.spacing))))
+
+
 def _crop_grid(vol: Volume, lo_lps: np.ndarray, hi_lps: np.ndarray):
-    """Voxel index box (k, j, i slices) covering an LPS box, and the LPS of its voxels."""
+    """Voxel indices covering an LPS box (every ``sampling_stride``-th voxel), and their LPS."""
     corners = np.array([[x, y, z] for x in (lo_lps[0], hi_lps[0]) for y in (lo_lps[1], hi_lps[1])
                         for z in (lo_lps[2], hi_lps[2])])
     ijk = vol.ijk_points_from_lps(corners)
@@ -43,7 +51,8 @@ def _crop_grid(vol: Volume, lo_lps: np.ndarray, hi_lps: np.ndarray):
     lo, hi = np.clip(lo, 0, size), np.clip(hi, 0, size)
     if np.any(hi <= lo):
         return None, None
-    ii, jj, kk = (np.arange(lo[n], hi[n]) for n in range(3))
+    st = sampling_stride(vol)
+    ii, jj, kk = (np.arange(lo[n], hi[n], st) for n in range(3))
     K, J, I = np.meshgrid(kk, jj, ii, indexing="ij")
     idx = np.stack([I.ravel(), J.ravel(), K.ravel()], 1)
     return idx, vol.lps_points_from_ijk(idx.astype(float))

@@ -8,7 +8,7 @@ from ..errors import PlanningError
 from ..segmentation import labels as L
 from .common import (bone_label_name, isolated_bone, facet_hits, frame, path_metrics, range_check, scope_checks,
                      side_check, side_sign)
-from .geometry import cylinder_voxels, skin_exit_lps, unit
+from .geometry import sampling_stride, cylinder_voxels, skin_exit_lps, unit
 from .plan import Anatomy, Plan
 from .safety import PARAMETERS, Check
 
@@ -56,7 +56,7 @@ def evaluate(plan: Plan, anat: Anatomy) -> Plan:
     dia = float(plan.parameters["diameter_mm"])
     plan.incision_mm = dia
     idx, lps, lab, val = _working_volume(plan, anat)
-    voxel_cm3 = float(np.prod(anat.labels.spacing)) / 1000.0
+    voxel_cm3 = float(np.prod(anat.labels.spacing)) * sampling_stride(anat.labels) ** 3 / 1000.0
     bone = np.isin(lab, VERTEBRA_LABELS)
     checks: list[Check] = [side_check(plan, u)]
     per = {bone_label_name(int(b)): round(float(np.sum(lab == b)) * voxel_cm3, 2)
