@@ -159,6 +159,27 @@ class MainWindow(QMainWindow):
         f.addRow(row)
         self.add_step("Plan", plan)
 
+        practice = QWidget()
+        v = QVBoxLayout(practice)
+        self.practice_info = QLabel("Practice: load a reference plan (hidden), plan the case, then score.")
+        self.practice_info.setWordWrap(True)
+        v.addWidget(self.practice_info)
+        row = QHBoxLayout()
+        for txt, fn in (("Load reference…", self.ask_practice_reference), ("Score my plan", self.score_practice)):
+            bb = QPushButton(txt)
+            bb.clicked.connect(fn)
+            row.addWidget(bb)
+        v.addLayout(row)
+        self.practice_result = QLabel("")
+        self.practice_result.setWordWrap(True)
+        v.addWidget(self.practice_result)
+        self.practice_image = QLabel()
+        self.practice_image.setMinimumHeight(200)
+        v.addWidget(self.practice_image)
+        v.addStretch(1)
+        self.add_step("Practice", practice)
+        self.practice_reference = None
+
         meas = QWidget()
         v = QVBoxLayout(meas)
         row = QHBoxLayout()
@@ -592,6 +613,55 @@ class MainWindow(QMainWindow):
         r = self.measure_list.currentRow()
         if 0 <= r < len(self.scene.annotations):
             self.scene.undo_stack.push(DeleteMeasurement(self.scene, self.scene.annotations[r]))
+
+    # ------------------------------------------------------------------ practice
+    def ask_practice_reference(self):
+        f, _ = QFileDialog.getOpenFileName(self, "Reference plan", "", "Plan (*.json)")
+        if f:
+            self.start_practice(f)
+
+    def start_practice(self, path) -> bool:
+        """Hide a reference plan: the resident sees only level, side and procedure."""
+        from ..core.persistence import load_plan
+        from ..core.teaching import resident_view
+
+        try:
+            ref = load_plan(path, volume=self.scene.volume)
+        except Exception as exc:  # noqa: BLE001
+            self.show_error("Cannot load the reference plan", str(exc))
+            return False
+        self.practice_reference = ref
+        task = resident_view(ref)
+        self.level_box.setCurrentText(task["level"])
+        self.side_box.setCurrentText(task["side"])
+        self.proc_box.setCurrentText(task["procedure"])
+        self.practice_info.setText(f"Task: {task['procedure']} at {task['level']}, {task['side']} side. "
+                                   "Plan it (Plan tab: propose, then drag entry/target), then score.")
+        self.practice_result.setText("")
+        return True
+
+    def score_practice(self):
+        """Score the current plan against the hidden reference and show both side by side."""
+        from ..core.teaching import score_attempt, score_summary
+
+        if self.practice_reference is None or self.scene.plan is None:
+            self.show_error("Practice", "Load a reference plan and make your own plan first.")
+            return None
+        score = score_attempt(self.practice_reference, self.scene.plan.to_dict())
+        self.practice_result.setText("<br>".join(score_summary(score)))
+        try:
+            from ..render.rehearsal import render_comparison
+
+            img = render_comparison(self.practice_reference, self.scene.plan.to_dict(), self.scene.volume,
+                                    self.scene.labels, size=(640, 320), score=score)
+            h, w = img.shape[:2]
+            q = QImage(np.ascontiguousarray(img[..., :3]).data, w, h, 3 * w, QImage.Format_RGB888).copy()
+            from PySide6.QtGui import QPixmap
+
+            self.practice_image.setPixmap(QPixmap.fromImage(q).scaledToWidth(max(self.panel.width() - 20, 200)))
+        except Exception as exc:  # noqa: BLE001 - the score stands without the picture
+            self.statusBar().showMessage(f"comparison image unavailable: {exc}")
+        return score
 
     # ------------------------------------------------------------------ case files
     def case_state(self) -> dict:

@@ -314,3 +314,26 @@ def test_plan_views_and_3d_instrument(qtbot, tmp_path, phantom):
     finally:
         w.close()
         gc.collect()
+
+
+def test_practice_mode_scores_against_hidden_reference(window, phantom, qtbot, tmp_path):
+    from spineplan.core.persistence import save_plan
+    from spineplan.core.planning.plan import Anatomy
+    from spineplan.core.planning.planner import make_plan as auto_plan
+
+    _open(window, phantom, qtbot)
+    window.set_labels(phantom.labels)
+    ref = auto_plan(Anatomy(phantom.ct, phantom.labels), "L4-L5", "needle", "right")
+    save_plan(ref.to_dict(), tmp_path / "ref.json")
+    window.level_box.setCurrentText("L2-L3")
+    assert window.start_practice(tmp_path / "ref.json")
+    assert window.level_box.currentText() == "L4-L5" and window.side_box.currentText() == "right"
+    assert "entry" not in window.practice_info.text().lower() or "drag" in window.practice_info.text()
+    window.propose_plan()  # the resident's plan: here the automatic one = the reference
+    score = window.score_practice()
+    assert score.entry_error_mm < 1e-6 and score.angle_difference_deg < 1e-6 and score.overall > 99
+    assert "Score" in window.practice_result.text()
+    # a resident's entry 10 mm off along x: the score reports exactly that
+    window.move_plan_point("entry", window.scene.plan.entry_lps + [10.0, 0, 0])
+    score = window.score_practice()
+    assert abs(score.entry_error_mm - 10.0) < 1e-6 and score.overall < 100
