@@ -152,7 +152,7 @@ class MainWindow(QMainWindow):
         f.addRow(row)
         row = QHBoxLayout()
         for txt, fn in (("Save plan…", self.save_plan), ("Report PDF…", self.export_report),
-                        ("Slicer markups…", self.export_markups)):
+                        ("Slicer markups…", self.export_markups), ("Rehearsal…", self.ask_rehearsal)):
             bb = QPushButton(txt)
             bb.clicked.connect(fn)
             row.addWidget(bb)
@@ -613,6 +613,41 @@ class MainWindow(QMainWindow):
         r = self.measure_list.currentRow()
         if 0 <= r < len(self.scene.annotations):
             self.scene.undo_stack.push(DeleteMeasurement(self.scene, self.scene.annotations[r]))
+
+    # ------------------------------------------------------------------ rehearsal
+    def ask_rehearsal(self):
+        if self._plan_dict() is None:
+            return
+        f, _ = QFileDialog.getSaveFileName(self, "Rehearsal animation", "rehearsal.gif", "Animation (*.gif *.mp4)")
+        if f:
+            self.export_rehearsal(f, str(Path(f).with_suffix(".pdf")))
+
+    def export_rehearsal(self, out, handout=None, *, size=(640, 480), frames_per_step=8, block=False):
+        """Render the guided rehearsal of the current plan in a worker; GIF/MP4 + handout PDF."""
+        from ..core import teaching
+        from ..render.rehearsal import render_rehearsal, write_animation, write_handout
+
+        plan = self.scene.plan.to_dict()
+        if self.presentation:
+            plan = teaching.anonymise_for_presentation(plan, self.case_title)
+        ct, labels = self.scene.volume, self.scene.labels
+
+        def job(progress=None, cancel=None):
+            imgs: list = []
+            frames = render_rehearsal(plan, ct, labels, size=size, frames_per_step=frames_per_step,
+                                      progress=progress, cancel=cancel, step_images=imgs)
+            write_animation(frames, out)
+            if handout:
+                write_handout(teaching.rehearsal_steps(plan, labels), imgs, handout)
+            return len(frames)
+
+        if block:
+            return job()
+        w = run_in_background(job)
+        self._worker = w
+        w.signals.finished.connect(lambda n: self.statusBar().showMessage(f"rehearsal written: {out} ({n} frames)"))
+        w.signals.failed.connect(lambda msg: self.show_error("Rehearsal failed", msg))
+        return w
 
     # ------------------------------------------------------------------ practice
     def ask_practice_reference(self):

@@ -337,3 +337,20 @@ def test_practice_mode_scores_against_hidden_reference(window, phantom, qtbot, t
     window.move_plan_point("entry", window.scene.plan.entry_lps + [10.0, 0, 0])
     score = window.score_practice()
     assert abs(score.entry_error_mm - 10.0) < 1e-6 and score.overall < 100
+
+
+def test_rehearsal_export_from_gui(window, phantom, qtbot, tmp_path):
+    import imageio.v2 as iio
+    from pypdf import PdfReader
+
+    _open(window, phantom, qtbot)
+    window.set_labels(phantom.labels)
+    window.level_box.setCurrentText("L4-L5")
+    window.proc_box.setCurrentText("tube")
+    window.propose_plan()
+    w = window.export_rehearsal(str(tmp_path / "r.gif"), str(tmp_path / "r.pdf"), size=(160, 120),
+                                frames_per_step=2)
+    with qtbot.waitSignal(w.signals.finished, timeout=120000):
+        pass
+    assert len(iio.mimread(tmp_path / "r.gif")) == 5 * 2  # tube: 5 steps
+    assert len(PdfReader(str(tmp_path / "r.pdf")).pages) == 5
