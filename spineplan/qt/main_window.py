@@ -76,6 +76,8 @@ class MainWindow(QMainWindow):
         self.scene.events.motor_units.connect(self._on_units)
         self.scene.events.annotations.connect(self._on_annotations)
         self.scene.events.plan.connect(self._on_plan)
+        self.scene.events.plan.connect(self._autosave)
+        self.scene.events.annotations.connect(self._autosave)
         self.setAcceptDrops(True)
         self.convention = self.settings.value("convention", "radiological")
         self.set_convention(self.convention)
@@ -134,8 +136,13 @@ class MainWindow(QMainWindow):
         self.zone_box.addItems(["paracentral", "central", "subarticular", "foraminal", "extraforaminal"])
         self.root_box = QComboBox()
         self.root_box.addItems(["", "L3", "L4", "L5", "S1"])
+        self.symptom_box = QComboBox()
+        self.symptom_box.addItems(["", "left", "right", "bilateral"])
+        self.pathology_box = QComboBox()
+        self.pathology_box.addItems(["herniation", "stenosis", "instability", "sequestration"])
         for label, w in (("Motor unit", self.level_box), ("Side", self.side_box), ("Procedure", self.proc_box),
-                         ("Herniation zone", self.zone_box), ("Suspected root", self.root_box)):
+                         ("Pathology", self.pathology_box), ("Herniation zone", self.zone_box),
+                         ("Symptom side", self.symptom_box), ("Suspected root", self.root_box)):
             f.addRow(label, w)
         b = QPushButton("Propose plan")
         b.clicked.connect(self.propose_plan)
@@ -152,7 +159,8 @@ class MainWindow(QMainWindow):
         f.addRow(row)
         row = QHBoxLayout()
         for txt, fn in (("Save plan…", self.save_plan), ("Report PDF…", self.export_report),
-                        ("Slicer markups…", self.export_markups), ("Rehearsal…", self.ask_rehearsal)):
+                        ("Slicer markups…", self.export_markups), ("Instrument STL…", self.export_stl),
+                        ("Rehearsal…", self.ask_rehearsal)):
             bb = QPushButton(txt)
             bb.clicked.connect(fn)
             row.addWidget(bb)
@@ -308,7 +316,9 @@ class MainWindow(QMainWindow):
         return series[items.index(item)].uid if ok else None
 
     def _loaded(self, vol, path):
+        self._autosaver = None
         self.scene.set_volume(vol, source_path=str(path))
+        self.offer_recovery()
         recent = [p for p in self.settings.value("recent", [], type=list) if p != str(path)]
         self.settings.setValue("recent", [str(path)] + recent[:9])
         self._fill_recent()
@@ -517,6 +527,8 @@ class MainWindow(QMainWindow):
                 self.anatomy = Anatomy(self.scene.volume, self.scene.labels, self.scene.motor_units or None)
             level, side = self.level_box.currentText(), self.side_box.currentText()
             case = Case(level=level, side=side, zone=self.zone_box.currentText(),
+                        pathology=self.pathology_box.currentText(),
+                        symptom_side=self.symptom_box.currentText(),
                         suspected_root=self.root_box.currentText())
             plan = make_plan(self.anatomy, level, self.proc_box.currentText(), side, case=case)
         except Exception as exc:  # noqa: BLE001
@@ -613,6 +625,60 @@ class MainWindow(QMainWindow):
         r = self.measure_list.currentRow()
         if 0 <= r < len(self.scene.annotations):
             self.scene.undo_stack.push(DeleteMeasurement(self.scene, self.scene.annotations[r]))
+
+    def export_stl(self):
+        d = self._plan_dict()
+        if d is None:
+            return
+        f, _ = QFileDialog.getSaveFileName(self, "Instrument STL (LPS)", "instrument.stl", "STL (*.stl)")
+        if f:
+            from ..core.export.instrument_stl import write_instrument_stl
+
+            write_instrument_stl(d, f)
+
+    # ------------------------------------------------------------------ autosave
+    def autosave_file(self) -> Path | None:
+        """Where unsaved work on the open image is autosaved (per series, in the user's data dir)."""
+        from PySide6.QtCore import QStandardPaths
+
+        vol = self.scene.volume
+        if vol is None:
+            return None
+        base = Path(self.settings.value("autosave_dir", "") or
+                    QStandardPaths.writableLocation(QStandardPaths.AppDataLocation) or Path.home() / ".spineplan")
+        import hashlib
+
+        key = hashlib.sha256((vol.meta.get("series_uid", "") + repr(vol.origin) + repr(vol.size_ijk)).encode()).hexdigest()[:16]
+        return base / f"case-{key}.json"
+
+    def _autosave(self, *_):
+        from ..core.persistence import Autosaver
+
+        path = self.autosave_file()
+        if path is None or (self.scene.plan is None and not self.scene.annotations):
+            return
+        if getattr(self, "_autosaver", None) is None or self._autosaver.path != path:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._autosaver = Autosaver(path, min_interval_s=2.0)
+        self._autosaver.changed(self.case_state())
+
+    def offer_recovery(self) -> bool:
+        """After a crash: restore the autosaved plan and measurements of this image if asked."""
+        from ..core.measurements import Measurement
+        from ..core.persistence import find_recovery
+        from ..core.planning.plan import Plan
+
+        path = self.autosave_file()
+        state = find_recovery(path) if path is not None else None
+        if not state:
+            return False
+        ans = QMessageBox.question(self, "Recover unsaved work",
+                                   "spineplan found unsaved work on this image (after a crash?). Restore it?")
+        if ans != QMessageBox.Yes:
+            return False
+        self.scene.set_annotations([Measurement.from_dict(m) for m in state.get("measurements") or []])
+        self.scene.set_plan(Plan.from_dict(state["plan"]) if state.get("plan") else None)
+        return True
 
     # ------------------------------------------------------------------ rehearsal
     def ask_rehearsal(self):

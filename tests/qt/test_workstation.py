@@ -28,6 +28,7 @@ def phantom():
 @pytest.fixture()
 def window(qtbot, tmp_path):
     settings = QSettings(str(tmp_path / "settings.ini"), QSettings.IniFormat)
+    settings.setValue("autosave_dir", str(tmp_path / "autosave"))
     w = MainWindow(settings=settings, with_3d=False)
     qtbot.addWidget(w)
     w.resize(1200, 900)
@@ -275,6 +276,7 @@ def test_plan_views_and_3d_instrument(qtbot, tmp_path, phantom):
     """With a plan: the view down the instrument is perpendicular to the trajectory and
     centred on the target; the 3D view shows the instrument and dims the other units."""
     settings = QSettings(str(tmp_path / "s.ini"), QSettings.IniFormat)
+    settings.setValue("autosave_dir", str(tmp_path / "autosave"))
     w = MainWindow(settings=settings, with_3d=True)
     qtbot.addWidget(w)
     w.resize(1300, 900)
@@ -354,3 +356,23 @@ def test_rehearsal_export_from_gui(window, phantom, qtbot, tmp_path):
         pass
     assert len(iio.mimread(tmp_path / "r.gif")) == 5 * 2  # tube: 5 steps
     assert len(PdfReader(str(tmp_path / "r.pdf")).pages) == 5
+
+
+def test_autosave_and_recovery_after_crash(qtbot, tmp_path, phantom, monkeypatch):
+    from PySide6.QtWidgets import QMessageBox
+
+    settings = QSettings(str(tmp_path / "s.ini"), QSettings.IniFormat)
+    settings.setValue("autosave_dir", str(tmp_path / "autosave"))
+    w = MainWindow(settings=settings, with_3d=False)
+    qtbot.addWidget(w)
+    w._loaded(phantom.ct, "phantom")
+    w.scene.undo_stack.push(__import__("spineplan.core.measurements", fromlist=["x"]).AddMeasurement(
+        w.scene, Measurement("distance", [[0, 0, 0], [0, 0, 42]], "axial")))
+    w._autosaver.flush()
+    assert list((tmp_path / "autosave").glob("*.autosave.json"))
+    # "crash": a new window on the same image offers the unsaved work back
+    w2 = MainWindow(settings=settings, with_3d=False)
+    qtbot.addWidget(w2)
+    monkeypatch.setattr(QMessageBox, "question", lambda *a, **k: QMessageBox.Yes)
+    w2._loaded(phantom.ct, "phantom")
+    assert [round(m.value()) for m in w2.scene.annotations] == [42]
