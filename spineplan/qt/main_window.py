@@ -149,6 +149,16 @@ class MainWindow(QMainWindow):
         f.addRow(b)
         self.check_list = QListWidget()
         f.addRow(self.check_list)
+        # typed values: entry and target in LPS mm (x = patient's left)
+        from PySide6.QtWidgets import QLineEdit
+
+        self.point_edits = {}
+        for which in ("entry", "target"):
+            e = QLineEdit()
+            e.setPlaceholderText("x, y, z (LPS mm)")
+            e.returnPressed.connect(lambda w=which: self.type_plan_point(w))
+            self.point_edits[which] = e
+            f.addRow(f"{which.capitalize()} LPS", e)
         # oblique views along the trajectory and down the instrument (what the endoscope sees)
         self.plan_views = {o: SliceView(self.scene, o) for o in ("along", "down")}
         row = QHBoxLayout()
@@ -567,8 +577,23 @@ class MainWindow(QMainWindow):
         if finished:
             self.scene.undo_stack.end_merge()
 
+    def type_plan_point(self, which: str) -> bool:
+        """Apply a typed entry/target ("x, y, z" in LPS mm) with the same re-check as a drag."""
+        try:
+            xyz = [float(t) for t in self.point_edits[which].text().replace(";", ",").split(",")]
+            if len(xyz) != 3 or not all(np.isfinite(xyz)):
+                raise ValueError
+        except ValueError:
+            self.show_error("Plan", "Type three numbers: x, y, z in LPS millimetres.")
+            return False
+        self.move_plan_point(which, np.array(xyz), True)
+        return True
+
     def _on_plan(self, plan):
         self.check_list.clear()
+        for which, e in getattr(self, "point_edits", {}).items():
+            if plan is not None and not e.hasFocus():
+                e.setText(", ".join(f"{v:.1f}" for v in getattr(plan, f"{which}_lps")))
         if plan is None:
             return
         colours = {"ok": QColor(60, 200, 90), "warning": QColor(240, 170, 30), "error": QColor(235, 60, 60)}

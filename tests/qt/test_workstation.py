@@ -376,3 +376,24 @@ def test_autosave_and_recovery_after_crash(qtbot, tmp_path, phantom, monkeypatch
     monkeypatch.setattr(QMessageBox, "question", lambda *a, **k: QMessageBox.Yes)
     w2._loaded(phantom.ct, "phantom")
     assert [round(m.value()) for m in w2.scene.annotations] == [42]
+
+
+def test_typed_plan_values_recheck(window, phantom, qtbot, monkeypatch):
+    _open(window, phantom, qtbot)
+    window.set_labels(phantom.labels)
+    window.level_box.setCurrentText("L4-L5")
+    window.proc_box.setCurrentText("needle")
+    window.side_box.setCurrentText("left")
+    window.propose_plan()
+    plan = window.scene.plan
+    e = np.array(plan.entry_lps)
+    assert window.point_edits["entry"].text().startswith(f"{e[0]:.1f}")
+    mirrored = e.copy()
+    mirrored[0] = 2 * plan.target_lps[0] - e[0]  # typed onto the other side
+    window.point_edits["entry"].setText(", ".join(str(v) for v in mirrored))
+    assert window.type_plan_point("entry")
+    assert window.scene.plan.check("entry on planned side").severity == "error"
+    shown = []
+    monkeypatch.setattr("PySide6.QtWidgets.QMessageBox.critical", lambda *a: shown.append(a))
+    window.point_edits["target"].setText("1, 2")
+    assert not window.type_plan_point("target") and shown
