@@ -48,6 +48,7 @@ class MainWindow(QMainWindow):
             from .view3d import View3D
 
             self.view3d = View3D(self.scene)
+            self.view3d.plan_point_moved.connect(self.move_plan_point)
         grid = QGridLayout()
         grid.setSpacing(2)
         grid.addWidget(self.views["axial"], 0, 0)

@@ -8,6 +8,7 @@ import vtkmodules.qt
 vtkmodules.qt.PyQtImpl = "PySide6"
 
 import vtk  # noqa: E402
+from PySide6.QtCore import Signal  # noqa: E402
 from vtkmodules.qt.QVTKRenderWindowInteractor import QVTKRenderWindowInteractor  # noqa: E402
 from vtkmodules.util import numpy_support  # noqa: E402
 
@@ -41,7 +42,13 @@ def _vtk_image(vol: Volume, max_voxels: int = 2_500_000):
 
 
 class View3D(QVTKRenderWindowInteractor):
-    """VTK render window embedded in Qt, subscribed to the scene."""
+    """VTK render window embedded in Qt, subscribed to the scene.
+
+    The plan's entry and target are draggable handles; a drag is reported through
+    ``plan_point_moved(which, lps, finished)`` (the window re-checks and records it).
+    """
+
+    plan_point_moved = Signal(str, object, bool)
 
     def __init__(self, scene, parent=None):
         super().__init__(parent)
@@ -53,6 +60,7 @@ class View3D(QVTKRenderWindowInteractor):
         self._mesh_actors: list = []
         self._mesh_by_label: dict = {}
         self._plan_actors: list = []
+        self.handles: dict = {}
         self.preset = "bone"
         self._marker = None
         scene.events.volume.connect(self._on_volume)
@@ -142,6 +150,8 @@ class View3D(QVTKRenderWindowInteractor):
         self._plan_actors = []
         if plan is None:
             self._highlight(None)
+            for h in self.handles.values():
+                h.EnabledOff()
             self.render()
             return
         from ..core.export.instrument_stl import instrument_polydata
@@ -172,7 +182,28 @@ class View3D(QVTKRenderWindowInteractor):
             ia.GetProperty().SetLineWidth(5)
             self._plan_actors.append(ia)
         self._highlight(plan.level)
+        self._place_handles(plan)
         self.render()
+
+    def _place_handles(self, plan):
+        for which in ("entry", "target"):
+            h = self.handles.get(which)
+            if h is None:
+                rep = vtk.vtkPointHandleRepresentation3D()
+                rep.SetHandleSize(14)
+                rep.GetProperty().SetColor(1.0, 0.8, 0.2)
+                h = vtk.vtkHandleWidget()
+                h.SetInteractor(self)
+                h.SetRepresentation(rep)
+                h.AddObserver("InteractionEvent", lambda o, e, w=which: self._handle_moved(w, False))
+                h.AddObserver("EndInteractionEvent", lambda o, e, w=which: self._handle_moved(w, True))
+                self.handles[which] = h
+            h.GetRepresentation().SetWorldPosition(list(map(float, getattr(plan, f"{which}_lps"))))
+            h.EnabledOn()
+
+    def _handle_moved(self, which: str, finished: bool):
+        pos = np.array(self.handles[which].GetRepresentation().GetWorldPosition())
+        self.plan_point_moved.emit(which, pos, finished)
 
     def _add_poly(self, poly, rgb, opacity):
         m = vtk.vtkPolyDataMapper()
@@ -228,6 +259,9 @@ class View3D(QVTKRenderWindowInteractor):
 
     def close_vtk(self):
         """Release the render window (avoids X errors at exit under Xvfb)."""
+        for h in self.handles.values():
+            h.EnabledOff()
+        self.handles = {}
         if self._marker is not None:
             self._marker.SetEnabled(0)
             self._marker = None

@@ -303,6 +303,16 @@ def test_plan_views_and_3d_instrument(qtbot, tmp_path, phantom):
         right, _, _ = along.axes()
         assert abs(right @ d - 1) < 1e-9
         assert len(w.view3d._plan_actors) >= 3
+        # dragging the entry handle in 3D re-checks the plan like a 2D drag (one undo step)
+        h = w.view3d.handles["entry"]
+        assert np.allclose(h.GetRepresentation().GetWorldPosition(), plan.entry_lps)
+        new = plan.entry_lps + [0.0, 0.0, 40.0]
+        h.GetRepresentation().SetWorldPosition(list(new))
+        h.InvokeEvent("InteractionEvent")
+        h.InvokeEvent("EndInteractionEvent")
+        assert np.allclose(w.scene.plan.entry_lps, new) and w.scene.plan is not plan
+        w.undo_action.trigger()
+        assert w.scene.plan is plan
         dimmed = [lab for lab, a in w.view3d._mesh_by_label.items() if a.GetProperty().GetOpacity() < 1]
         assert 23 not in dimmed and 24 not in dimmed and 22 in dimmed
         w.view3d.set_camera("posterior")
