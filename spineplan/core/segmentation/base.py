@@ -94,8 +94,14 @@ def register(segmenter: Any) -> Any:
     return segmenter
 
 
+def _load_optional() -> None:
+    """Register optional backends (they report their own availability)."""
+    from . import totalseg  # noqa: F401
+
+
 def get(name: str) -> Any:
     """The backend called ``name``; SegmentationError listing the known ones otherwise."""
+    _load_optional()
     try:
         return _REGISTRY[name]
     except KeyError:
@@ -104,6 +110,7 @@ def get(name: str) -> Any:
 
 
 def all_segmenters() -> list[Any]:
+    _load_optional()
     return list(_REGISTRY.values())
 
 
@@ -113,10 +120,14 @@ def available() -> list[Any]:
 
 def default_for(modality: str) -> Any:
     """The first available backend for a modality ("CT" or "MR")."""
+    _load_optional()
     for s in _REGISTRY.values():
         if modality in s.modalities and s.is_available():
             return s
-    raise SegmentationError(f"no segmenter available for modality '{modality or 'unknown'}'")
+    why = "; ".join(f"{s.name}: {', '.join(s.missing_dependencies)}" for s in _REGISTRY.values()
+                    if modality in s.modalities)
+    raise SegmentationError(f"no segmenter available for modality '{modality or 'unknown'}'"
+                            + (f" ({why})" if why else "") + "; load a label map instead (--labels)")
 
 
 register(FunctionSegmenter("classical-ct", ("CT",), "spineplan.core.segmentation.ct:segment_ct",

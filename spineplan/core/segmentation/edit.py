@@ -8,7 +8,8 @@ from ..commands import Command
 from ..errors import SegmentationError
 from . import labels as L
 
-__all__ = ["shift_levels", "rename_label", "LabelEdit"]
+__all__ = ["shift_levels", "rename_label", "merge_labels", "split_label_at_plane", "paint_sphere",
+           "LabelEdit"]
 
 _STANDARD = list(range(1, 25))  # C1..L5 in order; the sacrum stays the sacrum
 
@@ -40,15 +41,66 @@ def rename_label(arr: np.ndarray, old: int, new: int) -> np.ndarray:
     return out
 
 
+def merge_labels(arr: np.ndarray, keep: int, absorb: int) -> np.ndarray:
+    """Merge label ``absorb`` into ``keep`` (e.g. a vertebra split in two by mistake)."""
+    return rename_label(arr, absorb, keep)
+
+
+def split_label_at_plane(arr: np.ndarray, labels_volume, label: int, point_lps, normal_lps,
+                         new_label: int) -> np.ndarray:
+    """Give the part of ``label`` on the side of the plane the normal points to ``new_label``."""
+    idx = np.argwhere(arr == label)
+    if len(idx) == 0:
+        raise SegmentationError(f"label {label} is not in the label map")
+    lps = labels_volume.lps_points_from_ijk(idx[:, ::-1].astype(float))
+    side = (lps - np.asarray(point_lps, float)) @ np.asarray(normal_lps, float) > 0
+    out = arr.copy()
+    k, j, i = idx[side].T
+    out[k, j, i] = new_label
+    return out
+
+
+def paint_sphere(arr: np.ndarray, labels_volume, center_lps, radius_mm: float, value: int,
+                 only_on: int | None = None) -> np.ndarray:
+    """Paint (value > 0) or erase (value 0) a sphere; ``only_on`` restricts to one label."""
+    c = labels_volume.ijk_points_from_lps(np.asarray(center_lps, float))
+    r = np.array([radius_mm / s for s in labels_volume.spacing])
+    lo = np.maximum(np.floor(c - r).astype(int), 0)
+    hi = np.minimum(np.ceil(c + r).astype(int) + 1, np.array(labels_volume.size_ijk))
+    out = arr.copy()
+    if np.any(hi <= lo):
+        return out
+    I, J, K = np.meshgrid(*(np.arange(lo[n], hi[n]) for n in range(3)), indexing="ij")
+    pts = labels_volume.lps_points_from_ijk(np.stack([I.ravel(), J.ravel(), K.ravel()], 1).astype(float))
+    inside = np.linalg.norm(pts - np.asarray(center_lps, float), axis=1) <= radius_mm
+    i, j, k = I.ravel()[inside], J.ravel()[inside], K.ravel()[inside]
+    if only_on is not None:
+        sel = out[k, j, i] == only_on
+        i, j, k = i[sel], j[sel], k[sel]
+    out[k, j, i] = value
+    return out
+
+
 class LabelEdit(Command):
     """Replace the scene's label array by ``fn(array)``; undo restores the previous one.
 
     Only the changed voxels are kept (indices and old values), not a full copy.
     """
 
-    def __init__(self, scene, fn, text: str):
-        self.scene, self.fn, self.text = scene, fn, text
+    def __init__(self, scene, fn, text: str, merge_id=None):
+        self.scene, self.fn, self.text, self.merge_id = scene, fn, text, merge_id
         self._idx = self._old = self._new = None
+
+    def merge(self, other: Command) -> bool:
+        """Consecutive strokes of one paint drag become one undo step."""
+        if not isinstance(other, LabelEdit) or other.scene is not self.scene:
+            return False
+        keep = ~np.isin(other._idx, self._idx)
+        self._idx = np.concatenate([self._idx, other._idx[keep]])
+        self._old = np.concatenate([self._old, other._old[keep]])
+        cur = self.scene.labels.array.ravel()
+        self._new = cur[self._idx].copy()
+        return True
 
     def do(self):
         lab = self.scene.labels

@@ -1,0 +1,107 @@
+"""Import label maps made elsewhere, mapped to our convention and onto the image grid.
+
+Supported: our/VerSe numbering, TotalSegmentator v2 "total" numbering (one multi-label
+file) or a TotalSegmentator folder of per-class masks (``vertebrae_L4.nii.gz``, ...).
+Resampling onto the image always goes through world coordinates (never array indices).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+
+from ..dicom.load import read_image_file
+from ..errors import InvalidInputError
+from ..labelmaps import labels_on_grid
+from ..volume import Volume
+from . import labels as L
+
+__all__ = ["TOTALSEG_TO_VERSE", "TOTALSEG_CLASS_NAMES", "detect_numbering", "renumber",
+           "import_labels"]
+
+# TotalSegmentator v2 "total" task: vertebrae_S1 = 26, L5 = 27 ... T1 = 43, C7 = 44 ... C1 = 50;
+# sacrum = 25; spinal_cord = 79.
+_TS_ORDER = (["S1", "L5", "L4", "L3", "L2", "L1"] + [f"T{n}" for n in range(12, 0, -1)]
+             + [f"C{n}" for n in range(7, 0, -1)])
+TOTALSEG_CLASS_NAMES = {26 + n: f"vertebrae_{name}" for n, name in enumerate(_TS_ORDER)}
+TOTALSEG_CLASS_NAMES[25] = "sacrum"
+TOTALSEG_CLASS_NAMES[79] = "spinal_cord"
+TOTALSEG_TO_VERSE = {26 + n: (L.SACRUM if name == "S1" else L.vertebra_label(name))
+                     for n, name in enumerate(_TS_ORDER)}
+TOTALSEG_TO_VERSE[25] = L.SACRUM
+TOTALSEG_TO_VERSE[79] = L.CORD
+
+
+def detect_numbering(values) -> str:
+    """"totalseg" when class numbers only TotalSegmentator uses are present, else "verse"."""
+    v = {int(x) for x in values if x}
+    ts_only = set(range(29, 51)) | {27, 79}
+    if v & ts_only and not any(x >= 100 for x in v if x not in (79,)):
+        return "totalseg"
+    return "verse"
+
+
+def renumber(arr: np.ndarray, numbering: str) -> np.ndarray:
+    """Map a label array to our numbering; unknown classes become 0."""
+    if numbering == "verse":
+        known = set(L.VERTEBRA_NAMES) | {L.CANAL, L.CORD} | {d for d in range(100, 130) if L.is_disc(d)}
+        lut_size = max(int(arr.max()) + 1, 400)
+        lut = np.zeros(lut_size, np.uint16)
+        for k in known:
+            if k < lut_size:
+                lut[k] = k
+        return lut[arr.astype(np.int64)]
+    if numbering == "totalseg":
+        lut = np.zeros(max(int(arr.max()) + 1, 128), np.uint16)
+        for src, dst in TOTALSEG_TO_VERSE.items():
+            if src < len(lut):
+                lut[src] = dst
+        return lut[arr.astype(np.int64)]
+    raise InvalidInputError(f"unknown label numbering '{numbering}' (use verse or totalseg)")
+
+
+def _from_mask_folder(folder: Path, reference: Volume) -> Volume:
+    out = None
+    name_to_label = {v: TOTALSEG_TO_VERSE[k] for k, v in TOTALSEG_CLASS_NAMES.items()}
+    found = 0
+    for f in sorted(folder.iterdir()):
+        m = re.match(r"(.+?)\.(nii(\.gz)?|nrrd|mha)$", f.name)
+        if not m or m.group(1) not in name_to_label:
+            continue
+        mask = labels_on_grid(read_image_file(f), reference) if found >= 0 else None
+        if out is None:
+            out = np.zeros(reference.array.shape, np.uint16)
+        out[(mask.array > 0) & (out == 0)] = name_to_label[m.group(1)]
+        found += 1
+    if out is None:
+        raise InvalidInputError(f"{folder.name}: no TotalSegmentator masks (vertebrae_*.nii.gz) found")
+    return reference.with_array(out, modality="SEG")
+
+
+def import_labels(path, reference: Volume, numbering: str = "auto") -> Volume:
+    """Read a label map (file or TotalSegmentator mask folder) in our numbering on ``reference``'s grid.
+
+    Parameters
+    ----------
+    path : path
+        NIfTI/NRRD/MHA label file, or a folder of TotalSegmentator per-class masks.
+    reference : Volume
+        The image the labels belong to.
+    numbering : {"auto", "verse", "totalseg"}
+    """
+    p = Path(path)
+    if p.is_dir():
+        return _from_mask_folder(p, reference)
+    lab = read_image_file(p)
+    arr = lab.array
+    if not np.issubdtype(arr.dtype, np.integer):
+        if not np.allclose(arr, np.round(arr)):
+            raise InvalidInputError(f"{p.name} is not a label map (non-integer values)")
+        arr = np.round(arr).astype(np.int32)
+    if arr.min() < 0:
+        raise InvalidInputError(f"{p.name} is not a label map (negative values)")
+    kind = detect_numbering(np.unique(arr)) if numbering == "auto" else numbering
+    mapped = lab.with_array(renumber(arr, kind), modality="SEG")
+    return labels_on_grid(mapped, reference)
