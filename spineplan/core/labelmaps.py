@@ -28,7 +28,12 @@ def read_labels(paths, image: Volume) -> Volume:
     """Read one or more label files and merge them (later files win where non-zero)."""
     out = None
     for p in paths:
-        lab = labels_on_grid(read_image_file(p), image)
+        if str(p).lower().endswith(".dcm"):
+            from .export.dicom_seg import read_dicom_seg
+
+            lab = read_dicom_seg(p, image)
+        else:
+            lab = labels_on_grid(read_image_file(p), image)
         if out is None:
             out = lab
         else:

@@ -176,3 +176,28 @@ def test_segment_cli_without_segmenter_is_clear_error(tmp_path, phantom, monkeyp
     r = subprocess.run([sys.executable, "-m", "spineplan", "segment", str(tmp_path / "ct.nii.gz"), "-o",
                         str(tmp_path / "o.nii.gz")], capture_output=True, text=True, env=env)
     assert r.returncode == 2 and r.stderr.startswith("spineplan: error:") and "--labels" in r.stderr
+
+
+def test_dicom_seg_round_trip_on_the_sample_series(sample_dicom, tmp_path):
+    from spineplan.core.dicom.load import load_volume
+    from spineplan.core.export.dicom_seg import read_dicom_seg, write_dicom_seg
+
+    ct = load_volume(sample_dicom)
+    ref = sample_dicom / "reference"
+    lab = import_labels(ref / "vertebrae_verse.nii.gz", ct)
+    discs = import_labels(ref / "discs_verse.nii.gz", ct)
+    lab.array = np.where(discs.array > 0, discs.array, lab.array)
+    files = sorted(sample_dicom.glob("*.dcm"))
+    out = write_dicom_seg(lab, files, tmp_path / "seg.dcm")
+    import pydicom
+
+    ds = pydicom.dcmread(out)
+    assert ds.Modality == "SEG"
+    names = {str(s.SegmentLabel) for s in ds.SegmentSequence}
+    assert {"L4", "L4/L5", "S1"} <= names
+    refd = {str(r.ReferencedSOPInstanceUID) for s in ds.ReferencedSeriesSequence
+            for r in s.ReferencedInstanceSequence}
+    assert refd == {str(pydicom.dcmread(f, stop_before_pixels=True).SOPInstanceUID) for f in files}
+    back = read_dicom_seg(out, ct)
+    assert np.array_equal(back.array, lab.array)
+    assert np.array_equal(import_labels(out, ct).array, lab.array)  # the generic importer too

@@ -1,7 +1,8 @@
 """Import label maps made elsewhere, mapped to our convention and onto the image grid.
 
 Supported: our/VerSe numbering, TotalSegmentator v2 "total" numbering (one multi-label
-file) or a TotalSegmentator folder of per-class masks (``vertebrae_L4.nii.gz``, ...).
+file) or a TotalSegmentator folder of per-class masks (``vertebrae_L4.nii.gz``, ...), and
+DICOM SEG (``.dcm``, segments named by level).
 Resampling onto the image always goes through world coordinates (never array indices).
 """
 
@@ -94,6 +95,10 @@ def import_labels(path, reference: Volume, numbering: str = "auto") -> Volume:
     p = Path(path)
     if p.is_dir():
         return _from_mask_folder(p, reference)
+    if p.suffix.lower() == ".dcm":
+        from ..export.dicom_seg import read_dicom_seg
+
+        return read_dicom_seg(p, reference)
     lab = read_image_file(p)
     arr = lab.array
     if not np.issubdtype(arr.dtype, np.integer):
