@@ -6,7 +6,7 @@ import numpy as np
 
 from ..errors import PlanningError
 from ..segmentation import labels as L
-from .common import (bone_label_name, isolated_bone, facet_hits, frame, labels_at, path_metrics, range_check,
+from .common import (VERTEBRA_LABELS, bone_label_name, isolated_bone, facet_hits, frame, labels_at, path_metrics, range_check,
                      scope_checks, side_check, side_sign)
 from .geometry import sampling_stride, box_voxels, cylinder_voxels, points_along, skin_exit_lps, unit
 from .implants import load_catalogue
@@ -15,7 +15,6 @@ from .safety import PARAMETERS, Check
 
 __all__ = ["propose", "evaluate", "cage_axes", "footprint_points"]
 
-VERTEBRA_LABELS = np.array(sorted(L.VERTEBRA_NAMES))
 
 
 def cage_axes(plan: Plan, n: np.ndarray) -> np.ndarray:

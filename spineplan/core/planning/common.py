@@ -9,7 +9,7 @@ from .geometry import angle_to_axial_deg, angle_to_sagittal_deg, points_along, u
 from .plan import Anatomy, Plan
 from .safety import PARAMETERS, Check, units_touched
 
-__all__ = ["frame", "side_sign", "path_metrics", "labels_at", "scope_checks", "side_check",
+__all__ = ["VERTEBRA_LABELS", "isolated_bone", "frame", "side_sign", "path_metrics", "labels_at", "scope_checks", "side_check",
            "facet_hits", "bone_label_name", "range_check"]
 
 
@@ -49,7 +49,7 @@ def labels_at(anat: Anatomy, pts: np.ndarray):
     return lab, val
 
 
-_VERT = np.array(sorted(L.VERTEBRA_NAMES))
+VERTEBRA_LABELS = np.array(L.VERTEBRA_LABELS)
 
 
 def isolated_bone(anat: Anatomy, ijk: np.ndarray) -> np.ndarray:
@@ -67,7 +67,7 @@ def isolated_bone(anat: Anatomy, ijk: np.ndarray) -> np.ndarray:
         for dj in (-1, 0, 1):
             for dk in (-1, 0, 1):
                 q = np.clip(ijk + [di, dj, dk], 0, shp - 1)
-                near |= np.isin(arr[q[:, 2], q[:, 1], q[:, 0]], _VERT)
+                near |= np.isin(arr[q[:, 2], q[:, 1], q[:, 0]], VERTEBRA_LABELS)
     return ~near
 
 

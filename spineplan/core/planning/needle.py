@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..segmentation import labels as L
-from .common import (bone_label_name, isolated_bone, facet_hits, frame, labels_at, path_metrics, path_points,
+from .common import (VERTEBRA_LABELS, bone_label_name, isolated_bone, facet_hits, frame, labels_at, path_metrics, path_points,
                      range_check, scope_checks, side_check, side_sign)
 from .geometry import skin_exit_lps, unit
 from .plan import Anatomy, Plan
@@ -13,7 +13,6 @@ from .safety import PARAMETERS, Check
 
 __all__ = ["propose", "evaluate"]
 
-VERTEBRA_LABELS = np.array(sorted(L.VERTEBRA_NAMES))
 
 
 def evaluate(plan: Plan, anat: Anatomy) -> Plan:

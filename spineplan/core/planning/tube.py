@@ -6,15 +6,14 @@ import numpy as np
 
 from ..errors import PlanningError
 from ..segmentation import labels as L
-from .common import (bone_label_name, isolated_bone, facet_hits, frame, path_metrics, range_check, scope_checks,
+from .common import (VERTEBRA_LABELS, bone_label_name, isolated_bone, facet_hits, frame, path_metrics, range_check, scope_checks,
                      side_check, side_sign)
 from .geometry import sampling_stride, cylinder_voxels, skin_exit_lps, unit
 from .plan import Anatomy, Plan
 from .safety import PARAMETERS, Check
 
-__all__ = ["propose", "evaluate", "VERTEBRA_LABELS"]
+__all__ = ["propose", "evaluate"]
 
-VERTEBRA_LABELS = np.array(sorted(L.VERTEBRA_NAMES))
 
 
 def _working_volume(plan: Plan, anat: Anatomy):

@@ -8,7 +8,7 @@ disc = 100 + label of the vertebra above (L4/L5 = 123, L5/S1 = 124);
 from __future__ import annotations
 
 __all__ = [
-    "VERTEBRA_NAMES", "LABEL_FROM_NAME", "SACRUM", "CANAL", "CORD", "DISC_OFFSET",
+    "VERTEBRA_NAMES", "VERTEBRA_LABELS", "LABEL_FROM_NAME", "SACRUM", "CANAL", "CORD", "DISC_OFFSET",
     "vertebra_name", "vertebra_label", "disc_label", "is_vertebra", "is_disc",
     "vertebra_above_disc", "craniocaudal_order", "next_caudal", "motor_unit_name",
     "parse_motor_unit", "disc_name",
@@ -31,6 +31,7 @@ VERTEBRA_NAMES[26] = "S1"
 VERTEBRA_NAMES[28] = "T13"
 
 LABEL_FROM_NAME = {v: k for k, v in VERTEBRA_NAMES.items()}
+VERTEBRA_LABELS = tuple(sorted(VERTEBRA_NAMES))  # every vertebra label value
 LABEL_FROM_NAME["S"] = SACRUM
 LABEL_FROM_NAME["SACRUM"] = SACRUM
 
