@@ -171,7 +171,9 @@ def test_totalsegmentator_backend_reports_unavailable_and_runs_when_present(phan
 
 
 def test_segment_cli_without_segmenter_is_clear_error(tmp_path, phantom, monkeypatch):
-    write_volume(phantom.ct, tmp_path / "ct.nii.gz")
+    # an image that is not a CT (no MRI segmenter is built in yet): a one-line reason, exit 2
+    mr = phantom.ct.with_array(np.clip(phantom.ct.array, 0, 400).astype(np.int16))
+    write_volume(mr, tmp_path / "ct.nii.gz")
     env = dict(os.environ, PATH=os.path.dirname(sys.executable))
     r = subprocess.run([sys.executable, "-m", "spineplan", "segment", str(tmp_path / "ct.nii.gz"), "-o",
                         str(tmp_path / "o.nii.gz")], capture_output=True, text=True, env=env)
