@@ -6,21 +6,52 @@ import json
 import time
 
 from ..core.dicom.load import load_volume
-from ..core.errors import SegmentationError
+from ..core.errors import InvalidInputError, SegmentationError
 from ..core.export.label_export import write_label_map
 from ..core.segmentation.base import default_for, get
 from ..core.segmentation.motor_units import compute_motor_units
 
 
+def _source_files(args, vol) -> list:
+    """The DICOM files of the segmented series (for a DICOM SEG output)."""
+    from ..core.dicom.scan import scan
+
+    uid = vol.meta.get("series_uid")
+    if not uid:
+        raise InvalidInputError("a .dcm (DICOM SEG) output needs a DICOM source series; "
+                                "use .nii.gz, .nii, .nrrd or .mha")
+    for s in scan(args.path).series:
+        if s.uid == uid:
+            return s.files
+    raise InvalidInputError("source series not found again for the DICOM SEG output")
+
+
+def _write_output(labels, args, vol) -> None:
+    """Label map by extension: .nii.gz/.nii/.nrrd/.mha, or .dcm = DICOM SEG of the source series."""
+    out = str(args.output).lower()
+    if out.endswith(".dcm"):
+        from ..core.export.dicom_seg import write_dicom_seg
+
+        files = _source_files(args, vol)
+        write_dicom_seg(labels, files, args.output)
+    elif out.endswith((".nii.gz", ".nii", ".nrrd", ".mha")):
+        write_label_map(labels, args.output)
+    else:
+        raise InvalidInputError(f"unsupported label output '{args.output}': use .nii.gz, .nii, .nrrd, "
+                                ".mha or .dcm (DICOM SEG)")
+
+
 def run(args) -> int:
     vol = load_volume(args.path, series_uid=args.series)
+    if not str(args.output).lower().endswith((".nii.gz", ".nii", ".nrrd", ".mha", ".dcm")):
+        _write_output(None, args, vol)  # raises the one-line error before a long run
     seg = default_for(vol.modality) if args.backend == "auto" else get(args.backend)
     if not seg.is_available():
         raise SegmentationError(f"segmenter '{seg.name}' is not available: {'; '.join(seg.missing_dependencies)}")
     t = time.perf_counter()
     res = seg.segment(vol)
     seconds = time.perf_counter() - t
-    write_label_map(res.labels, args.output)
+    _write_output(res.labels, args, vol)
     units = [u.name for u in compute_motor_units(res.labels)]
     if args.json:
         print(json.dumps({"levels": res.levels, "motor_units": units, "seconds": round(seconds, 3),

@@ -9,7 +9,8 @@ from ..errors import SegmentationError
 from . import labels as L
 
 __all__ = ["shift_levels", "rename_label", "merge_labels", "split_label_at_plane", "paint_sphere",
-           "LabelEdit"]
+           "paint_disc_on_slice", "LabelEdit", "shift_levels_command", "rename_command",
+           "merge_command", "split_command", "paint_command"]
 
 _STANDARD = list(range(1, 25))  # C1..L5 in order; the sacrum stays the sacrum
 
@@ -81,6 +82,28 @@ def paint_sphere(arr: np.ndarray, labels_volume, center_lps, radius_mm: float, v
     return out
 
 
+def paint_disc_on_slice(arr: np.ndarray, labels_volume, center_lps, radius_mm: float, value: int,
+                        axis: int, only_on: int | None = None) -> np.ndarray:
+    """Paint/erase a disc brush on the one slice through ``center_lps`` normal to array ``axis``.
+
+    ``axis`` is the index axis (0 = i, 1 = j, 2 = k) held fixed: the slice shown in a 2D view.
+    """
+    c = np.rint(labels_volume.ijk_points_from_lps(np.asarray(center_lps, float))).astype(int)
+    if not 0 <= c[axis] < labels_volume.size_ijk[axis]:
+        return arr.copy()
+    sub = np.zeros_like(arr)
+    sl = [slice(None)] * 3
+    sl[2 - axis] = c[axis]  # array is [k, j, i]
+    sub[tuple(sl)] = 1
+    ball = paint_sphere(np.zeros_like(arr), labels_volume, center_lps, radius_mm, 1)
+    mask = (ball == 1) & (sub == 1)
+    if only_on is not None:
+        mask &= arr == only_on
+    out = arr.copy()
+    out[mask] = value
+    return out
+
+
 class LabelEdit(Command):
     """Replace the scene's label array by ``fn(array)``; undo restores the previous one.
 
@@ -118,3 +141,41 @@ class LabelEdit(Command):
         arr = lab.array.copy()
         arr.ravel()[self._idx] = self._old
         self.scene.set_labels(lab.with_array(arr, modality="SEG"))
+
+
+def shift_levels_command(scene, steps: int) -> LabelEdit:
+    """Undoable level shift (vertebrae and discs renamed together)."""
+    return LabelEdit(scene, lambda a: shift_levels(a, steps),
+                     f"Shift levels {'down' if steps > 0 else 'up'} by {abs(steps)}")
+
+
+def rename_command(scene, old: int, new: int) -> LabelEdit:
+    """Undoable rename of one label (e.g. one vertebra named wrongly)."""
+    return LabelEdit(scene, lambda a: rename_label(a, old, new), f"Rename label {old} to {new}")
+
+
+def merge_command(scene, keep: int, absorb: int) -> LabelEdit:
+    """Undoable merge of ``absorb`` into ``keep``."""
+    return LabelEdit(scene, lambda a: merge_labels(a, keep, absorb), f"Merge {absorb} into {keep}")
+
+
+def split_command(scene, label: int, point_lps, normal_lps, new_label: int) -> LabelEdit:
+    """Undoable split of ``label`` at a plane (LPS point + normal)."""
+    return LabelEdit(scene, lambda a: split_label_at_plane(a, scene.labels, label, point_lps, normal_lps,
+                                                           new_label), f"Split {label}")
+
+
+def paint_command(scene, center_lps, radius_mm: float, value: int, *, axis: int | None = None,
+                  only_on: int | None = None, stroke_id=None) -> LabelEdit:
+    """One dab of a paint (value > 0) / erase (0) stroke: sphere, or disc on a slice when ``axis``.
+
+    Dabs pushed with the same ``stroke_id`` merge into one undo step (end with
+    ``undo_stack.end_merge()`` on mouse release).
+    """
+    if axis is None:
+        fn = lambda a: paint_sphere(a, scene.labels, center_lps, radius_mm, value, only_on)  # noqa: E731
+    else:
+        fn = lambda a: paint_disc_on_slice(a, scene.labels, center_lps, radius_mm, value, axis,  # noqa: E731
+                                           only_on)
+    return LabelEdit(scene, fn, "Erase" if value == 0 else "Paint",
+                     merge_id=("paint", stroke_id) if stroke_id is not None else None)

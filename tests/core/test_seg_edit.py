@@ -1,0 +1,92 @@
+"""Label-map corrections as undoable scene commands: slice brush, rename, labels event, redo."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from spineplan.core.phantom import make_phantom
+from spineplan.core.scene import Scene
+from spineplan.core.segmentation import labels as L
+from spineplan.core.segmentation.edit import (merge_command, paint_command, paint_disc_on_slice,
+                                              rename_command, shift_levels_command, split_command)
+
+
+@pytest.fixture(scope="module")
+def phantom():
+    return make_phantom(spacing=2.0)
+
+
+@pytest.fixture
+def scene(phantom):
+    s = Scene()
+    s.set_volume(phantom.ct)
+    s.set_labels(phantom.labels)
+    return s
+
+
+def test_disc_brush_paints_only_the_slice_within_radius(phantom):
+    lab = phantom.labels
+    c = np.array(phantom.truth["vertebrae"]["L3"]["center_lps"])
+    out = paint_disc_on_slice(lab.array, lab, c, 6.0, 300, axis=2)
+    changed = np.argwhere(out != lab.array)  # [k, j, i]
+    assert len(changed) > 0
+    k0 = int(np.rint(lab.ijk_points_from_lps(c)[2]))
+    assert set(changed[:, 0].tolist()) == {k0}
+    new = lab.lps_points_from_ijk(changed[:, ::-1].astype(float))
+    assert np.linalg.norm(new - c, axis=1).max() <= 6.0 + 1e-6
+    assert (out[changed[:, 0], changed[:, 1], changed[:, 2]] == 300).all()
+    # erase restricted to one label touches only that label
+    er = paint_disc_on_slice(lab.array, lab, c, 20.0, 0, axis=2, only_on=22)
+    diff = er != lab.array
+    assert diff.any() and set(np.unique(lab.array[diff]).tolist()) == {22}
+
+
+def test_shift_command_fires_labels_event_undo_and_redo(scene, phantom):
+    seen = []
+    scene.events.labels.connect(lambda lab: seen.append(lab))
+    before = phantom.labels.array.copy()
+    scene.undo_stack.push(shift_levels_command(scene, -1))
+    assert len(seen) == 1
+    a = scene.labels.array
+    for v in (20, 21, 22, 23, 24):  # L1..L5 -> T12..L4, discs follow
+        assert (a == v - 1).sum() == (before == v).sum()
+    assert (a == L.disc_label(23)).sum() == (before == L.disc_label(24)).sum()
+    after = a.copy()
+    scene.undo_stack.undo()
+    assert np.array_equal(scene.labels.array, before) and len(seen) == 2
+    scene.undo_stack.redo()
+    assert np.array_equal(scene.labels.array, after)
+
+
+def test_rename_merge_split_commands_round_trip(scene, phantom):
+    before = phantom.labels.array.copy()
+    c = np.array(phantom.truth["vertebrae"]["L3"]["center_lps"])
+    scene.undo_stack.push(rename_command(scene, 24, 25))  # L5 -> L6 by hand
+    assert not (scene.labels.array == 24).any() and (scene.labels.array == 25).sum() == (before == 24).sum()
+    scene.undo_stack.push(merge_command(scene, 21, 22))
+    assert not (scene.labels.array == 22).any()
+    scene.undo_stack.push(split_command(scene, 21, c, [0, 0, 1.0], 22))
+    lab = scene.labels
+    sup = lab.lps_points_from_ijk(np.argwhere(lab.array == 22)[:, ::-1].astype(float))
+    assert len(sup) > 0 and (sup[:, 2] > c[2]).all()  # the part the normal (+S) points to
+    assert len(scene.undo_stack) == 3
+    while scene.undo_stack.undo():
+        pass
+    assert np.array_equal(scene.labels.array, before)
+
+
+def test_slice_paint_stroke_is_one_step_and_stores_only_changes(scene, phantom):
+    before = phantom.labels.array.copy()
+    c = np.array(phantom.truth["vertebrae"]["L2"]["center_lps"])
+    for dx in (0.0, 3.0, 6.0, 9.0):
+        scene.undo_stack.push(paint_command(scene, c + [dx, 0, 0], 5.0, 300, axis=2, stroke_id=1))
+    scene.undo_stack.end_merge()
+    scene.undo_stack.push(paint_command(scene, c, 5.0, 0, axis=2, stroke_id=2))  # new stroke
+    assert len(scene.undo_stack) == 2
+    stroke = scene.undo_stack._done[0]
+    n_changed = int(((scene.labels.array != before)).sum())
+    assert 0 < stroke._idx.size < before.size // 100 and n_changed > 0
+    scene.undo_stack.undo()
+    scene.undo_stack.undo()
+    assert np.array_equal(scene.labels.array, before)
