@@ -71,7 +71,7 @@ def _from_mask_folder(folder: Path, reference: Volume) -> Volume:
         m = re.match(r"(.+?)\.(nii(\.gz)?|nrrd|mha)$", f.name)
         if not m or m.group(1) not in name_to_label:
             continue
-        mask = labels_on_grid(read_image_file(f), reference) if found >= 0 else None
+        mask = labels_on_grid(read_image_file(f), reference)
         if out is None:
             out = np.zeros(reference.array.shape, np.uint16)
         out[(mask.array > 0) & (out == 0)] = name_to_label[m.group(1)]

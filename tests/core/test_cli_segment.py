@@ -1,0 +1,101 @@
+"""`spineplan segment` contract: JSON document, label file by extension (incl. DICOM SEG), errors."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from spineplan import cli
+from spineplan.core.dicom.load import load_volume, read_image_file, write_volume
+from spineplan.core.dicom.write import write_series
+from spineplan.core.phantom import make_phantom
+from spineplan.core.segmentation import base
+from spineplan.core.segmentation.base import SegmentationResult
+
+
+@pytest.fixture(scope="module")
+def phantom():
+    return make_phantom(spacing=2.5)
+
+
+class _Stub:
+    """A test-only backend: returns the phantom's exact labels on the input grid."""
+
+    name = "stub"
+    modalities = ("CT",)
+
+    def __init__(self, phantom):
+        self.phantom, self.calls = phantom, 0
+
+    def is_available(self):
+        return True
+
+    @property
+    def missing_dependencies(self):
+        return []
+
+    def segment(self, volume, *, progress=None, cancel=None):
+        from spineplan.core.segmentation.importers import labels_on_grid
+
+        self.calls += 1
+        lab = labels_on_grid(self.phantom.labels, volume)
+        return SegmentationResult(lab, levels=["T12", "L1", "L2", "L3", "L4", "L5", "S1"],
+                                  confidence={"L5": 0.9}, flags=["stub flag"])
+
+
+@pytest.fixture
+def stub(phantom, monkeypatch):
+    s = _Stub(phantom)
+    reg = {"stub": s}
+    monkeypatch.setattr(base, "_REGISTRY", reg)
+    return s
+
+
+def test_json_contract_and_nifti_output(phantom, stub, tmp_path, capsys):
+    write_volume(phantom.ct, tmp_path / "ct.nii.gz")
+    out = tmp_path / "labels.nii.gz"
+    rc = cli.main(["segment", str(tmp_path / "ct.nii.gz"), "-o", str(out), "--json"])
+    doc = json.loads(capsys.readouterr().out)
+    assert rc == 0 and stub.calls == 1
+    assert doc["levels"] == ["T12", "L1", "L2", "L3", "L4", "L5", "S1"]
+    assert doc["motor_units"] == ["T12-L1", "L1-L2", "L2-L3", "L3-L4", "L4-L5", "L5-S1"]
+    assert doc["labels_file"] == str(out) and doc["seconds"] >= 0
+    assert doc["confidence"] == {"L5": 0.9} and doc["flags"] == ["stub flag"]
+    back = read_image_file(out)
+    assert back.same_grid(phantom.labels) and np.array_equal(back.array, phantom.labels.array)
+
+
+def test_dicom_source_with_dcm_output_writes_a_seg(phantom, stub, tmp_path, capsys):
+    import pydicom
+
+    from spineplan.core.export.dicom_seg import read_dicom_seg
+
+    write_series(phantom.ct, tmp_path / "dcm")
+    out = tmp_path / "seg.dcm"
+    rc = cli.main(["segment", str(tmp_path / "dcm"), "-o", str(out), "--backend", "stub"])
+    assert rc == 0 and "stub" in capsys.readouterr().out
+    ds = pydicom.dcmread(out)
+    assert ds.Modality == "SEG"
+    ct = load_volume(tmp_path / "dcm")
+    back = read_dicom_seg(out, ct)
+    assert np.array_equal(back.array, stub.segment(ct).labels.array)
+
+
+@pytest.mark.parametrize("case", ["bad_ext", "missing", "unknown_backend"])
+def test_bad_input_is_one_line_exit_2(phantom, stub, tmp_path, capsys, case):
+    write_volume(phantom.ct, tmp_path / "ct.nii.gz")
+    src, out, extra = str(tmp_path / "ct.nii.gz"), str(tmp_path / "o.nii.gz"), []
+    if case == "bad_ext":
+        out = str(tmp_path / "o.txt")
+    elif case == "missing":
+        src = str(tmp_path / "nothing_here")
+    else:
+        extra = ["--backend", "nope"]
+    rc = cli.main(["segment", src, "-o", out, *extra])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.startswith("spineplan: error:") and err.count("\n") == 1
+    assert stub.calls == 0
+    if case == "unknown_backend":
+        assert "stub" in err  # lists the known backends
