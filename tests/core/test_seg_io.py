@@ -153,6 +153,10 @@ def test_totalsegmentator_backend_reports_unavailable_and_runs_when_present(phan
         """))
     exe.chmod(0o755)
     monkeypatch.setenv("PATH", str(bindir) + os.pathsep + os.environ.get("PATH", ""))
+    monkeypatch.setenv("TOTALSEG_HOME_DIR", str(tmp_path / "tshome"))
+    monkeypatch.delenv("TOTALSEG_WEIGHTS_PATH", raising=False)
+    assert not ts.is_available() and "weights" in ts.missing_dependencies[0]
+    (tmp_path / "tshome" / "nnunet" / "results" / "Dataset297_TotalSegmentator_total_3mm").mkdir(parents=True)
     assert ts.is_available()
     lines = []
     res = ts.segment(phantom.ct, log=lines.append)
@@ -203,3 +207,23 @@ def test_dicom_seg_round_trip_on_the_sample_series(sample_dicom, tmp_path):
     back = read_dicom_seg(out, ct)
     assert np.array_equal(back.array, lab.array)
     assert np.array_equal(import_labels(out, ct).array, lab.array)  # the generic importer too
+
+
+def test_totalsegmentator_cancel_kills_a_silent_process(phantom, tmp_path, monkeypatch):
+    import time
+
+    from spineplan.core.tasks import Cancelled
+
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    exe = bindir / "TotalSegmentator"
+    exe.write_text(f"#!{sys.executable}\nimport time\ntime.sleep(60)\n")
+    exe.chmod(0o755)
+    monkeypatch.setenv("PATH", str(bindir) + os.pathsep + os.environ.get("PATH", ""))
+    monkeypatch.setenv("TOTALSEG_HOME_DIR", str(tmp_path / "tshome"))
+    monkeypatch.delenv("TOTALSEG_WEIGHTS_PATH", raising=False)
+    (tmp_path / "tshome" / "nnunet" / "results" / "Dataset297_x").mkdir(parents=True)
+    t0 = time.monotonic()
+    with pytest.raises(Cancelled):
+        get("totalsegmentator").segment(phantom.ct, cancel=lambda: time.monotonic() - t0 > 0.5)
+    assert time.monotonic() - t0 < 10  # killed, not waited for
