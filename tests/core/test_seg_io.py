@@ -227,3 +227,32 @@ def test_totalsegmentator_cancel_kills_a_silent_process(phantom, tmp_path, monke
     with pytest.raises(Cancelled):
         get("totalsegmentator").segment(phantom.ct, cancel=lambda: time.monotonic() - t0 > 0.5)
     assert time.monotonic() - t0 < 10  # killed, not waited for
+
+
+def _signed_volume_mm3(poly):
+    from vtkmodules.util import numpy_support
+
+    pts = numpy_support.vtk_to_numpy(poly.GetPoints().GetData()).astype(float)
+    tri = numpy_support.vtk_to_numpy(poly.GetPolys().GetConnectivityArray()).reshape(-1, 3)
+    a, b, c = pts[tri[:, 0]], pts[tri[:, 1]], pts[tri[:, 2]]
+    return float(np.einsum("ij,ij->i", a, np.cross(b, c)).sum() / 6.0)
+
+
+def test_stl_faces_point_outward_on_mirrored_grids(phantom):
+    from spineplan.core.volume import Volume
+
+    lab = phantom.labels
+    d = lab.direction.copy()
+    d[:, 0] *= -1  # LAS-like storage of the same labels
+    origin = lab.lps_points_from_ijk((lab.size_ijk[0] - 1, 0, 0))
+    flipped = Volume(lab.array[:, :, ::-1].copy(), spacing=lab.spacing, origin=tuple(origin), direction=d)
+    vox_mm3 = float(np.prod(lab.spacing)) * (lab.array == 23).sum()
+    for grid in (lab, flipped):
+        poly = label_surface_lps(grid, 23)
+        v = _signed_volume_mm3(poly)
+        assert 0.7 * vox_mm3 < v < 1.3 * vox_mm3  # outward winding, about the voxel volume
+        b = np.array(poly.GetBounds()).reshape(3, 2)
+        idx = np.argwhere(grid.array == 23)
+        lps = grid.lps_points_from_ijk(idx[:, ::-1].astype(float))
+        assert np.all(np.abs(b[:, 0] - lps.min(0)) <= max(lab.spacing))
+        assert np.all(np.abs(b[:, 1] - lps.max(0)) <= max(lab.spacing))

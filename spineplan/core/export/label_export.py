@@ -58,6 +58,13 @@ def label_surface_lps(labels: Volume, value: int, smooth_iterations: int = 15):
     tf = vtkTransformFilter()
     tf.SetInputConnection(sm.GetOutputPort())
     tf.SetTransform(t)
+    if np.linalg.det(mat[:3, :3]) < 0:  # a mirrored grid (e.g. LAS file) would turn the faces inside out
+        from vtkmodules.vtkFiltersCore import vtkReverseSense
+
+        rev = vtkReverseSense()
+        rev.SetInputConnection(tf.GetOutputPort())
+        rev.Update()
+        return rev.GetOutput()
     tf.Update()
     return tf.GetOutput()
 
