@@ -256,3 +256,29 @@ def test_stl_faces_point_outward_on_mirrored_grids(phantom):
         lps = grid.lps_points_from_ijk(idx[:, ::-1].astype(float))
         assert np.all(np.abs(b[:, 0] - lps.min(0)) <= max(lab.spacing))
         assert np.all(np.abs(b[:, 1] - lps.max(0)) <= max(lab.spacing))
+
+
+def test_full_totalsegmentator_map_with_organs_and_ribs_is_not_read_as_verse(phantom, tmp_path):
+    from spineplan.core.errors import InvalidInputError
+
+    lab = phantom.labels
+    vert = np.where(np.isin(lab.array, list(L.VERTEBRA_NAMES)), lab.array, 0)
+    ts = _to_totalseg(vert).astype(np.uint8)
+    free = ts == 0
+    ts[:, :3, :][free[:, :3, :]] = 5      # liver (organ at 1..24)
+    ts[:, -3:, :][free[:, -3:, :]] = 104  # a rib
+    ts[:2][free[:2]] = 51                 # heart
+    write_volume(lab.with_array(ts), tmp_path / "total.nii.gz")
+    back = import_labels(tmp_path / "total.nii.gz", phantom.ct)
+    assert np.array_equal(back.array, vert)
+    # VerSe file with a foreign value: kept labels exact, the foreign one reported and dropped
+    odd = lab.array.copy()
+    odd[0, 0, 0] = 27
+    write_volume(lab.with_array(odd), tmp_path / "verse.nii.gz")
+    back = import_labels(tmp_path / "verse.nii.gz", phantom.ct)
+    exp = lab.array.copy()
+    exp[0, 0, 0] = 0
+    assert np.array_equal(back.array, exp) and any("27" in w for w in back.warnings)
+    write_volume(lab.with_array(np.full_like(lab.array, 27)), tmp_path / "none.nii.gz")
+    with pytest.raises(InvalidInputError):
+        import_labels(tmp_path / "none.nii.gz", phantom.ct)

@@ -36,10 +36,15 @@ TOTALSEG_TO_VERSE[79] = L.CORD
 
 
 def detect_numbering(values) -> str:
-    """"totalseg" when class numbers only TotalSegmentator uses are present, else "verse"."""
+    """"totalseg" when class numbers only TotalSegmentator uses are present, else "verse".
+
+    Our/VerSe numbering never uses 29..99; TotalSegmentator's "total" task puts the lumbar and
+    thoracic vertebrae (27..50), organs and vessels (51..), the cord (79) there. A full
+    TotalSegmentator map also holds organs at 1..24 and ribs at 92+, so this test must come
+    first: reading such a map as VerSe would turn organs into vertebrae.
+    """
     v = {int(x) for x in values if x}
-    ts_only = set(range(29, 51)) | {27, 79}
-    if v & ts_only and not any(x >= 100 for x in v if x not in (79,)):
+    if v & set(range(29, 100)):
         return "totalseg"
     return "verse"
 
@@ -107,6 +112,16 @@ def import_labels(path, reference: Volume, numbering: str = "auto") -> Volume:
         arr = np.round(arr).astype(np.int32)
     if arr.min() < 0:
         raise InvalidInputError(f"{p.name} is not a label map (negative values)")
-    kind = detect_numbering(np.unique(arr)) if numbering == "auto" else numbering
-    mapped = lab.with_array(renumber(arr, kind), modality="SEG")
-    return labels_on_grid(mapped, reference)
+    present = np.unique(arr)
+    kind = detect_numbering(present) if numbering == "auto" else numbering
+    new = renumber(arr, kind)
+    if not new.any():
+        raise InvalidInputError(f"{p.name}: no vertebra, disc or canal labels in {kind} numbering")
+    mapped = lab.with_array(new, modality="SEG")
+    out = labels_on_grid(mapped, reference)
+    if kind == "verse":  # our numbering: say which values were not ours (they are dropped)
+        unknown = sorted(int(x) for x in present if x and not renumber(np.array([x]), "verse")[0])
+        if unknown:
+            out.warnings.append(f"{p.name}: ignored label values not in the VerSe convention: "
+                                f"{', '.join(map(str, unknown[:10]))}{' ...' if len(unknown) > 10 else ''}")
+    return out
