@@ -75,8 +75,16 @@ def test_real_dicom_labels_las_vs_lps(shared_data):
 
     d = shared_data / "ct_lumbar_totalseg"
     ct = load_volume(d / "example_ct_dicom")
+    raw = read_image_file(d / "example_ct_dicom_vertebrae_verse.nii.gz")
+    assert raw.orientation() != ct.orientation()  # stored mirrored (LAS vs LPS)
     lab = import_labels(d / "example_ct_dicom_vertebrae_verse.nii.gz", ct)
     assert ct.array[lab.array == 19].mean() > 150  # T12 is bone
+    for v in (18, 19):  # same world position per vertebra, and not the index-wise copy
+        c_raw = raw.lps_points_from_ijk(np.argwhere(raw.array == v)[:, ::-1].astype(float)).mean(0)
+        c_imp = lab.lps_points_from_ijk(np.argwhere(lab.array == v)[:, ::-1].astype(float)).mean(0)
+        assert np.linalg.norm(c_raw - c_imp) < 1.0
+        assert (lab.array == v).sum() == (raw.array == v).sum()
+    assert not np.array_equal(lab.array, raw.array)
 
 
 def test_label_map_round_trip_and_stls(phantom, tmp_path):
