@@ -90,3 +90,19 @@ def test_slice_paint_stroke_is_one_step_and_stores_only_changes(scene, phantom):
     scene.undo_stack.undo()
     scene.undo_stack.undo()
     assert np.array_equal(scene.labels.array, before)
+
+
+@pytest.mark.parametrize("axis,only_on", [(None, None), (2, None), (1, 22), (0, None)])
+def test_brush_command_matches_the_pure_function(scene, phantom, axis, only_on):
+    from spineplan.core.segmentation.edit import paint_sphere
+
+    lab = phantom.labels
+    c = np.array(phantom.truth["vertebrae"]["L3"]["center_lps"]) + [1.3, -0.7, 0.4]
+    if axis is None:
+        expect = paint_sphere(lab.array, lab, c, 7.0, 0, only_on)
+    else:
+        expect = paint_disc_on_slice(lab.array, lab, c, 7.0, 0, axis, only_on)
+    scene.undo_stack.push(paint_command(scene, c, 7.0, 0, axis=axis, only_on=only_on))
+    assert np.array_equal(scene.labels.array, expect) and (expect != lab.array).any()
+    scene.undo_stack.undo()
+    assert np.array_equal(scene.labels.array, lab.array)

@@ -9,7 +9,7 @@ from ..errors import SegmentationError
 from . import labels as L
 
 __all__ = ["shift_levels", "rename_label", "merge_labels", "split_label_at_plane", "paint_sphere",
-           "paint_disc_on_slice", "LabelEdit", "shift_levels_command", "rename_command",
+           "paint_disc_on_slice", "brush_voxels_kji", "LabelEdit", "shift_levels_command", "rename_command",
            "merge_command", "split_command", "paint_command"]
 
 _STANDARD = list(range(1, 25))  # C1..L5 in order; the sacrum stays the sacrum
@@ -61,46 +61,52 @@ def split_label_at_plane(arr: np.ndarray, labels_volume, label: int, point_lps, 
     return out
 
 
-def paint_sphere(arr: np.ndarray, labels_volume, center_lps, radius_mm: float, value: int,
-                 only_on: int | None = None) -> np.ndarray:
-    """Paint (value > 0) or erase (value 0) a sphere; ``only_on`` restricts to one label."""
+def brush_voxels_kji(labels_volume, center_lps, radius_mm: float, axis: int | None = None):
+    """(k, j, i) index arrays of the voxels within ``radius_mm`` of ``center_lps`` (LPS).
+
+    Only the brush's bounding box is visited. With ``axis`` (0 = i, 1 = j, 2 = k) the brush is
+    a disc on the one slice through the centre normal to that index axis.
+    """
     c = labels_volume.ijk_points_from_lps(np.asarray(center_lps, float))
     r = np.array([radius_mm / s for s in labels_volume.spacing])
     lo = np.maximum(np.floor(c - r).astype(int), 0)
     hi = np.minimum(np.ceil(c + r).astype(int) + 1, np.array(labels_volume.size_ijk))
-    out = arr.copy()
+    if axis is not None:
+        n = int(np.rint(c[axis]))
+        lo[axis], hi[axis] = max(n, 0), min(n + 1, labels_volume.size_ijk[axis])
     if np.any(hi <= lo):
-        return out
+        e = np.zeros(0, int)
+        return e, e, e
     I, J, K = np.meshgrid(*(np.arange(lo[n], hi[n]) for n in range(3)), indexing="ij")
-    pts = labels_volume.lps_points_from_ijk(np.stack([I.ravel(), J.ravel(), K.ravel()], 1).astype(float))
+    ijk = np.stack([I.ravel(), J.ravel(), K.ravel()], 1)
+    pts = labels_volume.lps_points_from_ijk(ijk.astype(float))
     inside = np.linalg.norm(pts - np.asarray(center_lps, float), axis=1) <= radius_mm
-    i, j, k = I.ravel()[inside], J.ravel()[inside], K.ravel()[inside]
-    if only_on is not None:
-        sel = out[k, j, i] == only_on
-        i, j, k = i[sel], j[sel], k[sel]
-    out[k, j, i] = value
-    return out
+    i, j, k = ijk[inside].T
+    return k, j, i
+
+
+def paint_sphere(arr: np.ndarray, labels_volume, center_lps, radius_mm: float, value: int,
+                 only_on: int | None = None) -> np.ndarray:
+    """Paint (value > 0) or erase (value 0) a sphere; ``only_on`` restricts to one label."""
+    return _paint(arr, brush_voxels_kji(labels_volume, center_lps, radius_mm), value, only_on)
 
 
 def paint_disc_on_slice(arr: np.ndarray, labels_volume, center_lps, radius_mm: float, value: int,
                         axis: int, only_on: int | None = None) -> np.ndarray:
-    """Paint/erase a disc brush on the one slice through ``center_lps`` normal to array ``axis``.
+    """Paint/erase a disc brush on the one slice through ``center_lps`` normal to index ``axis``.
 
     ``axis`` is the index axis (0 = i, 1 = j, 2 = k) held fixed: the slice shown in a 2D view.
     """
-    c = np.rint(labels_volume.ijk_points_from_lps(np.asarray(center_lps, float))).astype(int)
-    if not 0 <= c[axis] < labels_volume.size_ijk[axis]:
-        return arr.copy()
-    sub = np.zeros_like(arr)
-    sl = [slice(None)] * 3
-    sl[2 - axis] = c[axis]  # array is [k, j, i]
-    sub[tuple(sl)] = 1
-    ball = paint_sphere(np.zeros_like(arr), labels_volume, center_lps, radius_mm, 1)
-    mask = (ball == 1) & (sub == 1)
+    return _paint(arr, brush_voxels_kji(labels_volume, center_lps, radius_mm, axis), value, only_on)
+
+
+def _paint(arr, kji, value, only_on):
+    k, j, i = kji
     if only_on is not None:
-        mask &= arr == only_on
+        sel = arr[k, j, i] == only_on
+        k, j, i = k[sel], j[sel], i[sel]
     out = arr.copy()
-    out[mask] = value
+    out[k, j, i] = value
     return out
 
 
@@ -110,8 +116,9 @@ class LabelEdit(Command):
     Only the changed voxels are kept (indices and old values), not a full copy.
     """
 
-    def __init__(self, scene, fn, text: str, merge_id=None):
+    def __init__(self, scene, fn, text: str, merge_id=None, sparse_fn=None):
         self.scene, self.fn, self.text, self.merge_id = scene, fn, text, merge_id
+        self.sparse_fn = sparse_fn  # arr -> (flat indices, new values): avoids whole-array work
         self._idx = self._old = self._new = None
 
     def merge(self, other: Command) -> bool:
@@ -127,7 +134,13 @@ class LabelEdit(Command):
 
     def do(self):
         lab = self.scene.labels
-        if self._idx is None:
+        if self._idx is None and self.sparse_fn is not None:
+            idx, vals = self.sparse_fn(lab.array)
+            old = lab.array.ravel()[idx]
+            ch = old != vals
+            self._idx, self._old = idx[ch], old[ch].copy()
+            self._new = np.asarray(vals, lab.array.dtype)[ch].copy()
+        elif self._idx is None:
             new = self.fn(lab.array)
             self._idx = np.flatnonzero(new != lab.array)
             self._old = lab.array.ravel()[self._idx].copy()
@@ -172,10 +185,13 @@ def paint_command(scene, center_lps, radius_mm: float, value: int, *, axis: int 
     Dabs pushed with the same ``stroke_id`` merge into one undo step (end with
     ``undo_stack.end_merge()`` on mouse release).
     """
-    if axis is None:
-        fn = lambda a: paint_sphere(a, scene.labels, center_lps, radius_mm, value, only_on)  # noqa: E731
-    else:
-        fn = lambda a: paint_disc_on_slice(a, scene.labels, center_lps, radius_mm, value, axis,  # noqa: E731
-                                           only_on)
-    return LabelEdit(scene, fn, "Erase" if value == 0 else "Paint",
-                     merge_id=("paint", stroke_id) if stroke_id is not None else None)
+    def sparse(a):
+        k, j, i = brush_voxels_kji(scene.labels, center_lps, radius_mm, axis)
+        if only_on is not None:
+            sel = a[k, j, i] == only_on
+            k, j, i = k[sel], j[sel], i[sel]
+        idx = np.ravel_multi_index((k, j, i), a.shape)
+        return idx, np.full(idx.shape, value, a.dtype)
+
+    return LabelEdit(scene, None, "Erase" if value == 0 else "Paint",
+                     merge_id=("paint", stroke_id) if stroke_id is not None else None, sparse_fn=sparse)
