@@ -48,6 +48,7 @@ class _Stub:
 @pytest.fixture
 def stub(phantom, monkeypatch):
     s = _Stub(phantom)
+    base._load_optional()  # optional backends register now, into the real registry, not the stub's
     reg = {"stub": s}
     monkeypatch.setattr(base, "_REGISTRY", reg)
     return s

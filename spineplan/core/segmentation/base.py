@@ -115,6 +115,7 @@ def all_segmenters() -> list[Any]:
 
 
 def available() -> list[Any]:
+    _load_optional()
     return [s for s in _REGISTRY.values() if s.is_available()]
 
 
