@@ -74,6 +74,7 @@ class MainWindow(QMainWindow):
         self._build_panels()
         self._build_menus()
         self.scene.events.volume.connect(self._on_volume)
+        self.scene.events.labels.connect(self._on_labels)
         self.scene.events.motor_units.connect(self._on_units)
         self.scene.events.annotations.connect(self._on_annotations)
         self.scene.events.plan.connect(self._on_plan)
@@ -465,10 +466,14 @@ class MainWindow(QMainWindow):
         self.set_labels(lab)
 
     def set_labels(self, lab):
+        self.scene.set_labels(lab)
+
+    def _on_labels(self, lab):
+        """Motor units follow the labels (after segmentation, corrections, undo/redo)."""
         from ..core.segmentation.motor_units import compute_motor_units
 
-        self.scene.set_labels(lab)
-        self.scene.set_motor_units(compute_motor_units(lab, self.scene.volume))
+        self.anatomy = None
+        self.scene.set_motor_units(compute_motor_units(lab, self.scene.volume) if lab is not None else [])
 
     def run_segmentation(self):
         from ..core.segmentation.base import default_for
@@ -500,9 +505,6 @@ class MainWindow(QMainWindow):
         except Exception as exc:  # noqa: BLE001
             self.show_error("Cannot shift levels", str(exc))
             return
-        from ..core.segmentation.motor_units import compute_motor_units
-
-        self.scene.set_motor_units(compute_motor_units(self.scene.labels))
 
     def _on_units(self, units):
         self.anatomy = None

@@ -407,3 +407,20 @@ def test_typed_plan_values_recheck(window, phantom, qtbot, monkeypatch):
     monkeypatch.setattr("PySide6.QtWidgets.QMessageBox.critical", lambda *a: shown.append(a))
     window.point_edits["target"].setText("1, 2")
     assert not window.type_plan_point("target") and shown
+
+
+def test_segment_button_runs_in_background_and_fills_the_table(window, phantom, qtbot):
+    _open(window, phantom, qtbot)
+    window.run_segmentation()
+    w = window._worker
+    with qtbot.waitSignal(w.signals.finished, timeout=120000):
+        pass
+    qtbot.waitUntil(lambda: window.scene.labels is not None, timeout=10000)
+    names = [window.unit_table.item(r, 0).text() for r in range(window.unit_table.rowCount())]
+    assert names == ["T12-L1", "L1-L2", "L2-L3", "L3-L4", "L4-L5", "L5-S1"]
+    # the most common correction: all level names one up, undoable
+    window.shift_levels(-1)
+    assert window.unit_table.item(0, 0).text() == "T11-T12"
+    window.undo_action.trigger()
+    assert (window.scene.labels.array == 19).any() and not (window.scene.labels.array == 18).any()
+    assert window.unit_table.item(0, 0).text() == "T12-L1"  # the table follows undo too

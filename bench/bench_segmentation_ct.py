@@ -1,0 +1,114 @@
+"""Benchmark of the built-in CT segmenter: Dice per level, level accuracy, discs, seconds and
+peak memory, for the phantom, the real CT (../shared/data or the bundled sample) and a
+~512x512x400 CT. Baseline measured in the same run: threshold + connected components sorted by
+height, named from the bottom as the sacrum upward (what a naive tool would do).
+
+Each case runs in a subprocess so that its peak memory (ru_maxrss) is its own.
+Run: .venv/bin/python bench/bench_segmentation_ct.py
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+CASE_CODE = r"""
+import json, resource, sys, time
+import numpy as np
+from scipy import ndimage
+sys.path.insert(0, sys.argv[1])
+from spineplan.core.segmentation import labels as L
+from spineplan.core.segmentation.ct import segment_ct
+case, method = sys.argv[2], sys.argv[3]
+if case.startswith("phantom"):
+    from spineplan.core.phantom import make_phantom
+    ph = make_phantom(spacing=float(case.split(":")[1]))
+    ct, ref = ph.ct, ph.labels.array
+else:
+    from spineplan.core.dicom.load import read_image_file, load_volume
+    from spineplan.core.labelmaps import read_labels
+    d = sys.argv[4]
+    ct = read_image_file(d + "/example_ct.nii.gz") if case == "real" else load_volume(d)
+    ct.modality = "CT"
+    names = (["example_ct_vertebrae_verse.nii.gz", "example_ct_discs_verse.nii.gz"] if case == "real"
+             else ["reference/vertebrae_verse.nii.gz", "reference/discs_verse.nii.gz"])
+    ref = read_labels([d + "/" + n for n in names], ct).array
+t = time.perf_counter()
+if method == "spineplan":
+    out = segment_ct(ct).labels.array
+else:  # naive baseline
+    b = ndimage.binary_opening(ct.array > 200)
+    c, n = ndimage.label(b)
+    sizes = ndimage.sum(b, c, range(1, n + 1))
+    big = [k + 1 for k in np.argsort(sizes)[::-1][:8]]
+    zc = [ndimage.center_of_mass(c == k)[0] for k in big]
+    order = [k for _, k in sorted(zip(zc, big))]
+    if ct.direction[2, 2] < 0:
+        order = order[::-1]
+    out = np.zeros(ct.array.shape, np.uint16)
+    names = [26, 24, 23, 22, 21, 20, 19, 18]
+    for k, v in zip(order, names):
+        out[c == k] = v
+secs = time.perf_counter() - t
+res = {"seconds": secs, "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+dices = {}
+for v in sorted(int(x) for x in np.unique(ref) if x):
+    if L.is_vertebra(v) and (ref == v).sum() > 500 or L.is_disc(v):
+        a, b = out == v, ref == v
+        dices[L.vertebra_name(v) if L.is_vertebra(v) else L.disc_name(v)] = round(2 * (a & b).sum() / max(a.sum() + b.sum(), 1), 3)
+res["dice"] = dices
+# level identification: each reference vertebra's voxels are mostly given its own name
+ok = []
+for v in sorted(int(x) for x in np.unique(ref) if L.is_vertebra(int(x)) and (ref == x).sum() > 500):
+    got, cnt = np.unique(out[ref == v], return_counts=True)
+    cnt = np.where(got == 0, 0, cnt)
+    ok.append(int(got[np.argmax(cnt)]) == v)
+res["levels_ok"] = all(ok)
+res["levels_right"] = f"{sum(ok)}/{len(ok)}"
+print(json.dumps(res))
+"""
+
+
+def run(case, method, data=""):
+    r = subprocess.run([sys.executable, "-c", CASE_CODE, str(ROOT), case, method, data],
+                       capture_output=True, text=True, timeout=1800)
+    if r.returncode != 0:
+        return {"error": r.stderr.strip().splitlines()[-1] if r.stderr else "failed"}
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def main():
+    shared = ROOT.parent / "shared" / "data" / "ct_lumbar_totalseg"
+    cases = [("phantom 1.5 mm", "phantom:1.5", ""), ("phantom 1.0 mm", "phantom:1.0", "")]
+    if shared.is_dir():
+        cases.append(("real CT 3 mm (TotalSeg ref.)", "real", str(shared)))
+    else:
+        cases.append(("sample CT 3 mm (reference)", "sample", str(ROOT / "sample_dicom")))
+    cases.append(("phantom 0.6 mm ~513x450x473", "phantom:0.6", ""))
+    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
+    for name, case, data in cases:
+        for method in ("spineplan", "naive"):
+            r = run(case, method, data)
+            if "error" in r:
+                print(f"{name:30s} {method:9s} error: {r['error']}")
+                continue
+            d = r["dice"]
+            verts = [v for k, v in d.items() if "/" not in k]
+            discs = [v for k, v in d.items() if "/" in k]
+            print(f"{name:30s} {method:9s} {r['seconds']:6.2f} s {r['peak_mb']:7.0f} MB  levels "
+                  f"{r['levels_right']} right  mean vertebra Dice {np.mean(verts):.3f}  "
+                  f"mean disc Dice {np.mean(discs) if discs else float('nan'):.3f}")
+            print("    " + "  ".join(f"{k} {v:.2f}" for k, v in d.items()))
+
+
+if __name__ == "__main__":
+    import numpy as np
+
+    main()
