@@ -1,0 +1,465 @@
+"""Alternative CT segmenter ("classical-ct-profile", from a parallel effort; not the default).
+
+Built-in classical CT spine segmenter (no model weights, CPU only).
+
+Pipeline (all on an axis-aligned LPS working grid, so any input direction works):
+
+1. resample the CT to an LPS-aligned working grid (``z`` = superior, ``y`` = posterior,
+   ``x`` = patient left) of at least ``WORK_MM`` spacing;
+2. bone mask by HU; the spinal canal as the non-bone holes enclosed by bone in each axial
+   slice, robustly fitted as a smooth curve ``x(z), y(z)``;
+3. the vertebral-body centre line in front of the canal; the mean-HU profile across the
+   body, sampled on planes perpendicular to that line, shows discs as low-HU minima;
+4. vertebra seeds = bone between consecutive disc planes (away from them), a watershed on
+   inverted HU splits bodies at the discs and posterior elements at the facet gaps;
+5. levels named from the sacrum (lowest segment) upward; transitional anatomy flagged;
+6. labels mapped back to the input grid, the surface placed at ``SURFACE_HU``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import SimpleITK as sitk
+from scipy import ndimage as ndi
+from scipy.signal import find_peaks
+
+from ..errors import SegmentationError
+from ..tasks import Reporter
+from ..volume import Volume
+from . import labels as L
+from .base import SegmentationResult
+
+__all__ = ["segment_ct", "WORK_MM", "SURFACE_HU"]
+
+WORK_MM = 1.5        # finest working spacing (mm)
+SURFACE_HU = 100.0   # vertebra surface threshold on the output grid (partial-volume voxels)
+BONE_HU = 150.0      # bone for canal / column detection on the working grid
+OTHER = 999          # temporary label: ribs, ilium, other bone
+DISC_ID = 500        # temporary labels of disc markers (500 + disc index)
+
+
+# --------------------------------------------------------------------------- grids
+def _working_image(volume: Volume) -> tuple[sitk.Image, float]:
+    """Resample ``volume`` onto an axis-aligned LPS grid (identity direction)."""
+    img = volume.to_sitk()
+    img = sitk.Cast(img, sitk.sitkFloat32)
+    w = max(WORK_MM, min(volume.spacing))
+    lo, hi = volume.bounds_lps()
+    size = [int(np.floor((hi[n] - lo[n]) / w + 1e-3)) + 1 for n in range(3)]
+    ref = sitk.Image(size, sitk.sitkFloat32)
+    ref.SetSpacing((w, w, w))
+    ref.SetOrigin(tuple(float(v) for v in lo))
+    ref.SetDirection((1, 0, 0, 0, 1, 0, 0, 0, 1))
+    out = sitk.Resample(img, ref, sitk.Transform(), sitk.sitkLinear, -1000.0, sitk.sitkFloat32)
+    return out, w
+
+
+def _smooth_curve(z: np.ndarray, v: np.ndarray, zq: np.ndarray, deg: int = 3,
+                  tol: float = 8.0, iters: int = 4) -> tuple[np.ndarray, np.ndarray]:
+    """Robust polynomial fit ``v(z)`` evaluated at ``zq``; returns (values, inlier mask)."""
+    keep = np.ones(len(z), bool)
+    deg = min(deg, max(len(np.unique(z)) - 1, 0))
+    for _ in range(iters):
+        c = np.polyfit(z[keep], v[keep], deg)
+        r = np.abs(np.polyval(c, z) - v)
+        new = r < max(tol, 2.5 * np.median(r[keep]))
+        if new.sum() < deg + 2 or np.array_equal(new, keep):
+            break
+        keep = new
+    return np.polyval(c, zq), keep
+
+
+def _local_curve(z: np.ndarray, v: np.ndarray, zq: np.ndarray, sigma: float) -> np.ndarray:
+    """Inlier samples ``v(z)`` interpolated at ``zq`` and Gaussian-smoothed (sigma in samples)."""
+    o = np.argsort(z)
+    f = np.interp(zq, z[o], v[o])
+    return ndi.gaussian_filter1d(f, sigma, mode="nearest")
+
+
+def _longest_run(z: np.ndarray, keep: np.ndarray, max_gap: float) -> np.ndarray:
+    """Mask of the kept samples in the longest z-run without gaps above ``max_gap``."""
+    idx = np.nonzero(keep)[0]
+    if len(idx) == 0:
+        return keep
+    idx = idx[np.argsort(z[idx])]
+    breaks = np.nonzero(np.diff(z[idx]) > max_gap)[0]
+    starts = np.r_[0, breaks + 1]
+    ends = np.r_[breaks, len(idx) - 1]
+    b = int(np.argmax(z[idx[ends]] - z[idx[starts]]))
+    out = np.zeros_like(keep)
+    out[idx[starts[b]:ends[b] + 1]] = True
+    return out
+
+
+# --------------------------------------------------------------------------- canal
+def _canal_candidates(bone: np.ndarray, w: float) -> np.ndarray:
+    """Centroids (x, y, z, area) in voxel units of in-slice holes enclosed by bone."""
+    st = np.zeros((3, 3, 3), bool)
+    st[1] = ndi.generate_binary_structure(2, 1)
+    filled = ndi.binary_fill_holes(bone, structure=st)
+    holes = filled & ~bone
+    lab, n = ndi.label(holes, structure=st)
+    if n == 0:
+        return np.zeros((0, 4))
+    idx = np.arange(1, n + 1)
+    area = ndi.sum_labels(np.ones_like(lab, dtype=np.float32), lab, idx) * w * w
+    com = np.array(ndi.center_of_mass(holes, lab, idx))  # (z, y, x)
+    ok = (area >= 40.0) & (area <= 700.0)
+    return np.column_stack([com[ok, 2], com[ok, 1], com[ok, 0], area[ok]])
+
+
+def _fit_canal(cands: np.ndarray, nz: int, w: float, mid_x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Robust smooth canal line: arrays cx(z), cy(z) in voxels and the valid z range mask."""
+    if len(cands) < 5:
+        raise SegmentationError("no spinal canal found: is this a CT of the spine?")
+    x, y, z = cands[:, 0], cands[:, 1], cands[:, 2]
+    # candidates near the patient's left-right midline (the column is midline)
+    sel = np.abs(x - mid_x[np.clip(np.round(z).astype(int), 0, nz - 1)]) < 25.0 / w
+    if sel.sum() < 5:
+        raise SegmentationError("no spinal canal found near the midline")
+    x, y, z = x[sel], y[sel], z[sel]
+    # per slice keep the most posterior candidate (the canal lies behind the body holes)
+    order = np.lexsort((-y, z))
+    z_s, first = np.unique(z[order].round(), return_index=True)
+    x, y, z = x[order][first], y[order][first], z_s
+    zq = np.arange(nz, dtype=float)
+    cy, keep = _smooth_curve(z, y, zq, tol=6.0 / w)
+    cx, keep2 = _smooth_curve(z[keep], x[keep], zq, tol=6.0 / w)
+    keep[np.nonzero(keep)[0][~keep2]] = False
+    keep &= _longest_run(z, keep, 60.0 / w)
+    cy = _local_curve(z[keep], y[keep], zq, 8.0 / w)
+    cx = _local_curve(z[keep], x[keep], zq, 8.0 / w)
+    zin = z[keep]
+    valid = (zq >= zin.min()) & (zq <= zin.max())
+    return cx, cy, valid
+
+
+def _regular_chain(idx: np.ndarray, score: np.ndarray, w: float,
+                   lo_mm: float = 20.0, hi_mm: float = 50.0) -> np.ndarray:
+    """Best-scoring chain of disc candidates with vertebra-like spacing (dynamic programming)."""
+    n = len(idx)
+    if n == 0:
+        return idx
+    best = score.astype(float).copy()
+    prev = np.full(n, -1)
+    for i in range(n):  # n is a handful of candidates
+        gap = (idx[i] - idx[:i]) * w
+        ok = np.nonzero((gap >= lo_mm) & (gap <= hi_mm))[0]
+        if len(ok):
+            j = ok[np.argmax(best[ok])]
+            if best[j] > 0:
+                best[i] = score[i] + best[j]
+                prev[i] = j
+    i = int(np.argmax(best))
+    chain = []
+    while i >= 0:
+        chain.append(i)
+        i = prev[i]
+    return idx[np.array(chain[::-1])]
+
+
+# --------------------------------------------------------------------------- main
+def segment_ct(volume: Volume, *, progress=None, cancel=None) -> SegmentationResult:
+    """Segment the vertebral column of a CT volume into labelled vertebrae and discs.
+
+    Parameters
+    ----------
+    volume : Volume
+        CT in Hounsfield units, any voxel grid / direction.
+    progress, cancel : callables, optional
+        See :mod:`spineplan.core.tasks`; raises ``Cancelled`` when ``cancel()`` is True.
+
+    Returns
+    -------
+    SegmentationResult
+        uint16 labels on the input grid (VerSe numbering, discs 100 + upper, 300 canal),
+        levels cranial to caudal, per-level confidence, transitional-anatomy flags, and
+        ``extra["centerline_lps"]``, ``extra["discs"]`` (label -> centre / normal, LPS).
+    """
+    rep = Reporter(progress, cancel)
+    if volume.array.ndim != 3 or min(volume.array.shape) < 3:
+        raise SegmentationError("CT volume too small to segment")
+    rep.step(0.0, "resampling")
+    wimg, w = _working_image(volume)
+    hu = sitk.GetArrayViewFromImage(wimg)  # [z, y, x] LPS aligned
+    nz, ny, nx = hu.shape
+    rep.step(0.15, "bone and canal")
+    bone = hu > BONE_HU
+    bone = ndi.binary_closing(bone, structure=np.ones((1, 3, 3), bool)) | bone
+    cands = _canal_candidates(bone, w)
+    body = hu > -300
+    xs_ = np.arange(nx, dtype=float)
+    wsum = body.sum(axis=(1, 2)).astype(float)
+    mid_x = np.where(wsum > 0, (body.sum(axis=1) * xs_).sum(axis=1) / np.maximum(wsum, 1), nx / 2)
+    del body
+    cx, cy, zvalid = _fit_canal(cands, nz, w, mid_x)
+    rep.step(0.3, "vertebral bodies")
+
+    # ---- body centre line: bone in a box in front of the canal, per slice
+    zz = np.nonzero(zvalid)[0]
+    bx = np.full(nz, np.nan)
+    by = np.full(nz, np.nan)
+    half_x = int(round(22.0 / w))
+    for k in zz:  # per slice (cheap: a small 2D box), no per-voxel loop
+        x0, y0 = int(round(cx[k])), int(round(cy[k]))
+        ys = slice(max(y0 - int(65 / w), 0), max(y0 - int(11 / w), 1))
+        xs = slice(max(x0 - half_x, 0), min(x0 + half_x + 1, nx))
+        sub = ndi.binary_fill_holes(bone[k, ys, xs])
+        if sub.sum() * w * w < 300:
+            continue
+        # the body is the largest blob in front of the canal; take its centroid
+        lab, n = ndi.label(sub)
+        big = np.argmax(np.bincount(lab[sub])[1:]) + 1
+        if (lab == big).sum() * w * w < 300:
+            continue
+        yy, xx = np.nonzero(lab == big)
+        by[k] = ys.start + yy.mean()
+        bx[k] = xs.start + xx.mean()
+    ok = ~np.isnan(by)
+    if ok.sum() < 10:
+        raise SegmentationError("no vertebral bodies found in front of the canal")
+    zq = np.arange(nz, dtype=float)
+    _, kb1 = _smooth_curve(zq[ok], by[ok], zq, deg=4, tol=5.0 / w)
+    _, kb2 = _smooth_curve(zq[ok], bx[ok], zq, deg=3, tol=5.0 / w)
+    zi = zq[ok][kb1 & kb2]
+    zi = zi[_longest_run(zi, np.ones(len(zi), bool), 20.0 / w)]
+    by_f = _local_curve(zi, by[zi.astype(int)], zq, 4.0 / w)
+    bx_f = _local_curve(zi, bx[zi.astype(int)], zq, 4.0 / w)
+    zz = zz[(zz >= zi.min()) & (zz <= zi.max())]
+
+    # ---- profile along the body line on planes perpendicular to it
+    rep.step(0.4, "discs")
+    pts = np.column_stack([bx_f[zz], by_f[zz], zq[zz]])  # voxel units (x, y, z)
+    tan = np.gradient(pts, axis=0)
+    tan /= np.linalg.norm(tan, axis=1, keepdims=True)
+    e1 = np.array([1.0, 0.0, 0.0])[None] - tan[:, :1] * tan
+    e1 /= np.linalg.norm(e1, axis=1, keepdims=True)
+    e2 = np.cross(tan, e1)
+    r = 9.0 / w
+    g = np.arange(-r, r + 1e-6, 1.0)
+    A, B = np.meshgrid(g, g)
+    disk = (A ** 2 + B ** 2) <= r * r
+    A, B = A[disk], B[disk]
+    samp = pts[:, None, :] + A[None, :, None] * e1[:, None, :] + B[None, :, None] * e2[:, None, :]
+    coords = np.stack([samp[..., 2], samp[..., 1], samp[..., 0]])  # z, y, x
+    vals = ndi.map_coordinates(hu, coords.reshape(3, -1), order=1, cval=-1000.0).reshape(samp.shape[:2])
+    prof = ndi.gaussian_filter1d(vals.mean(axis=1), 1.0 / w * 1.5)
+    span = np.percentile(prof, 90) - np.percentile(prof, 10)
+    peaks, props = find_peaks(-prof, distance=max(int(17.0 / w), 1), prominence=0.1 * span)
+    # a disc is darker than the bone around it; in-body minima (cancellous between bright
+    # endplates) are not darker than the local median
+    loc_med = ndi.median_filter(prof, size=max(int(30.0 / w), 3) | 1, mode="nearest")
+    keep = prof[peaks] < loc_med[peaks] - 0.12 * span
+    # bright endplates (bone) on both sides of a disc
+    win = max(int(20.0 / w), 2)
+    mx = ndi.maximum_filter1d(prof, win, mode="nearest")
+    above = np.array([mx[min(p + win // 2 + 1, len(prof) - 1)] for p in peaks])
+    below = np.array([mx[max(p - win // 2 - 1, 0)] for p in peaks])
+    keep &= np.minimum(above, below) - prof[peaks] > 0.15 * span
+    keep &= np.minimum(above, below) > np.median(prof)
+    all_min = peaks
+    peaks = peaks[keep]
+    peaks = _regular_chain(peaks, (loc_med - prof)[peaks] / span + 0.3, w, hi_mm=45.0)
+    # extend cranially: a weaker minimum one vertebra-period above the top disc
+    # (endplate contrast fades at the edge of the field of view)
+    while len(peaks) >= 2:
+        period = np.median(np.diff(peaks))
+        gap = all_min - peaks[-1]
+        cand = all_min[(gap >= 0.75 * period) & (gap <= 1.25 * period)
+                       & (prof[all_min] < loc_med[all_min])]
+        if len(cand) == 0:
+            break
+        peaks = np.append(peaks, cand[np.argmin(prof[cand] - loc_med[cand])])
+    props = {"prominences": ((loc_med - prof)[peaks] / span) * span}
+    if len(peaks) == 0:
+        raise SegmentationError("no intervertebral discs found along the column")
+    disc_c = pts[peaks]
+    disc_n = tan[peaks]
+    prom = props["prominences"] / span
+    rep.step(0.5, "vertebrae")
+
+    # ---- disc planes and slabs (signed distance along the normal, in voxels)
+    Z, Y, X = np.ogrid[:nz, :ny, :nx]
+
+    def plane_dist(i):
+        c, n = disc_c[i], disc_n[i]
+        return (X - c[0]) * n[0] + (Y - c[1]) * n[1] + (Z - c[2]) * n[2]
+
+    # column mask: bone (and enclosed holes except the canal) near the column
+    st = np.zeros((3, 3, 3), bool)
+    st[1] = ndi.generate_binary_structure(2, 1)
+    surf = hu > SURFACE_HU
+    filled = ndi.binary_fill_holes(surf, structure=st)
+    ccx = np.interp(zq, zq[zvalid], cx[zvalid])[:, None, None]
+    ccy = np.interp(zq, zq[zvalid], cy[zvalid])[:, None, None]
+    canal = (((X - ccx) / (9.0 / w)) ** 2 + ((Y - ccy) / (8.0 / w)) ** 2 <= 1.0) & ~surf
+    col = filled & ~canal
+    inzone = (np.abs(X - ccx) < 110.0 / w) & (Y > ccy - 80.0 / w) & (Y < ccy + 70.0 / w)
+    col &= inzone
+    ccl = ndi.label(col, structure=np.ones((3, 3, 3)))[0]
+    # keep components touching the body line
+    kb = np.clip(np.round(pts[:, [2, 1, 0]]).astype(int), 0, [nz - 1, ny - 1, nx - 1])
+    ids = np.unique(ccl[kb[:, 0], kb[:, 1], kb[:, 2]])
+    ids = ids[ids > 0]
+    col = np.isin(ccl, ids)
+    del ccl
+
+    # order discs cranial -> caudal (descending z)
+    order = np.argsort(-disc_c[:, 2])
+    disc_c, disc_n, prom = disc_c[order], disc_n[order], prom[order]
+    nd = len(disc_c)
+    dists = [plane_dist(i) for i in range(nd)]
+    margin = 4.0 / w
+    markers = np.zeros(hu.shape, np.uint16)
+    near = np.abs(X - ccx) < 30.0 / w
+    seg_ids = []
+    for s in range(nd + 1):
+        m = col & near
+        if s > 0:
+            m &= dists[s - 1] < -margin   # below the disc above
+        if s < nd:
+            m &= dists[s] > margin        # above the disc below
+        markers[m] = s + 1
+        seg_ids.append(s + 1)
+    markers[col & (np.abs(X - ccx) > 75.0 / w)] = OTHER
+    # disc markers: the low-HU middle of each disc, so disc voxels above SURFACE_HU
+    # (nucleus, partial volume) are not given to a vertebra
+    disc_rad2 = []
+    for i in range(nd):
+        c = disc_c[i]
+        d = dists[i]
+        rad2 = (X - c[0]) ** 2 + (Y - c[1]) ** 2 + (Z - c[2]) ** 2 - d ** 2
+        disc_rad2.append(rad2)
+        m = (np.abs(d) <= max(0.6, 1.5 / w)) & (rad2 < (12.0 / w) ** 2) & (hu < BONE_HU) & (hu > -100)
+        markers[m & (markers == 0) | m & (markers <= nd + 1) & (hu < SURFACE_HU)] = DISC_ID + i
+    if True:  # watershed on the gradient magnitude, confined to the column and disc zones
+        ca = sitk.GetArrayFromImage(sitk.GradientMagnitudeRecursiveGaussian(wimg, sigma=max(0.7 * w, 1.0)))
+        dzone = np.zeros(hu.shape, bool)
+        for i in range(nd):
+            dzone |= (np.abs(dists[i]) < 8.0 / w) & (disc_rad2[i] < (20.0 / w) ** 2)
+        ca[~(col | dzone)] = ca.max() * 2 + 1.0
+        cost = sitk.GetImageFromArray(ca)
+        del ca, dzone
+    ws = sitk.MorphologicalWatershedFromMarkers(cost, sitk.GetImageFromArray(markers),
+                                                markWatershedLine=False, fullyConnected=True)
+    seg = sitk.GetArrayFromImage(ws).astype(np.uint16)
+    disc_ws = seg >= DISC_ID
+    seg[~col] = 0
+    seg[seg == OTHER] = 0
+    seg[seg >= DISC_ID] = 0
+    rep.step(0.7, "naming levels")
+
+    # ---- naming from the sacrum upward: segment nd+1 (lowest) is the sacrum
+    counts = np.bincount(seg.ravel(), minlength=nd + 2)[1:nd + 2] * w ** 3
+    names_by_seg: dict[int, str] = {}
+    lumbar = ["L5", "L4", "L3", "L2", "L1"]
+    n_mobile = nd  # vertebrae between discs (fully bounded) + maybe a partial top one
+    flags: list[str] = []
+    order_caudal = list(range(nd + 1, 0, -1))  # seg ids caudal -> cranial
+    names_up = ["S1"]
+    if nd >= 7:
+        # more than five lumbar-type vertebrae plus T12 without ribs in view: transitional
+        names_up += ["L6"] + lumbar + ["T12", "T11", "T10", "T9", "T8"]
+        flags.append("transitional anatomy: L6 (six lumbar-type vertebrae above the sacrum)")
+    else:
+        names_up += lumbar + ["T12", "T11", "T10", "T9", "T8", "T7", "T6"]
+    for n, sid in enumerate(order_caudal):
+        if n < len(names_up):
+            names_by_seg[sid] = names_up[n]
+    # drop tiny partial segments (less than 0.3 cm^3)
+    present = [sid for sid in order_caudal if counts[sid - 1] > 300.0 and sid in names_by_seg]
+
+    # ---- discs: low-HU voxels between the endplates, within the body footprint
+    rep.step(0.8, "disc labels")
+    disc_lab = np.zeros(hu.shape, np.uint16)
+    disc_info = {}
+    for i in range(nd):
+        upper_seg, lower_seg = i + 1, i + 2
+        if upper_seg not in names_by_seg:
+            continue
+        up_label = L.vertebra_label(names_by_seg[upper_seg])
+        c, n = disc_c[i], disc_n[i]
+        d = dists[i]
+        rad2 = disc_rad2[i]
+        m = (np.abs(d) < 8.0 / w) & (rad2 < (20.0 / w) ** 2) & (hu > -100) & (hu <= 200)
+        m &= ~canal & ((sitk.GetArrayViewFromImage(ws) == DISC_ID + i) | ~col)
+        lab_i, nl = ndi.label(m)
+        if nl:
+            cc = lab_i[int(round(c[2])), int(round(c[1])), int(round(c[0]))]
+            if cc == 0:
+                cc = np.argmax(np.bincount(lab_i[m])[1:]) + 1
+            m = lab_i == cc
+        dl = L.disc_label(up_label)
+        disc_lab[m & (disc_lab == 0)] = dl
+        disc_info[dl] = (c, n)
+
+    # ---- compose labels on the working grid
+    out_w = np.zeros(hu.shape, np.uint16)
+    for sid in present:
+        out_w[seg == sid] = L.vertebra_label(names_by_seg[sid])
+    out_w[(out_w == 0) & (disc_lab > 0)] = disc_lab[(out_w == 0) & (disc_lab > 0)]
+    sac = hu < 60
+    out_w[(out_w == 0) & canal & sac & zvalid[:, None, None]] = L.CANAL
+    rep.step(0.9, "mapping to input grid")
+    labels = _to_input_grid(out_w, wimg, volume)
+
+    # ---- results
+    levels = [names_by_seg[s] for s in sorted(present)]  # seg ids ascend cranial -> caudal
+    conf = {}
+    for sid in present:
+        name = names_by_seg[sid]
+        n_from_sac = order_caudal.index(sid)
+        base = 0.95 if name == "S1" else 0.9 - 0.03 * n_from_sac
+        if "L6" in names_up and name in ("L6", "L5", "L1", "T12"):
+            base = min(base, 0.5)
+        conf[name] = float(np.clip(base, 0.05, 1.0))
+    # LPS geometry from working-grid voxel coords
+    org = np.array(wimg.GetOrigin())
+
+    def lps(p):
+        return org + np.asarray(p, float) * w
+
+    centerline = lps(pts)
+    canal_line = lps(np.column_stack([cx[zz], cy[zz], zq[zz]]))
+    discs_out = {int(k): {"center_lps": lps(c).tolist(), "normal_lps": (n / np.linalg.norm(n)).tolist()}
+                 for k, (c, n) in disc_info.items()}
+    rep.step(1.0, "done")
+    return SegmentationResult(labels=labels, levels=levels, confidence=conf, flags=flags,
+                              extra={"centerline_lps": centerline, "discs": discs_out,
+                                     "disc_prominence": prom.tolist(),
+                                     "canal_lps": canal_line})
+
+
+def _to_input_grid(out_w: np.ndarray, wimg: sitk.Image, volume: Volume) -> Volume:
+    """Nearest-neighbour labels on the input grid; vertebra surfaces at ``SURFACE_HU``."""
+    lab_img = sitk.GetImageFromArray(out_w)
+    lab_img.CopyInformation(wimg)
+    ref = sitk.Image(list(volume.size_ijk), sitk.sitkUInt8)
+    ref.SetSpacing(volume.spacing)
+    ref.SetOrigin(volume.origin)
+    ref.SetDirection(tuple(volume.direction.ravel()))
+    same = np.allclose(np.array(wimg.GetSpacing()), volume.spacing)
+    if same:
+        out = sitk.GetArrayFromImage(
+            sitk.Resample(lab_img, ref, sitk.Transform(), sitk.sitkNearestNeighbor, 0, sitk.sitkUInt16))
+        return volume.with_array(out.astype(np.uint16), modality="SEG")
+    # finer input grid: grow vertebra labels by one working voxel, then cut at SURFACE_HU
+    vert = (out_w > 0) & (out_w < 100)
+    grown = ndi.grey_dilation(np.where(vert, out_w, 0), size=(3, 3, 3))
+    grow_mask = (out_w == 0) & (grown > 0)
+    lab2 = out_w.copy()
+    lab2[grow_mask] = grown[grow_mask]
+    core = ndi.binary_erosion(vert, iterations=1)
+    g_img = sitk.GetImageFromArray(lab2)
+    g_img.CopyInformation(wimg)
+    c_img = sitk.GetImageFromArray(core.astype(np.uint8))
+    c_img.CopyInformation(wimg)
+    lab_in = sitk.GetArrayFromImage(
+        sitk.Resample(g_img, ref, sitk.Transform(), sitk.sitkNearestNeighbor, 0, sitk.sitkUInt16))
+    core_in = sitk.GetArrayFromImage(
+        sitk.Resample(c_img, ref, sitk.Transform(), sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8)) > 0
+    isv = (lab_in > 0) & (lab_in < 100)
+    keep = ~isv | core_in | (volume.array > SURFACE_HU)
+    lab_in[~keep] = 0
+    # voxels that were only grown (outside the working label) but are not bone: drop
+    return volume.with_array(lab_in.astype(np.uint16), modality="SEG")
