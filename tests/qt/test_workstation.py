@@ -25,15 +25,21 @@ def phantom():
     return make_phantom(spacing=2.0)
 
 
-@pytest.fixture()
-def window(qtbot, tmp_path):
+def _make_window(qtbot, tmp_path, with_3d=False, size=(1200, 900)):
+    """A shown MainWindow with settings and autosaves in the test's temporary folder."""
     settings = QSettings(str(tmp_path / "settings.ini"), QSettings.IniFormat)
     settings.setValue("autosave_dir", str(tmp_path / "autosave"))
-    w = MainWindow(settings=settings, with_3d=False)
+    w = MainWindow(settings=settings, with_3d=with_3d)
     qtbot.addWidget(w)
-    w.resize(1200, 900)
+    w.resize(*size)
     w.show()
     qtbot.waitExposed(w)
+    return w
+
+
+@pytest.fixture()
+def window(qtbot, tmp_path):
+    w = _make_window(qtbot, tmp_path)
     yield w
     w.close()
     gc.collect()
@@ -275,13 +281,7 @@ def test_measurements_saved_with_the_case(window, phantom, qtbot, tmp_path, monk
 def test_plan_views_and_3d_instrument(qtbot, tmp_path, phantom):
     """With a plan: the view down the instrument is perpendicular to the trajectory and
     centred on the target; the 3D view shows the instrument and dims the other units."""
-    settings = QSettings(str(tmp_path / "s.ini"), QSettings.IniFormat)
-    settings.setValue("autosave_dir", str(tmp_path / "autosave"))
-    w = MainWindow(settings=settings, with_3d=True)
-    qtbot.addWidget(w)
-    w.resize(1300, 900)
-    w.show()
-    qtbot.waitExposed(w)
+    w = _make_window(qtbot, tmp_path, with_3d=True, size=(1300, 900))
     try:
         w.scene.set_volume(phantom.ct)
         w.set_labels(phantom.labels)
