@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from .dicom.load import read_image_file
 from .errors import InvalidInputError
 from .volume import Volume
 
@@ -25,15 +24,13 @@ def labels_on_grid(labels: Volume, image: Volume) -> Volume:
 
 
 def read_labels(paths, image: Volume) -> Volume:
-    """Read one or more label files and merge them (later files win where non-zero)."""
+    """Read one or more label files (our/VerSe or TotalSegmentator numbering, DICOM SEG) and
+    merge them onto ``image``'s grid (later files win where non-zero)."""
+    from .segmentation.importers import import_labels  # numbering detection, DICOM SEG, folders
+
     out = None
     for p in paths:
-        if str(p).lower().endswith(".dcm"):
-            from .export.dicom_seg import read_dicom_seg
-
-            lab = read_dicom_seg(p, image)
-        else:
-            lab = labels_on_grid(read_image_file(p), image)
+        lab = import_labels(p, image)
         if out is None:
             out = lab
         else:

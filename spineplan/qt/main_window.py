@@ -611,35 +611,30 @@ class MainWindow(QMainWindow):
             return None
         return self.scene.plan.to_dict()
 
-    def save_plan(self):
+    def _export_plan(self, title: str, default_name: str, file_filter: str, write) -> None:
+        """Ask for a file name and write the current plan with ``write(plan_dict, path)``."""
         d = self._plan_dict()
         if d is None:
             return
-        f, _ = QFileDialog.getSaveFileName(self, "Save plan", "plan.json", "Plan (*.json)")
+        f, _ = QFileDialog.getSaveFileName(self, title, default_name, file_filter)
         if f:
-            from ..core.persistence import save_plan
+            write(d, f)
 
-            save_plan(d, f)
+    def save_plan(self):
+        from ..core.persistence import save_plan
+
+        self._export_plan("Save plan", "plan.json", "Plan (*.json)", save_plan)
 
     def export_report(self):
-        d = self._plan_dict()
-        if d is None:
-            return
-        f, _ = QFileDialog.getSaveFileName(self, "Report", "report.pdf", "PDF (*.pdf)")
-        if f:
-            from ..core.export.report import write_report
+        from ..core.export.report import write_report
 
-            write_report(d, f, volume=self.scene.volume, labels=self.scene.labels)
+        self._export_plan("Report", "report.pdf", "PDF (*.pdf)", lambda d, f: write_report(
+            d, f, volume=self.scene.volume, labels=self.scene.labels))
 
     def export_markups(self):
-        d = self._plan_dict()
-        if d is None:
-            return
-        f, _ = QFileDialog.getSaveFileName(self, "Slicer markups", "plan.mrk.json", "Markups (*.mrk.json)")
-        if f:
-            from ..core.export.slicer_markups import write_markups
+        from ..core.export.slicer_markups import write_markups
 
-            write_markups(d, f)
+        self._export_plan("Slicer markups", "plan.mrk.json", "Markups (*.mrk.json)", write_markups)
 
     # ------------------------------------------------------------------ measurements
     def _on_annotations(self, items):
@@ -655,14 +650,9 @@ class MainWindow(QMainWindow):
             self.scene.undo_stack.push(DeleteMeasurement(self.scene, self.scene.annotations[r]))
 
     def export_stl(self):
-        d = self._plan_dict()
-        if d is None:
-            return
-        f, _ = QFileDialog.getSaveFileName(self, "Instrument STL (LPS)", "instrument.stl", "STL (*.stl)")
-        if f:
-            from ..core.export.instrument_stl import write_instrument_stl
+        from ..core.export.instrument_stl import write_instrument_stl
 
-            write_instrument_stl(d, f)
+        self._export_plan("Instrument STL (LPS)", "instrument.stl", "STL (*.stl)", write_instrument_stl)
 
     # ------------------------------------------------------------------ autosave
     def autosave_file(self) -> Path | None:

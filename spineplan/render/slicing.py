@@ -39,7 +39,6 @@ def plane_axes(orientation: str, convention: str = "radiological"):
     return right, down, normal
 
 
-_LETTERS = {(1, 0, 0): "L", (-1, 0, 0): "R", (0, 1, 0): "P", (0, -1, 0): "A", (0, 0, 1): "S", (0, 0, -1): "I"}
 
 
 def trajectory_axes(entry_lps, target_lps, kind: str):
@@ -72,11 +71,8 @@ def letter_of(v) -> str:
 def edge_letters(orientation: str, convention: str = "radiological", axes=None) -> dict[str, str]:
     """Anatomical direction letters at the left, right, top and bottom edges of the view."""
     right, down, _ = axes if axes is not None else plane_axes(orientation, convention)
-
-    def letter(v):
-        return letter_of(v)
-
-    return {"left": letter(-right), "right": letter(right), "top": letter(-down), "bottom": letter(down)}
+    return {"left": letter_of(-right), "right": letter_of(right), "top": letter_of(-down),
+            "bottom": letter_of(down)}
 
 
 @dataclass

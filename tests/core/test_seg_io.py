@@ -290,3 +290,13 @@ def test_full_totalsegmentator_map_with_organs_and_ribs_is_not_read_as_verse(pha
     write_volume(lab.with_array(np.full_like(lab.array, 27)), tmp_path / "none.nii.gz")
     with pytest.raises(InvalidInputError):
         import_labels(tmp_path / "none.nii.gz", phantom.ct)
+
+
+def test_read_labels_detects_totalsegmentator_numbering(phantom, tmp_path):
+    """`plan --labels` and the GUI read label files through the importer: a TotalSegmentator
+    map is renumbered, not taken for our numbering (which would mislabel every level)."""
+    from spineplan.core.labelmaps import read_labels
+
+    vert = np.where(np.isin(phantom.labels.array, list(L.VERTEBRA_NAMES)), phantom.labels.array, 0)
+    write_volume(phantom.labels.with_array(_to_totalseg(vert).astype(np.uint8)), tmp_path / "ts.nii.gz")
+    assert np.array_equal(read_labels([tmp_path / "ts.nii.gz"], phantom.ct).array, vert)

@@ -424,3 +424,21 @@ def test_segment_button_runs_in_background_and_fills_the_table(window, phantom, 
     window.undo_action.trigger()
     assert (window.scene.labels.array == 19).any() and not (window.scene.labels.array == 18).any()
     assert window.unit_table.item(0, 0).text() == "T12-L1"  # the table follows undo too
+
+
+def test_plan_exports_from_the_plan_tab(window, phantom, qtbot, tmp_path, monkeypatch):
+    from PySide6.QtWidgets import QFileDialog
+
+    from spineplan.core.persistence import load_plan
+
+    _open(window, phantom, qtbot)
+    window.set_labels(phantom.labels)
+    window.level_box.setCurrentText("L4-L5")
+    window.proc_box.setCurrentText("needle")
+    window.propose_plan()
+    for fn, name in ((window.save_plan, "p.json"), (window.export_markups, "p.mrk.json"),
+                     (window.export_stl, "p.stl"), (window.export_report, "p.pdf")):
+        monkeypatch.setattr(QFileDialog, "getSaveFileName", lambda *a, n=name: (str(tmp_path / n), ""))
+        fn()
+        assert (tmp_path / name).stat().st_size > 100, name
+    assert load_plan(tmp_path / "p.json")["level"] == "L4-L5"
