@@ -133,8 +133,5 @@ def default_for(modality: str) -> Any:
 
 register(FunctionSegmenter("classical-ct", ("CT",), "spineplan.core.segmentation.ct:segment_ct",
                            "built-in CT segmenter (no model weights, CPU)"))
-register(FunctionSegmenter("classical-ct-profile", ("CT",), "spineplan.core.segmentation.ct_profile:segment_ct",
-                           "alternative CT segmenter (disc profile along the body line; better on the "
-                           "3 mm sample, wrong levels on finer grids — see its benchmark)"))
 register(FunctionSegmenter("classical-mri", ("MR",), "spineplan.core.segmentation.mri:segment_mri",
                            "built-in sagittal lumbar MRI segmenter (no model weights, CPU)"))

@@ -1,23 +1,25 @@
-"""Built-in classical CT spine segmenter (no model weights, CPU).
+"""Built-in classical CT spine segmenter ("classical-ct"; no model weights, CPU only).
 
-1. LPS-oriented copy of the CT (axis permutation/flips only, no resampling).
-2. The spinal canal: per axial slice, a dark (< 70 HU) non-bone hole enclosed by bone,
-   chained near the column's midline; its median left-right position is the midline.
-3. A mid-sagittal slab (mean over a few mm around the midline): vertebral bodies are
-   the bright regions anterior to the canal, separated by the darker discs. An Otsu
-   threshold inside the body column splits them; each 2D component is one body, which
-   handles disc tilt (lordosis, the sacral slope) naturally.
-4. The 2D bodies, extruded across the body width, seed a watershed over the 3D spine
-   bone mask so that posterior elements join their own body; borders fall in narrow
-   joints (facets).
-5. Discs: non-bone voxels between two consecutive bodies in the body footprint.
-   Levels are named from the sacrum (the lowest, largest body) upward.
+Pipeline (all on an axis-aligned LPS working grid, so any input direction works):
+
+1. resample the CT to an LPS-aligned working grid (``z`` = superior, ``y`` = posterior,
+   ``x`` = patient left) of at least ``WORK_MM`` spacing;
+2. bone mask by HU; the spinal canal as the non-bone holes enclosed by bone in each axial
+   slice, robustly fitted as a smooth curve ``x(z), y(z)``;
+3. the vertebral-body centre line in front of the canal; the mean-HU profile across the
+   body, sampled on planes perpendicular to that line, shows discs as low-HU minima;
+4. vertebra seeds = bone between consecutive disc planes (away from them), a watershed on
+   inverted HU splits bodies at the discs and posterior elements at the facet gaps;
+5. levels named from the sacrum (lowest segment) upward; transitional anatomy flagged;
+6. labels mapped back to the input grid, the surface placed at ``SURFACE_HU``.
 """
 
 from __future__ import annotations
 
 import numpy as np
-from scipy import ndimage
+import SimpleITK as sitk
+from scipy import ndimage as ndi
+from scipy.signal import find_peaks
 
 from ..errors import SegmentationError
 from ..tasks import Reporter
@@ -25,346 +27,451 @@ from ..volume import Volume
 from . import labels as L
 from .base import SegmentationResult
 
-__all__ = ["segment_ct", "SURFACE_HU"]
+__all__ = ["segment_ct", "WORK_MM", "SURFACE_HU"]
 
-SURFACE_HU = 110.0           # bone surface (partial-volume voxels, as in the references)
-CANAL_MAX_HU = 70.0          # canal contents (CSF, fat, cord) are darker than marrow
-CANAL_AREA_MM2 = (40.0, 900.0)
-SLAB_HALF_WIDTH_MM = 5.0     # mid-sagittal slab
-COLUMN_AP_MM = (4.0, 50.0)   # body column: this far anterior of the canal centre
-BODY_HALF_WIDTH_MM = 22.0    # lateral extent of a body seed
-MIN_BODY_AREA_MM2 = 300.0    # sagittal area of a body (lumbar ~ 900-1200 mm2)
-NEAR_SPINE_MM = 50.0         # spine bone lies within this distance of the canal
-SACRUM_MIN_AREA_MM2 = 600.0  # sagittal area of the sacral mass below the lowest body
-SACRUM_HALF_WIDTH_MM = 30.0
-SOFT_TISSUE_MAX_HU = 60.0
-POSTERIOR_BELOW_MM = 22.0    # inferior articular and spinous processes reach below the body
-POSTERIOR_ABOVE_MM = 12.0    # superior articular processes reach above it    # muscle/vessels stay below; discs (80-100) and bodies above
+WORK_MM = 1.5        # finest working spacing (mm)
+SURFACE_HU = 100.0   # vertebra surface threshold on the output grid (partial-volume voxels)
+BONE_HU = 150.0      # bone for canal / column detection on the working grid
+OTHER = 999          # temporary label: ribs, ilium, other bone
+DISC_ID = 500        # temporary labels of disc markers (500 + disc index)
 
 
-def _to_lps(volume: Volume):
-    """An LPS-oriented array view (z, y, x) of the volume, its spacing and the inverse map."""
-    d = volume.direction
-    perm = [int(np.argmax(np.abs(d[:, n]))) for n in range(3)]  # world axis of i, j, k
-    if sorted(perm) != [0, 1, 2] or np.min(np.max(np.abs(d), axis=0)) < 0.99:
-        raise SegmentationError("oblique scan: resample it to an axis-aligned grid first")
-    src_axes = [2, 1, 0]  # array axis of i, j, k
-    order = [src_axes[perm.index(w)] for w in (2, 1, 0)]
-    a = np.transpose(volume.array, order)
-    flips = [out for out, w in enumerate((2, 1, 0)) if d[w, perm.index(w)] < 0]
-    for ax in flips:
-        a = np.flip(a, axis=ax)
-    sp = np.array(volume.spacing)[[perm.index(w) for w in (2, 1, 0)]]
-
-    def back(lab: np.ndarray) -> np.ndarray:
-        x = lab
-        for ax in flips:
-            x = np.flip(x, axis=ax)
-        return np.ascontiguousarray(np.transpose(x, np.argsort(order)))
-
-    return np.ascontiguousarray(a), sp, back
+# --------------------------------------------------------------------------- grids
+def _working_image(volume: Volume) -> tuple[sitk.Image, float]:
+    """Resample ``volume`` onto an axis-aligned LPS grid (identity direction)."""
+    img = volume.to_sitk()
+    img = sitk.Cast(img, sitk.sitkFloat32)
+    w = max(WORK_MM, min(volume.spacing))
+    lo, hi = volume.bounds_lps()
+    size = [int(np.floor((hi[n] - lo[n]) / w + 1e-3)) + 1 for n in range(3)]
+    ref = sitk.Image(size, sitk.sitkFloat32)
+    ref.SetSpacing((w, w, w))
+    ref.SetOrigin(tuple(float(v) for v in lo))
+    ref.SetDirection((1, 0, 0, 0, 1, 0, 0, 0, 1))
+    out = sitk.Resample(img, ref, sitk.Transform(), sitk.sitkLinear, -1000.0, sitk.sitkFloat32)
+    return out, w
 
 
-def _canal_chain(img, bone, sp, rep: Reporter):
-    nz = img.shape[0]
-    pix = sp[1] * sp[2]
-    cands, labs = [], []
-    for z in range(nz):
-        if z % 16 == 0:
-            rep.step(z / nz, "tracking the spinal canal")
-        holes = ndimage.binary_fill_holes(bone[z]) & ~bone[z]
-        lab, n = ndimage.label(holes)
-        labs.append(lab)
-        cz = []
-        if n:
-            idx = np.arange(1, n + 1)
-            areas = ndimage.sum(holes, lab, idx) * pix
-            means = ndimage.mean(img[z], lab, idx)
-            ok = [k + 1 for k in range(n) if CANAL_AREA_MM2[0] <= areas[k] <= CANAL_AREA_MM2[1]
-                  and means[k] < CANAL_MAX_HU]
-            for k, (cy, cx) in zip(ok, ndimage.center_of_mass(holes, lab, ok) if ok else []):
-                y0, x0 = int(cy), int(cx)
-                ahead = img[z, max(y0 - int(35 / sp[1]), 0):y0,
-                            max(x0 - int(6 / sp[2]), 0):x0 + int(6 / sp[2]) + 1] > 80
-                score = float(ahead.mean()) if ahead.size else 0.0
-                if score > 0.15:
-                    cz.append((k, cy, cx, score))
-        cands.append(cz)
-    good = [c for cz in cands for c in cz if c[3] > 0.35] or [c for cz in cands for c in cz]
-    if len(good) < 3:
+def _smooth_curve(z: np.ndarray, v: np.ndarray, zq: np.ndarray, deg: int = 3,
+                  tol: float = 8.0, iters: int = 4) -> tuple[np.ndarray, np.ndarray]:
+    """Robust polynomial fit ``v(z)`` evaluated at ``zq``; returns (values, inlier mask)."""
+    keep = np.ones(len(z), bool)
+    deg = min(deg, max(len(np.unique(z)) - 1, 0))
+    for _ in range(iters):
+        c = np.polyfit(z[keep], v[keep], deg)
+        r = np.abs(np.polyval(c, z) - v)
+        new = r < max(tol, 2.5 * np.median(r[keep]))
+        if new.sum() < deg + 2 or np.array_equal(new, keep):
+            break
+        keep = new
+    return np.polyval(c, zq), keep
+
+
+def _local_curve(z: np.ndarray, v: np.ndarray, zq: np.ndarray, sigma: float) -> np.ndarray:
+    """Inlier samples ``v(z)`` interpolated at ``zq`` and Gaussian-smoothed (sigma in samples)."""
+    o = np.argsort(z)
+    f = np.interp(zq, z[o], v[o])
+    return ndi.gaussian_filter1d(f, sigma, mode="nearest")
+
+
+def _longest_run(z: np.ndarray, keep: np.ndarray, max_gap: float) -> np.ndarray:
+    """Mask of the kept samples in the longest z-run without gaps above ``max_gap``."""
+    idx = np.nonzero(keep)[0]
+    if len(idx) == 0:
+        return keep
+    idx = idx[np.argsort(z[idx])]
+    breaks = np.nonzero(np.diff(z[idx]) > max_gap)[0]
+    starts = np.r_[0, breaks + 1]
+    ends = np.r_[breaks, len(idx) - 1]
+    b = int(np.argmax(z[idx[ends]] - z[idx[starts]]))
+    out = np.zeros_like(keep)
+    out[idx[starts[b]:ends[b] + 1]] = True
+    return out
+
+
+# --------------------------------------------------------------------------- canal
+def _canal_candidates(bone: np.ndarray, w: float) -> np.ndarray:
+    """Centroids (x, y, z, area) in voxel units of in-slice holes enclosed by bone."""
+    st = np.zeros((3, 3, 3), bool)
+    st[1] = ndi.generate_binary_structure(2, 1)
+    filled = ndi.binary_fill_holes(bone, structure=st)
+    holes = filled & ~bone
+    lab, n = ndi.label(holes, structure=st)
+    if n == 0:
+        return np.zeros((0, 4))
+    idx = np.arange(1, n + 1)
+    area = ndi.sum_labels(np.ones_like(lab, dtype=np.float32), lab, idx) * w * w
+    com = np.array(ndi.center_of_mass(holes, lab, idx))  # (z, y, x)
+    ok = (area >= 40.0) & (area <= 700.0)
+    return np.column_stack([com[ok, 2], com[ok, 1], com[ok, 0], area[ok]])
+
+
+def _fit_canal(cands: np.ndarray, nz: int, w: float, mid_x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Robust smooth canal line: arrays cx(z), cy(z) in voxels and the valid z range mask."""
+    if len(cands) < 5:
         raise SegmentationError("no spinal canal found: is this a CT of the spine?")
-    mid_x = float(np.median([c[2] for c in good]))
-    mid_y = float(np.median([c[1] for c in good]))
-    centres = np.full((nz, 2), np.nan)
-    mask = np.zeros(img.shape, bool)
-    prev = mid_y
-    for z in range(nz):
-        best, cost_best = None, np.inf
-        for k, cy, cx, score in cands[z]:
-            if abs(cx - mid_x) * sp[2] > 12 or abs(cy - prev) * sp[1] > 25:
-                continue
-            cost = abs(cx - mid_x) * sp[2] + 0.5 * abs(cy - prev) * sp[1] - 10 * score
-            if cost < cost_best:
-                best, cost_best = (k, cy, cx), cost
-        if best is not None:
-            centres[z] = best[1:]
-            mask[z] = labs[z] == best[0]
-            prev = best[1]
-    ok = ~np.isnan(centres[:, 0])
-    zz = np.arange(nz)
-    track = np.stack([np.interp(zz, zz[ok], ndimage.median_filter(centres[ok, d], 5, mode="nearest"))
-                      for d in range(2)], 1)
-    track = ndimage.gaussian_filter1d(track, sigma=max(4.0 / sp[0], 1.0), axis=0)
-    return track, mask, mid_x
+    x, y, z = cands[:, 0], cands[:, 1], cands[:, 2]
+    # candidates near the patient's left-right midline (the column is midline)
+    sel = np.abs(x - mid_x[np.clip(np.round(z).astype(int), 0, nz - 1)]) < 25.0 / w
+    if sel.sum() < 5:
+        raise SegmentationError("no spinal canal found near the midline")
+    x, y, z = x[sel], y[sel], z[sel]
+    # per slice keep the most posterior candidate (the canal lies behind the body holes)
+    order = np.lexsort((-y, z))
+    z_s, first = np.unique(z[order].round(), return_index=True)
+    x, y, z = x[order][first], y[order][first], z_s
+    zq = np.arange(nz, dtype=float)
+    cy, keep = _smooth_curve(z, y, zq, tol=6.0 / w)
+    cx, keep2 = _smooth_curve(z[keep], x[keep], zq, tol=6.0 / w)
+    keep[np.nonzero(keep)[0][~keep2]] = False
+    keep &= _longest_run(z, keep, 60.0 / w)
+    cy = _local_curve(z[keep], y[keep], zq, 8.0 / w)
+    cx = _local_curve(z[keep], x[keep], zq, 8.0 / w)
+    zin = z[keep]
+    valid = (zq >= zin.min()) & (zq <= zin.max())
+    return cx, cy, valid
 
 
-def _tidy_bodies(comp, keep, S, column, thr, sp):
-    """Merge pieces of one body (overlapping in z) and split two bodies fused across a
-    thin disc (a region much taller than the others), in the sagittal slab."""
-    regions = [comp == k for k in keep]
-
-    def zr(m):
-        z = np.nonzero(m)[0]
-        return z.min(), z.max()
-
-    merged = True
-    while merged and len(regions) > 1:
-        merged = False
-        regions.sort(key=lambda m: zr(m)[0])
-        for a in range(len(regions) - 1):
-            (a0, a1), (b0, b1) = zr(regions[a]), zr(regions[a + 1])
-            overlap = min(a1, b1) - max(a0, b0) + 1
-            if overlap > 0.3 * min(a1 - a0 + 1, b1 - b0 + 1):
-                regions[a] = regions[a] | regions[a + 1]
-                del regions[a + 1]
-                merged = True
-                break
-    heights = np.array([(zr(m)[1] - zr(m)[0] + 1) * sp[0] for m in regions])
-    typical = float(np.median(heights)) if len(heights) else 0.0
-    out = []
-    regions_sorted = sorted(zip(regions, heights), key=lambda mh: zr(mh[0])[0])
-    for n_, (m, h) in enumerate(regions_sorted):
-        # never split the lowest region: a tall one there is the sacrum (S1 and below)
-        if n_ > 0 and len(regions) >= 3 and h > 1.6 * typical:
-            for t in np.arange(thr + 5.0, thr + 150.0, 5.0):
-                parts, n = ndimage.label(ndimage.binary_opening(m & (S > t), structure=np.ones((2, 1), bool)))
-                sizes = ndimage.sum(parts > 0, parts, range(1, n + 1)) * sp[0] * sp[1] if n else []
-                bigs = [k + 1 for k in range(n) if sizes[k] >= MIN_BODY_AREA_MM2 / 2]
-                if len(bigs) >= 2:
-                    # give every voxel of the region to the nearest of the pieces
-                    seeds = np.zeros(m.shape, np.int32)
-                    for i, k in enumerate(bigs):
-                        seeds[parts == k] = i + 1
-                    _, (iz, iy) = ndimage.distance_transform_edt(seeds == 0, return_indices=True)
-                    near = seeds[iz, iy]
-                    out.extend(m & (near == i + 1) for i in range(len(bigs)))
-                    break
-            else:
-                out.append(m)
-        else:
-            out.append(m)
-    out.sort(key=lambda m: zr(m)[0])
-    comp2 = np.zeros(comp.shape, np.int32)
-    for i, m in enumerate(out):
-        comp2[m] = i + 1
-    return comp2
+def _regular_chain(idx: np.ndarray, score: np.ndarray, w: float,
+                   lo_mm: float = 20.0, hi_mm: float = 50.0) -> np.ndarray:
+    """Best-scoring chain of disc candidates with vertebra-like spacing (dynamic programming)."""
+    n = len(idx)
+    if n == 0:
+        return idx
+    best = score.astype(float).copy()
+    prev = np.full(n, -1)
+    for i in range(n):  # n is a handful of candidates
+        gap = (idx[i] - idx[:i]) * w
+        ok = np.nonzero((gap >= lo_mm) & (gap <= hi_mm))[0]
+        if len(ok):
+            j = ok[np.argmax(best[ok])]
+            if best[j] > 0:
+                best[i] = score[i] + best[j]
+                prev[i] = j
+    i = int(np.argmax(best))
+    chain = []
+    while i >= 0:
+        chain.append(i)
+        i = prev[i]
+    return idx[np.array(chain[::-1])]
 
 
-def _limit_to_body_levels(ws: np.ndarray, seeds: np.ndarray, sp) -> None:
-    """A vertebra's posterior elements stay near its body's height: voxels the watershed gave
-    to a vertebra far above or below its body go to the body whose height range is nearest."""
-    ids = [int(v) for v in np.unique(seeds) if v > 0]
-    if len(ids) < 2:
-        return
-    rng = {}
-    for v in ids:
-        z = np.nonzero((seeds == v).any(axis=(1, 2)))[0]
-        rng[v] = (z.min(), z.max())
-    nz = ws.shape[0]
-    up, down = POSTERIOR_ABOVE_MM / sp[0], POSTERIOR_BELOW_MM / sp[0]
-    zz = np.arange(nz)
-    dist = np.stack([np.maximum(0, np.maximum(rng[v][0] - zz, zz - rng[v][1])) for v in ids], 1)
-    nearest = np.array(ids)[np.argmin(dist, axis=1)]  # per z: the body level nearest in height
-    for v in ids:
-        lo, hi = rng[v][0] - down, rng[v][1] + up
-        bad_z = (zz < lo) | (zz > hi)
-        if not bad_z.any():
-            continue
-        m = (ws == v) & bad_z[:, None, None]
-        ws[m] = np.broadcast_to(nearest[:, None, None], ws.shape)[m]
-
-
-def _otsu(values: np.ndarray) -> float:
-    hist, edges = np.histogram(values, bins=256)
-    c = (edges[:-1] + edges[1:]) / 2
-    w0 = np.cumsum(hist)
-    w1 = w0[-1] - w0
-    m0 = np.cumsum(hist * c) / np.maximum(w0, 1)
-    m1 = ((hist * c).sum() - np.cumsum(hist * c)) / np.maximum(w1, 1)
-    return float(c[np.argmax(w0 * w1 * (m0 - m1) ** 2)])
-
-
+# --------------------------------------------------------------------------- main
 def segment_ct(volume: Volume, *, progress=None, cancel=None) -> SegmentationResult:
-    """Label vertebrae (with posterior elements), discs and the canal on a CT.
+    """Segment the vertebral column of a CT volume into labelled vertebrae and discs.
 
     Parameters
     ----------
     volume : Volume
-        CT in HU in an axis-aligned orientation (any flips/permutation).
+        CT in Hounsfield units, any voxel grid / direction.
+    progress, cancel : callables, optional
+        See :mod:`spineplan.core.tasks`; raises ``Cancelled`` when ``cancel()`` is True.
 
     Returns
     -------
     SegmentationResult
-        Labels on the input grid, levels named from the sacrum upward, confidence and flags.
+        uint16 labels on the input grid (VerSe numbering, discs 100 + upper, 300 canal),
+        levels cranial to caudal, per-level confidence, transitional-anatomy flags, and
+        ``extra["centerline_lps"]``, ``extra["discs"]`` (label -> centre / normal, LPS).
     """
     rep = Reporter(progress, cancel)
     if volume.modality not in ("CT", ""):
         raise SegmentationError(f"the CT segmenter needs a CT, not {volume.modality}")
-    img, sp, back = _to_lps(volume)
-    img = img.astype(np.float32)
-    if img.max() < 300 or img.min() > -300:
-        raise SegmentationError("values are not in Hounsfield units: is this a CT?")
-    nz, ny, nx = img.shape
-    rep.step(0.02, "bone mask")
-    bone = img > SURFACE_HU
-    track, canal, mid_x = _canal_chain(img, bone, sp, rep.sub(0.05, 0.35))
-    rep.step(0.4, "finding vertebral bodies")
-    # mid-sagittal slab S[z, y]
-    hw = max(int(round(SLAB_HALF_WIDTH_MM / sp[2])), 1)
-    x0, x1 = max(int(mid_x) - hw, 0), min(int(mid_x) + hw + 1, nx)
-    S = ndimage.gaussian_filter(img[:, :, x0:x1].mean(axis=2), sigma=(1.0 / sp[0], 1.0 / sp[1]))
-    yy = np.arange(ny)[None, :]
-    ant = (track[:, 0:1] - yy) * sp[1]  # mm anterior of the canal centre
-    column = (ant >= COLUMN_AP_MM[0]) & (ant <= COLUMN_AP_MM[1])
-    if not (column & (S > SOFT_TISSUE_MAX_HU)).any():
-        raise SegmentationError("the vertebral column is not in view")
-    # bodies vs discs: the threshold that separates the most body-sized regions in the slab
-    # (marrow of osteoporotic bodies can be only ~30 HU brighter than the discs)
-    best = None
-    for thr in np.arange(80.0, 260.0, 5.0):
-        b = ndimage.binary_opening(column & (S > thr), structure=np.ones((2, 1), bool))
-        c, n = ndimage.label(b)
-        if n == 0:
+    if volume.array.ndim != 3 or min(volume.array.shape) < 3:
+        raise SegmentationError("CT volume too small to segment")
+    lo, hi = float(volume.array.min()), float(volume.array.max())
+    if hi < 300 or lo > -300:
+        raise SegmentationError(f"values {lo:.0f}..{hi:.0f} are not Hounsfield units of a CT "
+                                "with air and bone: is this a CT?")
+    rep.step(0.0, "resampling")
+    wimg, w = _working_image(volume)
+    hu = sitk.GetArrayViewFromImage(wimg)  # [z, y, x] LPS aligned
+    nz, ny, nx = hu.shape
+    rep.step(0.15, "bone and canal")
+    bone = hu > BONE_HU
+    bone = ndi.binary_closing(bone, structure=np.ones((1, 3, 3), bool)) | bone
+    cands = _canal_candidates(bone, w)
+    body = hu > -300
+    xs_ = np.arange(nx, dtype=float)
+    wsum = body.sum(axis=(1, 2)).astype(float)
+    mid_x = np.where(wsum > 0, (body.sum(axis=1) * xs_).sum(axis=1) / np.maximum(wsum, 1), nx / 2)
+    del body
+    cx, cy, zvalid = _fit_canal(cands, nz, w, mid_x)
+    rep.step(0.3, "vertebral bodies")
+
+    # ---- body centre line: bone in a box in front of the canal, per slice
+    zz = np.nonzero(zvalid)[0]
+    bx = np.full(nz, np.nan)
+    by = np.full(nz, np.nan)
+    half_x = int(round(22.0 / w))
+    for k in zz:  # per slice (cheap: a small 2D box), no per-voxel loop
+        x0, y0 = int(round(cx[k])), int(round(cy[k]))
+        ys = slice(max(y0 - int(65 / w), 0), max(y0 - int(11 / w), 1))
+        xs = slice(max(x0 - half_x, 0), min(x0 + half_x + 1, nx))
+        sub = ndi.binary_fill_holes(bone[k, ys, xs])
+        if sub.sum() * w * w < 300:
             continue
-        areas = ndimage.sum(b, c, range(1, n + 1)) * sp[0] * sp[1]
-        big = int(np.sum(areas >= MIN_BODY_AREA_MM2))
-        if best is None or big > best[0]:
-            best = (big, thr, b, c, areas)
-    if best is None or best[0] < 2:
-        raise SegmentationError("fewer than two vertebral bodies found")
-    _, thr, body2d, comp, areas = best
-    keep = [k + 1 for k in range(len(areas)) if areas[k] >= MIN_BODY_AREA_MM2]
-    comp = _tidy_bodies(comp, keep, S, column, thr, sp)
-    keep = [k for k in range(1, int(comp.max()) + 1) if (comp == k).any()]
-    zc = ndimage.center_of_mass(body2d, comp, keep)
-    keep = [k for _, k in sorted(zip([c[0] for c in zc], keep))]  # caudal -> cranial
-    rep.check()
-    # the sacrum, in a slab window that also reaches behind the canal (the sacrum tilts back)
-    ext = (ant >= -40.0) & (ant <= COLUMN_AP_MM[1])
-    eb = ndimage.binary_opening(ext & (S > thr), structure=np.ones((2, 1), bool))
-    ec, en = ndimage.label(eb)
-    low = comp == keep[0]
-    z_low = int(np.nonzero(low)[0].min())
-    hits = ec[low & (ec > 0)]
-    c_low = int(np.bincount(hits).argmax()) if hits.size else 0
-    sacrum_2d = None
-    lowest_is_s1 = False
-    heights = [np.ptp(np.nonzero(comp == k)[0]) + 1 for k in keep]
-    if len(heights) >= 3 and heights[0] >= 1.5 * np.median(heights[1:]):
-        lowest_is_s1 = True  # a body much taller than the others: S1 fused with the sacrum
-    if c_low and not lowest_is_s1:
-        zs = np.nonzero(ec == c_low)[0]
-        if zs.min() * sp[0] < z_low * sp[0] - 10.0 and (ec == c_low).sum() >= 2.0 * low.sum():
-            lowest_is_s1 = True  # the lowest body continues into the sacral mass below
-    if not lowest_is_s1 and en:
-        areas_e = ndimage.sum(eb, ec, range(1, en + 1)) * sp[0] * sp[1]
-        cz = ndimage.center_of_mass(eb, ec, range(1, en + 1))
-        below = [k + 1 for k in range(en) if k + 1 != c_low and cz[k][0] < z_low and areas_e[k] >= SACRUM_MIN_AREA_MM2]
-        if below:
-            sacrum_2d = ec == max(below, key=lambda k: areas_e[k - 1])
-    # 3D seeds: the 2D bodies extruded across the body width, on bone/marrow
-    spine = np.zeros(img.shape, bool)
-    xx = np.arange(nx)[None, :]
-    for z in range(nz):
-        cy, cx = track[z]
-        d2 = ((np.arange(ny)[:, None] - (cy - 8 / sp[1])) * sp[1]) ** 2 + ((xx - cx) * sp[2]) ** 2
-        near = d2 <= NEAR_SPINE_MM ** 2
-        filled = ndimage.binary_fill_holes(bone[z] & near)
-        spine[z] = filled & ~canal[z]
-    seeds = np.zeros(img.shape, np.int32)
-    bw = int(round(BODY_HALF_WIDTH_MM / sp[2]))
-    for n_, k in enumerate(keep):
-        zs, ys = np.nonzero(comp == k)
-        for z, y in zip(zs, ys):
-            lo, hi = max(int(mid_x) - bw, 0), min(int(mid_x) + bw + 1, nx)
-            seeds[z, y, lo:hi] = np.where(img[z, y, lo:hi] > thr, n_ + 1, 0)
-    if sacrum_2d is not None:
-        sid = len(keep) + 1
-        zs, ys = np.nonzero(sacrum_2d)
-        sw = int(round(SACRUM_HALF_WIDTH_MM / sp[2]))
-        lo, hi = max(int(mid_x) - sw, 0), min(int(mid_x) + sw + 1, nx)
-        for z, y in zip(zs, ys):
-            seeds[z, y, lo:hi] = np.where(img[z, y, lo:hi] > thr, sid, seeds[z, y, lo:hi])
-    spine |= seeds > 0
-    dist = ndimage.distance_transform_edt(spine, sampling=sp)
-    cost = (255 - np.clip(dist * 20, 0, 254)).astype(np.uint8)
-    markers = np.where(spine, seeds, -1).astype(np.int32)
-    ws = ndimage.watershed_ift(cost, markers)
-    ws[~spine] = 0
-    ws[ws < 0] = 0
-    _limit_to_body_levels(ws, seeds, sp)
-    rep.step(0.8, "naming levels")
-    vols = [float((ws == i + 1).sum()) for i in range(len(keep))]
+        # the body is the largest blob in front of the canal; take its centroid
+        lab, n = ndi.label(sub)
+        big = np.argmax(np.bincount(lab[sub])[1:]) + 1
+        if (lab == big).sum() * w * w < 300:
+            continue
+        yy, xx = np.nonzero(lab == big)
+        by[k] = ys.start + yy.mean()
+        bx[k] = xs.start + xx.mean()
+    ok = ~np.isnan(by)
+    if ok.sum() < 10:
+        raise SegmentationError("no vertebral bodies found in front of the canal")
+    zq = np.arange(nz, dtype=float)
+    # outliers (a blob that is not the body) against a running median, not a global
+    # polynomial: the sacrum's centroid steps back from L5's and must stay in the line
+    size = max(int(round(20.0 / w)), 3) | 1
+    med_y = ndi.median_filter(by[ok], size=size, mode="nearest")
+    med_x = ndi.median_filter(bx[ok], size=size, mode="nearest")
+    inl = (np.abs(by[ok] - med_y) < 8.0 / w) & (np.abs(bx[ok] - med_x) < 6.0 / w)
+    zi = zq[ok][inl]
+    zi = zi[_longest_run(zi, np.ones(len(zi), bool), 20.0 / w)]
+    by_f = _local_curve(zi, by[zi.astype(int)], zq, 8.0 / w)
+    bx_f = _local_curve(zi, bx[zi.astype(int)], zq, 8.0 / w)
+    zz = zz[(zz >= zi.min()) & (zz <= zi.max())]
+
+    # ---- profile along the body line on planes perpendicular to it
+    rep.step(0.4, "discs")
+    pts = np.column_stack([bx_f[zz], by_f[zz], zq[zz]])  # voxel units (x, y, z)
+    tan = np.gradient(pts, axis=0)
+    tan /= np.linalg.norm(tan, axis=1, keepdims=True)
+    e1 = np.array([1.0, 0.0, 0.0])[None] - tan[:, :1] * tan
+    e1 /= np.linalg.norm(e1, axis=1, keepdims=True)
+    e2 = np.cross(tan, e1)
+    r = 9.0 / w
+    g = np.arange(-r, r + 1e-6, 1.0)
+    A, B = np.meshgrid(g, g)
+    disk = (A ** 2 + B ** 2) <= r * r
+    A, B = A[disk], B[disk]
+    samp = pts[:, None, :] + A[None, :, None] * e1[:, None, :] + B[None, :, None] * e2[:, None, :]
+    coords = np.stack([samp[..., 2], samp[..., 1], samp[..., 0]])  # z, y, x
+    vals = ndi.map_coordinates(hu, coords.reshape(3, -1), order=1, cval=-1000.0).reshape(samp.shape[:2])
+    prof = ndi.gaussian_filter1d(vals.mean(axis=1), 1.0 / w * 1.5)
+    span = np.percentile(prof, 90) - np.percentile(prof, 10)
+    peaks, props = find_peaks(-prof, distance=max(int(17.0 / w), 1), prominence=0.1 * span)
+    # a disc is darker than the bone around it; in-body minima (cancellous between bright
+    # endplates) are not darker than the local median
+    loc_med = ndi.median_filter(prof, size=max(int(30.0 / w), 3) | 1, mode="nearest")
+    keep = prof[peaks] < loc_med[peaks] - 0.12 * span
+    # bright endplates (bone) on both sides of a disc
+    win = max(int(20.0 / w), 2)
+    mx = ndi.maximum_filter1d(prof, win, mode="nearest")
+    above = np.array([mx[min(p + win // 2 + 1, len(prof) - 1)] for p in peaks])
+    below = np.array([mx[max(p - win // 2 - 1, 0)] for p in peaks])
+    keep &= np.minimum(above, below) - prof[peaks] > 0.15 * span
+    keep &= np.minimum(above, below) > np.median(prof)
+    all_min = peaks
+    peaks = peaks[keep]
+    peaks = _regular_chain(peaks, (loc_med - prof)[peaks] / span + 0.3, w, hi_mm=45.0)
+    # extend cranially: a weaker minimum one vertebra-period above the top disc
+    # (endplate contrast fades at the edge of the field of view)
+    while len(peaks) >= 2:
+        period = np.median(np.diff(peaks))
+        gap = all_min - peaks[-1]
+        cand = all_min[(gap >= 0.75 * period) & (gap <= 1.25 * period)
+                       & (prof[all_min] < loc_med[all_min])]
+        if len(cand) == 0:
+            break
+        peaks = np.append(peaks, cand[np.argmin(prof[cand] - loc_med[cand])])
+    props = {"prominences": ((loc_med - prof)[peaks] / span) * span}
+    if len(peaks) == 0:
+        raise SegmentationError("no intervertebral discs found along the column")
+    disc_c = pts[peaks]
+    disc_n = tan[peaks]
+    prom = props["prominences"] / span
+    rep.step(0.5, "vertebrae")
+
+    # ---- disc planes and slabs (signed distance along the normal, in voxels)
+    Z, Y, X = np.ogrid[:nz, :ny, :nx]
+
+    def plane_dist(i):
+        c, n = disc_c[i], disc_n[i]
+        return (X - c[0]) * n[0] + (Y - c[1]) * n[1] + (Z - c[2]) * n[2]
+
+    # column mask: bone (and enclosed holes except the canal) near the column
+    st = np.zeros((3, 3, 3), bool)
+    st[1] = ndi.generate_binary_structure(2, 1)
+    surf = hu > SURFACE_HU
+    filled = ndi.binary_fill_holes(surf, structure=st)
+    ccx = np.interp(zq, zq[zvalid], cx[zvalid])[:, None, None]
+    ccy = np.interp(zq, zq[zvalid], cy[zvalid])[:, None, None]
+    canal = (((X - ccx) / (9.0 / w)) ** 2 + ((Y - ccy) / (8.0 / w)) ** 2 <= 1.0) & ~surf
+    col = filled & ~canal
+    inzone = (np.abs(X - ccx) < 110.0 / w) & (Y > ccy - 80.0 / w) & (Y < ccy + 70.0 / w)
+    col &= inzone
+    ccl = ndi.label(col, structure=np.ones((3, 3, 3)))[0]
+    # keep components touching the body line
+    # (the line extended along its end tangents, so that a sacrum or a top vertebra
+    # beyond the detected body line, separate from the rest across a disc, is kept)
+    steps = np.arange(1.0, 40.0 / w)[:, None]
+    line = np.vstack([pts[0] - steps * tan[0], pts, pts[-1] + steps * tan[-1]])
+    kb = np.clip(np.round(line[:, [2, 1, 0]]).astype(int), 0, [nz - 1, ny - 1, nx - 1])
+    ids = np.unique(ccl[kb[:, 0], kb[:, 1], kb[:, 2]])
+    ids = ids[ids > 0]
+    col = np.isin(ccl, ids)
+    del ccl
+
+    # order discs cranial -> caudal (descending z)
+    order = np.argsort(-disc_c[:, 2])
+    disc_c, disc_n, prom = disc_c[order], disc_n[order], prom[order]
+    nd = len(disc_c)
+    dists = [plane_dist(i) for i in range(nd)]
+    margin = 4.0 / w
+    markers = np.zeros(hu.shape, np.uint16)
+    near = np.abs(X - ccx) < 30.0 / w
+    seg_ids = []
+    for s in range(nd + 1):
+        m = col & near
+        if s > 0:
+            m &= dists[s - 1] < -margin   # below the disc above
+        if s < nd:
+            m &= dists[s] > margin        # above the disc below
+        markers[m] = s + 1
+        seg_ids.append(s + 1)
+    markers[col & (np.abs(X - ccx) > 75.0 / w)] = OTHER
+    # disc markers: the low-HU middle of each disc, so disc voxels above SURFACE_HU
+    # (nucleus, partial volume) are not given to a vertebra
+    disc_rad2 = []
+    for i in range(nd):
+        c = disc_c[i]
+        d = dists[i]
+        rad2 = (X - c[0]) ** 2 + (Y - c[1]) ** 2 + (Z - c[2]) ** 2 - d ** 2
+        disc_rad2.append(rad2)
+        m = (np.abs(d) <= max(0.6, 1.5 / w)) & (rad2 < (12.0 / w) ** 2) & (hu < BONE_HU) & (hu > -100)
+        markers[m & (markers == 0) | m & (markers <= nd + 1) & (hu < SURFACE_HU)] = DISC_ID + i
+    if True:  # watershed on the gradient magnitude, confined to the column and disc zones
+        ca = sitk.GetArrayFromImage(sitk.GradientMagnitudeRecursiveGaussian(wimg, sigma=max(0.7 * w, 1.0)))
+        dzone = np.zeros(hu.shape, bool)
+        for i in range(nd):
+            dzone |= (np.abs(dists[i]) < 8.0 / w) & (disc_rad2[i] < (20.0 / w) ** 2)
+        ca[~(col | dzone)] = ca.max() * 2 + 1.0
+        cost = sitk.GetImageFromArray(ca)
+        del ca, dzone
+    ws = sitk.MorphologicalWatershedFromMarkers(cost, sitk.GetImageFromArray(markers),
+                                                markWatershedLine=False, fullyConnected=True)
+    seg = sitk.GetArrayFromImage(ws).astype(np.uint16)
+    disc_ws = seg >= DISC_ID
+    seg[~col] = 0
+    seg[seg == OTHER] = 0
+    seg[seg >= DISC_ID] = 0
+    rep.step(0.7, "naming levels")
+
+    # ---- naming from the sacrum upward: segment nd+1 (lowest) is the sacrum
+    counts = np.bincount(seg.ravel(), minlength=nd + 2)[1:nd + 2] * w ** 3
+    names_by_seg: dict[int, str] = {}
+    lumbar = ["L5", "L4", "L3", "L2", "L1"]
+    n_mobile = nd  # vertebrae between discs (fully bounded) + maybe a partial top one
     flags: list[str] = []
-    names: dict[int, int] = {}
-    ids = list(range(1, len(keep) + 1))
-    extra_info = {"lowest_body_is_s1": lowest_is_s1, "sacrum_below_found": sacrum_2d is not None}
-    if sacrum_2d is not None:
-        names[len(keep) + 1] = L.SACRUM
-        sacrum = True
-    elif lowest_is_s1:
-        names[1] = L.SACRUM
-        ids = ids[1:]
-        sacrum = True
+    order_caudal = list(range(nd + 1, 0, -1))  # seg ids caudal -> cranial
+    names_up = ["S1"]
+    if nd >= 7:
+        # more than five lumbar-type vertebrae plus T12 without ribs in view: transitional
+        names_up += ["L6"] + lumbar + ["T12", "T11", "T10", "T9", "T8"]
+        flags.append("transitional anatomy: L6 (six lumbar-type vertebrae above the sacrum)")
     else:
-        sacrum = False
-    if not sacrum:
-        flags.append("sacrum not recognised: levels counted from the lowest body, low confidence")
-    order = [24, 23, 22, 21, 20, 19, 18, 17, 16, 15, 14, 13, 12, 11, 10, 9, 8]
-    for i, sid in enumerate(ids[:len(order)]):
-        names[sid] = order[i]
-    out = np.zeros(img.shape, np.uint16)
-    for sid, lab in names.items():
-        out[ws == sid] = lab
-    # discs: non-bone voxels between consecutive bodies inside the body column
-    col3 = np.broadcast_to(column[:, :, None], img.shape) & (
-        np.abs(np.arange(nx)[None, None, :] - mid_x) * sp[2] <= BODY_HALF_WIDTH_MM)
-    chain = ([len(keep) + 1] if sacrum_2d is not None else []) + list(range(1, len(keep) + 1))
-    for low_id, up_id in zip(chain[:-1], chain[1:]):
-        if up_id not in names or low_id not in names or names[up_id] == L.SACRUM:
+        names_up += lumbar + ["T12", "T11", "T10", "T9", "T8", "T7", "T6"]
+    for n, sid in enumerate(order_caudal):
+        if n < len(names_up):
+            names_by_seg[sid] = names_up[n]
+    # drop tiny partial segments (less than 0.3 cm^3)
+    present = [sid for sid in order_caudal if counts[sid - 1] > 300.0 and sid in names_by_seg]
+
+    # ---- discs: low-HU voxels between the endplates, within the body footprint
+    rep.step(0.8, "disc labels")
+    disc_lab = np.zeros(hu.shape, np.uint16)
+    disc_info = {}
+    for i in range(nd):
+        upper_seg, lower_seg = i + 1, i + 2
+        if upper_seg not in names_by_seg:
             continue
-        up_m, low_m = out == names[up_id], out == names[low_id]
-        if not up_m.any() or not low_m.any():
-            continue
-        zl = int(np.nonzero(low_m.any(axis=(1, 2)))[0].max())
-        zu = int(np.nonzero(up_m.any(axis=(1, 2)))[0].min())
-        z0, z1 = max(min(zl, zu) - 3, 0), min(max(zl, zu) + 4, nz)
-        region = np.zeros(img.shape, bool)
-        region[z0:z1] = col3[z0:z1] & (out[z0:z1] == 0) & (img[z0:z1] > -30) & (img[z0:z1] < thr + 40)
-        # between the two bodies: below the upper body's voxels and above the lower body's
-        below_up = np.zeros(img.shape, bool)
-        above_low = np.zeros(img.shape, bool)
-        below_up[:-1] = np.cumsum(up_m[::-1], axis=0)[::-1][1:] > 0
-        above_low[1:] = np.cumsum(low_m, axis=0)[:-1] > 0
-        region &= below_up & above_low
-        c, nc = ndimage.label(region)
-        if nc:
-            sizes = ndimage.sum(region, c, range(1, nc + 1))
-            out[c == 1 + int(np.argmax(sizes))] = L.disc_label(names[up_id])
-    out[(out == 0) & canal] = L.CANAL
-    levels = [L.vertebra_name(v) for v in L.craniocaudal_order({int(v) for v in names.values()})]
-    conf = {lv: (0.9 if sacrum else 0.4) for lv in levels}
+        up_label = L.vertebra_label(names_by_seg[upper_seg])
+        c, n = disc_c[i], disc_n[i]
+        d = dists[i]
+        rad2 = disc_rad2[i]
+        m = (np.abs(d) < 8.0 / w) & (rad2 < (20.0 / w) ** 2) & (hu > -100) & (hu <= 200)
+        m &= ~canal & ((sitk.GetArrayViewFromImage(ws) == DISC_ID + i) | ~col)
+        lab_i, nl = ndi.label(m)
+        if nl:
+            cc = lab_i[int(round(c[2])), int(round(c[1])), int(round(c[0]))]
+            if cc == 0:
+                cc = np.argmax(np.bincount(lab_i[m])[1:]) + 1
+            m = lab_i == cc
+        dl = L.disc_label(up_label)
+        disc_lab[m & (disc_lab == 0)] = dl
+        disc_info[dl] = (c, n)
+
+    # ---- compose labels on the working grid
+    out_w = np.zeros(hu.shape, np.uint16)
+    for sid in present:
+        out_w[seg == sid] = L.vertebra_label(names_by_seg[sid])
+    out_w[(out_w == 0) & (disc_lab > 0)] = disc_lab[(out_w == 0) & (disc_lab > 0)]
+    sac = hu < 60
+    out_w[(out_w == 0) & canal & sac & zvalid[:, None, None]] = L.CANAL
+    rep.step(0.9, "mapping to input grid")
+    labels = _to_input_grid(out_w, wimg, volume)
+
+    # ---- results
+    levels = [names_by_seg[s] for s in sorted(present)]  # seg ids ascend cranial -> caudal
+    conf = {}
+    for sid in present:
+        name = names_by_seg[sid]
+        n_from_sac = order_caudal.index(sid)
+        base = 0.95 if name == "S1" else 0.9 - 0.03 * n_from_sac
+        if "L6" in names_up and name in ("L6", "L5", "L1", "T12"):
+            base = min(base, 0.5)
+        conf[name] = float(np.clip(base, 0.05, 1.0))
+    # LPS geometry from working-grid voxel coords
+    org = np.array(wimg.GetOrigin())
+
+    def lps(p):
+        return org + np.asarray(p, float) * w
+
+    centerline = lps(pts)
+    canal_line = lps(np.column_stack([cx[zz], cy[zz], zq[zz]]))
+    discs_out = {int(k): {"center_lps": lps(c).tolist(), "normal_lps": (n / np.linalg.norm(n)).tolist()}
+                 for k, (c, n) in disc_info.items()}
     rep.step(1.0, "done")
-    return SegmentationResult(volume.with_array(back(out), modality="SEG"), levels=levels,
-                              confidence=conf, flags=flags,
-                              extra={"body_threshold_hu": thr, "midline_index": mid_x, **extra_info})
+    return SegmentationResult(labels=labels, levels=levels, confidence=conf, flags=flags,
+                              extra={"centerline_lps": centerline, "discs": discs_out,
+                                     "disc_prominence": prom.tolist(),
+                                     "canal_lps": canal_line})
+
+
+def _to_input_grid(out_w: np.ndarray, wimg: sitk.Image, volume: Volume) -> Volume:
+    """Nearest-neighbour labels on the input grid; vertebra surfaces at ``SURFACE_HU``."""
+    lab_img = sitk.GetImageFromArray(out_w)
+    lab_img.CopyInformation(wimg)
+    ref = sitk.Image(list(volume.size_ijk), sitk.sitkUInt8)
+    ref.SetSpacing(volume.spacing)
+    ref.SetOrigin(volume.origin)
+    ref.SetDirection(tuple(volume.direction.ravel()))
+    same = np.allclose(np.array(wimg.GetSpacing()), volume.spacing)
+    if same:
+        out = sitk.GetArrayFromImage(
+            sitk.Resample(lab_img, ref, sitk.Transform(), sitk.sitkNearestNeighbor, 0, sitk.sitkUInt16))
+        return volume.with_array(out.astype(np.uint16), modality="SEG")
+    # finer input grid: grow vertebra labels by one working voxel, then cut at SURFACE_HU
+    vert = (out_w > 0) & (out_w < 100)
+    grown = ndi.grey_dilation(np.where(vert, out_w, 0), size=(3, 3, 3))
+    grow_mask = (out_w == 0) & (grown > 0)
+    lab2 = out_w.copy()
+    lab2[grow_mask] = grown[grow_mask]
+    core = ndi.binary_erosion(vert, iterations=1)
+    g_img = sitk.GetImageFromArray(lab2)
+    g_img.CopyInformation(wimg)
+    c_img = sitk.GetImageFromArray(core.astype(np.uint8))
+    c_img.CopyInformation(wimg)
+    lab_in = sitk.GetArrayFromImage(
+        sitk.Resample(g_img, ref, sitk.Transform(), sitk.sitkNearestNeighbor, 0, sitk.sitkUInt16))
+    core_in = sitk.GetArrayFromImage(
+        sitk.Resample(c_img, ref, sitk.Transform(), sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8)) > 0
+    isv = (lab_in > 0) & (lab_in < 100)
+    keep = ~isv | core_in | (volume.array > SURFACE_HU)
+    lab_in[~keep] = 0
+    # voxels that were only grown (outside the working label) but are not bone: drop
+    return volume.with_array(lab_in.astype(np.uint16), modality="SEG")
