@@ -26,6 +26,7 @@ from scipy import ndimage
 sys.path.insert(0, sys.argv[1])
 from spineplan.core.segmentation import labels as L
 from spineplan.core.segmentation.ct import segment_ct
+from spineplan.core.errors import SegmentationError
 case, method = sys.argv[2], sys.argv[3]
 if case.startswith("phantom"):
     from spineplan.core.phantom import make_phantom
@@ -35,14 +36,25 @@ else:
     from spineplan.core.dicom.load import read_image_file, load_volume
     from spineplan.core.labelmaps import read_labels
     d = sys.argv[4]
-    ct = read_image_file(d + "/example_ct.nii.gz") if case == "real" else load_volume(d)
+    if case == "real":
+        ct = read_image_file(d + "/example_ct.nii.gz")
+        names = ["example_ct_vertebrae_verse.nii.gz", "example_ct_discs_verse.nii.gz"]
+    elif case == "dicom20":  # 20 thoracic slices, JPEG 2000, labels on a LAS grid
+        ct = load_volume(d + "/example_ct_dicom")
+        names = ["example_ct_dicom_vertebrae_verse.nii.gz"]
+    else:
+        ct = load_volume(d)
+        names = ["reference/vertebrae_verse.nii.gz", "reference/discs_verse.nii.gz"]
     ct.modality = "CT"
-    names = (["example_ct_vertebrae_verse.nii.gz", "example_ct_discs_verse.nii.gz"] if case == "real"
-             else ["reference/vertebrae_verse.nii.gz", "reference/discs_verse.nii.gz"])
     ref = read_labels([d + "/" + n for n in names], ct).array
 t = time.perf_counter()
+flags = []
 if method == "spineplan":
-    out = segment_ct(ct).labels.array
+    try:
+        r = segment_ct(ct)
+        out, flags = r.labels.array, r.flags
+    except SegmentationError as exc:
+        out, flags = np.zeros(ct.array.shape, np.uint16), ["refused: " + str(exc)]
 else:  # naive baseline
     b = ndimage.binary_opening(ct.array > 200)
     c, n = ndimage.label(b)
@@ -57,7 +69,7 @@ else:  # naive baseline
     for k, v in zip(order, names):
         out[c == k] = v
 secs = time.perf_counter() - t
-res = {"seconds": secs, "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+res = {"seconds": secs, "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "flags": flags}
 dices = {}
 for v in sorted(int(x) for x in np.unique(ref) if x):
     if L.is_vertebra(v) and (ref == v).sum() > 500 or L.is_disc(v):
@@ -87,10 +99,12 @@ def run(case, method, data=""):
 def main():
     shared = ROOT.parent / "shared" / "data" / "ct_lumbar_totalseg"
     cases = [("phantom 1.5 mm", "phantom:1.5", ""), ("phantom 1.0 mm", "phantom:1.0", "")]
+    cases.append(("sample_dicom CT 3 mm", "sample", str(ROOT / "sample_dicom")))
     if shared.is_dir():
         cases.append(("real CT 3 mm (TotalSeg ref.)", "real", str(shared)))
+        cases.append(("real CT DICOM 20 sl. T11-T12", "dicom20", str(shared)))
     else:
-        cases.append(("sample CT 3 mm (reference)", "sample", str(ROOT / "sample_dicom")))
+        print(f"(../shared/data not found at {shared}: real-CT cases skipped)")
     cases.append(("phantom 0.6 mm ~513x450x473", "phantom:0.6", ""))
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
     for name, case, data in cases:
@@ -105,7 +119,8 @@ def main():
             print(f"{name:30s} {method:9s} {r['seconds']:6.2f} s {r['peak_mb']:7.0f} MB  levels "
                   f"{r['levels_right']} right  mean vertebra Dice {np.mean(verts):.3f}  "
                   f"mean disc Dice {np.mean(discs) if discs else float('nan'):.3f}")
-            print("    " + "  ".join(f"{k} {v:.2f}" for k, v in d.items()))
+            print("    " + "  ".join(f"{k} {v:.2f}" for k, v in d.items())
+                  + ("  flags: " + "; ".join(r["flags"]) if r.get("flags") else ""))
 
 
 if __name__ == "__main__":

@@ -45,10 +45,9 @@ def test_phantom_levels_exact(phantom_run):
 
 def test_phantom_vertebra_dice(phantom_run):
     p, r = phantom_run
-    for name in p.truth["levels"]:
-        lab = L.vertebra_label(name)
-        # target 0.95 (issue 4) NOT met yet: reached 0.84-0.98 at 1.5 mm
-        assert _dice(r.labels.array, p.labels.array, lab) >= 0.80, name
+    dices = [_dice(r.labels.array, p.labels.array, L.vertebra_label(name)) for name in p.truth["levels"]]
+    # issue 4's target is a mean of 0.95; measured 0.937-0.991 per level, mean 0.961 at 1.5 mm
+    assert min(dices) >= 0.92 and np.mean(dices) >= 0.95, dices
 
 
 def test_phantom_discs_centres(phantom_run):
@@ -118,7 +117,7 @@ def test_real_ct_levels_and_dice(shared_data):
     # the reference's T11 is only a 76-voxel tip at the top edge; all full vertebrae named right
     assert r.levels == ["T12", "L1", "L2", "L3", "L4", "L5", "S1"]
     assert not r.flags
-    # reached (3 mm): T12 .79 L1 .79 L2 .86 L3 .88 L4 .89 L5 .84 S1 .56 (target mean 0.90)
+    # reached (3 mm): T12 .78 L1 .81 L2 .90 L3 .90 L4 .87 L5 .81 S1 .55 (target mean 0.90)
     dices = {lab: _dice(r.labels.array, ref, lab) for lab in (19, 20, 21, 22, 23, 24, 26)}
     for lab, dv in dices.items():
         assert dv > (0.50 if lab == 26 else 0.72), (lab, dv)

@@ -32,6 +32,10 @@ __all__ = ["segment_ct", "WORK_MM", "SURFACE_HU"]
 WORK_MM = 1.5        # finest working spacing (mm)
 SURFACE_HU = 100.0   # vertebra surface threshold on the output grid (partial-volume voxels)
 BONE_HU = 150.0      # bone for canal / column detection on the working grid
+BODY_FRONT_OF_CANAL_MM = 6.0  # the body column starts this far in front of the canal centre
+FACET_RESOLVED_MM = 2.0       # finer working grids resolve the facet-joint gaps
+POSTERIOR_SHIFT_MM = 6.0      # posterior-element markers: band moved caudally by this
+POSTERIOR_GAP_MM = 6.0        # and this far from the shifted disc planes
 OTHER = 999          # temporary label: ribs, ilium, other bone
 DISC_ID = 500        # temporary labels of disc markers (500 + disc index)
 
@@ -323,16 +327,29 @@ def segment_ct(volume: Volume, *, progress=None, cancel=None) -> SegmentationRes
     dists = [plane_dist(i) for i in range(nd)]
     margin = 4.0 / w
     markers = np.zeros(hu.shape, np.uint16)
+    # vertebra markers: in the body column between the disc planes; behind the body the
+    # band is moved caudally (inferior articular and spinous processes reach below their
+    # body's lower disc plane) and a wider gap is left unmarked, where the watershed puts
+    # the border in the facet-joint gaps
     near = np.abs(X - ccx) < 30.0 / w
+    front = Y < ccy - BODY_FRONT_OF_CANAL_MM / w
+    shift, margin_p = POSTERIOR_SHIFT_MM / w, POSTERIOR_GAP_MM / w
     seg_ids = []
     for s in range(nd + 1):
-        m = col & near
+        m_front = col & near & front
+        m_back = col & near & ~front
         if s > 0:
-            m &= dists[s - 1] < -margin   # below the disc above
+            m_front &= dists[s - 1] < -margin   # below the disc above
+            m_back &= dists[s - 1] < -(margin_p + shift)
         if s < nd:
-            m &= dists[s] > margin        # above the disc below
-        markers[m] = s + 1
+            m_front &= dists[s] > margin        # above the disc below
+            # (the top vertebra is often partial, its disc plane the least sure: no shift)
+            m_back &= dists[s] > (margin_p if s == 0 else margin_p - shift)
+        # facet gaps are resolved on fine grids: there the watershed alone splits the arches;
+        # the sacrum (s == nd) has no facet below and keeps its whole band
+        markers[m_front | m_back if (w > FACET_RESOLVED_MM or s == nd) else m_front] = s + 1
         seg_ids.append(s + 1)
+    del front
     markers[col & (np.abs(X - ccx) > 75.0 / w)] = OTHER
     # disc markers: the low-HU middle of each disc, so disc voxels above SURFACE_HU
     # (nucleus, partial volume) are not given to a vertebra
