@@ -157,3 +157,17 @@ def test_not_a_ct():
     empty.array[10:30, 10:30, 10:30] = 500
     with pytest.raises(SegmentationError):
         segment_ct(empty)
+
+
+def test_no_sacrum_in_view_is_flagged_not_trusted():
+    p = make_phantom(spacing=2.0, iliac_crest=False, left_marker=False)
+    # keep only the slices above the L3/L4 disc: no sacrum, so no anchor for the names
+    k_cut = int(round(p.ct.ijk_points_from_lps(np.array([p.truth["discs"]["L3-L4"]["center_lps"]]))[0, 2]))
+    ct = p.ct
+    a = ct.array[k_cut + 2:] if ct.direction[2, 2] > 0 else ct.array[:k_cut - 2]
+    origin = ct.lps_points_from_ijk(np.array([[0, 0, k_cut + 2 if ct.direction[2, 2] > 0 else 0]]))[0]
+    cut = Volume(np.ascontiguousarray(a), spacing=ct.spacing, origin=tuple(origin),
+                 direction=ct.direction, modality="CT")
+    r = segment_ct(cut)
+    assert any("sacrum not recognised" in f for f in r.flags)
+    assert r.confidence and max(r.confidence.values()) <= 0.2

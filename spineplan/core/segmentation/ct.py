@@ -36,6 +36,8 @@ BODY_FRONT_OF_CANAL_MM = 6.0  # the body column starts this far in front of the 
 FACET_RESOLVED_MM = 2.0       # finer working grids resolve the facet-joint gaps
 POSTERIOR_SHIFT_MM = 6.0      # posterior-element markers: band moved caudally by this
 POSTERIOR_GAP_MM = 6.0        # and this far from the shifted disc planes
+SACRUM_BULK = 1.75            # sacrum volume >= this x a whole vertebra's (measured 2.0-3.6;
+                              # a lumbar vertebra cut by the field's edge 1.4)
 OTHER = 999          # temporary label: ribs, ilium, other bone
 DISC_ID = 500        # temporary labels of disc markers (500 + disc index)
 
@@ -397,6 +399,13 @@ def segment_ct(volume: Volume, *, progress=None, cancel=None) -> SegmentationRes
             names_by_seg[sid] = names_up[n]
     # drop tiny partial segments (less than 0.3 cm^3)
     present = [sid for sid in order_caudal if counts[sid - 1] > 300.0 and sid in names_by_seg]
+    # the naming anchor: the lowest segment must be a sacrum, far bulkier than a vertebra
+    # bounded by two discs; otherwise (a thoracic or partial scan) say the names are a guess
+    full = counts[1:nd]  # segments 2..nd lie between two discs
+    sacrum_seen = len(full) >= 1 and counts[nd] >= SACRUM_BULK * float(np.median(full))
+    if not sacrum_seen:
+        flags.append("sacrum not recognised in view: levels are counted from the lowest vertebra "
+                     "as if it were S1 and are unreliable; confirm the level and shift the names")
 
     # ---- discs: low-HU voxels between the endplates, within the body footprint
     rep.step(0.8, "disc labels")
@@ -441,6 +450,8 @@ def segment_ct(volume: Volume, *, progress=None, cancel=None) -> SegmentationRes
         base = 0.95 if name == "S1" else 0.9 - 0.03 * n_from_sac
         if "L6" in names_up and name in ("L6", "L5", "L1", "T12"):
             base = min(base, 0.5)
+        if not sacrum_seen:
+            base = min(base, 0.2)
         conf[name] = float(np.clip(base, 0.05, 1.0))
     # LPS geometry from working-grid voxel coords
     org = np.array(wimg.GetOrigin())
