@@ -38,6 +38,7 @@ POSTERIOR_SHIFT_MM = 6.0      # posterior-element markers: band moved caudally b
 POSTERIOR_GAP_MM = 6.0        # and this far from the shifted disc planes
 SACRUM_BULK = 1.75            # sacrum volume >= this x a whole vertebra's (measured 2.0-3.6;
                               # a lumbar vertebra cut by the field's edge 1.4)
+MARROW_MIN_HU = 0.0            # fatty sacral marrow can be this dark
 OTHER = 999          # temporary label: ribs, ilium, other bone
 DISC_ID = 500        # temporary labels of disc markers (500 + disc index)
 
@@ -136,6 +137,23 @@ def _fit_canal(cands: np.ndarray, nz: int, w: float, mid_x: np.ndarray) -> tuple
     zin = z[keep]
     valid = (zq >= zin.min()) & (zq <= zin.max())
     return cx, cy, valid
+
+
+def _add_open_marrow(seg: np.ndarray, sid: int, surf: np.ndarray, taken: np.ndarray,
+                     hu: np.ndarray) -> None:
+    """Give segment ``sid`` the marrow enclosed by its cortex in coronal or sagittal planes but
+    open in the axial plane (the sacrum's foramina and fatty marrow below SURFACE_HU)."""
+    extra = np.zeros(surf.shape, bool)
+    for ax in (1, 2):
+        st = np.zeros((3, 3, 3), bool)
+        st[tuple(1 if a == ax else slice(None) for a in range(3))] = ndi.generate_binary_structure(2, 1)
+        extra |= ndi.binary_fill_holes(surf, structure=st)
+    extra &= ~taken & ~surf & (hu > MARROW_MIN_HU)
+    lab, n = ndi.label(extra)
+    if n == 0:
+        return
+    touching = np.unique(lab[ndi.binary_dilation(seg == sid) & extra])
+    seg[np.isin(lab, touching[touching > 0])] = sid
 
 
 def _regular_chain(idx: np.ndarray, score: np.ndarray, w: float,
@@ -406,6 +424,9 @@ def segment_ct(volume: Volume, *, progress=None, cancel=None) -> SegmentationRes
     if not sacrum_seen:
         flags.append("sacrum not recognised in view: levels are counted from the lowest vertebra "
                      "as if it were S1 and are unreliable; confirm the level and shift the names")
+
+    if sacrum_seen:
+        _add_open_marrow(seg, nd + 1, surf, col | canal, hu)
 
     # ---- discs: low-HU voxels between the endplates, within the body footprint
     rep.step(0.8, "disc labels")
