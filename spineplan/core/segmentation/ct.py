@@ -8,9 +8,11 @@ Pipeline (all on an axis-aligned LPS working grid, so any input direction works)
    slice, robustly fitted as a smooth curve ``x(z), y(z)``;
 3. the vertebral-body centre line in front of the canal; the mean-HU profile across the
    body, sampled on planes perpendicular to that line, shows discs as low-HU minima;
-4. vertebra seeds = bone between consecutive disc planes (away from them), a watershed on
-   inverted HU splits bodies at the discs and posterior elements at the facet gaps;
-5. levels named from the sacrum (lowest segment) upward; transitional anatomy flagged;
+4. vertebra markers = column bone between consecutive disc planes (away from them; behind
+   the canal only on coarse grids, as a caudally shifted band), and a marker watershed on the
+   gradient magnitude splits bodies at the discs and posterior elements at the facet gaps;
+5. levels named from the sacrum (lowest segment, checked for its bulk) upward; transitional
+   anatomy and a missing sacrum flagged;
 6. labels mapped back to the input grid, the surface placed at ``SURFACE_HU``.
 """
 
