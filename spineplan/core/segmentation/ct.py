@@ -38,9 +38,14 @@ BODY_FRONT_OF_CANAL_MM = 6.0  # the body column starts this far in front of the 
 FACET_RESOLVED_MM = 2.0       # finer working grids resolve the facet-joint gaps
 POSTERIOR_SHIFT_MM = 6.0      # posterior-element markers: band moved caudally by this
 POSTERIOR_GAP_MM = 6.0        # and this far from the shifted disc planes
-SACRUM_BULK = 1.75            # sacrum volume >= this x a whole vertebra's (measured 2.0-3.6;
+SACRUM_BULK = 1.5             # sacrum volume >= this x a whole vertebra's (measured 2.1-3.6;
                               # a lumbar vertebra cut by the field's edge 1.4)
+SACRUM_MIN_WIDTH_MM = 75.0    # and alae: this wide in front of the canal (measured 91-100;
+                              # lumbar bodies 50-57)
 MARROW_MIN_HU = 0.0            # fatty sacral marrow can be this dark
+PELVIS_FRONT_MM = 60.0        # below the lowest disc, bone this far in front of the canal is pelvis
+SACRUM_HALF_WIDTH_MM = 40.0   # sacrum markers reach this far from the midline
+ILIUM_FROM_MM = 55.0          # below the lowest disc, bone this far from the midline is ilium
 OTHER = 999          # temporary label: ribs, ilium, other bone
 DISC_ID = 500        # temporary labels of disc markers (500 + disc index)
 
@@ -369,10 +374,25 @@ def segment_ct(volume: Volume, *, progress=None, cancel=None) -> SegmentationRes
             m_back &= dists[s] > (margin_p if s == 0 else margin_p - shift)
         # facet gaps are resolved on fine grids: there the watershed alone splits the arches;
         # the sacrum (s == nd) has no facet below and keeps its whole band
+        if s == nd:  # the sacrum: alae reach towards the sacro-iliac joints
+            m_front = col & (np.abs(X - ccx) < SACRUM_HALF_WIDTH_MM / w) & front
+            m_back = col & (np.abs(X - ccx) < SACRUM_HALF_WIDTH_MM / w) & ~front
+            if nd:
+                m_front &= dists[s - 1] < -margin
+                m_back &= dists[s - 1] < -(margin_p + shift)
+            m_front &= Y > ccy - PELVIS_FRONT_MM / w
         markers[m_front | m_back if (w > FACET_RESOLVED_MM or s == nd) else m_front] = s + 1
         seg_ids.append(s + 1)
     del front
     markers[col & (np.abs(X - ccx) > 75.0 / w)] = OTHER
+    if nd:
+        # below the lowest disc, bone far in front of the canal is the pelvic ring (pubis),
+        # joined to the sacrum through the ilia: it must not become sacrum
+        below = col & (dists[nd - 1] < -margin)
+        markers[below & (Y < ccy - PELVIS_FRONT_MM / w)] = OTHER
+        # and bone beside the sacrum beyond the sacro-iliac joints is ilium
+        markers[below & (np.abs(X - ccx) > ILIUM_FROM_MM / w)] = OTHER
+        del below
     # disc markers: the low-HU middle of each disc, so disc voxels above SURFACE_HU
     # (nucleus, partial volume) are not given to a vertebra
     disc_rad2 = []
@@ -419,10 +439,14 @@ def segment_ct(volume: Volume, *, progress=None, cancel=None) -> SegmentationRes
             names_by_seg[sid] = names_up[n]
     # drop tiny partial segments (less than 0.3 cm^3)
     present = [sid for sid in order_caudal if counts[sid - 1] > 300.0 and sid in names_by_seg]
-    # the naming anchor: the lowest segment must be a sacrum, far bulkier than a vertebra
-    # bounded by two discs; otherwise (a thoracic or partial scan) say the names are a guess
+    # the naming anchor: the lowest segment must be a sacrum, bulkier than a vertebra bounded
+    # by two discs and with alae (wide in front of the canal); otherwise (a thoracic or
+    # partial scan) the names are only a guess and are flagged so
     full = counts[1:nd]  # segments 2..nd lie between two discs
-    sacrum_seen = len(full) >= 1 and counts[nd] >= SACRUM_BULK * float(np.median(full))
+    front_x = np.nonzero(((seg == nd + 1) & (Y < ccy - 15.0 / w)).any(axis=(0, 1)))[0]
+    sacrum_width = (np.ptp(front_x) + 1) * w if len(front_x) else 0.0
+    sacrum_seen = (len(full) >= 1 and counts[nd] >= SACRUM_BULK * float(np.median(full))
+                   and sacrum_width >= SACRUM_MIN_WIDTH_MM)
     if not sacrum_seen:
         flags.append("sacrum not recognised in view: levels are counted from the lowest vertebra "
                      "as if it were S1 and are unreliable; confirm the level and shift the names")
