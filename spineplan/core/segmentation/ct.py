@@ -37,6 +37,7 @@ BONE_HU = 150.0      # bone for canal / column detection on the working grid
 BODY_FRONT_OF_CANAL_MM = 6.0  # the body column starts this far in front of the canal centre
 FACET_RESOLVED_MM = 2.0       # finer working grids resolve the facet-joint gaps
 POSTERIOR_SHIFT_MM = 6.0      # posterior-element markers: band moved caudally by this
+POSTERIOR_UPPER_SHIFT_MM = 3.0  # (its upper end moves less: pedicles sit high on the body)
 POSTERIOR_GAP_MM = 6.0        # and this far from the shifted disc planes
 SACRUM_BULK = 1.5             # sacrum volume >= this x a whole vertebra's (measured 2.1-3.6;
                               # a lumbar vertebra cut by the field's edge 1.4)
@@ -46,6 +47,7 @@ MARROW_MIN_HU = 0.0            # fatty sacral marrow can be this dark
 PELVIS_FRONT_MM = 60.0        # below the lowest disc, bone this far in front of the canal is pelvis
 SACRUM_HALF_WIDTH_MM = 40.0   # sacrum markers reach this far from the midline
 ILIUM_FROM_MM = 55.0          # below the lowest disc, bone this far from the midline is ilium
+DISC_RADIUS_MM = 12.0         # disk sampled to orient a disc plane
 OTHER = 999          # temporary label: ribs, ilium, other bone
 DISC_ID = 500        # temporary labels of disc markers (500 + disc index)
 
@@ -161,6 +163,31 @@ def _add_open_marrow(seg: np.ndarray, sid: int, surf: np.ndarray, taken: np.ndar
         return
     touching = np.unique(lab[ndi.binary_dilation(seg == sid) & extra])
     seg[np.isin(lab, touching[touching > 0])] = sid
+
+
+def _darkest_plane_normal(hu: np.ndarray, c: np.ndarray, n0: np.ndarray, w: float) -> np.ndarray:
+    """The disc plane's normal through ``c`` (voxel x, y, z): of the sagittal tilts around the
+    body line's tangent ``n0``, the one whose disc-sized disk is darkest (the disc lies between
+    bright endplates). The tangent alone is unreliable near the ends of the line."""
+    r = DISC_RADIUS_MM / w
+    g = np.arange(-r, r + 1e-6, 1.0)
+    A, B = np.meshgrid(g, g)
+    keep = A ** 2 + B ** 2 <= r * r
+    A, B = A[keep], B[keep]
+    base = np.degrees(np.arctan2(n0[1], n0[2]))
+    best, best_n = np.inf, n0
+    for a in np.radians(base + np.arange(-30.0, 30.1, 3.0)):
+        n = np.array([n0[0], np.sin(a) * np.hypot(n0[1], n0[2]), np.cos(a) * np.hypot(n0[1], n0[2])])
+        n /= np.linalg.norm(n)
+        e1 = np.array([1.0, 0.0, 0.0]) - n[0] * n
+        e1 /= np.linalg.norm(e1)
+        e2 = np.cross(n, e1)
+        pts = c[None] + A[:, None] * e1[None] + B[:, None] * e2[None]
+        v = ndi.map_coordinates(hu, pts[:, ::-1].T, order=1, cval=-1000.0)
+        score = float(np.mean(np.clip(v, -200.0, 600.0)))
+        if score < best:
+            best, best_n = score, n
+    return best_n
 
 
 def _regular_chain(idx: np.ndarray, score: np.ndarray, w: float,
@@ -313,7 +340,7 @@ def segment_ct(volume: Volume, *, progress=None, cancel=None) -> SegmentationRes
     if len(peaks) == 0:
         raise SegmentationError("no intervertebral discs found along the column")
     disc_c = pts[peaks]
-    disc_n = tan[peaks]
+    disc_n = np.array([_darkest_plane_normal(hu, pts[p], tan[p], w) for p in peaks])
     prom = props["prominences"] / span
     rep.step(0.5, "vertebrae")
 
@@ -361,13 +388,14 @@ def segment_ct(volume: Volume, *, progress=None, cancel=None) -> SegmentationRes
     near = np.abs(X - ccx) < 30.0 / w
     front = Y < ccy - BODY_FRONT_OF_CANAL_MM / w
     shift, margin_p = POSTERIOR_SHIFT_MM / w, POSTERIOR_GAP_MM / w
+    upper_shift = POSTERIOR_UPPER_SHIFT_MM / w
     seg_ids = []
     for s in range(nd + 1):
         m_front = col & near & front
         m_back = col & near & ~front
         if s > 0:
             m_front &= dists[s - 1] < -margin   # below the disc above
-            m_back &= dists[s - 1] < -(margin_p + shift)
+            m_back &= dists[s - 1] < -(margin_p + upper_shift)
         if s < nd:
             m_front &= dists[s] > margin        # above the disc below
             # (the top vertebra is often partial, its disc plane the least sure: no shift)
@@ -379,7 +407,7 @@ def segment_ct(volume: Volume, *, progress=None, cancel=None) -> SegmentationRes
             m_back = col & (np.abs(X - ccx) < SACRUM_HALF_WIDTH_MM / w) & ~front
             if nd:
                 m_front &= dists[s - 1] < -margin
-                m_back &= dists[s - 1] < -(margin_p + shift)
+                m_back &= dists[s - 1] < -(margin_p + upper_shift)
             m_front &= Y > ccy - PELVIS_FRONT_MM / w
         markers[m_front | m_back if (w > FACET_RESOLVED_MM or s == nd) else m_front] = s + 1
         seg_ids.append(s + 1)
