@@ -48,6 +48,8 @@ PELVIS_FRONT_MM = 60.0        # below the lowest disc, bone this far in front of
 SACRUM_HALF_WIDTH_MM = 40.0   # sacrum markers reach this far from the midline
 ILIUM_FROM_MM = 55.0          # below the lowest disc, bone this far from the midline is ilium
 DISC_RADIUS_MM = 12.0         # disk sampled to orient a disc plane
+DISC_MAX_RADIUS_MM = 30.0     # disc voxels lie within this of the disc centre, in its plane
+DISC_REACH_MM = 15.0          # and have both bodies within this above and below
 OTHER = 999          # temporary label: ribs, ilium, other bone
 DISC_ID = 500        # temporary labels of disc markers (500 + disc index)
 
@@ -188,6 +190,17 @@ def _darkest_plane_normal(hu: np.ndarray, c: np.ndarray, n0: np.ndarray, w: floa
         if score < best:
             best, best_n = score, n
     return best_n
+
+
+def _between(upper: np.ndarray, lower: np.ndarray, reach: int) -> np.ndarray:
+    """Voxels with ``upper`` within ``reach`` voxels above them (+z) and ``lower`` within
+    ``reach`` below: the space between two vertebral bodies, i.e. the disc's footprint."""
+    up = np.zeros(upper.shape, bool)
+    down = np.zeros(lower.shape, bool)
+    for t in range(1, reach + 1):
+        up[:-t] |= upper[t:]
+        down[t:] |= lower[:-t]
+    return up & down
 
 
 def _regular_chain(idx: np.ndarray, score: np.ndarray, w: float,
@@ -494,8 +507,9 @@ def segment_ct(volume: Volume, *, progress=None, cancel=None) -> SegmentationRes
         c, n = disc_c[i], disc_n[i]
         d = dists[i]
         rad2 = disc_rad2[i]
-        m = (np.abs(d) < 8.0 / w) & (rad2 < (20.0 / w) ** 2) & (hu > -100) & (hu <= 200)
+        m = (np.abs(d) < 8.0 / w) & (rad2 < (DISC_MAX_RADIUS_MM / w) ** 2) & (hu > -100) & (hu <= 200)
         m &= ~canal & ((sitk.GetArrayViewFromImage(ws) == DISC_ID + i) | ~col)
+        m &= _between(seg == upper_seg, seg == lower_seg, int(round(DISC_REACH_MM / w)))
         lab_i, nl = ndi.label(m)
         if nl:
             cc = lab_i[int(round(c[2])), int(round(c[1])), int(round(c[0]))]
