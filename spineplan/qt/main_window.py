@@ -119,6 +119,10 @@ class MainWindow(QMainWindow):
             bb.clicked.connect(lambda _=False, s=steps: self.shift_levels(s))
             row.addWidget(bb)
         v.addLayout(row)
+        # what the segmenter is unsure of (no sacrum in view, L6, low confidence) stays on screen
+        self.seg_status = QLabel("")
+        self.seg_status.setWordWrap(True)
+        v.addWidget(self.seg_status)
         self.unit_table = QTableWidget(0, 7)
         self.unit_table.setHorizontalHeaderLabels(["unit", "disc A/M/P mm", "angle°", "slip mm",
                                                    "canal mm", "facets", "notes"])
@@ -491,8 +495,20 @@ class MainWindow(QMainWindow):
             return
         w = run_in_background(lambda progress=None, cancel=None: seg.segment(vol, progress=progress, cancel=cancel))
         self._worker = w
-        w.signals.finished.connect(lambda res: self.set_labels(res.labels))
+        w.signals.finished.connect(lambda res: self._on_segmented(seg.name, res))
         w.signals.failed.connect(lambda msg: self.show_error("Segmentation failed", msg))
+
+    def _on_segmented(self, backend: str, res):
+        """Show a segmenter's labels with its levels, weakest confidence and flags."""
+        self.set_labels(res.labels)
+        text = f"{backend}: {', '.join(res.levels) or 'no levels'}"
+        if res.confidence:
+            lv = min(res.confidence, key=res.confidence.get)
+            text += f" (lowest confidence {res.confidence[lv]:.2f}, {lv})"
+        if res.flags:
+            text += "\n⚠ " + "\n⚠ ".join(res.flags)
+        self.seg_status.setText(text)
+        self.seg_status.setStyleSheet("color: #c62828; font-weight: bold;" if res.flags else "")
 
     def shift_levels(self, steps: int):
         from ..core.segmentation.edit import LabelEdit, shift_levels

@@ -17,6 +17,7 @@ from PySide6.QtCore import QSettings  # noqa: E402
 
 from spineplan.core.measurements import Measurement  # noqa: E402
 from spineplan.core.phantom import make_phantom  # noqa: E402
+from spineplan.core.volume import Volume  # noqa: E402
 from spineplan.qt.main_window import MainWindow  # noqa: E402
 
 
@@ -418,6 +419,8 @@ def test_segment_button_runs_in_background_and_fills_the_table(window, phantom, 
     qtbot.waitUntil(lambda: window.scene.labels is not None, timeout=10000)
     names = [window.unit_table.item(r, 0).text() for r in range(window.unit_table.rowCount())]
     assert names == ["T12-L1", "L1-L2", "L2-L3", "L3-L4", "L4-L5", "L5-S1"]
+    assert window.seg_status.text().startswith("classical-ct: T12, L1")
+    assert "⚠" not in window.seg_status.text()
     # the most common correction: all level names one up, undoable
     window.shift_levels(-1)
     assert window.unit_table.item(0, 0).text() == "T11-T12"
@@ -442,3 +445,19 @@ def test_plan_exports_from_the_plan_tab(window, phantom, qtbot, tmp_path, monkey
         fn()
         assert (tmp_path / name).stat().st_size > 100, name
     assert load_plan(tmp_path / "p.json")["level"] == "L4-L5"
+
+
+def test_segmentation_without_a_sacrum_warns_on_screen(window, phantom, qtbot):
+    """A scan that stops above the sacrum: the names are a guess and the Segment tab says so."""
+    ct = phantom.ct
+    k0 = int(round(ct.ijk_points_from_lps(np.array([phantom.truth["discs"]["L3-L4"]["center_lps"]]))[0, 2])) + 2
+    origin = ct.lps_points_from_ijk(np.array([[0, 0, k0]]))[0]
+    cut = Volume(np.ascontiguousarray(ct.array[k0:]), spacing=ct.spacing, origin=tuple(origin),
+                 direction=ct.direction, modality="CT")
+    window.scene.set_volume(cut)
+    window.run_segmentation()
+    with qtbot.waitSignal(window._worker.signals.finished, timeout=120000):
+        pass
+    qtbot.waitUntil(lambda: "⚠" in window.seg_status.text(), timeout=10000)
+    assert "sacrum not recognised" in window.seg_status.text()
+    assert "lowest confidence 0.20" in window.seg_status.text()
