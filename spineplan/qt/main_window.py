@@ -7,13 +7,15 @@ from pathlib import Path
 import numpy as np
 from PySide6.QtCore import QSettings, Qt
 from PySide6.QtGui import QAction, QColor, QImage, QKeySequence, QPainter, QPalette
-from PySide6.QtWidgets import (QApplication, QComboBox, QFileDialog, QFormLayout, QGridLayout,
-                               QHBoxLayout, QLabel, QListWidget, QListWidgetItem, QMainWindow,
-                               QMessageBox, QProgressDialog, QPushButton, QSplitter, QTableWidget,
-                               QTableWidgetItem, QTabWidget, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (QApplication, QCheckBox, QComboBox, QDoubleSpinBox, QFileDialog,
+                               QFormLayout, QGridLayout, QGroupBox, QHBoxLayout, QLabel, QListWidget,
+                               QListWidgetItem, QMainWindow, QMessageBox, QProgressDialog, QPushButton,
+                               QSplitter, QTableWidget, QTableWidgetItem, QTabWidget, QVBoxLayout,
+                               QWidget)
 
 from ..core.scene import Scene
-from .slice_view import SliceView
+from ..core.segmentation import labels as L
+from .slice_view import BRUSH_TOOLS, LabelBrush, SliceView
 from .workers import run_in_background
 
 __all__ = ["MainWindow", "apply_dark_theme"]
@@ -43,6 +45,8 @@ class MainWindow(QMainWindow):
         self.anatomy = None
         self._worker = None
         self.views = {o: SliceView(self.scene, o) for o in ("axial", "sagittal", "coronal")}
+        self.brush = LabelBrush(self.scene, on_release=self._on_stroke_end)
+        self._labels_stale = False
         self.view3d = None
         if with_3d:
             from .view3d import View3D
@@ -119,6 +123,7 @@ class MainWindow(QMainWindow):
             bb.clicked.connect(lambda _=False, s=steps: self.shift_levels(s))
             row.addWidget(bb)
         v.addLayout(row)
+        v.addWidget(self._build_correct_group())
         # what the segmenter is unsure of (no sacrum in view, L6, low confidence) stays on screen
         self.seg_status = QLabel("")
         self.seg_status.setWordWrap(True)
@@ -182,6 +187,8 @@ class MainWindow(QMainWindow):
             row.addWidget(bb)
         f.addRow(row)
         self.add_step("Plan", plan)
+        for sv in self._slice_views():
+            sv.brush = self.brush
 
         practice = QWidget()
         v = QVBoxLayout(practice)
@@ -218,6 +225,48 @@ class MainWindow(QMainWindow):
         bb.clicked.connect(self.delete_selected_measurement)
         v.addWidget(bb)
         self.add_step("Measure", meas)
+
+    def _build_correct_group(self) -> QGroupBox:
+        box = QGroupBox("Correct")
+        g = QGridLayout(box)
+        g.setContentsMargins(6, 6, 6, 6)
+        self.vertebra_box = QComboBox()
+        self.vertebra_box.setToolTip("Vertebra to correct; Paint paints this label")
+        self.vertebra_box.currentTextChanged.connect(self._on_vertebra_selected)
+        self.name_box = QComboBox()
+        self.name_box.addItems([L.vertebra_name(x) for x in L.craniocaudal_order(L.VERTEBRA_LABELS)])
+        self.name_box.setCurrentText("L1")
+        self.name_box.setToolTip("Name for Rename / the caudal part of Split; the vertebra Merge absorbs")
+        g.addWidget(QLabel("Vertebra"), 0, 0)
+        g.addWidget(self.vertebra_box, 0, 1)
+        g.addWidget(QLabel("Name"), 0, 2)
+        g.addWidget(self.name_box, 0, 3)
+        for col, (txt, fn) in enumerate((("Rename", self.rename_vertebra), ("Merge into", self.merge_vertebra),
+                                         ("Split at crosshair", self.split_vertebra_at_cursor))):
+            b = QPushButton(txt)
+            b.clicked.connect(fn)
+            g.addWidget(b, 1, col if col < 2 else 2, 1, 1 if col < 2 else 2)
+        self.paint_button = QPushButton("Paint")
+        self.erase_button = QPushButton("Erase")
+        for b, tool in ((self.paint_button, "paint"), (self.erase_button, "erase")):
+            b.setCheckable(True)
+            b.toggled.connect(lambda on, t=tool: self.set_tool(t if on else "crosshair"))
+        self.brush_radius = QDoubleSpinBox()
+        self.brush_radius.setRange(0.5, 30.0)
+        self.brush_radius.setSingleStep(0.5)
+        self.brush_radius.setSuffix(" mm")
+        self.brush_radius.setValue(self.brush.radius_mm)
+        self.brush_radius.setToolTip("Brush radius: a disc on the slice (a sphere in trajectory views)")
+        self.brush_radius.valueChanged.connect(lambda r: setattr(self.brush, "radius_mm", float(r)))
+        self.keep_others_box = QCheckBox("Keep other labels")
+        self.keep_others_box.setChecked(self.brush.keep_others)
+        self.keep_others_box.setToolTip("Paint only onto background; erase only the selected vertebra")
+        self.keep_others_box.toggled.connect(lambda on: setattr(self.brush, "keep_others", bool(on)))
+        g.addWidget(self.paint_button, 2, 0)
+        g.addWidget(self.erase_button, 2, 1)
+        g.addWidget(self.brush_radius, 2, 2)
+        g.addWidget(self.keep_others_box, 2, 3)
+        return box
 
     def _build_menus(self):
         m = self.menuBar().addMenu("&File")
@@ -446,10 +495,26 @@ class MainWindow(QMainWindow):
             w.setVisible(name == "all" or n == name)
         self.settings.setValue("layout", name)
 
+    def _slice_views(self):
+        return list(self.views.values()) + list(getattr(self, "plan_views", {}).values())
+
     def set_tool(self, tool: str):
-        for v in self.views.values():
-            v.tool = tool
+        """Tool of the slice views: "crosshair", a measurement, or "paint" / "erase" (labels).
+
+        Measurements are taken in the three main views; the trajectory views take the
+        crosshair and the brush.
+        """
+        for v in self._slice_views():
+            v.tool = tool if v in self.views.values() or tool in BRUSH_TOOLS else "crosshair"
             v._pending = []
+            v.update()
+        self.brush.erase = tool == "erase"
+        for b, t in ((self.paint_button, "paint"), (self.erase_button, "erase")):
+            b.blockSignals(True)
+            b.setChecked(tool == t)
+            b.blockSignals(False)
+        if tool in BRUSH_TOOLS and self.scene.labels is None:
+            self.statusBar().showMessage("No label map: segment or load labels before painting")
 
     # ------------------------------------------------------------------ segmentation
     def _ask_labels(self):
@@ -473,11 +538,105 @@ class MainWindow(QMainWindow):
         self.scene.set_labels(lab)
 
     def _on_labels(self, lab):
-        """Motor units follow the labels (after segmentation, corrections, undo/redo)."""
+        """Motor units and the vertebra list follow the labels (after segmentation, corrections,
+        undo/redo); during a paint stroke they are brought up to date when the stroke ends."""
         from ..core.segmentation.motor_units import compute_motor_units
 
         self.anatomy = None
+        if self.brush.active:
+            self._labels_stale = True
+            return
+        self._labels_stale = False
+        self._fill_vertebra_box(lab)
         self.scene.set_motor_units(compute_motor_units(lab, self.scene.volume) if lab is not None else [])
+
+    def _on_stroke_end(self):
+        if self._labels_stale:
+            self._on_labels(self.scene.labels)
+
+    def _present_labels(self) -> set[int]:
+        lab = self.scene.labels
+        if lab is None or lab.array.size == 0:
+            return set()
+        return set(np.flatnonzero(np.bincount(lab.array.ravel())).tolist())
+
+    def _fill_vertebra_box(self, lab):
+        cur = self.vertebra_box.currentText()
+        names = [L.vertebra_name(x) for x in L.craniocaudal_order(self._present_labels()) if L.is_vertebra(x)]
+        self.vertebra_box.blockSignals(True)
+        self.vertebra_box.clear()
+        self.vertebra_box.addItems(names)
+        if cur in names:
+            self.vertebra_box.setCurrentText(cur)
+        self.vertebra_box.blockSignals(False)
+        self._on_vertebra_selected(self.vertebra_box.currentText())
+
+    def _on_vertebra_selected(self, name: str):
+        self.brush.label = L.vertebra_label(name) if name else 0
+
+    def _correction_labels(self, what: str):
+        """(selected vertebra, chosen name's label, labels present) or None after a message."""
+        if self.scene.labels is None or not self.vertebra_box.currentText():
+            self.show_error(what, "Segment the spine or load a label map first.")
+            return None
+        return (L.vertebra_label(self.vertebra_box.currentText()), L.vertebra_label(self.name_box.currentText()),
+                self._present_labels())
+
+    def rename_vertebra(self) -> bool:
+        """Give the selected vertebra the chosen name; refused when that name is already used."""
+        from ..core.segmentation.edit import rename_command
+
+        sel = self._correction_labels("Rename")
+        if sel is None:
+            return False
+        old, new, present = sel
+        if new in present:
+            self.show_error("Rename", f"{L.vertebra_name(new)} is already in the label map. Rename it first, "
+                                      "or use Merge into to join two parts of one vertebra.")
+            return False
+        self.scene.undo_stack.push(rename_command(self.scene, old, new))
+        self.vertebra_box.setCurrentText(L.vertebra_name(new))
+        return True
+
+    def merge_vertebra(self) -> bool:
+        """The selected vertebra absorbs the one chosen by name (a vertebra cut in two)."""
+        from ..core.segmentation.edit import merge_command
+
+        sel = self._correction_labels("Merge")
+        if sel is None:
+            return False
+        keep, absorb, present = sel
+        if absorb == keep or absorb not in present:
+            self.show_error("Merge", f"Choose another vertebra of the label map to merge into "
+                                     f"{L.vertebra_name(keep)} ({L.vertebra_name(absorb)} is "
+                                     f"{'the same one' if absorb == keep else 'not in the label map'}).")
+            return False
+        self.scene.undo_stack.push(merge_command(self.scene, keep, absorb))
+        return True
+
+    def split_vertebra_at_cursor(self) -> bool:
+        """Split the selected vertebra by the axial plane through the crosshair; the caudal
+        part gets the chosen name (refused if that name is used or the plane misses the label)."""
+        from ..core.segmentation.edit import split_command
+
+        sel = self._correction_labels("Split")
+        if sel is None:
+            return False
+        label, new, present = sel
+        lab, z0 = self.scene.labels, float(self.scene.cursor_lps[2])
+        if new == label or new in present:
+            self.show_error("Split", f"{L.vertebra_name(new)} is already in the label map: "
+                                     "choose an unused name for the caudal part.")
+            return False
+        idx = np.argwhere(lab.array == label)
+        z = lab.lps_points_from_ijk(idx[:, ::-1].astype(float))[:, 2]
+        if not (z < z0).any() or (z < z0).all():
+            self.show_error("Split", f"The axial plane through the crosshair (z = {z0:.1f} mm) does not cut "
+                                     f"{L.vertebra_name(label)} (z {z.min():.1f} to {z.max():.1f} mm).")
+            return False
+        self.scene.undo_stack.push(split_command(self.scene, label, self.scene.cursor_lps.copy(),
+                                                 (0.0, 0.0, -1.0), new))
+        return True
 
     def run_segmentation(self):
         from ..core.segmentation.base import default_for

@@ -6,6 +6,8 @@ The view subscribes to the scene's events and never changes the model except thr
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 from PySide6.QtCore import QPointF, Qt, Signal
 from PySide6.QtGui import QColor, QFont, QImage, QPainter, QPen
@@ -13,10 +15,78 @@ from PySide6.QtWidgets import QWidget
 
 from ..core.measurements import POINTS_NEEDED, AddMeasurement, Measurement
 from ..core.presets import auto_window
+from ..core.segmentation.edit import paint_command
 from ..render.slicing import (SliceRequest, edge_letters, label_rgba, plane_axes, reslice,
                               trajectory_axes, window_to_gray)
 
-__all__ = ["SliceView"]
+__all__ = ["SliceView", "LabelBrush", "BRUSH_TOOLS"]
+
+BRUSH_TOOLS = ("paint", "erase")
+
+
+class LabelBrush:
+    """Paint / erase strokes on the scene's label map: one undo step per stroke.
+
+    Slice views feed it LPS points; each dab is a core ``paint_command``. Dabs of one stroke
+    share a ``stroke_id`` (merged into one undo step) and are spaced at most half a radius
+    apart along the mouse path.
+
+    Parameters
+    ----------
+    scene : Scene
+        The case whose labels are edited through ``scene.undo_stack``.
+    on_release : callable, optional
+        Called after a stroke has ended.
+    """
+
+    def __init__(self, scene, on_release=None):
+        self.scene, self.on_release = scene, on_release
+        self.label = 0
+        self.radius_mm = 3.0
+        self.erase = False
+        self.keep_others = True  # paint only onto background, erase only the selected label
+        self._stroke = self._axis = self._last = None
+        self._ids = itertools.count(1)
+
+    @property
+    def active(self) -> bool:
+        """True between ``press`` and ``release``."""
+        return self._stroke is not None
+
+    def press(self, lps, axis: int | None = None) -> bool:
+        """Start a stroke with a dab at ``lps``; ``axis`` is the label array's index axis normal
+        to the view (a disc on that slice), None for a sphere. False when there is nothing to paint."""
+        if self.scene.labels is None or (self.label <= 0 and (not self.erase or self.keep_others)):
+            return False
+        self._stroke, self._axis = next(self._ids), axis
+        self._last = np.asarray(lps, float)
+        self._dab(self._last)
+        return True
+
+    def move(self, lps) -> None:
+        """Continue the stroke to ``lps``."""
+        if self._stroke is None:
+            return
+        p = np.asarray(lps, float)
+        n = int(np.ceil(np.linalg.norm(p - self._last) / max(self.radius_mm / 2, 0.25)))
+        for t in np.linspace(0.0, 1.0, n + 1)[1:]:
+            self._dab(self._last + t * (p - self._last))
+        self._last = p
+
+    def release(self) -> None:
+        """End the stroke (closes its undo step)."""
+        if self._stroke is None:
+            return
+        self.scene.undo_stack.end_merge()
+        self._stroke = None
+        if self.on_release is not None:
+            self.on_release()
+
+    def _dab(self, centre):
+        only_on = (self.label if self.erase else 0) if self.keep_others else None
+        self.scene.undo_stack.push(paint_command(self.scene, centre, self.radius_mm,
+                                                 0 if self.erase else self.label, axis=self._axis,
+                                                 only_on=only_on, stroke_id=self._stroke))
 
 
 class SliceView(QWidget):
@@ -32,7 +102,9 @@ class SliceView(QWidget):
         self.level, self.width_ = 400.0, 1800.0
         self.zoom = 1.0
         self.pan_mm = np.zeros(2)
-        self.tool = "crosshair"  # or "distance", "angle", "cobb"
+        self.tool = "crosshair"  # or "distance", "angle", "cobb", "paint", "erase"
+        self.brush: LabelBrush | None = None  # used by the "paint" / "erase" tools
+        self._hover = None
         self.overlay_scale = 1.0  # presentation mode: large type, thick lines
         self._pending: list = []
         self._drag = None
@@ -117,6 +189,17 @@ class SliceView(QWidget):
 
     def pixel_to_lps(self, x: float, y: float) -> np.ndarray:
         return self.request().lps_from_px(x, y)
+
+    def brush_axis(self) -> int | None:
+        """Index axis (0 = i, 1 = j, 2 = k) of the label map normal to this view, or None
+        when the view is oblique to the label grid (trajectory views: sphere brush)."""
+        lab = self.scene.labels
+        if lab is None or self.follows_plan:
+            return None
+        _, _, normal = self.axes()
+        c = np.abs(np.asarray(lab.direction, float).T @ normal)
+        a = int(np.argmax(c))
+        return a if c[a] > 0.999 else None
 
     def slice_index(self) -> int:
         """Index of the displayed slice along this view's normal, in voxels of the volume."""
@@ -220,6 +303,11 @@ class SliceView(QWidget):
             p.drawText(pts[-1] + QPointF(6, -6), m.text())
         for q in self._pending:
             p.drawEllipse(QPointF(*req.px_from_lps(q)), 3, 3)
+        if self.tool in BRUSH_TOOLS and self.brush is not None and self._hover is not None:
+            r = self.brush.radius_mm / req.mm_per_px
+            p.setBrush(Qt.NoBrush)
+            p.setPen(QPen(QColor(255, 90, 90) if self.tool == "erase" else QColor(90, 200, 255), 1))
+            p.drawEllipse(QPointF(*self._hover), r, r)
 
     def grab_array(self) -> np.ndarray:
         """The rendered view as an (H, W, 3) uint8 array (for tests and screenshots)."""
@@ -273,7 +361,7 @@ class SliceView(QWidget):
             super().keyPressEvent(e)
 
     def mousePressEvent(self, e):
-        if self.scene.volume is None:
+        if self.scene.volume is None or (self._drag is not None and self._drag[0] == "brush"):
             return
         pos = e.position()
         if e.button() == Qt.LeftButton:
@@ -282,7 +370,10 @@ class SliceView(QWidget):
             if grab is not None:
                 self._drag = ("plan", grab)
                 return
-            if self.tool == "crosshair":
+            if self.tool in BRUSH_TOOLS:
+                if self.brush is not None and self.brush.press(lps, self.brush_axis()):
+                    self._drag = ("brush",)
+            elif self.tool == "crosshair":
                 self.scene.set_cursor(lps)
             else:
                 self._pending.append(lps)
@@ -302,7 +393,13 @@ class SliceView(QWidget):
             unit = " HU" if self.scene.volume.modality == "CT" else ""
             self.status.emit(f"{self.orientation}: LPS ({lps[0]:.1f}, {lps[1]:.1f}, {lps[2]:.1f}) mm"
                              + ("" if np.isnan(val) else f"   value {val:.0f}{unit}"))
+            if self.tool in BRUSH_TOOLS:
+                self._hover = (pos.x(), pos.y())
+                self.update()
         if self._drag is None:
+            return
+        if self._drag[0] == "brush":
+            self.brush.move(self.pixel_to_lps(pos.x(), pos.y()))
             return
         if self._drag[0] == "plan":
             self.plan_point_moved.emit(self._drag[1], self._moved_point(self._drag[1], pos), False)
@@ -317,6 +414,11 @@ class SliceView(QWidget):
             self.update()
 
     def mouseReleaseEvent(self, e):
+        if self._drag is not None and self._drag[0] == "brush":
+            if e.button() == Qt.LeftButton:
+                self.brush.release()
+                self._drag = None
+            return
         if self._drag is not None and self._drag[0] == "plan":
             self.plan_point_moved.emit(self._drag[1], self._moved_point(self._drag[1], e.position()), True)
         self._drag = None
@@ -337,6 +439,11 @@ class SliceView(QWidget):
         _, _, normal = self.axes()
         new = self.pixel_to_lps(pos.x(), pos.y())
         return new + normal * float((old - new) @ normal)
+
+    def leaveEvent(self, e):
+        self._hover = None
+        self.update()
+        super().leaveEvent(e)
 
     def resizeEvent(self, e):
         self._image = None

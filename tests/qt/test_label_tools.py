@@ -1,0 +1,252 @@
+"""Label corrections in the Segment tab: rename, merge, split at the crosshair, and paint /
+erase strokes in the slice views, each one undo step, with the motor-unit table following."""
+
+from __future__ import annotations
+
+import gc
+
+import numpy as np
+import pytest
+
+pytest.importorskip("PySide6")
+
+from PySide6.QtCore import QPoint, Qt  # noqa: E402
+
+from spineplan.core.phantom import make_phantom  # noqa: E402
+
+from .test_workstation import _make_window, _open  # noqa: E402
+
+L2, L3, L4, L5, L6 = 21, 22, 23, 24, 25
+
+
+@pytest.fixture(scope="module")
+def phantom():
+    return make_phantom(spacing=2.0)
+
+
+@pytest.fixture()
+def window(qtbot, tmp_path, phantom):
+    w = _make_window(qtbot, tmp_path)
+    _open(w, phantom, qtbot)
+    w.set_labels(phantom.labels)
+    yield w
+    w.close()
+    gc.collect()
+
+
+@pytest.fixture()
+def errors(monkeypatch):
+    shown = []
+    monkeypatch.setattr("PySide6.QtWidgets.QMessageBox.critical",
+                        lambda parent, title, text: shown.append((title, text)))
+    return shown
+
+
+def _units(window):
+    return [window.unit_table.item(r, 0).text() for r in range(window.unit_table.rowCount())]
+
+
+def _choose(window, vertebra, name):
+    window.vertebra_box.setCurrentText(vertebra)
+    window.name_box.setCurrentText(name)
+    assert window.vertebra_box.currentText() == vertebra and window.name_box.currentText() == name
+
+
+def _z_of(labels, mask):
+    return labels.lps_points_from_ijk(np.argwhere(mask)[:, ::-1].astype(float))[:, 2]
+
+
+def test_vertebra_list_follows_the_label_map(window):
+    names = [window.vertebra_box.itemText(n) for n in range(window.vertebra_box.count())]
+    assert names == ["T12", "L1", "L2", "L3", "L4", "L5", "S1"]
+    _choose(window, "L5", "L6")
+    window.rename_vertebra()
+    names = [window.vertebra_box.itemText(n) for n in range(window.vertebra_box.count())]
+    assert names[-2:] == ["L6", "S1"] and "L5" not in names
+    assert window.vertebra_box.currentText() == "L6"
+    window.undo_action.trigger()
+    assert "L5" in [window.vertebra_box.itemText(n) for n in range(window.vertebra_box.count())]
+
+
+def test_rename_changes_voxels_and_table_and_undo_restores(window, phantom):
+    before = window.scene.labels.array.copy()
+    assert _units(window)[-2:] == ["L4-L5", "L5-S1"]
+    _choose(window, "L5", "L6")
+    assert window.rename_vertebra()
+    arr = window.scene.labels.array
+    assert not (arr == L5).any()
+    assert np.array_equal(arr == L6, before == L5)
+    assert np.array_equal(arr[before != L5], before[before != L5])
+    assert _units(window)[-1] == "L6-S1" and "L5-S1" not in _units(window)
+    window.undo_action.trigger()
+    assert np.array_equal(window.scene.labels.array, before)
+    assert _units(window)[-2:] == ["L4-L5", "L5-S1"]
+
+
+def test_rename_to_an_existing_name_is_refused(window, errors):
+    before = window.scene.labels.array.copy()
+    steps = len(window.scene.undo_stack)
+    _choose(window, "L3", "L4")
+    assert window.rename_vertebra() is False
+    assert errors and "L4 is already in the label map" in errors[0][1]
+    assert np.array_equal(window.scene.labels.array, before)
+    assert len(window.scene.undo_stack) == steps
+
+
+def test_merge_gives_the_absorbed_voxels_to_the_selected_vertebra(window):
+    before = window.scene.labels.array.copy()
+    _choose(window, "L3", "L4")
+    assert window.merge_vertebra()
+    arr = window.scene.labels.array
+    assert not (arr == L4).any()
+    assert np.array_equal(arr == L3, (before == L3) | (before == L4))
+    assert "L3-L4" not in _units(window) and "L4-L5" not in _units(window)
+    assert "L4" not in [window.vertebra_box.itemText(n) for n in range(window.vertebra_box.count())]
+    window.undo_action.trigger()
+    assert np.array_equal(window.scene.labels.array, before)
+    assert "L3-L4" in _units(window)
+
+
+def test_merge_with_an_absent_vertebra_is_refused(window, errors):
+    before = window.scene.labels.array.copy()
+    _choose(window, "L3", "L6")
+    assert window.merge_vertebra() is False
+    assert errors and "not in the label map" in errors[0][1]
+    assert np.array_equal(window.scene.labels.array, before)
+
+
+def test_split_at_the_crosshair_separates_at_the_plane(window, phantom):
+    lab = window.scene.labels
+    before = lab.array.copy()
+    centre = np.array(phantom.truth["vertebrae"]["L3"]["center_lps"])
+    window.scene.set_cursor(centre + [0, 0, 1.0])  # between voxel planes (z = ... .15 + 2n)
+    z0 = float(window.scene.cursor_lps[2])
+    _choose(window, "L3", "L6")
+    assert window.split_vertebra_at_cursor()
+    arr = window.scene.labels.array
+    upper, lower = arr == L3, arr == L6
+    assert upper.sum() > 100 and lower.sum() > 100
+    assert np.array_equal(upper | lower, before == L3)
+    assert _z_of(lab, upper).min() > z0 and _z_of(lab, lower).max() < z0
+    assert _z_of(lab, upper).min() - z0 < 2.0 and z0 - _z_of(lab, lower).max() < 2.0  # one voxel each side
+    window.undo_action.trigger()
+    assert np.array_equal(window.scene.labels.array, before)
+
+
+def test_split_refused_when_the_plane_misses_or_the_name_is_used(window, phantom, errors):
+    before = window.scene.labels.array.copy()
+    l1 = np.array(phantom.truth["vertebrae"]["L1"]["center_lps"])
+    window.scene.set_cursor(l1)  # far above L3
+    _choose(window, "L3", "L6")
+    assert window.split_vertebra_at_cursor() is False
+    assert "does not cut L3" in errors[-1][1]
+    window.scene.set_cursor(phantom.truth["vertebrae"]["L3"]["center_lps"])
+    _choose(window, "L3", "L4")
+    assert window.split_vertebra_at_cursor() is False
+    assert "L4 is already in the label map" in errors[-1][1]
+    assert np.array_equal(window.scene.labels.array, before)
+
+
+def _stroke(qtbot, view, pts_lps):
+    """Left-button drag through LPS points; returns the LPS of the pixels actually used."""
+    view.repaint()
+    px = [QPoint(*(int(round(c)) for c in view.lps_to_pixel(p))) for p in pts_lps]
+    qtbot.mousePress(view, Qt.LeftButton, pos=px[0])
+    for q in px[1:]:
+        qtbot.mouseMove(view, q)
+    qtbot.mouseRelease(view, Qt.LeftButton, pos=px[-1])
+    return [view.pixel_to_lps(q.x(), q.y()) for q in px]
+
+
+def _dist_to_path(pts, path):
+    d = np.full(len(pts), np.inf)
+    for a, b in zip(path[:-1], path[1:]):
+        ab = b - a
+        t = np.clip(((pts - a) @ ab) / max(ab @ ab, 1e-9), 0, 1)
+        d = np.minimum(d, np.linalg.norm(pts - (a + t[:, None] * ab), axis=1))
+    return d
+
+
+def test_paint_stroke_in_the_axial_view_is_one_undo_step(window, phantom, qtbot):
+    lab = window.scene.labels
+    before = lab.array.copy()
+    centre = np.array(phantom.truth["vertebrae"]["L3"]["center_lps"])
+    window.scene.set_cursor(centre)
+    window.vertebra_box.setCurrentText("L3")
+    window.paint_button.click()
+    assert all(v.tool == "paint" for v in window.views.values())
+    assert window.brush.radius_mm == 3.0
+    steps = len(window.scene.undo_stack)
+    view = window.views["axial"]
+    # lateral to the body, in soft tissue (label 0)
+    path = _stroke(qtbot, view, [centre + [40, -10, 0], centre + [47, -10, 0], centre + [55, -10, 0]])
+    arr = window.scene.labels.array
+    changed = np.argwhere(arr != before)
+    assert len(window.scene.undo_stack) == steps + 1
+    assert len(changed) > 20
+    k_slice = int(np.rint(lab.ijk_points_from_lps(np.asarray(window.scene.cursor_lps))[2]))
+    assert set(changed[:, 0].tolist()) == {k_slice}  # only the displayed slice
+    k, j, i = changed.T
+    assert (arr[k, j, i] == L3).all() and (before[k, j, i] == 0).all()
+    pts = lab.lps_points_from_ijk(changed[:, ::-1].astype(float))
+    assert np.abs(pts[:, 2] - window.scene.cursor_lps[2]).max() <= 1.0  # half a voxel
+    assert _dist_to_path(pts, np.array(path)).max() <= 3.0 + 1e-6
+    # the whole path is covered: every background voxel of the slice within 2 mm of it is painted
+    kk, jj, ii = np.nonzero(before[k_slice:k_slice + 1] == 0)
+    slice_pts = lab.lps_points_from_ijk(np.stack([ii, jj, kk + k_slice], 1).astype(float))
+    near = _dist_to_path(slice_pts, np.array(path)) <= 2.0
+    assert near.sum() > 10 and (arr[kk[near] + k_slice, jj[near], ii[near]] == L3).all()
+    # the motor-unit table is up to date after the stroke (a few voxels do not change it)
+    assert _units(window) == ["T12-L1", "L1-L2", "L2-L3", "L3-L4", "L4-L5", "L5-S1"]
+    window.undo_action.trigger()  # the whole stroke
+    assert np.array_equal(window.scene.labels.array, before)
+
+
+def test_erase_stroke_clears_the_selected_label_only(window, phantom, qtbot):
+    lab = window.scene.labels
+    before = lab.array.copy()
+    centre = np.array(phantom.truth["vertebrae"]["L3"]["center_lps"])
+    window.scene.set_cursor(centre)
+    window.vertebra_box.setCurrentText("L3")
+    view = window.views["axial"]
+    window.paint_button.click()
+    _stroke(qtbot, view, [centre + [40, -10, 0], centre + [55, -10, 0]])
+    painted = (window.scene.labels.array == L3) & (before == 0)
+    assert painted.sum() > 20
+    window.erase_button.click()
+    assert not window.paint_button.isChecked() and all(v.tool == "erase" for v in window.views.values())
+    _stroke(qtbot, view, [centre + [40, -10, 0], centre + [55, -10, 0]])
+    assert np.array_equal(window.scene.labels.array, before)  # the painted voxels are 0 again
+    # through the body: L3 voxels within the brush become 0, other labels stay
+    path = _stroke(qtbot, view, [centre + [-6, 0, 0], centre + [6, 0, 0]])
+    arr = window.scene.labels.array
+    changed = np.argwhere(arr != before)
+    k, j, i = changed.T
+    assert len(changed) > 10 and (before[k, j, i] == L3).all() and (arr[k, j, i] == 0).all()
+    pts = lab.lps_points_from_ijk(changed[:, ::-1].astype(float))
+    assert _dist_to_path(pts, np.array(path)).max() <= 3.0 + 1e-6
+    assert np.array_equal(arr[arr != before], np.zeros(len(changed), arr.dtype))
+    window.undo_action.trigger()
+    assert np.array_equal(window.scene.labels.array[arr != before], before[arr != before])
+
+
+def test_sagittal_stroke_stays_on_its_slice_and_crosshair_returns(window, phantom, qtbot):
+    lab = window.scene.labels
+    before = lab.array.copy()
+    centre = np.array(phantom.truth["vertebrae"]["L3"]["center_lps"])
+    window.scene.set_cursor(centre)
+    window.vertebra_box.setCurrentText("L3")
+    window.paint_button.click()
+    view = window.views["sagittal"]
+    _stroke(qtbot, view, [centre + [0, -45, 0], centre + [0, -55, 10]])  # in front of the body
+    changed = np.argwhere(window.scene.labels.array != before)
+    i_slice = int(np.rint(lab.ijk_points_from_lps(np.asarray(window.scene.cursor_lps))[0]))
+    assert len(changed) > 10 and set(changed[:, 2].tolist()) == {i_slice}
+    window.paint_button.click()  # off: the crosshair tool is back
+    assert all(v.tool == "crosshair" for v in window.views.values())
+    painted = window.scene.labels.array.copy()
+    target = centre + [0, -20, 5]
+    x, y = view.lps_to_pixel(target)
+    qtbot.mouseClick(view, Qt.LeftButton, pos=QPoint(int(round(x)), int(round(y))))
+    assert np.array_equal(window.scene.labels.array, painted)
+    assert np.linalg.norm(window.scene.cursor_lps - target) < 1.5
