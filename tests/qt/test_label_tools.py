@@ -250,3 +250,34 @@ def test_sagittal_stroke_stays_on_its_slice_and_crosshair_returns(window, phanto
     qtbot.mouseClick(view, Qt.LeftButton, pos=QPoint(int(round(x)), int(round(y))))
     assert np.array_equal(window.scene.labels.array, painted)
     assert np.linalg.norm(window.scene.cursor_lps - target) < 1.5
+
+
+def test_trajectory_view_paints_a_sphere_and_plan_handles_still_drag(window, phantom, qtbot):
+    window.level_box.setCurrentText("L4-L5")
+    window.proc_box.setCurrentText("needle")
+    window.propose_plan()
+    plan = window.scene.plan
+    assert plan is not None
+    window.panel.setCurrentIndex(2)
+    down = window.plan_views["down"]
+    right, _, _ = down.axes()
+    before = window.scene.labels.array.copy()
+    window.vertebra_box.setCurrentText("L4")
+    window.keep_others_box.setChecked(False)  # overwrite whatever is there
+    window.paint_button.click()
+    assert down.tool == "paint" and down.brush_axis() is None
+    spot = np.asarray(plan.target_lps) + 8.0 * right  # beside the target handle
+    (p,) = _stroke(qtbot, down, [spot])
+    lab = window.scene.labels
+    changed = np.argwhere(lab.array != before)
+    pts = lab.lps_points_from_ijk(changed[:, ::-1].astype(float))
+    assert len(changed) > 5 and (lab.array[tuple(changed.T)] == L4).all()
+    assert np.linalg.norm(pts - p, axis=1).max() <= 3.0 + 1e-6
+    assert len(set(changed[:, 0].tolist())) >= 2  # a sphere: several axial slices
+    down.grab_array()  # the brush outline is drawn without error
+    # the target handle still drags the plan while Paint is on
+    steps = len(window.scene.undo_stack)
+    painted = lab.array.copy()
+    _stroke(qtbot, down, [np.asarray(plan.target_lps), np.asarray(plan.target_lps) + 4.0 * right])
+    assert window.scene.plan is not plan and np.array_equal(window.scene.labels.array, painted)
+    assert len(window.scene.undo_stack) == steps + 1
