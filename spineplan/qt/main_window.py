@@ -45,7 +45,7 @@ class MainWindow(QMainWindow):
         self.anatomy = None
         self._worker = None
         self.views = {o: SliceView(self.scene, o) for o in ("axial", "sagittal", "coronal")}
-        self.brush = LabelBrush(self.scene, on_release=self._on_stroke_end)
+        self.brush = LabelBrush(self.scene, on_stroke=self._on_stroke)
         self._labels_stale = False
         self.view3d = None
         if with_3d:
@@ -241,11 +241,11 @@ class MainWindow(QMainWindow):
         g.addWidget(self.vertebra_box, 0, 1)
         g.addWidget(QLabel("Name"), 0, 2)
         g.addWidget(self.name_box, 0, 3)
-        for col, (txt, fn) in enumerate((("Rename", self.rename_vertebra), ("Merge into", self.merge_vertebra),
-                                         ("Split at crosshair", self.split_vertebra_at_cursor))):
+        for col, span, txt, fn in ((0, 1, "Rename", self.rename_vertebra), (1, 1, "Merge into", self.merge_vertebra),
+                                   (2, 2, "Split at crosshair", self.split_vertebra_at_cursor)):
             b = QPushButton(txt)
             b.clicked.connect(fn)
-            g.addWidget(b, 1, col if col < 2 else 2, 1, 1 if col < 2 else 2)
+            g.addWidget(b, 1, col, 1, span)
         self.paint_button = QPushButton("Paint")
         self.erase_button = QPushButton("Erase")
         for b, tool in ((self.paint_button, "paint"), (self.erase_button, "erase")):
@@ -550,9 +550,16 @@ class MainWindow(QMainWindow):
         self._fill_vertebra_box(lab)
         self.scene.set_motor_units(compute_motor_units(lab, self.scene.volume) if lab is not None else [])
 
-    def _on_stroke_end(self):
-        if self._labels_stale:
+    def _on_stroke(self, started: bool):
+        """Costly label subscribers (motor units, vertebra list, 3D meshes) wait for a stroke's end."""
+        if self.view3d is not None and started:
+            self.scene.events.labels.disconnect(self.view3d._on_labels)
+        elif self.view3d is not None:
+            self.scene.events.labels.connect(self.view3d._on_labels)
+        if not started and self._labels_stale:
             self._on_labels(self.scene.labels)
+            if self.view3d is not None:
+                self.view3d._on_labels(self.scene.labels)
 
     def _present_labels(self) -> set[int]:
         lab = self.scene.labels

@@ -35,12 +35,12 @@ class LabelBrush:
     ----------
     scene : Scene
         The case whose labels are edited through ``scene.undo_stack``.
-    on_release : callable, optional
-        Called after a stroke has ended.
+    on_stroke : callable, optional
+        Called with True before a stroke's first dab and with False after it has ended.
     """
 
-    def __init__(self, scene, on_release=None):
-        self.scene, self.on_release = scene, on_release
+    def __init__(self, scene, on_stroke=None):
+        self.scene, self.on_stroke = scene, on_stroke
         self.label = 0
         self.radius_mm = 3.0
         self.erase = False
@@ -60,6 +60,8 @@ class LabelBrush:
             return False
         self._stroke, self._axis = next(self._ids), axis
         self._last = np.asarray(lps, float)
+        if self.on_stroke is not None:
+            self.on_stroke(True)
         self._dab(self._last)
         return True
 
@@ -79,8 +81,8 @@ class LabelBrush:
             return
         self.scene.undo_stack.end_merge()
         self._stroke = None
-        if self.on_release is not None:
-            self.on_release()
+        if self.on_stroke is not None:
+            self.on_stroke(False)
 
     def _dab(self, centre):
         only_on = (self.label if self.erase else 0) if self.keep_others else None

@@ -281,3 +281,28 @@ def test_trajectory_view_paints_a_sphere_and_plan_handles_still_drag(window, pha
     _stroke(qtbot, down, [np.asarray(plan.target_lps), np.asarray(plan.target_lps) + 4.0 * right])
     assert window.scene.plan is not plan and np.array_equal(window.scene.labels.array, painted)
     assert len(window.scene.undo_stack) == steps + 1
+
+
+def test_3d_meshes_are_rebuilt_once_per_stroke(qtbot, tmp_path, phantom, monkeypatch):
+    import spineplan.render.rehearsal as rehearsal
+
+    w = _make_window(qtbot, tmp_path, with_3d=True)
+    try:
+        _open(w, phantom, qtbot)
+        w.set_labels(phantom.labels)
+        built = []
+        real = rehearsal.label_meshes_lps
+        monkeypatch.setattr(rehearsal, "label_meshes_lps", lambda lab, *a, **k: built.append(1) or real(lab, *a, **k))
+        centre = np.array(phantom.truth["vertebrae"]["L3"]["center_lps"])
+        w.scene.set_cursor(centre)
+        w.vertebra_box.setCurrentText("L3")
+        w.paint_button.click()
+        steps = len(w.scene.undo_stack)
+        _stroke(qtbot, w.views["axial"], [centre + [40, -10, 0], centre + [55, -10, 0]])
+        assert len(w.scene.undo_stack) == steps + 1
+        assert len(built) == 1 and 22 in w.view3d._mesh_by_label
+        w.undo_action.trigger()  # the 3D view follows label changes again
+        assert len(built) == 2
+    finally:
+        w.close()
+        gc.collect()
