@@ -552,14 +552,10 @@ class MainWindow(QMainWindow):
 
     def _on_stroke(self, started: bool):
         """Costly label subscribers (motor units, vertebra list, 3D meshes) wait for a stroke's end."""
-        if self.view3d is not None and started:
-            self.scene.events.labels.disconnect(self.view3d._on_labels)
-        elif self.view3d is not None:
-            self.scene.events.labels.connect(self.view3d._on_labels)
+        if self.view3d is not None:
+            self.view3d.defer_label_meshes(started)
         if not started and self._labels_stale:
             self._on_labels(self.scene.labels)
-            if self.view3d is not None:
-                self.view3d._on_labels(self.scene.labels)
 
     def _present_labels(self) -> set[int]:
         lab = self.scene.labels

@@ -116,7 +116,21 @@ class View3D(QVTKRenderWindowInteractor):
         self.renderer.AddVolume(actor)
         self.set_camera("anterior")
 
+    _deferred = False
+    _stale = False
+
+    def defer_label_meshes(self, defer: bool):
+        """While ``defer`` (a paint stroke), label changes only mark the meshes stale; they
+        are rebuilt once when deferring ends."""
+        self._deferred = defer
+        if not defer and self._stale:
+            self._on_labels(self.scene.labels)
+
     def _on_labels(self, labels):
+        if self._deferred:
+            self._stale = True
+            return
+        self._stale = False
         for a in self._mesh_actors:
             self.renderer.RemoveActor(a)
         self._mesh_actors = []

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from spineplan.core.errors import SegmentationError
 from spineplan.core.phantom import make_phantom
 from spineplan.core.scene import Scene
 from spineplan.core.segmentation import labels as L
@@ -64,6 +65,10 @@ def test_rename_merge_split_commands_round_trip(scene, phantom):
     c = np.array(phantom.truth["vertebrae"]["L3"]["center_lps"])
     scene.undo_stack.push(rename_command(scene, 24, 25))  # L5 -> L6 by hand
     assert not (scene.labels.array == 24).any() and (scene.labels.array == 25).sum() == (before == 24).sum()
+    # its disc follows (L5/S1 -> L6/S1), so the motor unit keeps its disc
+    assert not (scene.labels.array == 124).any() and (scene.labels.array == 125).sum() == (before == 124).sum()
+    with pytest.raises(SegmentationError):  # a name in use is refused, not merged silently
+        rename_command(scene, 23, 25).do()
     scene.undo_stack.push(merge_command(scene, 21, 22))
     assert not (scene.labels.array == 22).any()
     scene.undo_stack.push(split_command(scene, 21, c, [0, 0, 1.0], 22))

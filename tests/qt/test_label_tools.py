@@ -76,8 +76,13 @@ def test_rename_changes_voxels_and_table_and_undo_restores(window, phantom):
     arr = window.scene.labels.array
     assert not (arr == L5).any()
     assert np.array_equal(arr == L6, before == L5)
-    assert np.array_equal(arr[before != L5], before[before != L5])
+    # everything else is unchanged, except that the disc below follows (L5/S1 -> L6/S1)
+    other = (before != L5) & (before != 124)
+    assert np.array_equal(arr[other], before[other])
+    assert np.array_equal(arr == 125, before == 124) and (arr == 125).any()
     assert _units(window)[-1] == "L6-S1" and "L5-S1" not in _units(window)
+    row = window.unit_table.rowCount() - 1
+    assert window.unit_table.item(row, 1).text() != "-"  # L6-S1 keeps its disc heights
     window.undo_action.trigger()
     assert np.array_equal(window.scene.labels.array, before)
     assert _units(window)[-2:] == ["L4-L5", "L5-S1"]

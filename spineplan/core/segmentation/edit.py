@@ -42,6 +42,19 @@ def rename_label(arr: np.ndarray, old: int, new: int) -> np.ndarray:
     return out
 
 
+def rename_vertebra(arr: np.ndarray, old: int, new: int) -> np.ndarray:
+    """Rename one vertebra and the disc below it (100 + old becomes 100 + new), so that the
+    motor unit keeps its disc; refuses a name already in use."""
+    present = set(np.unique(arr).tolist())
+    if new in present:
+        raise SegmentationError(f"{L.vertebra_name(new)} is already labelled: merge instead")
+    out = rename_label(arr, old, new)
+    if L.is_vertebra(old) and L.is_vertebra(new) and L.disc_label(old) in present \
+            and L.disc_label(new) not in present:
+        out[arr == L.disc_label(old)] = L.disc_label(new)
+    return out
+
+
 def merge_labels(arr: np.ndarray, keep: int, absorb: int) -> np.ndarray:
     """Merge label ``absorb`` into ``keep`` (e.g. a vertebra split in two by mistake)."""
     return rename_label(arr, absorb, keep)
@@ -164,7 +177,7 @@ def shift_levels_command(scene, steps: int) -> LabelEdit:
 
 def rename_command(scene, old: int, new: int) -> LabelEdit:
     """Undoable rename of one label (e.g. one vertebra named wrongly)."""
-    return LabelEdit(scene, lambda a: rename_label(a, old, new), f"Rename label {old} to {new}")
+    return LabelEdit(scene, lambda a: rename_vertebra(a, old, new), f"Rename label {old} to {new}")
 
 
 def merge_command(scene, keep: int, absorb: int) -> LabelEdit:
