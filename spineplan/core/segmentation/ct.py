@@ -192,14 +192,27 @@ def _darkest_plane_normal(hu: np.ndarray, c: np.ndarray, n0: np.ndarray, w: floa
     return best_n
 
 
-def _between(upper: np.ndarray, lower: np.ndarray, reach: int) -> np.ndarray:
-    """Voxels with ``upper`` within ``reach`` voxels above them (+z) and ``lower`` within
-    ``reach`` below: the space between two vertebral bodies, i.e. the disc's footprint."""
+def _shifted(mask: np.ndarray, off) -> np.ndarray:
+    """``mask`` translated by the integer voxel offset ``off`` (z, y, x), zero-filled."""
+    out = np.zeros_like(mask)
+    src, dst = [], []
+    for o, n in zip(off, mask.shape):
+        src.append(slice(max(-o, 0), n - max(o, 0)))
+        dst.append(slice(max(o, 0), n - max(-o, 0)))
+    out[tuple(dst)] = mask[tuple(src)]
+    return out
+
+
+def _between(upper: np.ndarray, lower: np.ndarray, normal_xyz, reach: int) -> np.ndarray:
+    """Voxels with ``upper`` within ``reach`` voxels along ``normal_xyz`` (pointing to the upper
+    body) and ``lower`` within ``reach`` against it: the disc's footprint between two bodies."""
+    n = np.asarray(normal_xyz, float)[::-1]  # z, y, x
     up = np.zeros(upper.shape, bool)
     down = np.zeros(lower.shape, bool)
     for t in range(1, reach + 1):
-        up[:-t] |= upper[t:]
-        down[t:] |= lower[:-t]
+        o = tuple(int(v) for v in np.round(t * n))
+        up |= _shifted(upper, tuple(-v for v in o))
+        down |= _shifted(lower, o)
     return up & down
 
 
@@ -509,7 +522,7 @@ def segment_ct(volume: Volume, *, progress=None, cancel=None) -> SegmentationRes
         rad2 = disc_rad2[i]
         m = (np.abs(d) < 8.0 / w) & (rad2 < (DISC_MAX_RADIUS_MM / w) ** 2) & (hu > -100) & (hu <= 200)
         m &= ~canal & ((sitk.GetArrayViewFromImage(ws) == DISC_ID + i) | ~col)
-        m &= _between(seg == upper_seg, seg == lower_seg, int(round(DISC_REACH_MM / w)))
+        m &= _between(seg == upper_seg, seg == lower_seg, n if n[2] > 0 else -n, int(round(DISC_REACH_MM / w)))
         lab_i, nl = ndi.label(m)
         if nl:
             cc = lab_i[int(round(c[2])), int(round(c[1])), int(round(c[0]))]
