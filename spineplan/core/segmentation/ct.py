@@ -50,6 +50,7 @@ ILIUM_FROM_MM = 55.0          # below the lowest disc, bone this far from the mi
 DISC_RADIUS_MM = 12.0         # disk sampled to orient a disc plane
 DISC_MAX_RADIUS_MM = 30.0     # disc voxels lie within this of the disc centre, in its plane
 DISC_REACH_MM = 15.0          # and have both bodies within this above and below
+ENDPLATE_HU = 150.0           # disc-endplate surface (half-way between disc and cortical bone)
 OTHER = 999          # temporary label: ribs, ilium, other bone
 DISC_ID = 500        # temporary labels of disc markers (500 + disc index)
 
@@ -530,7 +531,13 @@ def segment_ct(volume: Volume, *, progress=None, cancel=None) -> SegmentationRes
                 cc = np.argmax(np.bincount(lab_i[m])[1:]) + 1
             m = lab_i == cc
         dl = L.disc_label(up_label)
-        disc_lab[m & (disc_lab == 0)] = dl
+        # the endplate surface at the half-way HU between disc and bone, not at SURFACE_HU:
+        # partial-volume voxels darker than that on the disc's faces belong to the disc (the
+        # disc heights of the motor units are measured on these labels)
+        face = ndi.binary_dilation(m) & ~m & ((seg == upper_seg) | (seg == lower_seg)) \
+            & (hu < ENDPLATE_HU) & (np.abs(d) < 8.0 / w)
+        seg[face] = 0
+        disc_lab[(m | face) & (disc_lab == 0)] = dl
         disc_info[dl] = (c, n)
 
     # ---- compose labels on the working grid
