@@ -1,0 +1,348 @@
+"""Built-in classical sagittal lumbar MRI segmenter (no model weights, CPU).
+
+Works on T2-weighted (and T1/water-fat images with bright CSF) sagittal lumbar MRI of any
+axis-aligned orientation:
+
+1. LPS-oriented copy (axis permutation/flips only), intensities normalised by percentiles.
+2. Midline: in every sagittal slice, the spinal canal is a long bright (CSF) band with the
+   vertebral column in front of it, whose signal alternates body/disc with a period of
+   25-50 mm; the slices scoring highest on "long x periodic in front" give the midline.
+3. Mid-sagittal slab: the vertebral bodies are the large homogeneous regions of marrow signal
+   in front of the canal; an intensity window (searched, like the CT segmenter's threshold)
+   that separates the most body-sized regions splits them from the bright discs and the dark
+   endplates/annulus.
+4. 3D: each body is propagated slice by slice away from the midline inside the same
+   intensity window, never beyond its previous slice's outline (plus a margin) nor behind the
+   posterior wall of the body (pedicles are not body).
+5. Discs: the space between two consecutive bodies inside their joint outline, per slice.
+   Canal: the bright CSF band behind the bodies.
+6. Levels are named from the sacrum upward (S1 = the lowest bony mass, tilted and continuing
+   to the bottom of the field of view, under the most tilted disc).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage
+
+from ..errors import SegmentationError
+from ..tasks import Reporter
+from ..volume import Volume
+from . import labels as L
+from .base import SegmentationResult
+
+__all__ = ["segment_mri"]
+
+CSF_MIN = 0.55              # normalised CSF signal (1 = 99.5th percentile of the volume)
+CANAL_MIN_LENGTH_MM = 50.0  # a canal candidate is at least this long (cranio-caudal)
+CANAL_AP_MM = (2.0, 30.0)   # mean AP thickness of the canal band
+PERIOD_MM = (25.0, 50.0)    # body + disc height
+BODY_DEPTH_MM = 55.0        # the body column lies this far in front of the canal
+MIN_BODY_AREA_MM2 = 300.0   # sagittal area of a lumbar body (~900-1300 mm2)
+BODY_HEIGHT_MM = (12.0, 45.0)
+SLAB_HALF_WIDTH_MM = 3.0
+BODY_HALF_WIDTH_MM = 32.0   # lateral search range of a body (lumbar bodies ~ 40-50 mm wide)
+PROPAGATION_MARGIN_MM = 2.0
+POSTERIOR_WALL_GAP_MM = 6.0  # body marrow starts within this of the canal (wall + ligament)
+
+
+# --------------------------------------------------------------------------- geometry
+def _to_lps(volume: Volume):
+    """An LPS-oriented array (z, y, x) of the volume, its spacing and the inverse map."""
+    d = volume.direction
+    perm = [int(np.argmax(np.abs(d[:, n]))) for n in range(3)]  # world axis of i, j, k
+    if sorted(perm) != [0, 1, 2] or np.min(np.max(np.abs(d), axis=0)) < 0.99:
+        raise SegmentationError("oblique scan: resample it to an axis-aligned grid first")
+    src_axes = [2, 1, 0]  # array axis of i, j, k
+    order = [src_axes[perm.index(w)] for w in (2, 1, 0)]
+    a = np.transpose(volume.array, order)
+    flips = [out for out, w in enumerate((2, 1, 0)) if d[w, perm.index(w)] < 0]
+    for ax in flips:
+        a = np.flip(a, axis=ax)
+    sp = np.array(volume.spacing)[[perm.index(w) for w in (2, 1, 0)]]
+
+    def back(lab: np.ndarray) -> np.ndarray:
+        x = lab
+        for ax in flips:
+            x = np.flip(x, axis=ax)
+        return np.ascontiguousarray(np.transpose(x, np.argsort(order)))
+
+    return np.ascontiguousarray(a), sp, back
+
+
+def _normalised(img: np.ndarray) -> np.ndarray:
+    """Intensities mapped so that the 1st percentile is 0 and the 99.5th is 1."""
+    if not np.isfinite(img).all():
+        raise SegmentationError("the image contains NaN or infinite values")
+    if img.min() < -200 and img.max() > 300:
+        raise SegmentationError("values look like Hounsfield units: this is a CT, use the CT segmenter")
+    lo, hi = np.percentile(img, [1.0, 99.5])
+    if hi - lo <= 1e-6 * max(abs(hi), 1.0):
+        raise SegmentationError("the image has (almost) no contrast: nothing to segment")
+    return ((img - lo) / (hi - lo)).astype(np.float32)
+
+
+# ----------------------------------------------------------------------------- canal
+def _periodicity(p: np.ndarray, sz: float) -> float:
+    """Peak autocorrelation of a detrended profile at body+disc periods (0 = none)."""
+    p = ndimage.gaussian_filter1d(p, 1.5 / sz)
+    d = p - ndimage.gaussian_filter1d(p, 15.0 / sz)
+    d = d - d.mean()
+    lo, hi = int(PERIOD_MM[0] / sz), int(PERIOD_MM[1] / sz)
+    if len(d) < hi + 10 or d.std() < 1e-6:
+        return 0.0
+    ac = np.correlate(d, d, "full")[len(d) - 1:] / (d.var() * np.arange(len(d), 0, -1))
+    return float(max(ac[lo:min(hi, len(d) - 10)].max(), 0.0))
+
+
+def _canal_candidates_2d(s2: np.ndarray, sp) -> tuple[float, np.ndarray | None]:
+    """Best canal band of one sagittal slice ``s2[z, y]``: (score, mask)."""
+    fg = ndimage.binary_fill_holes(ndimage.binary_closing(s2 > 0.1, iterations=3))
+    depth = ndimage.distance_transform_edt(fg, sampling=sp[:2])
+    vert = np.ones((max(int(15.0 / sp[0]), 1), 1), bool)  # cuts the horizontal discs off
+    br = ndimage.binary_opening((s2 > CSF_MIN) & (depth > 10.0), structure=vert)
+    lab, nl = ndimage.label(br)
+    best, mask = 0.0, None
+    for i, o in enumerate(ndimage.find_objects(lab)):
+        m = lab[o] == i + 1
+        zs = np.nonzero(m.any(axis=1))[0]
+        length = len(zs) * sp[0]
+        thick = m.sum() * sp[1] / max(len(zs), 1)
+        if length < CANAL_MIN_LENGTH_MM or not CANAL_AP_MM[0] <= thick <= CANAL_AP_MM[1]:
+            continue
+        ya = np.argmax(m[zs], axis=1) + o[1].start  # anterior border per z
+        y0 = np.clip(ya - int(25 / sp[1]), 0, None)
+        y1 = np.clip(ya - int(5 / sp[1]), 1, None)
+        cs = np.cumsum(np.pad(s2[zs + o[0].start], ((0, 0), (1, 0))), axis=1)
+        rows = np.arange(len(zs))
+        prof = (cs[rows, y1] - cs[rows, y0]) / np.maximum(y1 - y0, 1)
+        score = length * _periodicity(prof, sp[0])
+        if score > best:
+            best = score
+            mask = np.zeros(s2.shape, bool)
+            mask[o] = m
+    return best, mask
+
+
+def _midline(s: np.ndarray, sp, rep: Reporter):
+    """Index of the mid-sagittal slice and the canal masks of every slice."""
+    nx = s.shape[2]
+    scores = np.zeros(nx)
+    masks: list = [None] * nx
+    for x in range(nx):
+        if x % 8 == 0:
+            rep.step(x / nx, "looking for the spinal canal")
+        scores[x], masks[x] = _canal_candidates_2d(s[:, :, x], sp)
+    sm = ndimage.uniform_filter1d(scores, max(int(round(5.0 / sp[2])), 1))
+    if sm.max() < 0.3 * CANAL_MIN_LENGTH_MM:
+        raise SegmentationError("no spinal canal with a vertebral column in front of it found: "
+                                "is this a sagittal lumbar MRI with bright CSF (T2)?")
+    good = np.nonzero(sm >= 0.7 * sm.max())[0]
+    xc = int(round(np.median(good)))
+    return xc, masks, scores
+
+
+def _canal_track(masks, xc: int, nz: int, sp) -> tuple[np.ndarray, np.ndarray]:
+    """Per z: anterior and posterior y of the canal near the midline (interpolated)."""
+    hw = max(int(round(4.0 / sp[2])), 1)
+    near = [m for m in masks[max(xc - hw, 0):xc + hw + 1] if m is not None]
+    if not near:
+        raise SegmentationError("spinal canal lost at the midline")
+    u = np.logical_or.reduce(near)
+    has = u.any(axis=1)
+    zz = np.nonzero(has)[0]
+    ya = np.argmax(u[zz], axis=1).astype(float)
+    yp = (u.shape[1] - 1 - np.argmax(u[zz, ::-1], axis=1)).astype(float)
+    all_z = np.arange(nz)
+    ya_i = np.interp(all_z, zz, ndimage.median_filter(ya, 5, mode="nearest"))
+    yp_i = np.interp(all_z, zz, ndimage.median_filter(yp, 5, mode="nearest"))
+    return ndimage.gaussian_filter1d(ya_i, 2.0 / sp[0]), ndimage.gaussian_filter1d(yp_i, 2.0 / sp[0])
+
+
+# ---------------------------------------------------------------------------- bodies
+def _disk(radius_vox: float) -> np.ndarray:
+    r = max(int(np.ceil(radius_vox)), 1)
+    yy, xx = np.mgrid[-r:r + 1, -r:r + 1]
+    return yy ** 2 + xx ** 2 <= radius_vox ** 2 + 0.5
+
+
+def _body_regions(S: np.ndarray, column: np.ndarray, ant: np.ndarray, sp):
+    """The intensity window of the marrow that separates the most body-sized regions in the
+    mid-sagittal slab ``S[z, y]``: (regions sorted cranial -> caudal, (lo, hi)).
+
+    ``ant[z, y]`` is the distance (mm) in front of the canal's anterior border; a body
+    reaches back to the canal (its posterior wall is the canal's front)."""
+    pix = sp[0] * sp[1]
+    se = _disk(2.0 / sp[1])
+    vals = S[column]
+    qs = np.percentile(vals, np.arange(5, 96, 5))
+    best = None
+    for i, lo in enumerate(qs[:-3]):
+        for hi in qs[i + 3:]:
+            b = ndimage.binary_opening(column & (S > lo) & (S < hi), structure=se)
+            lab, n = ndimage.label(b)
+            if n == 0:
+                continue
+            regs = []
+            for k, o in enumerate(ndimage.find_objects(lab)):
+                m = lab[o] == k + 1
+                area = m.sum() * pix
+                h = (o[0].stop - o[0].start) * sp[0]
+                if (area >= MIN_BODY_AREA_MM2 and BODY_HEIGHT_MM[0] <= h <= BODY_HEIGHT_MM[1] * 1.6
+                        and ant[o][m].min() <= POSTERIOR_WALL_GAP_MM):
+                    regs.append((o, m, area))
+            key = (len(regs), sum(r[2] for r in regs))
+            if best is None or key > best[0]:
+                best = (key, regs, (float(lo), float(hi)))
+    if best is None or best[0][0] < 2:
+        raise SegmentationError("fewer than two vertebral bodies found in front of the canal")
+    regs = []
+    for o, m, _ in best[1]:
+        full = np.zeros(S.shape, bool)
+        full[o] = m
+        regs.append(full)
+    regs.sort(key=lambda m: -np.nonzero(m)[0].mean())  # cranial (high z) first
+    return regs, best[2]
+
+
+def _body_3d(s: np.ndarray, reg2d: np.ndarray, xc: int, window, ant: np.ndarray, sp,
+             taken: np.ndarray) -> np.ndarray:
+    """Propagate one mid-sagittal body outline slice by slice to both sides."""
+    nz, ny, nx = s.shape
+    vals = s[:, :, xc][reg2d]
+    half = 0.5 * (window[1] - window[0])
+    med = float(np.median(vals))
+    lo, hi = med - 1.3 * half, med + 1.3 * half
+    se = _disk(PROPAGATION_MARGIN_MM / sp[1])
+    inside = ant >= -1.0
+    out = np.zeros(s.shape, bool)
+    out[:, :, xc] = reg2d
+    area0 = reg2d.sum()
+    max_dx = int(round(BODY_HALF_WIDTH_MM / sp[2]))
+    for step in (1, -1):
+        prev = reg2d
+        for dx in range(1, max_dx + 1):
+            x = xc + step * dx
+            if not 0 <= x < nx:
+                break
+            allowed = ndimage.binary_dilation(prev, structure=se) & inside & ~taken[:, :, x]
+            cand = allowed & (s[:, :, x] > lo) & (s[:, :, x] < hi)
+            cand = ndimage.binary_opening(cand, structure=_disk(1.0 / sp[1]))
+            lab, n = ndimage.label(cand)
+            if n == 0:
+                break
+            keep = np.unique(lab[cand & prev])
+            keep = keep[keep > 0]
+            m = np.isin(lab, keep)
+            m = ndimage.binary_fill_holes(ndimage.binary_closing(m, structure=_disk(2.0 / sp[1])) & allowed)
+            if m.sum() < 0.15 * area0:
+                break
+            out[:, :, x] = m
+            prev = m
+    return out
+
+
+def _disc_between(upper: np.ndarray, lower: np.ndarray, max_gap_vox: int) -> np.ndarray:
+    """Voxels between two bodies (z up), per y column of each sagittal slice."""
+    nz = upper.shape[0]
+    zz = np.arange(nz)[:, None, None]
+    big = nz + 1
+    u_bottom = np.where(upper, zz, big).min(axis=0)      # lowest z of the upper body
+    l_top = np.where(lower, zz, -1).max(axis=0)          # highest z of the lower body
+    ok = (u_bottom < big) & (l_top >= 0) & (u_bottom - l_top > 1) & (u_bottom - l_top <= max_gap_vox)
+    return (zz > l_top[None]) & (zz < u_bottom[None]) & ok[None]
+
+
+# ------------------------------------------------------------------------------ main
+def _lowest_is_sacrum(regs, nz: int, sp) -> tuple[bool, str]:
+    """Whether the lowest mid-sagittal region is S1, and why."""
+    if len(regs) < 3:
+        return False, ""
+    zs = [np.nonzero(m)[0] for m in regs]
+    heights = np.array([(z.max() - z.min() + 1) * sp[0] for z in zs])
+    low = zs[-1]
+    if low.min() * sp[0] <= 6.0:
+        return True, "runs to the bottom of the field of view"
+    if heights[-1] >= 1.4 * np.median(heights[:-1]):
+        return True, "much taller than the bodies above"
+    return False, ""
+
+
+def segment_mri(volume: Volume, *, progress=None, cancel=None) -> SegmentationResult:
+    """Label lumbar vertebral bodies, discs and the canal on a sagittal MRI.
+
+    Parameters
+    ----------
+    volume : Volume
+        Sagittal lumbar MRI (T2, or T1/water-fat with bright CSF), axis-aligned, any order.
+
+    Returns
+    -------
+    SegmentationResult
+        Labels on the input grid (bodies 20-24/26, discs 119-124, canal 300), levels named
+        from the sacrum upward, confidence and flags.
+    """
+    rep = Reporter(progress, cancel)
+    if volume.modality not in ("MR", ""):
+        raise SegmentationError(f"the MRI segmenter needs an MR image, not {volume.modality}")
+    img, sp, back = _to_lps(volume)
+    n = _normalised(img.astype(np.float32))
+    nz, ny, nx = n.shape
+    if min(nz * sp[0], ny * sp[1]) < 100.0:
+        raise SegmentationError("field of view too small for a lumbar spine (< 100 mm)")
+    rep.step(0.02, "normalising")
+    s = ndimage.gaussian_filter(n, sigma=(1.0 / sp[0], 1.0 / sp[1], 0.5 / sp[2]))
+    xc, masks, _ = _midline(s, sp, rep.sub(0.05, 0.45))
+    ya, yp = _canal_track(masks, xc, nz, sp)
+    rep.step(0.5, "finding vertebral bodies")
+    hw = max(int(round(SLAB_HALF_WIDTH_MM / sp[2])), 0)
+    S = s[:, :, max(xc - hw, 0):xc + hw + 1].mean(axis=2)
+    yy = np.arange(ny)[None, :]
+    ant = (ya[:, None] - yy) * sp[1]  # mm in front of the canal's anterior border
+    column = (ant >= -2.0) & (ant <= BODY_DEPTH_MM)
+    regs, window = _body_regions(S, column, ant, sp)
+    sacrum, why = _lowest_is_sacrum(regs, nz, sp)
+    rep.step(0.6, "bodies in 3D")
+    ant3 = np.broadcast_to(ant[:, :, None], n.shape)
+    taken = np.zeros(n.shape, bool)
+    bodies = []
+    for i, r in enumerate(regs):
+        rep.step(0.6 + 0.25 * i / len(regs), "bodies in 3D")
+        b = _body_3d(s, r, xc, window, ant, sp, taken)
+        taken |= b
+        bodies.append(b)
+    rep.step(0.85, "naming levels")
+    names: list[int] = []
+    order = [L.SACRUM, 24, 23, 22, 21, 20, 19, 18, 17, 16]
+    start = 0 if sacrum else 1
+    for i in range(len(regs)):
+        k = start + (len(regs) - 1 - i)
+        names.append(order[k] if k < len(order) else 0)
+    out = np.zeros(n.shape, np.uint16)
+    for b, lab in zip(bodies, names):
+        if lab:
+            out[b & (out == 0)] = lab
+    max_gap = int(round(22.0 / sp[0]))
+    for up, low, lab_up in zip(bodies[:-1], bodies[1:], names[:-1]):
+        if not lab_up:
+            continue
+        d = _disc_between(up, low, max_gap) & (out == 0) & (ant3 >= -1.0)
+        out[d] = L.disc_label(lab_up)
+    # canal: CSF between the canal borders near the midline
+    zz = np.arange(nz)[:, None]
+    band = (yy >= ya[:, None] - 1) & (yy <= yp[:, None] + 1)
+    xw = max(int(round(12.0 / sp[2])), 1)
+    canal = np.zeros(n.shape, bool)
+    canal[:, :, max(xc - xw, 0):xc + xw + 1] = band[:, :, None] & (s[:, :, max(xc - xw, 0):xc + xw + 1] > CSF_MIN)
+    out[canal & (out == 0)] = L.CANAL
+    flags: list[str] = []
+    if not sacrum:
+        flags.append("sacrum not recognised: levels counted from the lowest body, low confidence")
+    present = [v for v in names if v]
+    levels = [L.vertebra_name(v) for v in L.craniocaudal_order(set(present))]
+    conf = {lv: (0.8 if sacrum else 0.3) for lv in levels}
+    rep.step(1.0, "done")
+    return SegmentationResult(volume.with_array(back(out), modality="SEG"), levels=levels,
+                              confidence=conf, flags=flags,
+                              extra={"midline_index": xc, "marrow_window": window,
+                                     "sacrum_reason": why})
