@@ -41,9 +41,14 @@ BODY_DEPTH_MM = 55.0        # the body column lies this far in front of the cana
 MIN_BODY_AREA_MM2 = 300.0   # sagittal area of a lumbar body (~900-1300 mm2)
 BODY_HEIGHT_MM = (12.0, 45.0)
 SLAB_HALF_WIDTH_MM = 3.0
+BODY_CLOSING_MM = 4.0
 BODY_HALF_WIDTH_MM = 32.0   # lateral search range of a body (lumbar bodies ~ 40-50 mm wide)
 PROPAGATION_MARGIN_MM = 2.0
-POSTERIOR_WALL_GAP_MM = 6.0  # body marrow starts within this of the canal (wall + ligament)
+SACRAL_SHIFT_MM = 9.0       # S1 lies this much behind L5 in the mid-sagittal slab
+EXTRUSION_MARGIN_MM = 1.5
+POSTERIOR_WALL_GAP_MM = 6.0
+BODY_CENTRE_MM = (8.0, 32.0)  # mean distance of a body's marrow in front of the canal
+MIN_BODY_DEPTH_MM = 15.0  # body marrow starts within this of the canal (wall + ligament)
 
 
 # --------------------------------------------------------------------------- geometry
@@ -166,6 +171,13 @@ def _disk(radius_vox: float) -> np.ndarray:
     return yy ** 2 + xx ** 2 <= radius_vox ** 2 + 0.5
 
 
+def _plus_zy() -> np.ndarray:
+    """4-connected structuring element in the sagittal (z, y) plane of a (z, y, x) array."""
+    se = np.zeros((3, 3, 1), bool)
+    se[1, :, 0] = se[:, 1, 0] = True
+    return se
+
+
 def _body_regions(S: np.ndarray, column: np.ndarray, ant: np.ndarray, sp):
     """The intensity window of the marrow that separates the most body-sized regions in the
     mid-sagittal slab ``S[z, y]``: (regions sorted cranial -> caudal, (lo, hi)).
@@ -188,8 +200,11 @@ def _body_regions(S: np.ndarray, column: np.ndarray, ant: np.ndarray, sp):
                 m = lab[o] == k + 1
                 area = m.sum() * pix
                 h = (o[0].stop - o[0].start) * sp[0]
+                a_m = ant[o][m]
                 if (area >= MIN_BODY_AREA_MM2 and BODY_HEIGHT_MM[0] <= h <= BODY_HEIGHT_MM[1] * 1.6
-                        and ant[o][m].min() <= POSTERIOR_WALL_GAP_MM):
+                        and a_m.min() <= POSTERIOR_WALL_GAP_MM
+                        and BODY_CENTRE_MM[0] <= a_m.mean() <= BODY_CENTRE_MM[1]
+                        and np.ptp(a_m) >= MIN_BODY_DEPTH_MM):
                     regs.append((o, m, area))
             key = (len(regs), sum(r[2] for r in regs))
             if best is None or key > best[0]:
@@ -197,9 +212,13 @@ def _body_regions(S: np.ndarray, column: np.ndarray, ant: np.ndarray, sp):
     if best is None or best[0][0] < 2:
         raise SegmentationError("fewer than two vertebral bodies found in front of the canal")
     regs = []
+    close = _disk(BODY_CLOSING_MM / sp[1])
     for o, m, _ in best[1]:
         full = np.zeros(S.shape, bool)
         full[o] = m
+        # heterogeneous marrow leaves holes and notches: close them inside the column
+        full = ndimage.binary_fill_holes(ndimage.binary_closing(full, structure=close, iterations=1)
+                                         | full) & column
         regs.append(full)
     regs.sort(key=lambda m: -np.nonzero(m)[0].mean())  # cranial (high z) first
     return regs, best[2]
@@ -215,6 +234,8 @@ def _body_3d(s: np.ndarray, reg2d: np.ndarray, xc: int, window, ant: np.ndarray,
     lo, hi = med - 1.3 * half, med + 1.3 * half
     se = _disk(PROPAGATION_MARGIN_MM / sp[1])
     inside = ant >= -1.0
+    # a body is no taller or deeper off the midline than its mid-sagittal outline
+    inside = inside & ndimage.binary_dilation(reg2d, structure=_disk(EXTRUSION_MARGIN_MM / sp[1]))
     out = np.zeros(s.shape, bool)
     out[:, :, xc] = reg2d
     area0 = reg2d.sum()
@@ -254,18 +275,46 @@ def _disc_between(upper: np.ndarray, lower: np.ndarray, max_gap_vox: int) -> np.
 
 
 # ------------------------------------------------------------------------------ main
-def _lowest_is_sacrum(regs, nz: int, sp) -> tuple[bool, str]:
-    """Whether the lowest mid-sagittal region is S1, and why."""
-    if len(regs) < 3:
-        return False, ""
-    zs = [np.nonzero(m)[0] for m in regs]
-    heights = np.array([(z.max() - z.min() + 1) * sp[0] for z in zs])
-    low = zs[-1]
-    if low.min() * sp[0] <= 6.0:
-        return True, "runs to the bottom of the field of view"
-    if heights[-1] >= 1.4 * np.median(heights[:-1]):
-        return True, "much taller than the bodies above"
-    return False, ""
+def _name_regions(regs, sp) -> tuple[list[int], int, list[str]]:
+    """VerSe labels of the mid-sagittal regions (cranial first), counted from the sacrum.
+
+    S1 sits behind L5 (the sacral promontory turns the column back): the highest of the
+    lowest regions that each lie ``SACRAL_SHIFT_MM`` behind the region above (or less when
+    they reach the bottom of the view) is S1, the ones below it are the rest of the sacrum.
+    A gap of about one body between two regions counts as one missed body.
+    Returns (labels, number of the sacral regions, flags)."""
+    flags: list[str] = []
+    zs = [np.nonzero(m) for m in regs]
+    zc = np.array([z.mean() for z, _ in zs]) * sp[0]
+    yc = np.array([y.mean() for _, y in zs]) * sp[1]
+    zmin = np.array([z.min() for z, _ in zs]) * sp[0]
+    n = len(regs)
+    sacral = 0
+    for i in range(n - 1, 0, -1):
+        dy = yc[i] - yc[i - 1]
+        if dy >= SACRAL_SHIFT_MM or (dy >= SACRAL_SHIFT_MM / 2 and zmin[i] <= 3.0 and i == n - 1):
+            sacral += 1
+        else:
+            break
+    sacral = min(sacral, max(n - 2, 0))
+    # missed bodies: spacing between consecutive regions much larger than typical
+    steps = -np.diff(zc)
+    typical = float(np.median(steps)) if len(steps) else 0.0
+    missing = [int(round(st / typical)) - 1 if typical > 0 and st > 1.6 * typical else 0 for st in steps]
+    if any(missing):
+        flags.append(f"{sum(missing)} vertebral body(ies) not segmented between found ones; "
+                     "levels counted across the gap")
+    order = [24, 23, 22, 21, 20, 19, 18, 17, 16, 15, 14, 13, 12]
+    labels = [0] * n
+    first_lumbar = n - 1 - sacral  # index of the lowest non-sacral region
+    for i in range(n - sacral, n):
+        labels[i] = L.SACRUM
+    k = 0 if sacral else 0
+    for i in range(first_lumbar, -1, -1):
+        labels[i] = order[k] if k < len(order) else 0
+        if i > 0:
+            k += 1 + missing[i - 1]
+    return labels, sacral, flags
 
 
 def segment_mri(volume: Volume, *, progress=None, cancel=None) -> SegmentationResult:
@@ -301,7 +350,8 @@ def segment_mri(volume: Volume, *, progress=None, cancel=None) -> SegmentationRe
     ant = (ya[:, None] - yy) * sp[1]  # mm in front of the canal's anterior border
     column = (ant >= -2.0) & (ant <= BODY_DEPTH_MM)
     regs, window = _body_regions(S, column, ant, sp)
-    sacrum, why = _lowest_is_sacrum(regs, nz, sp)
+    names, n_sacral, flags = _name_regions(regs, sp)
+    sacrum = n_sacral > 0
     rep.step(0.6, "bodies in 3D")
     ant3 = np.broadcast_to(ant[:, :, None], n.shape)
     taken = np.zeros(n.shape, bool)
@@ -311,20 +361,18 @@ def segment_mri(volume: Volume, *, progress=None, cancel=None) -> SegmentationRe
         b = _body_3d(s, r, xc, window, ant, sp, taken)
         taken |= b
         bodies.append(b)
+    # the dark cortex (about a voxel) belongs to the body, as in manual references
+    for i, b in enumerate(bodies):
+        rim = ndimage.binary_dilation(b, structure=_plus_zy()) & ~taken & (ant3 >= -1.0)
+        bodies[i] = b | rim
     rep.step(0.85, "naming levels")
-    names: list[int] = []
-    order = [L.SACRUM, 24, 23, 22, 21, 20, 19, 18, 17, 16]
-    start = 0 if sacrum else 1
-    for i in range(len(regs)):
-        k = start + (len(regs) - 1 - i)
-        names.append(order[k] if k < len(order) else 0)
     out = np.zeros(n.shape, np.uint16)
     for b, lab in zip(bodies, names):
         if lab:
             out[b & (out == 0)] = lab
     max_gap = int(round(22.0 / sp[0]))
     for up, low, lab_up in zip(bodies[:-1], bodies[1:], names[:-1]):
-        if not lab_up:
+        if not lab_up or lab_up == L.SACRUM:
             continue
         d = _disc_between(up, low, max_gap) & (out == 0) & (ant3 >= -1.0)
         out[d] = L.disc_label(lab_up)
@@ -335,7 +383,6 @@ def segment_mri(volume: Volume, *, progress=None, cancel=None) -> SegmentationRe
     canal = np.zeros(n.shape, bool)
     canal[:, :, max(xc - xw, 0):xc + xw + 1] = band[:, :, None] & (s[:, :, max(xc - xw, 0):xc + xw + 1] > CSF_MIN)
     out[canal & (out == 0)] = L.CANAL
-    flags: list[str] = []
     if not sacrum:
         flags.append("sacrum not recognised: levels counted from the lowest body, low confidence")
     present = [v for v in names if v]
@@ -345,4 +392,4 @@ def segment_mri(volume: Volume, *, progress=None, cancel=None) -> SegmentationRe
     return SegmentationResult(volume.with_array(back(out), modality="SEG"), levels=levels,
                               confidence=conf, flags=flags,
                               extra={"midline_index": xc, "marrow_window": window,
-                                     "sacrum_reason": why})
+                                     "sacral_regions": n_sacral})
