@@ -44,7 +44,8 @@ SLAB_HALF_WIDTH_MM = 3.0
 BODY_CLOSING_MM = 4.0
 BODY_HALF_WIDTH_MM = 32.0   # lateral search range of a body (lumbar bodies ~ 40-50 mm wide)
 PROPAGATION_MARGIN_MM = 2.0
-SACRAL_SHIFT_MM = 9.0       # S1 lies this much behind L5 in the mid-sagittal slab
+SACRAL_SHIFT_MM = 9.5       # S1's posterior wall lies this much behind L5's (mid-sagittal)
+SACRUM_AREA_RATIO = 1.8     # or the lowest region is a sacral mass much larger than a body
 EXTRUSION_MARGIN_MM = 1.5
 POSTERIOR_WALL_GAP_MM = 6.0
 BODY_CENTRE_MM = (8.0, 32.0)  # mean distance of a body's marrow in front of the canal
@@ -221,6 +222,10 @@ def _body_regions(S: np.ndarray, column: np.ndarray, ant: np.ndarray, sp):
                                          | full) & column
         regs.append(full)
     regs.sort(key=lambda m: -np.nonzero(m)[0].mean())  # cranial (high z) first
+    # a body cut by the top of the field of view adds nothing to the count from the sacrum
+    hts = [np.ptp(np.nonzero(m)[0]) + 1 for m in regs]
+    if len(regs) > 3 and np.nonzero(regs[0])[0].max() >= S.shape[0] - 2 and hts[0] < 0.7 * np.median(hts):
+        regs = regs[1:]
     return regs, best[2]
 
 
@@ -278,21 +283,24 @@ def _disc_between(upper: np.ndarray, lower: np.ndarray, max_gap_vox: int) -> np.
 def _name_regions(regs, sp) -> tuple[list[int], int, list[str]]:
     """VerSe labels of the mid-sagittal regions (cranial first), counted from the sacrum.
 
-    S1 sits behind L5 (the sacral promontory turns the column back): the highest of the
-    lowest regions that each lie ``SACRAL_SHIFT_MM`` behind the region above (or less when
-    they reach the bottom of the view) is S1, the ones below it are the rest of the sacrum.
+    S1 sits behind L5 (the column turns back at the promontory): the highest of the lowest
+    regions whose posterior wall each lies ``SACRAL_SHIFT_MM`` behind the one above (half
+    that when it reaches the bottom of the view), or a lowest region much larger than a body,
+    is S1, the ones below it are the rest of the sacrum.
     A gap of about one body between two regions counts as one missed body.
     Returns (labels, number of the sacral regions, flags)."""
     flags: list[str] = []
     zs = [np.nonzero(m) for m in regs]
     zc = np.array([z.mean() for z, _ in zs]) * sp[0]
-    yc = np.array([y.mean() for _, y in zs]) * sp[1]
+    yc = np.array([np.percentile(y, 95) for _, y in zs]) * sp[1]  # posterior wall
     zmin = np.array([z.min() for z, _ in zs]) * sp[0]
+    area = np.array([m.sum() for m in regs], float)
     n = len(regs)
     sacral = 0
     for i in range(n - 1, 0, -1):
         dy = yc[i] - yc[i - 1]
-        if dy >= SACRAL_SHIFT_MM or (dy >= SACRAL_SHIFT_MM / 2 and zmin[i] <= 3.0 and i == n - 1):
+        big = i == n - 1 and n >= 3 and area[i] >= SACRUM_AREA_RATIO * np.median(area[:-1])
+        if dy >= SACRAL_SHIFT_MM or big or (dy >= SACRAL_SHIFT_MM / 2 and zmin[i] <= 3.0 and i == n - 1):
             sacral += 1
         else:
             break
