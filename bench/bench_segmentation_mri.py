@@ -72,9 +72,10 @@ for v in want:
     name = L.disc_name(v) if L.is_disc(v) else L.vertebra_name(v)
     a_, b_ = out == v, ref == v
     dices[name] = round(2 * (a_ & b_).sum() / max(a_.sum() + b_.sum(), 1), 3)
-    # level identification: the found label that overlaps this reference level most is its own
+    # level identification: the found label of its kind meeting this reference level most is its own
     got, cnt = np.unique(out[b_], return_counts=True)
-    cnt = np.where(got == 0, 0, cnt)
+    same_kind = np.array([L.is_disc(int(g)) if discs else L.is_vertebra(int(g)) for g in got], bool)
+    cnt = np.where(same_kind, cnt, 0)
     ok.append(bool(cnt.max() > 0 and int(got[np.argmax(cnt)]) == v))
 # and each found label of the reference's kind overlaps its own reference level most
 for v in sorted(int(x) for x in np.unique(out) if x):

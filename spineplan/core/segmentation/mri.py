@@ -302,6 +302,8 @@ def _name_regions(regs, sp) -> tuple[list[int], int, list[str]]:
         big = i == n - 1 and n >= 3 and area[i] >= SACRUM_AREA_RATIO * np.median(area[:-1])
         if dy >= SACRAL_SHIFT_MM or big or (dy >= SACRAL_SHIFT_MM / 2 and zmin[i] <= 3.0 and i == n - 1):
             sacral += 1
+            if big:  # a whole sacral mass: what lies above it is L5
+                break
         else:
             break
     sacral = min(sacral, max(n - 2, 0))
