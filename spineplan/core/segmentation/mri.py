@@ -47,6 +47,11 @@ PROPAGATION_MARGIN_MM = 2.0
 SACRAL_SHIFT_MM = 9.5       # S1's posterior wall lies this much behind L5's (mid-sagittal)
 SACRUM_AREA_RATIO = 1.8     # or the lowest region is a sacral mass much larger than a body
 EXTRUSION_MARGIN_MM = 1.5
+WS_BG_MARGIN = 1.0          # background marker: this many half-windows beyond the window
+WS_SEED_EROSION_MM = 3.0
+WS_GRADIENT_SIGMA_MM = 1.0
+WS_MAX_GROWTH_MM = float(__import__("os").environ.get("MRI_WSG", "2.5"))
+LATERAL_AREA_FRACTION = 0.25  # a body's side ends where its sagittal area falls below this
 POSTERIOR_WALL_GAP_MM = 6.0
 BODY_CENTRE_MM = (8.0, 32.0)  # mean distance of a body's marrow in front of the canal
 MIN_BODY_DEPTH_MM = 15.0  # body marrow starts within this of the canal (wall + ligament)
@@ -172,6 +177,55 @@ def _disk(radius_vox: float) -> np.ndarray:
     return yy ** 2 + xx ** 2 <= radius_vox ** 2 + 0.5
 
 
+def _slab(n: np.ndarray, s: np.ndarray, xc: int, hw: int) -> np.ndarray:
+    """Mid-sagittal slab image S[z, y] (mean over the slab's sagittal slices)."""
+    import os
+    mode = os.environ.get("MRI_SLAB", "gauss")
+    sl = slice(max(xc - hw, 0), xc + hw + 1)
+    if mode == "gauss":
+        return s[:, :, sl].mean(axis=2)
+    if mode == "median":
+        return ndimage.median_filter(n[:, :, sl].mean(axis=2), size=3)
+    return n[:, :, sl].mean(axis=2)
+
+
+def _refine_bodies_2d(S: np.ndarray, regs, window, ant: np.ndarray, sp) -> list:
+    """Body outlines from a marker watershed on the slab's gradient: the marrow window's
+    regions (eroded) are the markers of the bodies; bright (disc, CSF, fat), dark (cortex
+    lines, air) and out-of-column pixels mark the background. The borders then follow the
+    strongest edges (cortex, endplates) instead of the window's fringes."""
+    import SimpleITK as sitk
+
+    lo, hi = window
+    half = 0.5 * (hi - lo)
+    markers = np.zeros(S.shape, np.uint16)
+    bg = (ant < -3.0) | (ant > BODY_DEPTH_MM + 5.0) | (S > hi + WS_BG_MARGIN * half) | (S < lo - WS_BG_MARGIN * half)
+    markers[bg] = 1
+    se = _disk(WS_SEED_EROSION_MM / sp[1])
+    for i, r in enumerate(regs):
+        core = ndimage.binary_erosion(r, structure=se)
+        if core.sum() < 10:
+            core = ndimage.binary_erosion(r)
+        markers[core] = i + 2
+    g = ndimage.gaussian_gradient_magnitude(S.astype(np.float32), sigma=WS_GRADIENT_SIGMA_MM / sp[1])
+    gi = sitk.GetImageFromArray(g.astype(np.float32))
+    mi = sitk.GetImageFromArray(markers)
+    ws = sitk.GetArrayFromImage(sitk.MorphologicalWatershedFromMarkers(gi, mi, markWatershedLine=False,
+                                                                      fullyConnected=False))
+    out = []
+    sm = _disk(1.5 / sp[1])
+    for i, r in enumerate(regs):
+        m = (ws == i + 2) & ndimage.binary_dilation(r, structure=_disk(WS_MAX_GROWTH_MM / sp[1]))
+        m = ndimage.binary_opening(m, structure=sm)
+        lab, n = ndimage.label(m)
+        if n > 1:
+            sizes = ndimage.sum(m, lab, range(1, n + 1))
+            m = lab == 1 + int(np.argmax(sizes))
+        m = ndimage.binary_fill_holes(m)
+        out.append(m if m.sum() >= 0.5 * r.sum() else r)
+    return out
+
+
 def _plus_zy() -> np.ndarray:
     """4-connected structuring element in the sagittal (z, y) plane of a (z, y, x) array."""
     se = np.zeros((3, 3, 1), bool)
@@ -179,15 +233,14 @@ def _plus_zy() -> np.ndarray:
     return se
 
 
-def _body_regions(S: np.ndarray, column: np.ndarray, ant: np.ndarray, sp):
-    """The intensity window of the marrow that separates the most body-sized regions in the
-    mid-sagittal slab ``S[z, y]``: (regions sorted cranial -> caudal, (lo, hi)).
-
-    ``ant[z, y]`` is the distance (mm) in front of the canal's anterior border; a body
-    reaches back to the canal (its posterior wall is the canal's front)."""
+def _window_search(S: np.ndarray, column: np.ndarray, ant: np.ndarray, sp):
+    """The marrow window (lo, hi) giving the most valid body regions inside ``column``:
+    ``(count, regions as (slices, mask)), window)`` or None."""
     pix = sp[0] * sp[1]
     se = _disk(2.0 / sp[1])
     vals = S[column]
+    if vals.size < MIN_BODY_AREA_MM2 / pix:
+        return None
     qs = np.percentile(vals, np.arange(5, 96, 5))
     best = None
     for i, lo in enumerate(qs[:-3]):
@@ -208,15 +261,60 @@ def _body_regions(S: np.ndarray, column: np.ndarray, ant: np.ndarray, sp):
                         and np.ptp(a_m) >= MIN_BODY_DEPTH_MM):
                     regs.append((o, m, area))
             key = (len(regs), sum(r[2] for r in regs))
-            if best is None or key > best[0]:
+            if regs and (best is None or key > best[0]):
                 best = (key, regs, (float(lo), float(hi)))
+    return best
+
+
+def _gap_zones(masks, nz: int, sp) -> list[tuple[int, int]]:
+    """z ranges (lo, hi) where a body is probably missing: between two regions much farther
+    apart than usual, and above the highest one. (Not below the lowest: a region found there
+    but not recognised as sacrum would shift every name.)"""
+    zr = sorted(((np.nonzero(m.any(axis=1))[0][[0, -1]]) for m in masks), key=lambda r: -r[0])
+    zc = np.array([(a + b) / 2 for a, b in zr])
+    if len(zc) < 2:
+        return []
+    typical = float(np.median(-np.diff(zc)))
+    zones = []
+    for (lo_u, _), (_, hi_l), st in zip(zr[:-1], zr[1:], -np.diff(zc)):
+        if st > 1.6 * typical:
+            zones.append((hi_l + 1, lo_u - 1))
+    if nz - 1 - zr[0][1] >= 0.7 * typical:
+        zones.append((zr[0][1] + 1, nz - 1))
+    return zones
+
+
+def _body_regions(S: np.ndarray, column: np.ndarray, ant: np.ndarray, sp):
+    """The intensity window of the marrow that separates the most body-sized regions in the
+    mid-sagittal slab ``S[z, y]``: (regions sorted cranial -> caudal, (lo, hi)).
+
+    ``ant[z, y]`` is the distance (mm) in front of the canal's anterior border; a body
+    reaches back to the canal (its posterior wall is the canal's front). Where a body seems
+    to be missing (a gap, above the highest), the window is searched
+    again in that zone alone (marrow signal varies between levels)."""
+    best = _window_search(S, column, ant, sp)
     if best is None or best[0][0] < 2:
         raise SegmentationError("fewer than two vertebral bodies found in front of the canal")
-    regs = []
-    close = _disk(BODY_CLOSING_MM / sp[1])
+    found = []
     for o, m, _ in best[1]:
         full = np.zeros(S.shape, bool)
         full[o] = m
+        found.append(full)
+    import os
+    if os.environ.get("MRI_GAPS", "1") == "1":
+        for z0, z1 in _gap_zones(found, S.shape[0], sp):
+            zone = np.zeros(S.shape, bool)
+            zone[z0:z1 + 1] = True
+            extra = _window_search(S, column & zone, ant, sp)
+            if extra is None:
+                continue
+            for o, m, _ in extra[1]:
+                full = np.zeros(S.shape, bool)
+                full[o] = m
+                found.append(full)
+    regs = []
+    close = _disk(BODY_CLOSING_MM / sp[1])
+    for full in found:
         # heterogeneous marrow leaves holes and notches: close them inside the column
         full = ndimage.binary_fill_holes(ndimage.binary_closing(full, structure=close, iterations=1)
                                          | full) & column
@@ -265,7 +363,41 @@ def _body_3d(s: np.ndarray, reg2d: np.ndarray, xc: int, window, ant: np.ndarray,
                 break
             out[:, :, x] = m
             prev = m
-    return out
+    return _elliptic_body(out, reg2d, xc, sp)
+
+
+def _elliptic_body(prop: np.ndarray, reg2d: np.ndarray, xc: int, sp) -> np.ndarray:
+    """The body as an elliptic cylinder: per axial row z of the mid-sagittal outline, an
+    ellipse with that row's AP extent and the lateral extent of the propagated body.
+
+    Lumbar bodies are close to elliptic in axial section (area / inscribed ellipse of the
+    bounding box 0.85-1.06 on the references), while marrow-signal propagation leaks into
+    psoas and pedicles or stops early on heterogeneous marrow."""
+    import os
+    mode = os.environ.get("MRI_BODY_MODE", "model")
+    if mode == "prop":
+        return prop
+    area = prop.sum(axis=(0, 1)).astype(float)
+    a0 = area[xc]
+    lo = hi = xc
+    while lo - 1 >= 0 and area[lo - 1] >= LATERAL_AREA_FRACTION * a0:
+        lo -= 1
+    while hi + 1 < len(area) and area[hi + 1] >= LATERAL_AREA_FRACTION * a0:
+        hi += 1
+    half_w = (hi - lo + 1) / 2.0 * sp[2]
+    xm = (lo + hi) / 2.0
+    rows = np.nonzero(reg2d.any(axis=1))[0]
+    ny, nx = reg2d.shape[1], prop.shape[2]
+    yy = np.arange(ny)[:, None]
+    u2 = (((np.arange(nx) - xm) * sp[2]) / half_w)[None, :] ** 2
+    model = np.zeros(prop.shape, bool)
+    for z in rows:
+        ys = np.nonzero(reg2d[z])[0]
+        yc, b = (ys[0] + ys[-1]) / 2.0, (ys[-1] - ys[0] + 1) / 2.0 * sp[1]
+        model[z] = u2 + (((yy - yc) * sp[1]) / b) ** 2 <= 1.0
+    if mode == "model":
+        return model
+    return model | (prop & ndimage.binary_dilation(model, iterations=2))
 
 
 def _disc_between(upper: np.ndarray, lower: np.ndarray, max_gap_vox: int) -> np.ndarray:
@@ -355,11 +487,14 @@ def segment_mri(volume: Volume, *, progress=None, cancel=None) -> SegmentationRe
     ya, yp = _canal_track(masks, xc, nz, sp)
     rep.step(0.5, "finding vertebral bodies")
     hw = max(int(round(SLAB_HALF_WIDTH_MM / sp[2])), 0)
-    S = s[:, :, max(xc - hw, 0):xc + hw + 1].mean(axis=2)
+    S = _slab(n, s, xc, hw)
     yy = np.arange(ny)[None, :]
     ant = (ya[:, None] - yy) * sp[1]  # mm in front of the canal's anterior border
     column = (ant >= -2.0) & (ant <= BODY_DEPTH_MM)
     regs, window = _body_regions(S, column, ant, sp)
+    import os
+    if os.environ.get("MRI_WS2D", "1") == "1":
+        regs = _refine_bodies_2d(S, regs, window, ant, sp)
     names, n_sacral, flags = _name_regions(regs, sp)
     sacrum = n_sacral > 0
     rep.step(0.6, "bodies in 3D")
