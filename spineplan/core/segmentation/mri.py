@@ -51,7 +51,8 @@ WS_BG_MARGIN = 1.0          # background marker: this many half-windows beyond t
 WS_SEED_EROSION_MM = 3.0
 WS_GRADIENT_SIGMA_MM = 1.0
 WS_MAX_GROWTH_MM = float(__import__("os").environ.get("MRI_WSG", "2.5"))
-LATERAL_AREA_FRACTION = 0.25  # a body's side ends where its sagittal area falls below this
+LATERAL_AREA_FRACTION = 0.25
+GAP_BODY_FRACTION = 0.6     # free space between two found bodies that may hide a third  # a body's side ends where its sagittal area falls below this
 POSTERIOR_WALL_GAP_MM = 6.0
 BODY_CENTRE_MM = (8.0, 32.0)  # mean distance of a body's marrow in front of the canal
 MIN_BODY_DEPTH_MM = 15.0  # body marrow starts within this of the canal (wall + ligament)
@@ -267,19 +268,19 @@ def _window_search(S: np.ndarray, column: np.ndarray, ant: np.ndarray, sp):
 
 
 def _gap_zones(masks, nz: int, sp) -> list[tuple[int, int]]:
-    """z ranges (lo, hi) where a body is probably missing: between two regions much farther
-    apart than usual, and above the highest one. (Not below the lowest: a region found there
-    but not recognised as sacrum would shift every name.)"""
+    """z ranges (lo, hi) where a body is probably missing: free space between two regions
+    of more than ``GAP_BODY_FRACTION`` of a body height, and above the highest region.
+    (Not below the lowest: a region found there but not recognised as sacrum would shift
+    every name.)"""
     zr = sorted(((np.nonzero(m.any(axis=1))[0][[0, -1]]) for m in masks), key=lambda r: -r[0])
-    zc = np.array([(a + b) / 2 for a, b in zr])
-    if len(zc) < 2:
+    if len(zr) < 2:
         return []
-    typical = float(np.median(-np.diff(zc)))
+    height = float(np.median([b - a + 1 for a, b in zr]))
     zones = []
-    for (lo_u, _), (_, hi_l), st in zip(zr[:-1], zr[1:], -np.diff(zc)):
-        if st > 1.6 * typical:
+    for (lo_u, _), (_, hi_l) in zip(zr[:-1], zr[1:]):
+        if lo_u - hi_l - 1 >= GAP_BODY_FRACTION * height:
             zones.append((hi_l + 1, lo_u - 1))
-    if nz - 1 - zr[0][1] >= 0.7 * typical:
+    if nz - 1 - zr[0][1] >= GAP_BODY_FRACTION * height:
         zones.append((zr[0][1] + 1, nz - 1))
     return zones
 
