@@ -160,11 +160,26 @@ def _canal_track(masks, xc: int, nz: int, sp) -> tuple[np.ndarray, np.ndarray]:
     near = [m for m in masks[max(xc - hw, 0):xc + hw + 1] if m is not None]
     if not near:
         raise SegmentationError("spinal canal lost at the midline")
-    u = np.logical_or.reduce(near)
-    has = u.any(axis=1)
-    zz = np.nonzero(has)[0]
-    ya = np.argmax(u[zz], axis=1).astype(float)
-    yp = (u.shape[1] - 1 - np.argmax(u[zz, ::-1], axis=1)).astype(float)
+    # the neighbours' best bands may be other structures (vessels): keep those that overlap
+    # the band nearest to the midline
+    ref = masks[xc] if masks[xc] is not None else max(near, key=lambda m: m.sum())
+    u = np.logical_or.reduce([m for m in near if (m & ref).sum() >= 0.5 * m.sum()] + [ref])
+    # per row, the canal is one run of the band; bright marrow or discs touching it add
+    # runs in front: follow the path of the rows that have a single run
+    zz = np.nonzero(u.any(axis=1))[0]
+    runs = []
+    for z in zz:
+        d = np.diff(np.concatenate([[0], u[z].astype(np.int8), [0]]))
+        runs.append(list(zip(np.nonzero(d == 1)[0], np.nonzero(d == -1)[0] - 1)))
+    single = [i for i, r in enumerate(runs) if len(r) == 1]
+    if len(single) >= 3:
+        cz = np.array([(runs[i][0][0] + runs[i][0][1]) / 2.0 for i in single])
+        path = np.interp(zz, zz[single], ndimage.median_filter(cz, 9, mode="nearest"))
+    else:
+        path = np.array([np.mean(r[-1]) for r in runs])
+    pick = [min(r, key=lambda ab: abs((ab[0] + ab[1]) / 2.0 - c)) for r, c in zip(runs, path)]
+    ya = np.array([a for a, _ in pick], float)
+    yp = np.array([b for _, b in pick], float)
     all_z = np.arange(nz)
     ya_i = np.interp(all_z, zz, ndimage.median_filter(ya, 5, mode="nearest"))
     yp_i = np.interp(all_z, zz, ndimage.median_filter(yp, 5, mode="nearest"))
