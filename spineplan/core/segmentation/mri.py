@@ -52,6 +52,7 @@ WS_SEED_EROSION_MM = 3.0
 WS_GRADIENT_SIGMA_MM = 1.0
 WS_MAX_GROWTH_MM = float(__import__("os").environ.get("MRI_WSG", "2.5"))
 LATERAL_AREA_FRACTION = 0.25
+ANTERIOR_CLIP_MM = 4.0
 GAP_BODY_FRACTION = 0.6     # free space between two found bodies that may hide a third  # a body's side ends where its sagittal area falls below this
 POSTERIOR_WALL_GAP_MM = 6.0
 BODY_CENTRE_MM = (8.0, 32.0)  # mean distance of a body's marrow in front of the canal
@@ -239,6 +240,23 @@ def _refine_bodies_2d(S: np.ndarray, regs, window, ant: np.ndarray, sp) -> list:
             m = lab == 1 + int(np.argmax(sizes))
         m = ndimage.binary_fill_holes(m)
         out.append(m if m.sum() >= 0.5 * r.sum() else r)
+    # bodies of one spine have similar depths: one row reaching far forward is soft tissue
+    depths = [np.median([ant[z][m[z]].max() for z in np.nonzero(m.any(axis=1))[0]]) for m in out]
+    limit = float(np.median(depths)) + ANTERIOR_CLIP_MM
+    return [_clip_anterior(m, ant, min(limit, d + ANTERIOR_CLIP_MM)) for m, d in zip(out, depths)]
+
+
+def _clip_anterior(m: np.ndarray, ant: np.ndarray, limit: float) -> np.ndarray:
+    """Cut what reaches farther than ``limit`` mm in front of the canal (soft tissue of
+    marrow-like signal joined to a few rows of the body), keep the largest piece."""
+    import os
+    if os.environ.get("MRI_CLIP", "1") != "1":
+        return m
+    out = m & (ant <= limit)
+    lab, n = ndimage.label(out)
+    if n > 1:
+        sizes = ndimage.sum(out, lab, range(1, n + 1))
+        out = lab == 1 + int(np.argmax(sizes))
     return out
 
 
