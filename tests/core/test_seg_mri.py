@@ -64,10 +64,7 @@ def test_phantom_levels_and_body_dice(t2_phantom):
     assert res.levels[-6:] == LUMBAR + ["S1"]
     out = res.labels.array
     dices = [_dice(out == v, ref.array == v) for v in range(20, 25)]
-    # measured 0.80: partial volume at the fat/muscle borders in front of L4 has marrow
-    # signal and joins that body in the mid-sagittal slab (the other bodies score 0.87)
-    assert np.mean(dices) >= 0.78, dices
-    assert sorted(dices)[1] >= 0.85, dices
+    assert np.mean(dices) >= 0.85, dices  # measured 0.88
     for up in range(20, 25):  # discs L1/L2 .. L5/S1 present between their bodies
         assert (out == L.disc_label(up)).sum() > 100
     assert (out == L.CANAL).any()
@@ -89,7 +86,8 @@ def test_real_vb_cases_levels_and_dice(shared_data, n):
         cnt = np.where(got == 0, 0, cnt)
         assert int(got[np.argmax(cnt)]) == v, (n, L.vertebra_name(v), got, cnt)
     assert set(LUMBAR) <= set(res.levels)
-    assert np.mean([_dice(out == v, r == v) for v in range(20, 25)]) >= 0.68
+    # measured 0.74 (02), 0.81 (04), 0.81 (08)
+    assert np.mean([_dice(out == v, r == v) for v in range(20, 25)]) >= 0.70
 
 
 def test_real_ivd_case_disc_levels(shared_data):
@@ -97,11 +95,13 @@ def test_real_ivd_case_disc_levels(shared_data):
     img, ref = read_image_file(d / "case20_mri.nii.gz"), read_image_file(d / "case20_discs_verse.nii.gz")
     res = segment_mri(img)
     out, r = res.labels.array, ref.array
+    dices = []
     for v in range(120, 125):
         got, cnt = np.unique(out[r == v], return_counts=True)
         cnt = np.where((got >= 100) & (got < L.CANAL), cnt, 0)  # the disc label met most
         assert int(got[np.argmax(cnt)]) == v, (L.disc_name(v), got, cnt)
-        assert _dice(out == v, r == v) > 0.25
+        dices.append(_dice(out == v, r == v))
+    assert min(dices) > 0.2 and np.mean(dices) > 0.4, dices  # measured 0.26-0.73, mean 0.46
 
 
 def test_ct_in_hounsfield_units_is_refused():

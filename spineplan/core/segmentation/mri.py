@@ -50,8 +50,8 @@ EXTRUSION_MARGIN_MM = 1.5
 WS_BG_MARGIN = 1.0          # background marker: this many half-windows beyond the window
 WS_SEED_EROSION_MM = 3.0
 WS_GRADIENT_SIGMA_MM = 1.0
-WS_MAX_GROWTH_MM = float(__import__("os").environ.get("MRI_WSG", "2.5"))
-LATERAL_AREA_FRACTION = 0.25
+WS_MAX_GROWTH_MM = 2.5       # the watershed moves a window outline by at most this
+LATERAL_AREA_FRACTION = 0.25  # a body's side ends where its sagittal area falls below this
 ANTERIOR_CLIP_MM = 4.0
 GAP_BODY_FRACTION = 0.6     # free space between two found bodies that may hide a third  # a body's side ends where its sagittal area falls below this
 POSTERIOR_WALL_GAP_MM = 6.0
@@ -194,18 +194,6 @@ def _disk(radius_vox: float) -> np.ndarray:
     return yy ** 2 + xx ** 2 <= radius_vox ** 2 + 0.5
 
 
-def _slab(n: np.ndarray, s: np.ndarray, xc: int, hw: int) -> np.ndarray:
-    """Mid-sagittal slab image S[z, y] (mean over the slab's sagittal slices)."""
-    import os
-    mode = os.environ.get("MRI_SLAB", "gauss")
-    sl = slice(max(xc - hw, 0), xc + hw + 1)
-    if mode == "gauss":
-        return s[:, :, sl].mean(axis=2)
-    if mode == "median":
-        return ndimage.median_filter(n[:, :, sl].mean(axis=2), size=3)
-    return n[:, :, sl].mean(axis=2)
-
-
 def _refine_bodies_2d(S: np.ndarray, regs, window, ant: np.ndarray, sp) -> list:
     """Body outlines from a marker watershed on the slab's gradient: the marrow window's
     regions (eroded) are the markers of the bodies; bright (disc, CSF, fat), dark (cortex
@@ -249,22 +237,12 @@ def _refine_bodies_2d(S: np.ndarray, regs, window, ant: np.ndarray, sp) -> list:
 def _clip_anterior(m: np.ndarray, ant: np.ndarray, limit: float) -> np.ndarray:
     """Cut what reaches farther than ``limit`` mm in front of the canal (soft tissue of
     marrow-like signal joined to a few rows of the body), keep the largest piece."""
-    import os
-    if os.environ.get("MRI_CLIP", "1") != "1":
-        return m
     out = m & (ant <= limit)
     lab, n = ndimage.label(out)
     if n > 1:
         sizes = ndimage.sum(out, lab, range(1, n + 1))
         out = lab == 1 + int(np.argmax(sizes))
     return out
-
-
-def _plus_zy() -> np.ndarray:
-    """4-connected structuring element in the sagittal (z, y) plane of a (z, y, x) array."""
-    se = np.zeros((3, 3, 1), bool)
-    se[1, :, 0] = se[:, 1, 0] = True
-    return se
 
 
 def _window_search(S: np.ndarray, column: np.ndarray, ant: np.ndarray, sp):
@@ -334,18 +312,16 @@ def _body_regions(S: np.ndarray, column: np.ndarray, ant: np.ndarray, sp):
         full = np.zeros(S.shape, bool)
         full[o] = m
         found.append(full)
-    import os
-    if os.environ.get("MRI_GAPS", "1") == "1":
-        for z0, z1 in _gap_zones(found, S.shape[0], sp):
-            zone = np.zeros(S.shape, bool)
-            zone[z0:z1 + 1] = True
-            extra = _window_search(S, column & zone, ant, sp)
-            if extra is None:
-                continue
-            for o, m, _ in extra[1]:
-                full = np.zeros(S.shape, bool)
-                full[o] = m
-                found.append(full)
+    for z0, z1 in _gap_zones(found, S.shape[0], sp):
+        zone = np.zeros(S.shape, bool)
+        zone[z0:z1 + 1] = True
+        extra = _window_search(S, column & zone, ant, sp)
+        if extra is None:
+            continue
+        for o, m, _ in extra[1]:
+            full = np.zeros(S.shape, bool)
+            full[o] = m
+            found.append(full)
     regs = []
     close = _disk(BODY_CLOSING_MM / sp[1])
     for full in found:
@@ -407,10 +383,6 @@ def _elliptic_body(prop: np.ndarray, reg2d: np.ndarray, xc: int, sp) -> np.ndarr
     Lumbar bodies are close to elliptic in axial section (area / inscribed ellipse of the
     bounding box 0.85-1.06 on the references), while marrow-signal propagation leaks into
     psoas and pedicles or stops early on heterogeneous marrow."""
-    import os
-    mode = os.environ.get("MRI_BODY_MODE", "model")
-    if mode == "prop":
-        return prop
     area = prop.sum(axis=(0, 1)).astype(float)
     a0 = area[xc]
     lo = hi = xc
@@ -429,9 +401,7 @@ def _elliptic_body(prop: np.ndarray, reg2d: np.ndarray, xc: int, sp) -> np.ndarr
         ys = np.nonzero(reg2d[z])[0]
         yc, b = (ys[0] + ys[-1]) / 2.0, (ys[-1] - ys[0] + 1) / 2.0 * sp[1]
         model[z] = u2 + (((yy - yc) * sp[1]) / b) ** 2 <= 1.0
-    if mode == "model":
-        return model
-    return model | (prop & ndimage.binary_dilation(model, iterations=2))
+    return model
 
 
 def _disc_between(upper: np.ndarray, lower: np.ndarray, max_gap_vox: int) -> np.ndarray:
@@ -521,14 +491,12 @@ def segment_mri(volume: Volume, *, progress=None, cancel=None) -> SegmentationRe
     ya, yp = _canal_track(masks, xc, nz, sp)
     rep.step(0.5, "finding vertebral bodies")
     hw = max(int(round(SLAB_HALF_WIDTH_MM / sp[2])), 0)
-    S = _slab(n, s, xc, hw)
+    S = s[:, :, max(xc - hw, 0):xc + hw + 1].mean(axis=2)
     yy = np.arange(ny)[None, :]
     ant = (ya[:, None] - yy) * sp[1]  # mm in front of the canal's anterior border
     column = (ant >= -2.0) & (ant <= BODY_DEPTH_MM)
     regs, window = _body_regions(S, column, ant, sp)
-    import os
-    if os.environ.get("MRI_WS2D", "1") == "1":
-        regs = _refine_bodies_2d(S, regs, window, ant, sp)
+    regs = _refine_bodies_2d(S, regs, window, ant, sp)
     names, n_sacral, flags = _name_regions(regs, sp)
     sacrum = n_sacral > 0
     rep.step(0.6, "bodies in 3D")
@@ -540,10 +508,6 @@ def segment_mri(volume: Volume, *, progress=None, cancel=None) -> SegmentationRe
         b = _body_3d(s, r, xc, window, ant, sp, taken)
         taken |= b
         bodies.append(b)
-    # the dark cortex (about a voxel) belongs to the body, as in manual references
-    for i, b in enumerate(bodies):
-        rim = ndimage.binary_dilation(b, structure=_plus_zy()) & ~taken & (ant3 >= -1.0)
-        bodies[i] = b | rim
     rep.step(0.85, "naming levels")
     out = np.zeros(n.shape, np.uint16)
     for b, lab in zip(bodies, names):
