@@ -36,7 +36,8 @@ def _sagittal_ipl(vol: Volume, array_zyx: np.ndarray) -> Volume:
 
 @pytest.fixture(scope="module")
 def t2_phantom():
-    """A T2-like MRI of the CT phantom: marrow mid-grey, dark cortex, bright discs and CSF."""
+    """A T2-like MRI of the CT phantom (marrow mid-grey, dark cortex, bright discs and CSF) on a
+    sagittal IPL grid, its body-only reference, and the same image on the axial grid."""
     ph = make_phantom(spacing=1.5, left_marker=False)
     ct, lab = ph.ct.array, ph.labels.array
     img = np.full(ct.shape, 0.25, np.float32)            # muscle / soft tissue
@@ -54,11 +55,12 @@ def t2_phantom():
     body = np.where((lab >= 20) & (lab <= 26) & (ct != HU["posterior"]), lab, 0).astype(np.uint16)
     mri = _sagittal_ipl(ph.ct, img.astype(np.uint16))
     ref = _sagittal_ipl(ph.ct, body)
-    return mri, ref
+    axial = ph.ct.with_array(img.astype(np.uint16), modality="MR")
+    return mri, ref, axial
 
 
 def test_phantom_levels_and_body_dice(t2_phantom):
-    mri, ref = t2_phantom
+    mri, ref, _ = t2_phantom
     res = segment_mri(mri)
     assert res.labels.same_grid(mri) and res.labels.array.dtype == np.uint16
     assert res.levels[-6:] == LUMBAR + ["S1"]
@@ -69,6 +71,16 @@ def test_phantom_levels_and_body_dice(t2_phantom):
         assert (out == L.disc_label(up)).sum() > 100
     assert (out == L.CANAL).any()
     assert not any("sacrum not recognised" in f for f in res.flags)
+
+
+def test_axial_grid_gives_the_same_labels_in_world(t2_phantom):
+    """Orientation only changes the array order: the axial copy is labelled alike."""
+    mri, _, axial = t2_phantom
+    a, b = segment_mri(mri), segment_mri(axial)
+    assert a.levels == b.levels
+    back = np.transpose(a.labels.array, (2, 1, 0))[::-1]  # IPL [x, y, z_down] -> axial [z, y, x]
+    for v in range(20, 25):
+        assert _dice(back == v, b.labels.array == v) > 0.95
 
 
 def _vb_case(shared_data, n: str):
@@ -123,7 +135,7 @@ def test_constant_and_noise_volumes_are_refused():
 
 
 def test_cli_segment_mri_nifti(t2_phantom, tmp_path, capsys):
-    mri, ref = t2_phantom
+    mri, ref, _ = t2_phantom
     src = tmp_path / "mri.nii.gz"
     write_volume(mri, src)  # NIfTI carries no modality
     out = tmp_path / "labels.nii.gz"
