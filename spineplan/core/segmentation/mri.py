@@ -53,6 +53,9 @@ WS_GRADIENT_SIGMA_MM = 1.0
 WS_MAX_GROWTH_MM = 2.5       # the watershed moves a window outline by at most this
 LATERAL_AREA_FRACTION = 0.25  # a body's side ends where its sagittal area falls below this
 ANTERIOR_CLIP_MM = 4.0
+CONFIDENCE_FROM_SACRUM = 0.85
+CONFIDENCE_NO_SACRUM = 0.35
+CONFIDENCE_PER_GAP = 0.25    # less for each missed body counted across below a level
 GAP_BODY_FRACTION = 0.6     # free space between two found bodies that may hide a third  # a body's side ends where its sagittal area falls below this
 POSTERIOR_WALL_GAP_MM = 6.0
 BODY_CENTRE_MM = (8.0, 32.0)  # mean distance of a body's marrow in front of the canal
@@ -416,6 +419,28 @@ def _disc_between(upper: np.ndarray, lower: np.ndarray, max_gap_vox: int) -> np.
 
 
 # ------------------------------------------------------------------------------ main
+def _sacrum_below(S: np.ndarray, column: np.ndarray, ant: np.ndarray, lowest: np.ndarray, sp):
+    """A sacral region below the lowest body (its own marrow window), or None: only a region
+    that passes the naming rule's sacrum test is returned, so that a missed L5 never shifts
+    the names."""
+    z_low = int(np.nonzero(lowest.any(axis=1))[0].min())
+    if z_low * sp[0] < 8.0:
+        return None
+    zone = np.zeros(S.shape, bool)
+    zone[:z_low] = True
+    found = _window_search(S, column & zone, ant, sp)
+    if found is None:
+        return None
+    best = None
+    for o, m, _ in found[1]:
+        full = np.zeros(S.shape, bool)
+        full[o] = m
+        _, n_sac, _, _ = _name_regions([lowest, lowest, full], sp)
+        if n_sac and (best is None or full.sum() > best.sum()):
+            best = full
+    return best
+
+
 def _name_regions(regs, sp) -> tuple[list[int], int, list[str]]:
     """VerSe labels of the mid-sagittal regions (cranial first), counted from the sacrum.
 
@@ -424,7 +449,7 @@ def _name_regions(regs, sp) -> tuple[list[int], int, list[str]]:
     that when it reaches the bottom of the view), or a lowest region much larger than a body,
     is S1, the ones below it are the rest of the sacrum.
     A gap of about one body between two regions counts as one missed body.
-    Returns (labels, number of the sacral regions, flags)."""
+    Returns (labels, number of the sacral regions, flags, bodies missed below each region)."""
     flags: list[str] = []
     zs = [np.nonzero(m) for m in regs]
     zc = np.array([z.mean() for z, _ in zs]) * sp[0]
@@ -447,20 +472,23 @@ def _name_regions(regs, sp) -> tuple[list[int], int, list[str]]:
     steps = -np.diff(zc)
     typical = float(np.median(steps)) if len(steps) else 0.0
     missing = [int(round(st / typical)) - 1 if typical > 0 and st > 1.6 * typical else 0 for st in steps]
-    if any(missing):
-        flags.append(f"{sum(missing)} vertebral body(ies) not segmented between found ones; "
-                     "levels counted across the gap")
+    first_lumbar = n - 1 - sacral  # index of the lowest non-sacral region
+    if sum(missing[:first_lumbar]):
+        flags.append(f"{sum(missing[:first_lumbar])} vertebral body(ies) not segmented between found "
+                     "ones; levels counted across the gap")
     order = [24, 23, 22, 21, 20, 19, 18, 17, 16, 15, 14, 13, 12]
     labels = [0] * n
-    first_lumbar = n - 1 - sacral  # index of the lowest non-sacral region
+    gaps_below = [0] * n
     for i in range(n - sacral, n):
         labels[i] = L.SACRUM
-    k = 0 if sacral else 0
+    k = gaps = 0
     for i in range(first_lumbar, -1, -1):
         labels[i] = order[k] if k < len(order) else 0
+        gaps_below[i] = gaps
         if i > 0:
             k += 1 + missing[i - 1]
-    return labels, sacral, flags
+            gaps += missing[i - 1]
+    return labels, sacral, flags, gaps_below
 
 
 def segment_mri(volume: Volume, *, progress=None, cancel=None) -> SegmentationResult:
@@ -497,7 +525,12 @@ def segment_mri(volume: Volume, *, progress=None, cancel=None) -> SegmentationRe
     column = (ant >= -2.0) & (ant <= BODY_DEPTH_MM)
     regs, window = _body_regions(S, column, ant, sp)
     regs = _refine_bodies_2d(S, regs, window, ant, sp)
-    names, n_sacral, flags = _name_regions(regs, sp)
+    names, n_sacral, flags, gaps_below = _name_regions(regs, sp)
+    if n_sacral == 0:
+        s1 = _sacrum_below(S, column, ant, regs[-1], sp)
+        if s1 is not None:
+            regs = regs + [s1]
+            names, n_sacral, flags, gaps_below = _name_regions(regs, sp)
     sacrum = n_sacral > 0
     rep.step(0.6, "bodies in 3D")
     ant3 = np.broadcast_to(ant[:, :, None], n.shape)
@@ -530,9 +563,18 @@ def segment_mri(volume: Volume, *, progress=None, cancel=None) -> SegmentationRe
         flags.append("sacrum not recognised: levels counted from the lowest body, low confidence")
     present = [v for v in names if v]
     levels = [L.vertebra_name(v) for v in L.craniocaudal_order(set(present))]
-    conf = {lv: (0.8 if sacrum else 0.3) for lv in levels}
+    # from the sacrum, each level is as sure as the count below it; counted from the lowest
+    # body (no sacrum) every name may be off by one
+    base = CONFIDENCE_FROM_SACRUM if sacrum else CONFIDENCE_NO_SACRUM
+    conf: dict[str, float] = {}
+    for lab, gaps in zip(names, gaps_below):
+        if lab:
+            name = L.vertebra_name(lab)
+            conf[name] = round(min(conf.get(name, 1.0), max(base - CONFIDENCE_PER_GAP * gaps, 0.05)), 2)
     rep.step(1.0, "done")
     return SegmentationResult(volume.with_array(back(out), modality="SEG"), levels=levels,
                               confidence=conf, flags=flags,
                               extra={"midline_index": xc, "marrow_window": window,
-                                     "sacral_regions": n_sacral})
+                                     "sacral_regions": n_sacral,
+                                     "level_basis": "counted from the sacrum" if sacrum
+                                     else "counted from the lowest body"})
