@@ -51,6 +51,7 @@ WS_BG_MARGIN = 1.0          # background marker: this many half-windows beyond t
 WS_SEED_EROSION_MM = 3.0
 WS_GRADIENT_SIGMA_MM = 1.0
 WS_MAX_GROWTH_MM = 2.5       # the watershed moves a window outline by at most this
+POSTERIOR_EXPONENT = 3.0     # superellipse exponent of the posterior half of a body's section
 LATERAL_AREA_FRACTION = 0.25  # a body's side ends where its sagittal area falls below this
 ANTERIOR_CLIP_MM = 4.0
 CONFIDENCE_FROM_SACRUM = 0.85
@@ -398,12 +399,15 @@ def _elliptic_body(prop: np.ndarray, reg2d: np.ndarray, xc: int, sp) -> np.ndarr
     rows = np.nonzero(reg2d.any(axis=1))[0]
     ny, nx = reg2d.shape[1], prop.shape[2]
     yy = np.arange(ny)[:, None]
-    u2 = (((np.arange(nx) - xm) * sp[2]) / half_w)[None, :] ** 2
+    u = np.abs((np.arange(nx) - xm) * sp[2] / half_w)[None, :]
     model = np.zeros(prop.shape, bool)
     for z in rows:
         ys = np.nonzero(reg2d[z])[0]
         yc, b = (ys[0] + ys[-1]) / 2.0, (ys[-1] - ys[0] + 1) / 2.0 * sp[1]
-        model[z] = u2 + (((yy - yc) * sp[1]) / b) ** 2 <= 1.0
+        v = np.abs((yy - yc) * sp[1] / b)
+        # the posterior half is squarer than an ellipse (kidney-shaped section)
+        p = np.where(yy > yc, POSTERIOR_EXPONENT, 2.0)
+        model[z] = u ** p + v ** p <= 1.0
     return model
 
 
@@ -554,7 +558,8 @@ def segment_mri(volume: Volume, *, progress=None, cancel=None) -> SegmentationRe
         out[d] = L.disc_label(lab_up)
     # canal: CSF between the canal borders near the midline
     zz = np.arange(nz)[:, None]
-    band = (yy >= ya[:, None] - 1) & (yy <= yp[:, None] + 1)
+    yp_c = np.minimum(yp, ya + CANAL_AP_MM[1] / sp[1])  # posterior fat may touch the sac low down
+    band = (yy >= ya[:, None] - 1) & (yy <= yp_c[:, None] + 1)
     xw = max(int(round(12.0 / sp[2])), 1)
     canal = np.zeros(n.shape, bool)
     canal[:, :, max(xc - xw, 0):xc + xw + 1] = band[:, :, None] & (s[:, :, max(xc - xw, 0):xc + xw + 1] > CSF_MIN)
