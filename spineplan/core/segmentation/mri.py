@@ -52,6 +52,8 @@ WS_SEED_EROSION_MM = 3.0
 WS_GRADIENT_SIGMA_MM = 1.0
 WS_MAX_GROWTH_MM = 2.5       # the watershed moves a window outline by at most this
 POSTERIOR_EXPONENT = 3.0     # superellipse exponent of the posterior half of a body's section
+ENDPLATE_TOLERANCE_MM = 1.0  # body voxels kept beyond the fitted endplate line
+ENDPLATE_MIN_FIT_MM = 6.0    # nucleus width needed to fit the endplate lines
 LATERAL_AREA_FRACTION = 0.25  # a body's side ends where its sagittal area falls below this
 ANTERIOR_CLIP_MM = 4.0
 CONFIDENCE_FROM_SACRUM = 0.85
@@ -196,6 +198,38 @@ def _disk(radius_vox: float) -> np.ndarray:
     r = max(int(np.ceil(radius_vox)), 1)
     yy, xx = np.mgrid[-r:r + 1, -r:r + 1]
     return yy ** 2 + xx ** 2 <= radius_vox ** 2 + 0.5
+
+
+def _carve_endplates(S: np.ndarray, regs, window, sp) -> list:
+    """Trim two neighbouring bodies at their endplates: straight lines fitted to the body
+    borders where the bright nucleus lies between them, extended over the whole depth. On T2
+    the dark annulus has marrow-like signal and would otherwise be taken as body."""
+    out = [m.copy() for m in regs]
+    ny = S.shape[1]
+    zz = np.arange(S.shape[0])[:, None]
+    yy = np.arange(ny)
+    big = S.shape[0] + 1
+    tol = ENDPLATE_TOLERANCE_MM / sp[0]
+    for i in range(len(out) - 1):
+        up, low = out[i], out[i + 1]  # cranial (higher z) first
+        u_bot = np.where(up, zz, big).min(axis=0)
+        l_top = np.where(low, zz, -1).max(axis=0)
+        ok = (u_bot < big) & (l_top >= 0) & (u_bot - l_top > 1)
+        bright = np.zeros(ny, bool)
+        for y in np.nonzero(ok)[0]:
+            bright[y] = S[l_top[y] + 1:u_bot[y], y].max() > window[1]
+        ys = np.nonzero(bright)[0]
+        if len(ys) < max(int(ENDPLATE_MIN_FIT_MM / sp[1]), 3):
+            continue
+        fu = np.polyfit(ys, u_bot[ys], 1)
+        fl = np.polyfit(ys, l_top[ys], 1)
+        line_u = np.polyval(fu, yy)[None, :]
+        line_l = np.polyval(fl, yy)[None, :]
+        if np.any(line_u - line_l < 1):  # crossing lines: no plausible disc
+            continue
+        out[i] = up & (zz >= line_u - tol)
+        out[i + 1] = low & (zz <= line_l + tol)
+    return [o if o.sum() >= 0.6 * m.sum() else m for o, m in zip(out, regs)]
 
 
 def _refine_bodies_2d(S: np.ndarray, regs, window, ant: np.ndarray, sp) -> list:
@@ -529,6 +563,7 @@ def segment_mri(volume: Volume, *, progress=None, cancel=None) -> SegmentationRe
     column = (ant >= -2.0) & (ant <= BODY_DEPTH_MM)
     regs, window = _body_regions(S, column, ant, sp)
     regs = _refine_bodies_2d(S, regs, window, ant, sp)
+    regs = _carve_endplates(S, regs, window, sp)
     names, n_sacral, flags, gaps_below = _name_regions(regs, sp)
     if n_sacral == 0:
         s1 = _sacrum_below(S, column, ant, regs[-1], sp)
