@@ -1,23 +1,27 @@
 """Built-in classical sagittal lumbar MRI segmenter (no model weights, CPU).
 
-Works on T2-weighted (and T1/water-fat images with bright CSF) sagittal lumbar MRI of any
+For sagittal lumbar MRI with bright CSF (T2; T1/water-fat images whose CSF is bright) in any
 axis-aligned orientation:
 
 1. LPS-oriented copy (axis permutation/flips only), intensities normalised by percentiles.
 2. Midline: in every sagittal slice, the spinal canal is a long bright (CSF) band with the
    vertebral column in front of it, whose signal alternates body/disc with a period of
-   25-50 mm; the slices scoring highest on "long x periodic in front" give the midline.
-3. Mid-sagittal slab: the vertebral bodies are the large homogeneous regions of marrow signal
-   in front of the canal; an intensity window (searched, like the CT segmenter's threshold)
-   that separates the most body-sized regions splits them from the bright discs and the dark
-   endplates/annulus.
-4. 3D: each body is propagated slice by slice away from the midline inside the same
-   intensity window, never beyond its previous slice's outline (plus a margin) nor behind the
-   posterior wall of the body (pedicles are not body).
-5. Discs: the space between two consecutive bodies inside their joint outline, per slice.
+   25-50 mm; the slices scoring highest on "long x periodic in front" give the midline. The
+   canal's borders per row follow the single-run path (bright marrow or discs touching the
+   canal do not pull it forward).
+3. Mid-sagittal slab: the bodies are the regions of the marrow intensity window (searched,
+   like the CT segmenter's threshold) that separates the most body-sized regions touching the
+   canal's front; the window is searched again where a body seems missing. Outlines are then
+   moved to the strongest edges by a marker watershed, clipped at the spine's typical body
+   depth and trimmed at endplate lines fitted beside the bright nucleus.
+4. 3D: each body is propagated slice by slice inside its marrow window to find its lateral
+   extent; the body is then the superellipse cylinder of its mid-sagittal outline and that
+   extent (lumbar body sections are close to elliptic; propagation alone leaks or stops early).
+5. Discs: the space between two consecutive bodies per (AP, left-right) column.
    Canal: the bright CSF band behind the bodies.
-6. Levels are named from the sacrum upward (S1 = the lowest bony mass, tilted and continuing
-   to the bottom of the field of view, under the most tilted disc).
+6. Levels are counted from the sacrum upward: the lowest regions whose posterior wall lies
+   well behind the one above (the promontory), or a lowest mass much larger than a body,
+   are sacrum; gaps of about one body count as missed bodies.
 """
 
 from __future__ import annotations
@@ -33,36 +37,38 @@ from .base import SegmentationResult
 
 __all__ = ["segment_mri"]
 
-CSF_MIN = 0.55              # normalised CSF signal (1 = 99.5th percentile of the volume)
-CANAL_MIN_LENGTH_MM = 50.0  # a canal candidate is at least this long (cranio-caudal)
-CANAL_AP_MM = (2.0, 30.0)   # mean AP thickness of the canal band
-PERIOD_MM = (25.0, 50.0)    # body + disc height
-BODY_DEPTH_MM = 55.0        # the body column lies this far in front of the canal
-MIN_BODY_AREA_MM2 = 300.0   # sagittal area of a lumbar body (~900-1300 mm2)
+CSF_MIN = 0.55               # normalised CSF signal (1 = 99.5th percentile of the volume)
+CANAL_MIN_LENGTH_MM = 50.0   # a canal candidate is at least this long (cranio-caudal)
+CANAL_AP_MM = (2.0, 30.0)    # mean AP thickness of the canal band
+CANAL_HALF_WIDTH_MM = 12.0   # canal label: this far left and right of the midline
+PERIOD_MM = (25.0, 50.0)     # body + disc height
+SLAB_HALF_WIDTH_MM = 3.0     # mid-sagittal slab
+BODY_DEPTH_MM = 55.0         # the body column reaches this far in front of the canal
+MIN_BODY_AREA_MM2 = 300.0    # sagittal area of a lumbar body (~700-1000 mm2 on the references)
 BODY_HEIGHT_MM = (12.0, 45.0)
-SLAB_HALF_WIDTH_MM = 3.0
-BODY_CLOSING_MM = 4.0
-BODY_HALF_WIDTH_MM = 32.0   # lateral search range of a body (lumbar bodies ~ 40-50 mm wide)
-PROPAGATION_MARGIN_MM = 2.0
-SACRAL_SHIFT_MM = 9.5       # S1's posterior wall lies this much behind L5's (mid-sagittal)
-SACRUM_AREA_RATIO = 1.8     # or the lowest region is a sacral mass much larger than a body
-EXTRUSION_MARGIN_MM = 1.5
-WS_BG_MARGIN = 1.0          # background marker: this many half-windows beyond the window
+POSTERIOR_WALL_GAP_MM = 6.0  # body marrow starts within this of the canal (wall + ligament)
+BODY_CENTRE_MM = (8.0, 32.0)  # mean distance of a body's marrow in front of the canal
+MIN_BODY_DEPTH_MM = 15.0
+BODY_CLOSING_MM = 4.0        # heterogeneous marrow: notches and holes closed
+GAP_BODY_FRACTION = 0.6      # free space between two found bodies that may hide a third
+WS_BG_MARGIN = 1.0           # background marker: this many half-windows beyond the window
 WS_SEED_EROSION_MM = 3.0
 WS_GRADIENT_SIGMA_MM = 1.0
 WS_MAX_GROWTH_MM = 2.5       # the watershed moves a window outline by at most this
-POSTERIOR_EXPONENT = 3.0     # superellipse exponent of the posterior half of a body's section
+ANTERIOR_CLIP_MM = 4.0       # a body reaches at most this beyond the spine's typical depth
 ENDPLATE_TOLERANCE_MM = 1.0  # body voxels kept beyond the fitted endplate line
 ENDPLATE_MIN_FIT_MM = 6.0    # nucleus width needed to fit the endplate lines
+BODY_HALF_WIDTH_MM = 32.0    # lateral search range of a body (lumbar bodies ~ 45-65 mm wide)
+PROPAGATION_MARGIN_MM = 2.0
+EXTRUSION_MARGIN_MM = 1.5
 LATERAL_AREA_FRACTION = 0.25  # a body's side ends where its sagittal area falls below this
-ANTERIOR_CLIP_MM = 4.0
+POSTERIOR_EXPONENT = 3.0     # superellipse exponent of the posterior half of a body's section
+MAX_DISC_HEIGHT_MM = 22.0
+SACRAL_SHIFT_MM = 9.5        # S1's posterior wall lies this much behind L5's (mid-sagittal)
+SACRUM_AREA_RATIO = 1.8      # or the lowest region is a sacral mass much larger than a body
 CONFIDENCE_FROM_SACRUM = 0.85
 CONFIDENCE_NO_SACRUM = 0.35
 CONFIDENCE_PER_GAP = 0.25    # less for each missed body counted across below a level
-GAP_BODY_FRACTION = 0.6     # free space between two found bodies that may hide a third  # a body's side ends where its sagittal area falls below this
-POSTERIOR_WALL_GAP_MM = 6.0
-BODY_CENTRE_MM = (8.0, 32.0)  # mean distance of a body's marrow in front of the canal
-MIN_BODY_DEPTH_MM = 15.0  # body marrow starts within this of the canal (wall + ligament)
 
 
 # --------------------------------------------------------------------------- geometry
@@ -541,7 +547,8 @@ def segment_mri(volume: Volume, *, progress=None, cancel=None) -> SegmentationRe
     -------
     SegmentationResult
         Labels on the input grid (bodies 20-24/26, discs 119-124, canal 300), levels named
-        from the sacrum upward, confidence and flags.
+        from the sacrum upward, confidence per level and flags. ``extra``: midline_index
+        (sagittal index on the LPS-oriented grid), marrow_window, sacral_regions, level_basis.
     """
     rep = Reporter(progress, cancel)
     if volume.modality not in ("MR", ""):
@@ -585,17 +592,16 @@ def segment_mri(volume: Volume, *, progress=None, cancel=None) -> SegmentationRe
     for b, lab in zip(bodies, names):
         if lab:
             out[b & (out == 0)] = lab
-    max_gap = int(round(22.0 / sp[0]))
+    max_gap = int(round(MAX_DISC_HEIGHT_MM / sp[0]))
     for up, low, lab_up in zip(bodies[:-1], bodies[1:], names[:-1]):
         if not lab_up or lab_up == L.SACRUM:
             continue
         d = _disc_between(up, low, max_gap) & (out == 0) & (ant3 >= -1.0)
         out[d] = L.disc_label(lab_up)
     # canal: CSF between the canal borders near the midline
-    zz = np.arange(nz)[:, None]
     yp_c = np.minimum(yp, ya + CANAL_AP_MM[1] / sp[1])  # posterior fat may touch the sac low down
     band = (yy >= ya[:, None] - 1) & (yy <= yp_c[:, None] + 1)
-    xw = max(int(round(12.0 / sp[2])), 1)
+    xw = max(int(round(CANAL_HALF_WIDTH_MM / sp[2])), 1)
     canal = np.zeros(n.shape, bool)
     canal[:, :, max(xc - xw, 0):xc + xw + 1] = band[:, :, None] & (s[:, :, max(xc - xw, 0):xc + xw + 1] > CSF_MIN)
     out[canal & (out == 0)] = L.CANAL
