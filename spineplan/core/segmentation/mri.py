@@ -40,6 +40,7 @@ __all__ = ["segment_mri"]
 CSF_MIN = 0.55               # normalised CSF signal (1 = 99.5th percentile of the volume)
 CANAL_MIN_LENGTH_MM = 50.0   # a canal candidate is at least this long (cranio-caudal)
 CANAL_AP_MM = (2.0, 30.0)    # mean AP thickness of the canal band
+TRACK_MEDIAN_MM = 25.0         # median filter of the canal borders along the column (nerve roots, gaps)
 CANAL_HALF_WIDTH_MM = 12.0   # canal label: this far left and right of the midline
 PERIOD_MM = (25.0, 50.0)     # body + disc height
 SLAB_HALF_WIDTH_MM = 3.0     # mid-sagittal slab
@@ -193,9 +194,10 @@ def _canal_track(masks, xc: int, nz: int, sp) -> tuple[np.ndarray, np.ndarray]:
     pick = [min(r, key=lambda ab: abs((ab[0] + ab[1]) / 2.0 - c)) for r, c in zip(runs, path)]
     ya = np.array([a for a, _ in pick], float)
     yp = np.array([b for _, b in pick], float)
+    med = max(int(round(TRACK_MEDIAN_MM / sp[0])) | 1, 3)
     all_z = np.arange(nz)
-    ya_i = np.interp(all_z, zz, ndimage.median_filter(ya, 5, mode="nearest"))
-    yp_i = np.interp(all_z, zz, ndimage.median_filter(yp, 5, mode="nearest"))
+    ya_i = np.interp(all_z, zz, ndimage.median_filter(ya, med, mode="nearest"))
+    yp_i = np.interp(all_z, zz, ndimage.median_filter(yp, med, mode="nearest"))
     return ndimage.gaussian_filter1d(ya_i, 2.0 / sp[0]), ndimage.gaussian_filter1d(yp_i, 2.0 / sp[0])
 
 
