@@ -49,6 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("-o", "--output", required=True)
     s.add_argument("--series", metavar="UID")
     s.add_argument("--backend", default="auto", help="segmenter name (default: by modality)")
+    s.add_argument("--modality", choices=["CT", "MR"],
+                   help="modality of an image file that does not say (NIfTI, NRRD, MHA)")
     s.add_argument("--json", action="store_true")
 
     pl = sub.add_parser("plan", help="plan one procedure on one motor unit")

@@ -1,4 +1,4 @@
-"""``spineplan segment PATH -o LABELS.nii.gz [--backend NAME] [--json]``."""
+"""``spineplan segment PATH -o LABELS.nii.gz [--backend NAME] [--modality CT|MR] [--json]``."""
 
 from __future__ import annotations
 
@@ -45,6 +45,10 @@ def run(args) -> int:
     vol = load_volume(args.path, series_uid=args.series)
     if not str(args.output).lower().endswith((".nii.gz", ".nii", ".nrrd", ".mha", ".dcm")):
         _write_output(None, args, vol)  # raises the one-line error before a long run
+    if getattr(args, "modality", None):
+        if vol.modality and vol.modality != args.modality:
+            raise InvalidInputError(f"--modality {args.modality} contradicts the series ({vol.modality})")
+        vol.modality = args.modality
     seg = default_for(vol.modality) if args.backend == "auto" else get(args.backend)
     if not seg.is_available():
         raise SegmentationError(f"segmenter '{seg.name}' is not available: {'; '.join(seg.missing_dependencies)}")

@@ -1,0 +1,628 @@
+"""Built-in classical sagittal lumbar MRI segmenter (no model weights, CPU).
+
+For sagittal lumbar MRI with bright CSF (T2; T1/water-fat images whose CSF is bright) in any
+axis-aligned orientation:
+
+1. LPS-oriented copy (axis permutation/flips only), intensities normalised by percentiles.
+2. Midline: in every sagittal slice, the spinal canal is a long bright (CSF) band with the
+   vertebral column in front of it, whose signal alternates body/disc with a period of
+   25-50 mm; the slices scoring highest on "long x periodic in front" give the midline. The
+   canal's borders per row follow the single-run path (bright marrow or discs touching the
+   canal do not pull it forward).
+3. Mid-sagittal slab: the bodies are the regions of the marrow intensity window (searched,
+   like the CT segmenter's threshold) that separates the most body-sized regions touching the
+   canal's front; the window is searched again where a body seems missing. Outlines are then
+   moved to the strongest edges by a marker watershed, clipped at the spine's typical body
+   depth and trimmed at endplate lines fitted beside the bright nucleus.
+4. 3D: each body is propagated slice by slice inside its marrow window to find its lateral
+   extent; the body is then the superellipse cylinder of its mid-sagittal outline and that
+   extent (lumbar body sections are close to elliptic; propagation alone leaks or stops early).
+5. Discs: the space between two consecutive bodies per (AP, left-right) column.
+   Canal: the bright CSF band behind the bodies.
+6. Levels are counted from the sacrum upward: the lowest regions whose posterior wall lies
+   well behind the one above (the promontory), or a lowest mass much larger than a body,
+   are sacrum; gaps of about one body count as missed bodies.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage
+
+from ..errors import SegmentationError
+from ..tasks import Reporter
+from ..volume import Volume
+from . import labels as L
+from .base import SegmentationResult
+
+__all__ = ["segment_mri"]
+
+CSF_MIN = 0.55               # normalised CSF signal (1 = 99.5th percentile of the volume)
+CANAL_MIN_LENGTH_MM = 50.0   # a canal candidate is at least this long (cranio-caudal)
+CANAL_AP_MM = (2.0, 30.0)    # mean AP thickness of the canal band
+TRACK_MEDIAN_MM = 25.0         # median filter of the canal borders along the column (nerve roots, gaps)
+CANAL_HALF_WIDTH_MM = 12.0   # canal label: this far left and right of the midline
+PERIOD_MM = (25.0, 50.0)     # body + disc height
+SLAB_HALF_WIDTH_MM = 3.0     # mid-sagittal slab
+BODY_DEPTH_MM = 55.0         # the body column reaches this far in front of the canal
+MIN_BODY_AREA_MM2 = 300.0    # sagittal area of a lumbar body (~700-1000 mm2 on the references)
+BODY_HEIGHT_MM = (12.0, 45.0)
+POSTERIOR_WALL_GAP_MM = 6.0  # body marrow starts within this of the canal (wall + ligament)
+BODY_CENTRE_MM = (8.0, 32.0)  # mean distance of a body's marrow in front of the canal
+MIN_BODY_DEPTH_MM = 15.0
+BODY_CLOSING_MM = 4.0        # heterogeneous marrow: notches and holes closed
+GAP_BODY_FRACTION = 0.6      # free space between two found bodies that may hide a third
+WS_BG_MARGIN = 1.0           # background marker: this many half-windows beyond the window
+WS_SEED_EROSION_MM = 3.0
+WS_GRADIENT_SIGMA_MM = 1.0
+WS_MAX_GROWTH_MM = 2.5       # the watershed moves a window outline by at most this
+ANTERIOR_CLIP_MM = 4.0       # a body reaches at most this beyond the spine's typical depth
+ENDPLATE_TOLERANCE_MM = 1.0  # body voxels kept beyond the fitted endplate line
+ENDPLATE_MIN_FIT_MM = 6.0    # nucleus width needed to fit the endplate lines
+BODY_HALF_WIDTH_MM = 32.0    # lateral search range of a body (lumbar bodies ~ 45-65 mm wide)
+PROPAGATION_MARGIN_MM = 2.0
+EXTRUSION_MARGIN_MM = 1.5
+LATERAL_AREA_FRACTION = 0.25  # a body's side ends where its sagittal area falls below this
+POSTERIOR_EXPONENT = 3.0     # superellipse exponent of the posterior half of a body's section
+MAX_DISC_HEIGHT_MM = 22.0
+SACRAL_SHIFT_MM = 9.5        # S1's posterior wall lies this much behind L5's (mid-sagittal)
+SACRUM_AREA_RATIO = 1.8      # or the lowest region is a sacral mass much larger than a body
+CONFIDENCE_FROM_SACRUM = 0.85
+CONFIDENCE_NO_SACRUM = 0.35
+CONFIDENCE_PER_GAP = 0.25    # less for each missed body counted across below a level
+
+
+# --------------------------------------------------------------------------- geometry
+def _to_lps(volume: Volume):
+    """An LPS-oriented array (z, y, x) of the volume, its spacing and the inverse map."""
+    d = volume.direction
+    perm = [int(np.argmax(np.abs(d[:, n]))) for n in range(3)]  # world axis of i, j, k
+    if sorted(perm) != [0, 1, 2] or np.min(np.max(np.abs(d), axis=0)) < 0.99:
+        raise SegmentationError("oblique scan: resample it to an axis-aligned grid first")
+    src_axes = [2, 1, 0]  # array axis of i, j, k
+    order = [src_axes[perm.index(w)] for w in (2, 1, 0)]
+    a = np.transpose(volume.array, order)
+    flips = [out for out, w in enumerate((2, 1, 0)) if d[w, perm.index(w)] < 0]
+    for ax in flips:
+        a = np.flip(a, axis=ax)
+    sp = np.array(volume.spacing)[[perm.index(w) for w in (2, 1, 0)]]
+
+    def back(lab: np.ndarray) -> np.ndarray:
+        x = lab
+        for ax in flips:
+            x = np.flip(x, axis=ax)
+        return np.ascontiguousarray(np.transpose(x, np.argsort(order)))
+
+    return np.ascontiguousarray(a), sp, back
+
+
+def _normalised(img: np.ndarray) -> np.ndarray:
+    """Intensities mapped so that the 1st percentile is 0 and the 99.5th is 1."""
+    if not np.isfinite(img).all():
+        raise SegmentationError("the image contains NaN or infinite values")
+    if img.min() < -200 and img.max() > 300:
+        raise SegmentationError("values look like Hounsfield units: this is a CT, use the CT segmenter")
+    lo, hi = np.percentile(img, [1.0, 99.5])
+    if hi - lo <= 1e-6 * max(abs(hi), 1.0):
+        raise SegmentationError("the image has (almost) no contrast: nothing to segment")
+    return ((img - lo) / (hi - lo)).astype(np.float32)
+
+
+# ----------------------------------------------------------------------------- canal
+def _periodicity(p: np.ndarray, sz: float) -> float:
+    """Peak autocorrelation of a detrended profile at body+disc periods (0 = none)."""
+    p = ndimage.gaussian_filter1d(p, 1.5 / sz)
+    d = p - ndimage.gaussian_filter1d(p, 15.0 / sz)
+    d = d - d.mean()
+    lo, hi = int(PERIOD_MM[0] / sz), int(PERIOD_MM[1] / sz)
+    if len(d) < hi + 10 or d.std() < 1e-6:
+        return 0.0
+    ac = np.correlate(d, d, "full")[len(d) - 1:] / (d.var() * np.arange(len(d), 0, -1))
+    return float(max(ac[lo:min(hi, len(d) - 10)].max(), 0.0))
+
+
+def _canal_candidates_2d(s2: np.ndarray, sp) -> tuple[float, np.ndarray | None]:
+    """Best canal band of one sagittal slice ``s2[z, y]``: (score, mask)."""
+    fg = ndimage.binary_fill_holes(ndimage.binary_closing(s2 > 0.1, iterations=3))
+    depth = ndimage.distance_transform_edt(fg, sampling=sp[:2])
+    vert = np.ones((max(int(15.0 / sp[0]), 1), 1), bool)  # cuts the horizontal discs off
+    br = ndimage.binary_opening((s2 > CSF_MIN) & (depth > 10.0), structure=vert)
+    lab, nl = ndimage.label(br)
+    best, mask = 0.0, None
+    for i, o in enumerate(ndimage.find_objects(lab)):
+        m = lab[o] == i + 1
+        zs = np.nonzero(m.any(axis=1))[0]
+        length = len(zs) * sp[0]
+        thick = m.sum() * sp[1] / max(len(zs), 1)
+        if length < CANAL_MIN_LENGTH_MM or not CANAL_AP_MM[0] <= thick <= CANAL_AP_MM[1]:
+            continue
+        ya = np.argmax(m[zs], axis=1) + o[1].start  # anterior border per z
+        y0 = np.clip(ya - int(25 / sp[1]), 0, None)
+        y1 = np.clip(ya - int(5 / sp[1]), 1, None)
+        cs = np.cumsum(np.pad(s2[zs + o[0].start], ((0, 0), (1, 0))), axis=1)
+        rows = np.arange(len(zs))
+        prof = (cs[rows, y1] - cs[rows, y0]) / np.maximum(y1 - y0, 1)
+        score = length * _periodicity(prof, sp[0])
+        if score > best:
+            best = score
+            mask = np.zeros(s2.shape, bool)
+            mask[o] = m
+    return best, mask
+
+
+def _midline(s: np.ndarray, sp, rep: Reporter):
+    """Index of the mid-sagittal slice and the canal masks of every slice."""
+    nx = s.shape[2]
+    scores = np.zeros(nx)
+    masks: list = [None] * nx
+    for x in range(nx):
+        if x % 8 == 0:
+            rep.step(x / nx, "looking for the spinal canal")
+        scores[x], masks[x] = _canal_candidates_2d(s[:, :, x], sp)
+    sm = ndimage.uniform_filter1d(scores, max(int(round(5.0 / sp[2])), 1))
+    if sm.max() < 0.3 * CANAL_MIN_LENGTH_MM:
+        raise SegmentationError("no spinal canal with a vertebral column in front of it found: "
+                                "is this a sagittal lumbar MRI with bright CSF (T2)?")
+    good = np.nonzero(sm >= 0.7 * sm.max())[0]
+    xc = int(round(np.median(good)))
+    return xc, masks, scores
+
+
+def _canal_track(masks, xc: int, nz: int, sp) -> tuple[np.ndarray, np.ndarray]:
+    """Per z: anterior and posterior y of the canal near the midline (interpolated)."""
+    hw = max(int(round(4.0 / sp[2])), 1)
+    near = [m for m in masks[max(xc - hw, 0):xc + hw + 1] if m is not None]
+    if not near:
+        raise SegmentationError("spinal canal lost at the midline")
+    # the neighbours' best bands may be other structures (vessels): keep those that overlap
+    # the band nearest to the midline
+    ref = masks[xc] if masks[xc] is not None else max(near, key=lambda m: m.sum())
+    u = np.logical_or.reduce([m for m in near if (m & ref).sum() >= 0.5 * m.sum()] + [ref])
+    # per row, the canal is one run of the band; bright marrow or discs touching it add
+    # runs in front: follow the path of the rows that have a single run
+    zz = np.nonzero(u.any(axis=1))[0]
+    runs = []
+    for z in zz:
+        d = np.diff(np.concatenate([[0], u[z].astype(np.int8), [0]]))
+        runs.append(list(zip(np.nonzero(d == 1)[0], np.nonzero(d == -1)[0] - 1)))
+    single = [i for i, r in enumerate(runs) if len(r) == 1]
+    if len(single) >= 3:
+        cz = np.array([(runs[i][0][0] + runs[i][0][1]) / 2.0 for i in single])
+        path = np.interp(zz, zz[single], ndimage.median_filter(cz, 9, mode="nearest"))
+    else:
+        path = np.array([np.mean(r[-1]) for r in runs])
+    pick = [min(r, key=lambda ab: abs((ab[0] + ab[1]) / 2.0 - c)) for r, c in zip(runs, path)]
+    ya = np.array([a for a, _ in pick], float)
+    yp = np.array([b for _, b in pick], float)
+    med = max(int(round(TRACK_MEDIAN_MM / sp[0])) | 1, 3)
+    all_z = np.arange(nz)
+    ya_i = np.interp(all_z, zz, ndimage.median_filter(ya, med, mode="nearest"))
+    yp_i = np.interp(all_z, zz, ndimage.median_filter(yp, med, mode="nearest"))
+    return ndimage.gaussian_filter1d(ya_i, 2.0 / sp[0]), ndimage.gaussian_filter1d(yp_i, 2.0 / sp[0])
+
+
+# ---------------------------------------------------------------------------- bodies
+def _disk(radius_vox: float) -> np.ndarray:
+    r = max(int(np.ceil(radius_vox)), 1)
+    yy, xx = np.mgrid[-r:r + 1, -r:r + 1]
+    return yy ** 2 + xx ** 2 <= radius_vox ** 2 + 0.5
+
+
+def _carve_endplates(S: np.ndarray, regs, window, sp) -> list:
+    """Trim two neighbouring bodies at their endplates: straight lines fitted to the body
+    borders where the bright nucleus lies between them, extended over the whole depth. On T2
+    the dark annulus has marrow-like signal and would otherwise be taken as body."""
+    out = [m.copy() for m in regs]
+    ny = S.shape[1]
+    zz = np.arange(S.shape[0])[:, None]
+    yy = np.arange(ny)
+    big = S.shape[0] + 1
+    tol = ENDPLATE_TOLERANCE_MM / sp[0]
+    for i in range(len(out) - 1):
+        up, low = out[i], out[i + 1]  # cranial (higher z) first
+        u_bot = np.where(up, zz, big).min(axis=0)
+        l_top = np.where(low, zz, -1).max(axis=0)
+        ok = (u_bot < big) & (l_top >= 0) & (u_bot - l_top > 1)
+        bright = np.zeros(ny, bool)
+        for y in np.nonzero(ok)[0]:
+            bright[y] = S[l_top[y] + 1:u_bot[y], y].max() > window[1]
+        ys = np.nonzero(bright)[0]
+        if len(ys) < max(int(ENDPLATE_MIN_FIT_MM / sp[1]), 3):
+            continue
+        fu = np.polyfit(ys, u_bot[ys], 1)
+        fl = np.polyfit(ys, l_top[ys], 1)
+        line_u = np.polyval(fu, yy)[None, :]
+        line_l = np.polyval(fl, yy)[None, :]
+        if np.any(line_u - line_l < 1):  # crossing lines: no plausible disc
+            continue
+        out[i] = up & (zz >= line_u - tol)
+        out[i + 1] = low & (zz <= line_l + tol)
+    return [o if o.sum() >= 0.6 * m.sum() else m for o, m in zip(out, regs)]
+
+
+def _refine_bodies_2d(S: np.ndarray, regs, window, ant: np.ndarray, sp) -> list:
+    """Body outlines from a marker watershed on the slab's gradient: the marrow window's
+    regions (eroded) are the markers of the bodies; bright (disc, CSF, fat), dark (cortex
+    lines, air) and out-of-column pixels mark the background. The borders then follow the
+    strongest edges (cortex, endplates) instead of the window's fringes."""
+    import SimpleITK as sitk
+
+    lo, hi = window
+    half = 0.5 * (hi - lo)
+    markers = np.zeros(S.shape, np.uint16)
+    bg = (ant < -3.0) | (ant > BODY_DEPTH_MM + 5.0) | (S > hi + WS_BG_MARGIN * half) | (S < lo - WS_BG_MARGIN * half)
+    markers[bg] = 1
+    se = _disk(WS_SEED_EROSION_MM / sp[1])
+    for i, r in enumerate(regs):
+        core = ndimage.binary_erosion(r, structure=se)
+        if core.sum() < 10:
+            core = ndimage.binary_erosion(r)
+        markers[core] = i + 2
+    g = ndimage.gaussian_gradient_magnitude(S.astype(np.float32), sigma=WS_GRADIENT_SIGMA_MM / sp[1])
+    gi = sitk.GetImageFromArray(g.astype(np.float32))
+    mi = sitk.GetImageFromArray(markers)
+    ws = sitk.GetArrayFromImage(sitk.MorphologicalWatershedFromMarkers(gi, mi, markWatershedLine=False,
+                                                                      fullyConnected=False))
+    out = []
+    sm = _disk(1.5 / sp[1])
+    for i, r in enumerate(regs):
+        m = (ws == i + 2) & ndimage.binary_dilation(r, structure=_disk(WS_MAX_GROWTH_MM / sp[1]))
+        m = ndimage.binary_opening(m, structure=sm)
+        lab, n = ndimage.label(m)
+        if n > 1:
+            sizes = ndimage.sum(m, lab, range(1, n + 1))
+            m = lab == 1 + int(np.argmax(sizes))
+        m = ndimage.binary_fill_holes(m)
+        out.append(m if m.sum() >= 0.5 * r.sum() else r)
+    # bodies of one spine have similar depths: one row reaching far forward is soft tissue
+    depths = [np.median([ant[z][m[z]].max() for z in np.nonzero(m.any(axis=1))[0]]) for m in out]
+    limit = float(np.median(depths)) + ANTERIOR_CLIP_MM
+    return [_clip_anterior(m, ant, min(limit, d + ANTERIOR_CLIP_MM)) for m, d in zip(out, depths)]
+
+
+def _clip_anterior(m: np.ndarray, ant: np.ndarray, limit: float) -> np.ndarray:
+    """Cut what reaches farther than ``limit`` mm in front of the canal (soft tissue of
+    marrow-like signal joined to a few rows of the body), keep the largest piece."""
+    out = m & (ant <= limit)
+    lab, n = ndimage.label(out)
+    if n > 1:
+        sizes = ndimage.sum(out, lab, range(1, n + 1))
+        out = lab == 1 + int(np.argmax(sizes))
+    return out
+
+
+def _window_search(S: np.ndarray, column: np.ndarray, ant: np.ndarray, sp):
+    """The marrow window (lo, hi) giving the most valid body regions inside ``column``:
+    ``(count, regions as (slices, mask)), window)`` or None."""
+    pix = sp[0] * sp[1]
+    se = _disk(2.0 / sp[1])
+    vals = S[column]
+    if vals.size < MIN_BODY_AREA_MM2 / pix:
+        return None
+    qs = np.percentile(vals, np.arange(5, 96, 5))
+    best = None
+    for i, lo in enumerate(qs[:-3]):
+        for hi in qs[i + 3:]:
+            b = ndimage.binary_opening(column & (S > lo) & (S < hi), structure=se)
+            lab, n = ndimage.label(b)
+            if n == 0:
+                continue
+            regs = []
+            for k, o in enumerate(ndimage.find_objects(lab)):
+                m = lab[o] == k + 1
+                area = m.sum() * pix
+                h = (o[0].stop - o[0].start) * sp[0]
+                a_m = ant[o][m]
+                if (area >= MIN_BODY_AREA_MM2 and BODY_HEIGHT_MM[0] <= h <= BODY_HEIGHT_MM[1] * 1.6
+                        and a_m.min() <= POSTERIOR_WALL_GAP_MM
+                        and BODY_CENTRE_MM[0] <= a_m.mean() <= BODY_CENTRE_MM[1]
+                        and np.ptp(a_m) >= MIN_BODY_DEPTH_MM):
+                    regs.append((o, m, area))
+            key = (len(regs), sum(r[2] for r in regs))
+            if regs and (best is None or key > best[0]):
+                best = (key, regs, (float(lo), float(hi)))
+    return best
+
+
+def _gap_zones(masks, nz: int, sp) -> list[tuple[int, int]]:
+    """z ranges (lo, hi) where a body is probably missing: free space between two regions
+    of more than ``GAP_BODY_FRACTION`` of a body height, and above the highest region.
+    (Not below the lowest: a region found there but not recognised as sacrum would shift
+    every name.)"""
+    zr = sorted(((np.nonzero(m.any(axis=1))[0][[0, -1]]) for m in masks), key=lambda r: -r[0])
+    if len(zr) < 2:
+        return []
+    height = float(np.median([b - a + 1 for a, b in zr]))
+    zones = []
+    for (lo_u, _), (_, hi_l) in zip(zr[:-1], zr[1:]):
+        if lo_u - hi_l - 1 >= GAP_BODY_FRACTION * height:
+            zones.append((hi_l + 1, lo_u - 1))
+    if nz - 1 - zr[0][1] >= GAP_BODY_FRACTION * height:
+        zones.append((zr[0][1] + 1, nz - 1))
+    return zones
+
+
+def _body_regions(S: np.ndarray, column: np.ndarray, ant: np.ndarray, sp):
+    """The intensity window of the marrow that separates the most body-sized regions in the
+    mid-sagittal slab ``S[z, y]``: (regions sorted cranial -> caudal, (lo, hi)).
+
+    ``ant[z, y]`` is the distance (mm) in front of the canal's anterior border; a body
+    reaches back to the canal (its posterior wall is the canal's front). Where a body seems
+    to be missing (a gap, above the highest), the window is searched
+    again in that zone alone (marrow signal varies between levels)."""
+    best = _window_search(S, column, ant, sp)
+    if best is None or best[0][0] < 2:
+        raise SegmentationError("fewer than two vertebral bodies found in front of the canal")
+    found = []
+    for o, m, _ in best[1]:
+        full = np.zeros(S.shape, bool)
+        full[o] = m
+        found.append(full)
+    for z0, z1 in _gap_zones(found, S.shape[0], sp):
+        zone = np.zeros(S.shape, bool)
+        zone[z0:z1 + 1] = True
+        extra = _window_search(S, column & zone, ant, sp)
+        if extra is None:
+            continue
+        for o, m, _ in extra[1]:
+            full = np.zeros(S.shape, bool)
+            full[o] = m
+            found.append(full)
+    regs = []
+    close = _disk(BODY_CLOSING_MM / sp[1])
+    for full in found:
+        # heterogeneous marrow leaves holes and notches: close them inside the column
+        full = ndimage.binary_fill_holes(ndimage.binary_closing(full, structure=close, iterations=1)
+                                         | full) & column
+        regs.append(full)
+    regs.sort(key=lambda m: -np.nonzero(m)[0].mean())  # cranial (high z) first
+    # a body cut by the top of the field of view adds nothing to the count from the sacrum
+    hts = [np.ptp(np.nonzero(m)[0]) + 1 for m in regs]
+    if len(regs) > 3 and np.nonzero(regs[0])[0].max() >= S.shape[0] - 2 and hts[0] < 0.7 * np.median(hts):
+        regs = regs[1:]
+    return regs, best[2]
+
+
+def _body_3d(s: np.ndarray, reg2d: np.ndarray, xc: int, window, ant: np.ndarray, sp,
+             taken: np.ndarray) -> np.ndarray:
+    """Propagate one mid-sagittal body outline slice by slice to both sides."""
+    nz, ny, nx = s.shape
+    vals = s[:, :, xc][reg2d]
+    half = 0.5 * (window[1] - window[0])
+    med = float(np.median(vals))
+    lo, hi = med - 1.3 * half, med + 1.3 * half
+    se = _disk(PROPAGATION_MARGIN_MM / sp[1])
+    inside = ant >= -1.0
+    # a body is no taller or deeper off the midline than its mid-sagittal outline
+    inside = inside & ndimage.binary_dilation(reg2d, structure=_disk(EXTRUSION_MARGIN_MM / sp[1]))
+    out = np.zeros(s.shape, bool)
+    out[:, :, xc] = reg2d
+    area0 = reg2d.sum()
+    max_dx = int(round(BODY_HALF_WIDTH_MM / sp[2]))
+    for step in (1, -1):
+        prev = reg2d
+        for dx in range(1, max_dx + 1):
+            x = xc + step * dx
+            if not 0 <= x < nx:
+                break
+            allowed = ndimage.binary_dilation(prev, structure=se) & inside & ~taken[:, :, x]
+            cand = allowed & (s[:, :, x] > lo) & (s[:, :, x] < hi)
+            cand = ndimage.binary_opening(cand, structure=_disk(1.0 / sp[1]))
+            lab, n = ndimage.label(cand)
+            if n == 0:
+                break
+            keep = np.unique(lab[cand & prev])
+            keep = keep[keep > 0]
+            m = np.isin(lab, keep)
+            m = ndimage.binary_fill_holes(ndimage.binary_closing(m, structure=_disk(2.0 / sp[1])) & allowed)
+            if m.sum() < 0.15 * area0:
+                break
+            out[:, :, x] = m
+            prev = m
+    return _elliptic_body(out, reg2d, xc, sp)
+
+
+def _elliptic_body(prop: np.ndarray, reg2d: np.ndarray, xc: int, sp) -> np.ndarray:
+    """The body as an elliptic cylinder: per axial row z of the mid-sagittal outline, an
+    ellipse with that row's AP extent and the lateral extent of the propagated body.
+
+    Lumbar bodies are close to elliptic in axial section (area / inscribed ellipse of the
+    bounding box 0.85-1.06 on the references), while marrow-signal propagation leaks into
+    psoas and pedicles or stops early on heterogeneous marrow."""
+    area = prop.sum(axis=(0, 1)).astype(float)
+    a0 = area[xc]
+    lo = hi = xc
+    while lo - 1 >= 0 and area[lo - 1] >= LATERAL_AREA_FRACTION * a0:
+        lo -= 1
+    while hi + 1 < len(area) and area[hi + 1] >= LATERAL_AREA_FRACTION * a0:
+        hi += 1
+    half_w = (hi - lo + 1) / 2.0 * sp[2]
+    xm = (lo + hi) / 2.0
+    rows = np.nonzero(reg2d.any(axis=1))[0]
+    ny, nx = reg2d.shape[1], prop.shape[2]
+    yy = np.arange(ny)[:, None]
+    u = np.abs((np.arange(nx) - xm) * sp[2] / half_w)[None, :]
+    model = np.zeros(prop.shape, bool)
+    for z in rows:
+        ys = np.nonzero(reg2d[z])[0]
+        yc, b = (ys[0] + ys[-1]) / 2.0, (ys[-1] - ys[0] + 1) / 2.0 * sp[1]
+        v = np.abs((yy - yc) * sp[1] / b)
+        # the posterior half is squarer than an ellipse (kidney-shaped section)
+        p = np.where(yy > yc, POSTERIOR_EXPONENT, 2.0)
+        model[z] = u ** p + v ** p <= 1.0
+    return model
+
+
+def _disc_between(upper: np.ndarray, lower: np.ndarray, max_gap_vox: int) -> np.ndarray:
+    """Voxels between two bodies (z up), per y column of each sagittal slice."""
+    nz = upper.shape[0]
+    zz = np.arange(nz)[:, None, None]
+    big = nz + 1
+    u_bottom = np.where(upper, zz, big).min(axis=0)      # lowest z of the upper body
+    l_top = np.where(lower, zz, -1).max(axis=0)          # highest z of the lower body
+    ok = (u_bottom < big) & (l_top >= 0) & (u_bottom - l_top > 1) & (u_bottom - l_top <= max_gap_vox)
+    return (zz > l_top[None]) & (zz < u_bottom[None]) & ok[None]
+
+
+# ------------------------------------------------------------------------------ main
+def _sacrum_below(S: np.ndarray, column: np.ndarray, ant: np.ndarray, lowest: np.ndarray, sp):
+    """A sacral region below the lowest body (its own marrow window), or None: only a region
+    that passes the naming rule's sacrum test is returned, so that a missed L5 never shifts
+    the names."""
+    z_low = int(np.nonzero(lowest.any(axis=1))[0].min())
+    if z_low * sp[0] < 8.0:
+        return None
+    zone = np.zeros(S.shape, bool)
+    zone[:z_low] = True
+    found = _window_search(S, column & zone, ant, sp)
+    if found is None:
+        return None
+    best = None
+    for o, m, _ in found[1]:
+        full = np.zeros(S.shape, bool)
+        full[o] = m
+        _, n_sac, _, _ = _name_regions([lowest, lowest, full], sp)
+        if n_sac and (best is None or full.sum() > best.sum()):
+            best = full
+    return best
+
+
+def _name_regions(regs, sp) -> tuple[list[int], int, list[str]]:
+    """VerSe labels of the mid-sagittal regions (cranial first), counted from the sacrum.
+
+    S1 sits behind L5 (the column turns back at the promontory): the highest of the lowest
+    regions whose posterior wall each lies ``SACRAL_SHIFT_MM`` behind the one above (half
+    that when it reaches the bottom of the view), or a lowest region much larger than a body,
+    is S1, the ones below it are the rest of the sacrum.
+    A gap of about one body between two regions counts as one missed body.
+    Returns (labels, number of the sacral regions, flags, bodies missed below each region)."""
+    flags: list[str] = []
+    zs = [np.nonzero(m) for m in regs]
+    zc = np.array([z.mean() for z, _ in zs]) * sp[0]
+    yc = np.array([np.percentile(y, 95) for _, y in zs]) * sp[1]  # posterior wall
+    zmin = np.array([z.min() for z, _ in zs]) * sp[0]
+    area = np.array([m.sum() for m in regs], float)
+    n = len(regs)
+    sacral = 0
+    for i in range(n - 1, 0, -1):
+        dy = yc[i] - yc[i - 1]
+        big = i == n - 1 and n >= 3 and area[i] >= SACRUM_AREA_RATIO * np.median(area[:-1])
+        if dy >= SACRAL_SHIFT_MM or big or (dy >= SACRAL_SHIFT_MM / 2 and zmin[i] <= 3.0 and i == n - 1):
+            sacral += 1
+            if big:  # a whole sacral mass: what lies above it is L5
+                break
+        else:
+            break
+    sacral = min(sacral, max(n - 2, 0))
+    # missed bodies: spacing between consecutive regions much larger than typical
+    steps = -np.diff(zc)
+    typical = float(np.median(steps)) if len(steps) else 0.0
+    missing = [int(round(st / typical)) - 1 if typical > 0 and st > 1.6 * typical else 0 for st in steps]
+    first_lumbar = n - 1 - sacral  # index of the lowest non-sacral region
+    if sum(missing[:first_lumbar]):
+        flags.append(f"{sum(missing[:first_lumbar])} vertebral body(ies) not segmented between found "
+                     "ones; levels counted across the gap")
+    order = [24, 23, 22, 21, 20, 19, 18, 17, 16, 15, 14, 13, 12]
+    labels = [0] * n
+    gaps_below = [0] * n
+    for i in range(n - sacral, n):
+        labels[i] = L.SACRUM
+    k = gaps = 0
+    for i in range(first_lumbar, -1, -1):
+        labels[i] = order[k] if k < len(order) else 0
+        gaps_below[i] = gaps
+        if i > 0:
+            k += 1 + missing[i - 1]
+            gaps += missing[i - 1]
+    return labels, sacral, flags, gaps_below
+
+
+def segment_mri(volume: Volume, *, progress=None, cancel=None) -> SegmentationResult:
+    """Label lumbar vertebral bodies, discs and the canal on a sagittal MRI.
+
+    Parameters
+    ----------
+    volume : Volume
+        Sagittal lumbar MRI (T2, or T1/water-fat with bright CSF), axis-aligned, any order.
+
+    Returns
+    -------
+    SegmentationResult
+        Labels on the input grid (bodies 20-24/26, discs 119-124, canal 300), levels named
+        from the sacrum upward, confidence per level and flags. ``extra``: midline_index
+        (sagittal index on the LPS-oriented grid), marrow_window, sacral_regions, level_basis.
+    """
+    rep = Reporter(progress, cancel)
+    if volume.modality not in ("MR", ""):
+        raise SegmentationError(f"the MRI segmenter needs an MR image, not {volume.modality}")
+    img, sp, back = _to_lps(volume)
+    n = _normalised(img.astype(np.float32))
+    nz, ny, nx = n.shape
+    if min(nz * sp[0], ny * sp[1]) < 100.0:
+        raise SegmentationError("field of view too small for a lumbar spine (< 100 mm)")
+    rep.step(0.02, "normalising")
+    s = ndimage.gaussian_filter(n, sigma=(1.0 / sp[0], 1.0 / sp[1], 0.5 / sp[2]))
+    xc, masks, _ = _midline(s, sp, rep.sub(0.05, 0.45))
+    ya, yp = _canal_track(masks, xc, nz, sp)
+    rep.step(0.5, "finding vertebral bodies")
+    hw = max(int(round(SLAB_HALF_WIDTH_MM / sp[2])), 0)
+    S = s[:, :, max(xc - hw, 0):xc + hw + 1].mean(axis=2)
+    yy = np.arange(ny)[None, :]
+    ant = (ya[:, None] - yy) * sp[1]  # mm in front of the canal's anterior border
+    column = (ant >= -2.0) & (ant <= BODY_DEPTH_MM)
+    regs, window = _body_regions(S, column, ant, sp)
+    regs = _refine_bodies_2d(S, regs, window, ant, sp)
+    regs = _carve_endplates(S, regs, window, sp)
+    names, n_sacral, flags, gaps_below = _name_regions(regs, sp)
+    if n_sacral == 0:
+        s1 = _sacrum_below(S, column, ant, regs[-1], sp)
+        if s1 is not None:
+            regs = regs + [s1]
+            names, n_sacral, flags, gaps_below = _name_regions(regs, sp)
+    sacrum = n_sacral > 0
+    rep.step(0.6, "bodies in 3D")
+    ant3 = np.broadcast_to(ant[:, :, None], n.shape)
+    taken = np.zeros(n.shape, bool)
+    bodies = []
+    for i, r in enumerate(regs):
+        rep.step(0.6 + 0.25 * i / len(regs), "bodies in 3D")
+        b = _body_3d(s, r, xc, window, ant, sp, taken)
+        taken |= b
+        bodies.append(b)
+    rep.step(0.85, "naming levels")
+    out = np.zeros(n.shape, np.uint16)
+    for b, lab in zip(bodies, names):
+        if lab:
+            out[b & (out == 0)] = lab
+    max_gap = int(round(MAX_DISC_HEIGHT_MM / sp[0]))
+    for up, low, lab_up in zip(bodies[:-1], bodies[1:], names[:-1]):
+        if not lab_up or lab_up == L.SACRUM:
+            continue
+        d = _disc_between(up, low, max_gap) & (out == 0) & (ant3 >= -1.0)
+        out[d] = L.disc_label(lab_up)
+    # canal: CSF between the canal borders near the midline
+    yp_c = np.minimum(yp, ya + CANAL_AP_MM[1] / sp[1])  # posterior fat may touch the sac low down
+    band = (yy >= ya[:, None] - 1) & (yy <= yp_c[:, None] + 1)
+    xw = max(int(round(CANAL_HALF_WIDTH_MM / sp[2])), 1)
+    canal = np.zeros(n.shape, bool)
+    canal[:, :, max(xc - xw, 0):xc + xw + 1] = band[:, :, None] & (s[:, :, max(xc - xw, 0):xc + xw + 1] > CSF_MIN)
+    out[canal & (out == 0)] = L.CANAL
+    if not sacrum:
+        flags.append("sacrum not recognised: levels counted from the lowest body, low confidence")
+    present = [v for v in names if v]
+    levels = [L.vertebra_name(v) for v in L.craniocaudal_order(set(present))]
+    # from the sacrum, each level is as sure as the count below it; counted from the lowest
+    # body (no sacrum) every name may be off by one
+    base = CONFIDENCE_FROM_SACRUM if sacrum else CONFIDENCE_NO_SACRUM
+    conf: dict[str, float] = {}
+    for lab, gaps in zip(names, gaps_below):
+        if lab:
+            name = L.vertebra_name(lab)
+            conf[name] = round(min(conf.get(name, 1.0), max(base - CONFIDENCE_PER_GAP * gaps, 0.05)), 2)
+    rep.step(1.0, "done")
+    return SegmentationResult(volume.with_array(back(out), modality="SEG"), levels=levels,
+                              confidence=conf, flags=flags,
+                              extra={"midline_index": xc, "marrow_window": window,
+                                     "sacral_regions": n_sacral,
+                                     "level_basis": "counted from the sacrum" if sacrum
+                                     else "counted from the lowest body"})
