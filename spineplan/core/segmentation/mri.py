@@ -11,9 +11,10 @@ axis-aligned orientation:
    canal do not pull it forward).
 3. Mid-sagittal slab: the bodies are the regions of the marrow intensity window (searched,
    like the CT segmenter's threshold) that separates the most body-sized regions touching the
-   canal's front; the window is searched again where a body seems missing. Outlines are then
-   moved to the strongest edges by a marker watershed, clipped at the spine's typical body
-   depth and trimmed at endplate lines fitted beside the bright nucleus.
+   canal's front; the window is searched again where a body seems missing. Levels are named
+   on these regions (step 6). Outlines are then moved to the strongest edges by a marker
+   watershed, clipped at the spine's typical body depth and trimmed at endplate lines fitted
+   beside the bright nucleus.
 4. 3D: each body is propagated slice by slice inside its marrow window to find its lateral
    extent; the body is then the superellipse cylinder of its mid-sagittal outline and that
    extent (lumbar body sections are close to elliptic; propagation alone leaks or stops early).
