@@ -66,7 +66,7 @@ def test_phantom_levels_and_body_dice(t2_phantom):
     assert res.levels[-6:] == LUMBAR + ["S1"]
     out = res.labels.array
     dices = [_dice(out == v, ref.array == v) for v in range(20, 25)]
-    assert np.mean(dices) >= 0.85, dices  # measured 0.88
+    assert np.mean(dices) >= 0.85, dices  # measured 0.86
     for up in range(20, 25):  # discs L1/L2 .. L5/S1 present between their bodies
         assert (out == L.disc_label(up)).sum() > 100
     assert (out == L.CANAL).any()
@@ -98,7 +98,7 @@ def test_real_vb_cases_levels_and_dice(shared_data, n):
         cnt = np.where(got == 0, 0, cnt)
         assert int(got[np.argmax(cnt)]) == v, (n, L.vertebra_name(v), got, cnt)
     assert set(LUMBAR) <= set(res.levels)
-    # measured 0.74 (02), 0.81 (04), 0.81 (08)
+    # measured 0.77 (02), 0.82 (04), 0.80 (08)
     assert np.mean([_dice(out == v, r == v) for v in range(20, 25)]) >= 0.70
 
 
@@ -136,7 +136,7 @@ def test_real_ivd_case_disc_levels(shared_data):
         cnt = np.where((got >= 100) & (got < L.CANAL), cnt, 0)  # the disc label met most
         assert int(got[np.argmax(cnt)]) == v, (L.disc_name(v), got, cnt)
         dices.append(_dice(out == v, r == v))
-    assert min(dices) > 0.2 and np.mean(dices) > 0.4, dices  # measured 0.26-0.73, mean 0.46
+    assert min(dices) > 0.2 and np.mean(dices) > 0.4, dices  # measured 0.28-0.76, mean 0.48
 
 
 def test_ct_in_hounsfield_units_is_refused():

@@ -11,9 +11,10 @@ axis-aligned orientation:
    canal do not pull it forward).
 3. Mid-sagittal slab: the bodies are the regions of the marrow intensity window (searched,
    like the CT segmenter's threshold) that separates the most body-sized regions touching the
-   canal's front; the window is searched again where a body seems missing. Outlines are then
-   moved to the strongest edges by a marker watershed, clipped at the spine's typical body
-   depth and trimmed at endplate lines fitted beside the bright nucleus.
+   canal's front; the window is searched again where a body seems missing. Levels are named
+   on these regions (step 6). Outlines are then moved to the strongest edges by a marker
+   watershed, clipped at the spine's typical body depth and trimmed at endplate lines fitted
+   beside the bright nucleus.
 4. 3D: each body is propagated slice by slice inside its marrow window to find its lateral
    extent; the body is then the superellipse cylinder of its mid-sagittal outline and that
    extent (lumbar body sections are close to elliptic; propagation alone leaks or stops early).
@@ -55,7 +56,7 @@ GAP_BODY_FRACTION = 0.6      # free space between two found bodies that may hide
 WS_BG_MARGIN = 1.0           # background marker: this many half-windows beyond the window
 WS_SEED_EROSION_MM = 3.0
 WS_GRADIENT_SIGMA_MM = 1.0
-WS_MAX_GROWTH_MM = 2.5       # the watershed moves a window outline by at most this
+WS_MAX_GROWTH_MM = 5.0       # the watershed moves a window outline by at most this
 ANTERIOR_CLIP_MM = 4.0       # a body reaches at most this beyond the spine's typical depth
 ENDPLATE_TOLERANCE_MM = 1.0  # body voxels kept beyond the fitted endplate line
 ENDPLATE_MIN_FIT_MM = 6.0    # nucleus width needed to fit the endplate lines
@@ -252,6 +253,15 @@ def _refine_bodies_2d(S: np.ndarray, regs, window, ant: np.ndarray, sp) -> list:
     markers = np.zeros(S.shape, np.uint16)
     bg = (ant < -3.0) | (ant > BODY_DEPTH_MM + 5.0) | (S > hi + WS_BG_MARGIN * half) | (S < lo - WS_BG_MARGIN * half)
     markers[bg] = 1
+    # between two neighbouring bodies, the middle of their gap is disc (dim discs would
+    # otherwise let the bodies flood into them)
+    zz = np.arange(S.shape[0])[:, None]
+    big = S.shape[0] + 1
+    for up, low in zip(regs[:-1], regs[1:]):
+        u_bot = np.where(up, zz, big).min(axis=0)
+        l_top = np.where(low, zz, -1).max(axis=0)
+        ys = np.nonzero((u_bot < big) & (l_top >= 0) & (u_bot - l_top > 1))[0]
+        markers[(u_bot[ys] + l_top[ys]) // 2, ys] = 1
     se = _disk(WS_SEED_EROSION_MM / sp[1])
     for i, r in enumerate(regs):
         core = ndimage.binary_erosion(r, structure=se)
@@ -571,14 +581,15 @@ def segment_mri(volume: Volume, *, progress=None, cancel=None) -> SegmentationRe
     ant = (ya[:, None] - yy) * sp[1]  # mm in front of the canal's anterior border
     column = (ant >= -2.0) & (ant <= BODY_DEPTH_MM)
     regs, window = _body_regions(S, column, ant, sp)
-    regs = _refine_bodies_2d(S, regs, window, ant, sp)
-    regs = _carve_endplates(S, regs, window, sp)
+    # levels are named on the window's regions; the refinements below change shapes only
     names, n_sacral, flags, gaps_below = _name_regions(regs, sp)
     if n_sacral == 0:
         s1 = _sacrum_below(S, column, ant, regs[-1], sp)
         if s1 is not None:
             regs = regs + [s1]
             names, n_sacral, flags, gaps_below = _name_regions(regs, sp)
+    regs = _refine_bodies_2d(S, regs, window, ant, sp)
+    regs = _carve_endplates(S, regs, window, sp)
     sacrum = n_sacral > 0
     rep.step(0.6, "bodies in 3D")
     ant3 = np.broadcast_to(ant[:, :, None], n.shape)
