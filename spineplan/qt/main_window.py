@@ -8,7 +8,8 @@ import numpy as np
 from PySide6.QtCore import QSettings, Qt
 from PySide6.QtGui import QAction, QColor, QImage, QKeySequence, QPainter, QPalette
 from PySide6.QtWidgets import (QApplication, QCheckBox, QComboBox, QDoubleSpinBox, QFileDialog,
-                               QFormLayout, QGridLayout, QGroupBox, QHBoxLayout, QLabel, QListWidget,
+                               QFormLayout, QGridLayout, QGroupBox, QHBoxLayout, QInputDialog, QLabel,
+                               QListWidget,
                                QListWidgetItem, QMainWindow, QMessageBox, QProgressDialog, QPushButton,
                                QSplitter, QTableWidget, QTableWidgetItem, QTabWidget, QVBoxLayout,
                                QWidget)
@@ -647,6 +648,13 @@ class MainWindow(QMainWindow):
         vol = self.scene.volume
         if vol is None:
             return
+        if not vol.modality:  # NIfTI/NRRD files do not say; the user does, once
+            choice, ok = QInputDialog.getItem(
+                self, "Segment", "This file does not record its modality. Segment it as:",
+                ["MR", "CT"], 0, False)
+            if not ok:
+                return
+            vol.modality = choice
         try:
             seg = default_for(vol.modality)
             if not seg.is_available():

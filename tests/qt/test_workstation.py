@@ -461,3 +461,30 @@ def test_segmentation_without_a_sacrum_warns_on_screen(window, phantom, qtbot):
     qtbot.waitUntil(lambda: "⚠" in window.seg_status.text(), timeout=10000)
     assert "sacrum not recognised" in window.seg_status.text()
     assert "lowest confidence 0.20" in window.seg_status.text()
+
+
+def test_segment_an_mri_nifti_asks_the_modality_and_labels_the_bodies(window, qtbot, shared_data,
+                                                                      monkeypatch):
+    """A NIfTI MRI carries no modality: the user is asked, then the MRI segmenter runs."""
+    from PySide6.QtWidgets import QInputDialog
+
+    from spineplan.core.dicom.load import read_image_file
+
+    d = shared_data / "mri_lumbar_vb_dev"
+    vol = read_image_file(d / "case02_mri.nii.gz")
+    assert vol.modality == ""
+    asked = []
+    monkeypatch.setattr(QInputDialog, "getItem", lambda *a, **k: (asked.append(a[3]) or ("MR", True)))
+    window.scene.set_volume(vol)
+    window.run_segmentation()
+    assert asked == [["MR", "CT"]]
+    with qtbot.waitSignal(window._worker.signals.finished, timeout=120000):
+        pass
+    qtbot.waitUntil(lambda: window.scene.labels is not None, timeout=10000)
+    assert window.seg_status.text().startswith("classical-mri:")
+    ref = read_image_file(d / "case02_vertebrae_verse.nii.gz").array
+    out = window.scene.labels.array
+    for v in (20, 21, 22, 23, 24):  # every body overlaps its own reference level most
+        vals, cnt = np.unique(ref[out == v], return_counts=True)
+        cnt[vals == 0] = 0
+        assert vals[np.argmax(cnt)] == v
