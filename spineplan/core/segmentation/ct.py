@@ -51,6 +51,7 @@ DISC_RADIUS_MM = 12.0         # disk sampled to orient a disc plane
 DISC_MAX_RADIUS_MM = 30.0     # disc voxels lie within this of the disc centre, in its plane
 DISC_REACH_MM = 15.0          # and have both bodies within this above and below
 ENDPLATE_HU = 150.0           # disc-endplate surface (half-way between disc and cortical bone)
+SACRUM_CLOSING_MM = 6.0       # the sacrum's marrow is closed over openings this wide
 OTHER = 999          # temporary label: ribs, ilium, other bone
 DISC_ID = 500        # temporary labels of disc markers (500 + disc index)
 
@@ -152,7 +153,7 @@ def _fit_canal(cands: np.ndarray, nz: int, w: float, mid_x: np.ndarray) -> tuple
 
 
 def _add_open_marrow(seg: np.ndarray, sid: int, surf: np.ndarray, taken: np.ndarray,
-                     hu: np.ndarray) -> None:
+                     hu: np.ndarray, taken_canal: np.ndarray, w: float) -> None:
     """Give segment ``sid`` the marrow enclosed by its cortex in coronal or sagittal planes but
     open in the axial plane (the sacrum's foramina and fatty marrow below SURFACE_HU)."""
     extra = np.zeros(surf.shape, bool)
@@ -166,6 +167,15 @@ def _add_open_marrow(seg: np.ndarray, sid: int, surf: np.ndarray, taken: np.ndar
         return
     touching = np.unique(lab[ndi.binary_dilation(seg == sid) & extra])
     seg[np.isin(lab, touching[touching > 0])] = sid
+    # what is still open (foramina, a cortex thinner than a voxel): the sacrum's own closing,
+    # holes filled per axial slice, restricted to unlabelled non-canal voxels that are not air
+    r = max(int(round(SACRUM_CLOSING_MM / w)), 1)
+    ball = ndi.generate_binary_structure(3, 1)
+    sac = ndi.binary_closing(seg == sid, structure=ball, iterations=r)
+    st = np.zeros((3, 3, 3), bool)
+    st[1] = ndi.generate_binary_structure(2, 1)
+    sac = ndi.binary_fill_holes(sac, structure=st)
+    seg[sac & (seg == 0) & ~taken_canal & (hu > MARROW_MIN_HU)] = sid
 
 
 def _darkest_plane_normal(hu: np.ndarray, c: np.ndarray, n0: np.ndarray, w: float) -> np.ndarray:
@@ -507,7 +517,7 @@ def segment_ct(volume: Volume, *, progress=None, cancel=None) -> SegmentationRes
                      "as if it were S1 and are unreliable; confirm the level and shift the names")
 
     if sacrum_seen:
-        _add_open_marrow(seg, nd + 1, surf, col | canal, hu)
+        _add_open_marrow(seg, nd + 1, surf, col | canal, hu, canal, w)
 
     # ---- discs: low-HU voxels between the endplates, within the body footprint
     rep.step(0.8, "disc labels")
