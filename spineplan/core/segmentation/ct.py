@@ -445,6 +445,9 @@ def segment_ct(volume: Volume, *, progress=None, cancel=None) -> SegmentationRes
             if nd:
                 m_front &= dists[s - 1] < -margin
                 m_back &= dists[s - 1] < -(margin_p + upper_shift)
+                # the L5/S1 plane slopes up backwards (sacral slope): extended behind the
+                # canal it would give L5's spinous process to the sacrum
+                m_back &= Z < disc_c[s - 1][2] + margin_p
             m_front &= Y > ccy - PELVIS_FRONT_MM / w
         markers[m_front | m_back if (w > FACET_RESOLVED_MM or s == nd) else m_front] = s + 1
         seg_ids.append(s + 1)
