@@ -117,7 +117,7 @@ def test_real_ct_levels_and_dice(shared_data):
     # the reference's T11 is only a 76-voxel tip at the top edge; all full vertebrae named right
     assert r.levels == ["T12", "L1", "L2", "L3", "L4", "L5", "S1"]
     assert not r.flags
-    # reached (3 mm): T12 .85 L1 .89 L2 .91 L3 .91 L4 .90 L5 .85 S1 .76, mean .87 (target 0.90)
+    # reached (3 mm): T12 .86 L1 .89 L2 .91 L3 .91 L4 .90 L5 .85 S1 .76, mean .87 (target 0.90)
     dices = {lab: _dice(r.labels.array, ref, lab) for lab in (19, 20, 21, 22, 23, 24, 26)}
     for lab, dv in dices.items():
         assert dv > (0.67 if lab == 26 else 0.74), (lab, dv)

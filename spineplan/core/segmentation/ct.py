@@ -52,6 +52,7 @@ DISC_MAX_RADIUS_MM = 30.0     # disc voxels lie within this of the disc centre, 
 DISC_REACH_MM = 15.0          # and have both bodies within this above and below
 ENDPLATE_HU = 150.0           # disc-endplate surface (half-way between disc and cortical bone)
 SACRUM_CLOSING_MM = 6.0       # the sacrum's marrow is closed over openings this wide
+RIB_CUT_MM = 38.0             # thoracic vertebrae end this far from the canal; beyond: ribs
 OTHER = 999          # temporary label: ribs, ilium, other bone
 DISC_ID = 500        # temporary labels of disc markers (500 + disc index)
 
@@ -555,8 +556,13 @@ def segment_ct(volume: Volume, *, progress=None, cancel=None) -> SegmentationRes
 
     # ---- compose labels on the working grid
     out_w = np.zeros(hu.shape, np.uint16)
+    rib_zone = np.abs(X - ccx) * w > RIB_CUT_MM
     for sid in present:
-        out_w[seg == sid] = L.vertebra_label(names_by_seg[sid])
+        m = seg == sid
+        if names_by_seg[sid].startswith("T"):  # ribs joined to a thoracic vertebra are not it
+            m &= ~rib_zone
+        out_w[m] = L.vertebra_label(names_by_seg[sid])
+    del rib_zone
     out_w[(out_w == 0) & (disc_lab > 0)] = disc_lab[(out_w == 0) & (disc_lab > 0)]
     sac = hu < 60
     out_w[(out_w == 0) & canal & sac & zvalid[:, None, None]] = L.CANAL
