@@ -580,7 +580,7 @@ def segment_ct(volume: Volume, *, progress=None, cancel=None) -> SegmentationRes
             base = min(base, 0.5)
         if not sacrum_seen:
             base = min(base, 0.2)
-        conf[name] = float(np.clip(base, 0.05, 1.0))
+        conf[name] = round(float(np.clip(base, 0.05, 1.0)), 2)
     # LPS geometry from working-grid voxel coords
     org = np.array(wimg.GetOrigin())
 
