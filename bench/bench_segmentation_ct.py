@@ -3,7 +3,8 @@ peak memory, for the phantom, the real CT (../shared/data or the bundled sample)
 ~512x512x400 CT. Baseline measured in the same run: threshold + connected components sorted by
 height, named from the bottom as the sacrum upward (what a naive tool would do).
 
-Each case runs in a subprocess so that its peak memory (ru_maxrss) is its own.
+Each case runs in a subprocess so that its peak memory (ru_maxrss) is its own: reading the
+volume and segmenting it (phantoms are written to temporary NIfTI files first).
 Run: .venv/bin/python bench/bench_segmentation_ct.py
 """
 
@@ -12,8 +13,10 @@ from __future__ import annotations
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -28,10 +31,11 @@ from spineplan.core.segmentation import labels as L
 from spineplan.core.segmentation.ct import segment_ct
 from spineplan.core.errors import SegmentationError
 case, method = sys.argv[2], sys.argv[3]
-if case.startswith("phantom"):
-    from spineplan.core.phantom import make_phantom
-    ph = make_phantom(spacing=float(case.split(":")[1]))
-    ct, ref = ph.ct, ph.labels.array
+if case.startswith("phantom"):  # written beforehand: the peak is the segmenter's, not the phantom's
+    from spineplan.core.dicom.load import read_image_file
+    ct = read_image_file(sys.argv[4] + "_ct.nii")
+    ct.modality = "CT"
+    ref = read_image_file(sys.argv[4] + "_labels.nii").array
 else:
     from spineplan.core.dicom.load import read_image_file, load_volume
     from spineplan.core.labelmaps import read_labels
@@ -96,16 +100,28 @@ def run(case, method, data=""):
     return json.loads(r.stdout.strip().splitlines()[-1])
 
 
+def write_phantom(spacing: float, stem: Path) -> str:
+    """The phantom as uncompressed NIfTI files, made in a subprocess of its own."""
+    code = ("import sys; sys.path.insert(0, sys.argv[1]); import SimpleITK as sitk; "
+            "from spineplan.core.phantom import make_phantom; p = make_phantom(spacing=float(sys.argv[2])); "
+            "sitk.WriteImage(p.ct.to_sitk(), sys.argv[3] + '_ct.nii'); "
+            "sitk.WriteImage(p.labels.to_sitk(), sys.argv[3] + '_labels.nii')")
+    subprocess.run([sys.executable, "-c", code, str(ROOT), str(spacing), str(stem)], check=True)
+    return str(stem)
+
+
 def main():
     shared = ROOT.parent / "shared" / "data" / "ct_lumbar_totalseg"
-    cases = [("phantom 1.5 mm", "phantom:1.5", ""), ("phantom 1.0 mm", "phantom:1.0", "")]
+    tmp = Path(tempfile.mkdtemp(prefix="spineplan-bench-"))
+    cases = [("phantom 1.5 mm", "phantom:1.5", write_phantom(1.5, tmp / "p15")),
+             ("phantom 1.0 mm", "phantom:1.0", write_phantom(1.0, tmp / "p10"))]
     cases.append(("sample_dicom CT 3 mm", "sample", str(ROOT / "sample_dicom")))
     if shared.is_dir():
         cases.append(("real CT 3 mm (TotalSeg ref.)", "real", str(shared)))
         cases.append(("real CT DICOM 20 sl. T11-T12", "dicom20", str(shared)))
     else:
         print(f"(../shared/data not found at {shared}: real-CT cases skipped)")
-    cases.append(("phantom 0.6 mm ~513x450x473", "phantom:0.6", ""))
+    cases.append(("phantom 0.6 mm ~513x450x473", "phantom:0.6", write_phantom(0.6, tmp / "p06")))
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
     for name, case, data in cases:
         for method in ("spineplan", "naive"):
@@ -121,6 +137,7 @@ def main():
                   f"mean disc Dice {np.mean(discs) if discs else float('nan'):.3f}")
             print("    " + "  ".join(f"{k} {v:.2f}" for k, v in d.items())
                   + ("  flags: " + "; ".join(r["flags"]) if r.get("flags") else ""))
+    shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":
