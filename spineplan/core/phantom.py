@@ -121,7 +121,8 @@ def make_phantom(levels: Sequence[str] = ("T12", "L1", "L2", "L3", "L4", "L5"),
                  slip_mm: dict | None = None,
                  herniation: dict | None = None,
                  iliac_crest: bool = True,
-                 left_marker: bool = True) -> Phantom:
+                 left_marker: bool = True,
+                 ribs: Sequence[str] = ()) -> Phantom:
     """Build a lumbar-spine CT phantom with exact labels.
 
     Parameters
@@ -142,6 +143,9 @@ def make_phantom(levels: Sequence[str] = ("T12", "L1", "L2", "L3", "L4", "L5"),
         disc material protruding posteriorly into the canal (labelled as that disc).
     iliac_crest : bool
         Add iliac wings beside L5-S1 (bone, label 0).
+    ribs : sequence of str
+        Vertebrae carrying a pair of ribs (bone, label 0), e.g. ``("T11", "T12")``: the
+        last rib-bearing vertebra is how T12 is told from L1.
     left_marker : bool
         A 5 mm metal bead in the soft tissue on the patient's LEFT (+x, LPS).
 
@@ -327,6 +331,17 @@ def make_phantom(levels: Sequence[str] = ("T12", "L1", "L2", "L3", "L4", "L5"),
             cv.paint(s1["center"], s1["R"], [(sgn * 60 - 5, sgn * 60 + 5), (-20, 45), (-40, 30)],
                      lambda U, V, W, s=sgn: (np.abs(U - s * 60) <= 4) & (V >= -20) & (V <= 45)
                      & (W >= -40) & (W <= 30 - 0.3 * np.abs(V - 10)), HU["ilium"])
+
+    # ribs: from the transverse process outwards, curving forwards and down (label 0)
+    for name in ribs:
+        v = by_name[name]
+        t = np.linspace(0.0, 1.0, 40)
+        for sgn in (1.0, -1.0):
+            pts = np.stack([sgn * (34.0 + 75.0 * t), CANAL_V - 2.0 - 60.0 * t ** 2, 4.0 - 25.0 * t], 1)
+            for u, vv, w in pts:
+                cv.paint(v["center"], v["R"], [(u - 6, u + 6), (vv - 6, vv + 6), (w - 6, w + 6)],
+                         lambda U, V, W, u=u, vv=vv, w=w: (U - u) ** 2 + (V - vv) ** 2 + (W - w) ** 2 <= 4.5 ** 2,
+                         HU["posterior"], where=lambda ct, lab: lab == 0)
 
     marker_lps = None
     if left_marker:

@@ -53,6 +53,8 @@ DISC_REACH_MM = 15.0          # and have both bodies within this above and below
 ENDPLATE_HU = 150.0           # disc-endplate surface (half-way between disc and cortical bone)
 SACRUM_CLOSING_MM = 6.0       # the sacrum's marrow is closed over openings this wide
 RIB_CUT_MM = 38.0             # thoracic vertebrae end this far from the canal; beyond: ribs
+RIB_NEAR_MM, RIB_FAR_MM = 40.0, 75.0  # a rib crosses this lateral band and runs on
+RIB_MIN_MM3 = 300.0           # bone of a rib in the band at a vertebra's height
 OTHER = 999          # temporary label: ribs, ilium, other bone
 DISC_ID = 500        # temporary labels of disc markers (500 + disc index)
 
@@ -151,6 +153,31 @@ def _fit_canal(cands: np.ndarray, nz: int, w: float, mid_x: np.ndarray) -> tuple
     zin = z[keep]
     valid = (zq >= zin.min()) & (zq <= zin.max())
     return cx, cy, valid
+
+
+def _rib_bearing(markers, surf, X, Y, ccx, ccy, w: float, candidates) -> set:
+    """Segments carrying a rib: bone 40-75 mm from the canal, behind the body's front half,
+    that runs on beyond 75 mm; its medial end (within 8 mm of the band's inner edge) lies at
+    the height of its own vertebra's body (the lower ribs run down past the next vertebra
+    laterally, so only the medial end counts). Lumbar transverse processes end within ~50 mm
+    and do not run on; the ilium only reaches L4-L5, which are not candidates."""
+    lat = np.abs(X - ccx) * w
+    far = surf & (lat > RIB_FAR_MM)
+    band = surf & (lat > RIB_NEAR_MM) & (lat <= RIB_FAR_MM) & (Y > ccy - 20.0 / w)
+    lab, n = ndi.label(band | far)
+    if n == 0:
+        return set()
+    running = np.unique(lab[far])
+    medial = band & np.isin(lab, running[running > 0]) & (lat <= RIB_NEAR_MM + 8.0)
+    zs_rib = np.nonzero(medial)[0]
+    if len(zs_rib) == 0:
+        return set()
+    out = set()
+    for sid in candidates:
+        zb = np.nonzero((markers == sid).any(axis=(1, 2)))[0]
+        if len(zb) and ((zs_rib >= zb.min()) & (zs_rib <= zb.max())).sum() * w ** 3 >= RIB_MIN_MM3:
+            out.add(sid)
+    return out
 
 
 def _add_open_marrow(seg: np.ndarray, sid: int, surf: np.ndarray, taken: np.ndarray,
@@ -491,23 +518,8 @@ def segment_ct(volume: Volume, *, progress=None, cancel=None) -> SegmentationRes
 
     # ---- naming from the sacrum upward: segment nd+1 (lowest) is the sacrum
     counts = np.bincount(seg.ravel(), minlength=nd + 2)[1:nd + 2] * w ** 3
-    names_by_seg: dict[int, str] = {}
-    lumbar = ["L5", "L4", "L3", "L2", "L1"]
-    n_mobile = nd  # vertebrae between discs (fully bounded) + maybe a partial top one
     flags: list[str] = []
     order_caudal = list(range(nd + 1, 0, -1))  # seg ids caudal -> cranial
-    names_up = ["S1"]
-    if nd >= 7:
-        # more than five lumbar-type vertebrae plus T12 without ribs in view: transitional
-        names_up += ["L6"] + lumbar + ["T12", "T11", "T10", "T9", "T8"]
-        flags.append("transitional anatomy: L6 (six lumbar-type vertebrae above the sacrum)")
-    else:
-        names_up += lumbar + ["T12", "T11", "T10", "T9", "T8", "T7", "T6"]
-    for n, sid in enumerate(order_caudal):
-        if n < len(names_up):
-            names_by_seg[sid] = names_up[n]
-    # drop tiny partial segments (less than 0.3 cm^3)
-    present = [sid for sid in order_caudal if counts[sid - 1] > 300.0 and sid in names_by_seg]
     # the naming anchor: the lowest segment must be a sacrum, bulkier than a vertebra bounded
     # by two discs and with alae (wide in front of the canal); otherwise (a thoracic or
     # partial scan) the names are only a guess and are flagged so
@@ -519,6 +531,34 @@ def segment_ct(volume: Volume, *, progress=None, cancel=None) -> SegmentationRes
     if not sacrum_seen:
         flags.append("sacrum not recognised in view: levels are counted from the lowest vertebra "
                      "as if it were S1 and are unreliable; confirm the level and shift the names")
+    # the second anchor: the last rib-bearing vertebra is T12
+    ribbed = _rib_bearing(markers, surf, X, Y, ccx, ccy, w, order_caudal[3:])
+    above = order_caudal[1:]  # mobile vertebrae, position 1 = just above the sacrum
+    rib_pos = [p for p, sid in enumerate(above, start=1) if sid in ribbed]
+    n_lumbar = 5
+    if sacrum_seen and rib_pos:
+        n_lumbar = min(rib_pos) - 1  # rib-free vertebrae between the sacrum and the ribs
+        if n_lumbar == 6:
+            flags.append("transitional anatomy: L6 (six rib-free vertebrae between the sacrum "
+                         "and the last rib-bearing vertebra)")
+        elif n_lumbar == 4:
+            flags.append("ribs on the fifth vertebra above the sacrum: a lumbar rib on L1, or four "
+                         "lumbar vertebrae (sacralised L5?); confirm the count")
+            n_lumbar = 5
+        elif n_lumbar != 5:
+            flags.append(f"the sacrum and the ribs disagree ({n_lumbar} rib-free vertebrae): "
+                         "levels counted from the sacrum; confirm the count")
+            n_lumbar = 5
+    elif sacrum_seen and nd >= 7:
+        flags.append("seven or more vertebrae above the sacrum and no ribs in view: a transitional "
+                     "spine (L6) cannot be told from T11 in view; named as five lumbar vertebrae, "
+                     "confirm the count")
+    lumbar = (["L6"] if n_lumbar == 6 else []) + ["L5", "L4", "L3", "L2", "L1"]
+    names_up = ["S1"] + lumbar + ["T12", "T11", "T10", "T9", "T8", "T7", "T6", "T5"]
+    names_by_seg = {sid: names_up[n] for n, sid in enumerate(order_caudal) if n < len(names_up)}
+    # drop tiny partial segments (less than 0.3 cm^3)
+    present = [sid for sid in order_caudal if counts[sid - 1] > 300.0 and sid in names_by_seg]
+    ribs_agree = sacrum_seen and bool(rib_pos) and not flags
 
     if sacrum_seen:
         _add_open_marrow(seg, nd + 1, surf, col | canal, hu, canal, w)
@@ -576,7 +616,9 @@ def segment_ct(volume: Volume, *, progress=None, cancel=None) -> SegmentationRes
         name = names_by_seg[sid]
         n_from_sac = order_caudal.index(sid)
         base = 0.95 if name == "S1" else 0.9 - 0.03 * n_from_sac
-        if "L6" in names_up and name in ("L6", "L5", "L1", "T12"):
+        if ribs_agree:  # both anchors agree
+            base = max(base, 0.9)
+        if any("L6" in f or "confirm the count" in f for f in flags):
             base = min(base, 0.5)
         if not sacrum_seen:
             base = min(base, 0.2)
