@@ -255,6 +255,20 @@ def _between(upper: np.ndarray, lower: np.ndarray, normal_xyz, reach: int) -> np
     return up & down
 
 
+def _drop_short_gaps(peaks: np.ndarray, score: np.ndarray, frac: float = 0.7) -> np.ndarray:
+    """Vertebrae change height slowly: of two discs closer than ``frac`` of the chain's median
+    spacing, the weaker is a minimum inside a body (noise on marrow), not a disc."""
+    peaks = np.asarray(peaks)
+    while len(peaks) >= 3:
+        gaps = np.diff(peaks)
+        short = np.nonzero(gaps < frac * np.median(gaps))[0]
+        if len(short) == 0:
+            break
+        a = short[0]
+        peaks = np.delete(peaks, a if score[peaks[a]] < score[peaks[a + 1]] else a + 1)
+    return peaks
+
+
 def _regular_chain(idx: np.ndarray, score: np.ndarray, w: float,
                    lo_mm: float = 20.0, hi_mm: float = 50.0) -> np.ndarray:
     """Best-scoring chain of disc candidates with vertebra-like spacing (dynamic programming)."""
@@ -390,7 +404,9 @@ def segment_ct(volume: Volume, *, progress=None, cancel=None) -> SegmentationRes
     keep &= np.minimum(above, below) > np.median(prof)
     all_min = peaks
     peaks = peaks[keep]
-    peaks = _regular_chain(peaks, (loc_med - prof)[peaks] / span + 0.3, w, hi_mm=45.0)
+    score = (loc_med - prof) / span + 0.3
+    peaks = _regular_chain(peaks, score[peaks], w, hi_mm=45.0)
+    peaks = _drop_short_gaps(peaks, score)
     # extend cranially: a weaker minimum one vertebra-period above the top disc
     # (endplate contrast fades at the edge of the field of view)
     while len(peaks) >= 2:
