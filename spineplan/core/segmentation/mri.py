@@ -241,7 +241,7 @@ def _carve_endplates(S: np.ndarray, regs, window, sp) -> list:
     return [o if o.sum() >= 0.6 * m.sum() else m for o, m in zip(out, regs)]
 
 
-def _refine_bodies_2d(S: np.ndarray, regs, window, ant: np.ndarray, sp) -> list:
+def _refine_bodies_2d(S: np.ndarray, regs, window, ant: np.ndarray, sp, above=None) -> list:
     """Body outlines from a marker watershed on the slab's gradient: the marrow window's
     regions (eroded) are the markers of the bodies; bright (disc, CSF, fat), dark (cortex
     lines, air) and out-of-column pixels mark the background. The borders then follow the
@@ -257,7 +257,11 @@ def _refine_bodies_2d(S: np.ndarray, regs, window, ant: np.ndarray, sp) -> list:
     # otherwise let the bodies flood into them)
     zz = np.arange(S.shape[0])[:, None]
     big = S.shape[0] + 1
-    for up, low in zip(regs[:-1], regs[1:]):
+    # (``above``: a body cut by the top of the view, not labelled, still bounds the first one)
+    chain = ([above] if above is not None else []) + list(regs)
+    if above is not None:
+        markers[above] = 1
+    for up, low in zip(chain[:-1], chain[1:]):
         u_bot = np.where(up, zz, big).min(axis=0)
         l_top = np.where(low, zz, -1).max(axis=0)
         ys = np.nonzero((u_bot < big) & (l_top >= 0) & (u_bot - l_top > 1))[0]
@@ -388,9 +392,10 @@ def _body_regions(S: np.ndarray, column: np.ndarray, ant: np.ndarray, sp):
     regs.sort(key=lambda m: -np.nonzero(m)[0].mean())  # cranial (high z) first
     # a body cut by the top of the field of view adds nothing to the count from the sacrum
     hts = [np.ptp(np.nonzero(m)[0]) + 1 for m in regs]
+    cut_top = None
     if len(regs) > 3 and np.nonzero(regs[0])[0].max() >= S.shape[0] - 2 and hts[0] < 0.7 * np.median(hts):
-        regs = regs[1:]
-    return regs, best[2]
+        cut_top, regs = regs[0], regs[1:]
+    return regs, best[2], cut_top
 
 
 def _body_3d(s: np.ndarray, reg2d: np.ndarray, xc: int, window, ant: np.ndarray, sp,
@@ -580,7 +585,7 @@ def segment_mri(volume: Volume, *, progress=None, cancel=None) -> SegmentationRe
     yy = np.arange(ny)[None, :]
     ant = (ya[:, None] - yy) * sp[1]  # mm in front of the canal's anterior border
     column = (ant >= -2.0) & (ant <= BODY_DEPTH_MM)
-    regs, window = _body_regions(S, column, ant, sp)
+    regs, window, cut_top = _body_regions(S, column, ant, sp)
     # levels are named on the window's regions; the refinements below change shapes only
     names, n_sacral, flags, gaps_below = _name_regions(regs, sp)
     if n_sacral == 0:
@@ -588,7 +593,7 @@ def segment_mri(volume: Volume, *, progress=None, cancel=None) -> SegmentationRe
         if s1 is not None:
             regs = regs + [s1]
             names, n_sacral, flags, gaps_below = _name_regions(regs, sp)
-    regs = _refine_bodies_2d(S, regs, window, ant, sp)
+    regs = _refine_bodies_2d(S, regs, window, ant, sp, above=cut_top)
     regs = _carve_endplates(S, regs, window, sp)
     sacrum = n_sacral > 0
     rep.step(0.6, "bodies in 3D")
