@@ -112,11 +112,26 @@ def _longest_run(z: np.ndarray, keep: np.ndarray, max_gap: float) -> np.ndarray:
     return out
 
 
+def _in_plane(axis: int = 0) -> np.ndarray:
+    """3D structuring element connecting voxels only within planes normal to array ``axis``
+    (0 = axial slices of the [z, y, x] working grid)."""
+    st = np.zeros((3, 3, 3), bool)
+    st[tuple(1 if a == axis else slice(None) for a in range(3))] = ndi.generate_binary_structure(2, 1)
+    return st
+
+
+def _disk_offsets(radius_vox: float) -> tuple[np.ndarray, np.ndarray]:
+    """In-plane offsets (a, b), in voxels, of the points of a disk of ``radius_vox``."""
+    g = np.arange(-radius_vox, radius_vox + 1e-6, 1.0)
+    A, B = np.meshgrid(g, g)
+    keep = A ** 2 + B ** 2 <= radius_vox * radius_vox
+    return A[keep], B[keep]
+
+
 # --------------------------------------------------------------------------- canal
 def _canal_candidates(bone: np.ndarray, w: float) -> np.ndarray:
     """Centroids (x, y, z, area) in voxel units of in-slice holes enclosed by bone."""
-    st = np.zeros((3, 3, 3), bool)
-    st[1] = ndi.generate_binary_structure(2, 1)
+    st = _in_plane(0)
     filled = ndi.binary_fill_holes(bone, structure=st)
     holes = filled & ~bone
     lab, n = ndi.label(holes, structure=st)
@@ -184,11 +199,7 @@ def _add_open_marrow(seg: np.ndarray, sid: int, surf: np.ndarray, taken: np.ndar
                      hu: np.ndarray, taken_canal: np.ndarray, w: float) -> None:
     """Give segment ``sid`` the marrow enclosed by its cortex in coronal or sagittal planes but
     open in the axial plane (the sacrum's foramina and fatty marrow below SURFACE_HU)."""
-    extra = np.zeros(surf.shape, bool)
-    for ax in (1, 2):
-        st = np.zeros((3, 3, 3), bool)
-        st[tuple(1 if a == ax else slice(None) for a in range(3))] = ndi.generate_binary_structure(2, 1)
-        extra |= ndi.binary_fill_holes(surf, structure=st)
+    extra = ndi.binary_fill_holes(surf, structure=_in_plane(1)) | ndi.binary_fill_holes(surf, structure=_in_plane(2))
     extra &= ~taken & ~surf & (hu > MARROW_MIN_HU)
     lab, n = ndi.label(extra)
     if n == 0:
@@ -200,9 +211,7 @@ def _add_open_marrow(seg: np.ndarray, sid: int, surf: np.ndarray, taken: np.ndar
     r = max(int(round(SACRUM_CLOSING_MM / w)), 1)
     ball = ndi.generate_binary_structure(3, 1)
     sac = ndi.binary_closing(seg == sid, structure=ball, iterations=r)
-    st = np.zeros((3, 3, 3), bool)
-    st[1] = ndi.generate_binary_structure(2, 1)
-    sac = ndi.binary_fill_holes(sac, structure=st)
+    sac = ndi.binary_fill_holes(sac, structure=_in_plane(0))
     seg[sac & (seg == 0) & ~taken_canal & (hu > MARROW_MIN_HU)] = sid
 
 
@@ -210,11 +219,7 @@ def _darkest_plane_normal(hu: np.ndarray, c: np.ndarray, n0: np.ndarray, w: floa
     """The disc plane's normal through ``c`` (voxel x, y, z): of the sagittal tilts around the
     body line's tangent ``n0``, the one whose disc-sized disk is darkest (the disc lies between
     bright endplates). The tangent alone is unreliable near the ends of the line."""
-    r = DISC_RADIUS_MM / w
-    g = np.arange(-r, r + 1e-6, 1.0)
-    A, B = np.meshgrid(g, g)
-    keep = A ** 2 + B ** 2 <= r * r
-    A, B = A[keep], B[keep]
+    A, B = _disk_offsets(DISC_RADIUS_MM / w)
     base = np.degrees(np.arctan2(n0[1], n0[2]))
     best, best_n = np.inf, n0
     for a in np.radians(base + np.arange(-30.0, 30.1, 3.0)):
@@ -380,17 +385,13 @@ def segment_ct(volume: Volume, *, progress=None, cancel=None) -> SegmentationRes
     e1 = np.array([1.0, 0.0, 0.0])[None] - tan[:, :1] * tan
     e1 /= np.linalg.norm(e1, axis=1, keepdims=True)
     e2 = np.cross(tan, e1)
-    r = 9.0 / w
-    g = np.arange(-r, r + 1e-6, 1.0)
-    A, B = np.meshgrid(g, g)
-    disk = (A ** 2 + B ** 2) <= r * r
-    A, B = A[disk], B[disk]
+    A, B = _disk_offsets(9.0 / w)
     samp = pts[:, None, :] + A[None, :, None] * e1[:, None, :] + B[None, :, None] * e2[:, None, :]
     coords = np.stack([samp[..., 2], samp[..., 1], samp[..., 0]])  # z, y, x
     vals = ndi.map_coordinates(hu, coords.reshape(3, -1), order=1, cval=-1000.0).reshape(samp.shape[:2])
     prof = ndi.gaussian_filter1d(vals.mean(axis=1), 1.0 / w * 1.5)
     span = np.percentile(prof, 90) - np.percentile(prof, 10)
-    peaks, props = find_peaks(-prof, distance=max(int(17.0 / w), 1), prominence=0.1 * span)
+    peaks, _ = find_peaks(-prof, distance=max(int(17.0 / w), 1), prominence=0.1 * span)
     # a disc is darker than the bone around it; in-body minima (cancellous between bright
     # endplates) are not darker than the local median
     loc_med = ndi.median_filter(prof, size=max(int(30.0 / w), 3) | 1, mode="nearest")
@@ -417,12 +418,11 @@ def segment_ct(volume: Volume, *, progress=None, cancel=None) -> SegmentationRes
         if len(cand) == 0:
             break
         peaks = np.append(peaks, cand[np.argmin(prof[cand] - loc_med[cand])])
-    props = {"prominences": ((loc_med - prof)[peaks] / span) * span}
     if len(peaks) == 0:
         raise SegmentationError("no intervertebral discs found along the column")
     disc_c = pts[peaks]
     disc_n = np.array([_darkest_plane_normal(hu, pts[p], tan[p], w) for p in peaks])
-    prom = props["prominences"] / span
+    prom = (loc_med - prof)[peaks] / span
     rep.step(0.5, "vertebrae")
 
     # ---- disc planes and slabs (signed distance along the normal, in voxels)
@@ -433,10 +433,8 @@ def segment_ct(volume: Volume, *, progress=None, cancel=None) -> SegmentationRes
         return (X - c[0]) * n[0] + (Y - c[1]) * n[1] + (Z - c[2]) * n[2]
 
     # column mask: bone (and enclosed holes except the canal) near the column
-    st = np.zeros((3, 3, 3), bool)
-    st[1] = ndi.generate_binary_structure(2, 1)
     surf = hu > SURFACE_HU
-    filled = ndi.binary_fill_holes(surf, structure=st)
+    filled = ndi.binary_fill_holes(surf, structure=_in_plane(0))
     ccx = np.interp(zq, zq[zvalid], cx[zvalid])[:, None, None]
     ccy = np.interp(zq, zq[zvalid], cy[zvalid])[:, None, None]
     canal = (((X - ccx) / (9.0 / w)) ** 2 + ((Y - ccy) / (8.0 / w)) ** 2 <= 1.0) & ~surf
@@ -466,14 +464,14 @@ def segment_ct(volume: Volume, *, progress=None, cancel=None) -> SegmentationRes
     # band is moved caudally (inferior articular and spinous processes reach below their
     # body's lower disc plane) and a wider gap is left unmarked, where the watershed puts
     # the border in the facet-joint gaps
-    near = np.abs(X - ccx) < 30.0 / w
     front = Y < ccy - BODY_FRONT_OF_CANAL_MM / w
     shift, margin_p = POSTERIOR_SHIFT_MM / w, POSTERIOR_GAP_MM / w
     upper_shift = POSTERIOR_UPPER_SHIFT_MM / w
-    seg_ids = []
     for s in range(nd + 1):
-        m_front = col & near & front
-        m_back = col & near & ~front
+        sacrum = s == nd  # no facet below; its alae reach towards the sacro-iliac joints
+        side = np.abs(X - ccx) < (SACRUM_HALF_WIDTH_MM if sacrum else 30.0) / w
+        m_front = col & side & front
+        m_back = col & side & ~front
         if s > 0:
             m_front &= dists[s - 1] < -margin   # below the disc above
             m_back &= dists[s - 1] < -(margin_p + upper_shift)
@@ -481,20 +479,15 @@ def segment_ct(volume: Volume, *, progress=None, cancel=None) -> SegmentationRes
             m_front &= dists[s] > margin        # above the disc below
             # (the top vertebra is often partial, its disc plane the least sure: no shift)
             m_back &= dists[s] > (margin_p if s == 0 else margin_p - shift)
-        # facet gaps are resolved on fine grids: there the watershed alone splits the arches;
-        # the sacrum (s == nd) has no facet below and keeps its whole band
-        if s == nd:  # the sacrum: alae reach towards the sacro-iliac joints
-            m_front = col & (np.abs(X - ccx) < SACRUM_HALF_WIDTH_MM / w) & front
-            m_back = col & (np.abs(X - ccx) < SACRUM_HALF_WIDTH_MM / w) & ~front
+        if sacrum:
             if nd:
-                m_front &= dists[s - 1] < -margin
-                m_back &= dists[s - 1] < -(margin_p + upper_shift)
                 # the L5/S1 plane slopes up backwards (sacral slope): extended behind the
                 # canal it would give L5's spinous process to the sacrum
                 m_back &= Z < disc_c[s - 1][2] + margin_p
             m_front &= Y > ccy - PELVIS_FRONT_MM / w
-        markers[m_front | m_back if (w > FACET_RESOLVED_MM or s == nd) else m_front] = s + 1
-        seg_ids.append(s + 1)
+        # facet gaps are resolved on fine grids: there the watershed alone splits the arches;
+        # the sacrum keeps its whole band
+        markers[m_front | m_back if (w > FACET_RESOLVED_MM or sacrum) else m_front] = s + 1
     del front
     markers[col & (np.abs(X - ccx) > 75.0 / w)] = OTHER
     if nd:
@@ -515,18 +508,17 @@ def segment_ct(volume: Volume, *, progress=None, cancel=None) -> SegmentationRes
         disc_rad2.append(rad2)
         m = (np.abs(d) <= max(0.6, 1.5 / w)) & (rad2 < (12.0 / w) ** 2) & (hu < BONE_HU) & (hu > -100)
         markers[m & (markers == 0) | m & (markers <= nd + 1) & (hu < SURFACE_HU)] = DISC_ID + i
-    if True:  # watershed on the gradient magnitude, confined to the column and disc zones
-        ca = sitk.GetArrayFromImage(sitk.GradientMagnitudeRecursiveGaussian(wimg, sigma=max(0.7 * w, 1.0)))
-        dzone = np.zeros(hu.shape, bool)
-        for i in range(nd):
-            dzone |= (np.abs(dists[i]) < 8.0 / w) & (disc_rad2[i] < (20.0 / w) ** 2)
-        ca[~(col | dzone)] = ca.max() * 2 + 1.0
-        cost = sitk.GetImageFromArray(ca)
-        del ca, dzone
-    ws = sitk.MorphologicalWatershedFromMarkers(cost, sitk.GetImageFromArray(markers),
-                                                markWatershedLine=False, fullyConnected=True)
-    seg = sitk.GetArrayFromImage(ws).astype(np.uint16)
-    disc_ws = seg >= DISC_ID
+    # watershed on the gradient magnitude, confined to the column and disc zones
+    ca = sitk.GetArrayFromImage(sitk.GradientMagnitudeRecursiveGaussian(wimg, sigma=max(0.7 * w, 1.0)))
+    dzone = np.zeros(hu.shape, bool)
+    for i in range(nd):
+        dzone |= (np.abs(dists[i]) < 8.0 / w) & (disc_rad2[i] < (20.0 / w) ** 2)
+    ca[~(col | dzone)] = ca.max() * 2 + 1.0
+    cost = sitk.GetImageFromArray(ca)
+    del ca, dzone
+    ws = sitk.GetArrayFromImage(sitk.MorphologicalWatershedFromMarkers(
+        cost, sitk.GetImageFromArray(markers), markWatershedLine=False, fullyConnected=True))
+    seg = ws.astype(np.uint16)
     seg[~col] = 0
     seg[seg == OTHER] = 0
     seg[seg >= DISC_ID] = 0
@@ -592,7 +584,7 @@ def segment_ct(volume: Volume, *, progress=None, cancel=None) -> SegmentationRes
         d = dists[i]
         rad2 = disc_rad2[i]
         m = (np.abs(d) < 8.0 / w) & (rad2 < (DISC_MAX_RADIUS_MM / w) ** 2) & (hu > -100) & (hu <= 200)
-        m &= ~canal & ((sitk.GetArrayViewFromImage(ws) == DISC_ID + i) | ~col)
+        m &= ~canal & ((ws == DISC_ID + i) | ~col)
         m &= _between(seg == upper_seg, seg == lower_seg, n if n[2] > 0 else -n, int(round(DISC_REACH_MM / w)))
         lab_i, nl = ndi.label(m)
         if nl:
