@@ -9,10 +9,9 @@ from PySide6.QtCore import QSettings, Qt
 from PySide6.QtGui import QAction, QColor, QImage, QKeySequence, QPainter, QPalette
 from PySide6.QtWidgets import (QApplication, QCheckBox, QComboBox, QDoubleSpinBox, QFileDialog,
                                QFormLayout, QGridLayout, QGroupBox, QHBoxLayout, QInputDialog, QLabel,
-                               QListWidget,
-                               QListWidgetItem, QMainWindow, QMessageBox, QProgressDialog, QPushButton,
-                               QSplitter, QTableWidget, QTableWidgetItem, QTabWidget, QVBoxLayout,
-                               QWidget)
+                               QListWidget, QListWidgetItem, QMainWindow, QMessageBox, QProgressDialog,
+                               QPushButton, QSplitter, QTableWidget, QTableWidgetItem, QTabWidget,
+                               QVBoxLayout, QWidget)
 
 from ..core.scene import Scene
 from ..core.segmentation import labels as L
@@ -373,8 +372,6 @@ class MainWindow(QMainWindow):
         return w
 
     def _choose_series(self, series) -> str | None:
-        from PySide6.QtWidgets import QInputDialog
-
         items = [f"{s.modality} | {s.description} | {s.size[2]} slices | "
                  f"{s.spacing[0]:.2f}x{s.spacing[1]:.2f}x{s.spacing[2]:.2f} mm"
                  + (f" | {len(s.warnings)} warning(s)" if s.warnings else "") for s in series]
@@ -588,17 +585,18 @@ class MainWindow(QMainWindow):
 
     def rename_vertebra(self) -> bool:
         """Give the selected vertebra the chosen name; refused when that name is already used."""
+        from ..core.errors import SegmentationError
         from ..core.segmentation.edit import rename_command
 
         sel = self._correction_labels("Rename")
         if sel is None:
             return False
-        old, new, present = sel
-        if new in present:
-            self.show_error("Rename", f"{L.vertebra_name(new)} is already in the label map. Rename it first, "
-                                      "or use Merge into to join two parts of one vertebra.")
+        old, new, _ = sel
+        try:  # the core refuses a name already in use
+            self.scene.undo_stack.push(rename_command(self.scene, old, new))
+        except SegmentationError as exc:
+            self.show_error("Rename", str(exc))
             return False
-        self.scene.undo_stack.push(rename_command(self.scene, old, new))
         self.vertebra_box.setCurrentText(L.vertebra_name(new))
         return True
 

@@ -172,12 +172,17 @@ def _dist_to_path(pts, path):
     return d
 
 
-def test_paint_stroke_in_the_axial_view_is_one_undo_step(window, phantom, qtbot):
+def _brush_on_l3(window, phantom):
+    """Crosshair on L3's centre, L3 selected: (labels, their array before, L3's centre)."""
     lab = window.scene.labels
-    before = lab.array.copy()
     centre = np.array(phantom.truth["vertebrae"]["L3"]["center_lps"])
     window.scene.set_cursor(centre)
     window.vertebra_box.setCurrentText("L3")
+    return lab, lab.array.copy(), centre
+
+
+def test_paint_stroke_in_the_axial_view_is_one_undo_step(window, phantom, qtbot):
+    lab, before, centre = _brush_on_l3(window, phantom)
     window.paint_button.click()
     assert all(v.tool == "paint" for v in window.views.values())
     assert window.brush.radius_mm == 3.0
@@ -208,11 +213,7 @@ def test_paint_stroke_in_the_axial_view_is_one_undo_step(window, phantom, qtbot)
 
 
 def test_erase_stroke_clears_the_selected_label_only(window, phantom, qtbot):
-    lab = window.scene.labels
-    before = lab.array.copy()
-    centre = np.array(phantom.truth["vertebrae"]["L3"]["center_lps"])
-    window.scene.set_cursor(centre)
-    window.vertebra_box.setCurrentText("L3")
+    lab, before, centre = _brush_on_l3(window, phantom)
     view = window.views["axial"]
     window.paint_button.click()
     _stroke(qtbot, view, [centre + [40, -10, 0], centre + [55, -10, 0]])
@@ -236,11 +237,7 @@ def test_erase_stroke_clears_the_selected_label_only(window, phantom, qtbot):
 
 
 def test_sagittal_stroke_stays_on_its_slice_and_crosshair_returns(window, phantom, qtbot):
-    lab = window.scene.labels
-    before = lab.array.copy()
-    centre = np.array(phantom.truth["vertebrae"]["L3"]["center_lps"])
-    window.scene.set_cursor(centre)
-    window.vertebra_box.setCurrentText("L3")
+    lab, before, centre = _brush_on_l3(window, phantom)
     window.paint_button.click()
     view = window.views["sagittal"]
     _stroke(qtbot, view, [centre + [0, -45, 0], centre + [0, -55, 10]])  # in front of the body

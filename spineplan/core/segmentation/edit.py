@@ -47,7 +47,8 @@ def rename_vertebra(arr: np.ndarray, old: int, new: int) -> np.ndarray:
     motor unit keeps its disc; refuses a name already in use."""
     present = set(np.unique(arr).tolist())
     if new in present:
-        raise SegmentationError(f"{L.vertebra_name(new)} is already labelled: merge instead")
+        raise SegmentationError(f"{L.vertebra_name(new)} is already in the label map. Rename it first, "
+                                "or use Merge into to join two parts of one vertebra.")
     out = rename_label(arr, old, new)
     if L.is_vertebra(old) and L.is_vertebra(new) and L.disc_label(old) in present \
             and L.disc_label(new) not in present:
