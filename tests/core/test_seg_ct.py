@@ -218,10 +218,11 @@ def test_noise_and_blur_do_not_add_a_level():
     """CT noise on flat marrow makes minima inside a body; they must not become discs."""
     from scipy import ndimage
 
-    p = make_phantom(spacing=1.5)
+    # (1 mm, 20 HU: the case that, before short disc gaps were dropped, gained an extra level)
+    p = make_phantom(spacing=1.0)
     rng = np.random.default_rng(1)
-    a = ndimage.gaussian_filter(p.ct.array.astype(np.float32), 0.7) + rng.normal(0, 40.0, p.ct.array.shape)
+    a = ndimage.gaussian_filter(p.ct.array.astype(np.float32), 0.7) + rng.normal(0, 20.0, p.ct.array.shape)
     r = segment_ct(p.ct.with_array(a.astype(np.int16)))
     assert r.levels == p.truth["levels"] and not r.flags
     dices = [_dice(r.labels.array, p.labels.array, L.vertebra_label(n)) for n in r.levels]
-    assert min(dices) >= 0.78, dices  # measured 0.81-0.88 (the blur moves the 100 HU surface out)
+    assert min(dices) >= 0.78, dices  # measured 0.87-0.97 (the blur moves the 100 HU surface out)
