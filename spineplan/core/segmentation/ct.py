@@ -41,17 +41,21 @@ POSTERIOR_UPPER_SHIFT_MM = 3.0  # (its upper end moves less: pedicles sit high o
 POSTERIOR_GAP_MM = 6.0        # and this far from the shifted disc planes
 SACRUM_BULK = 1.5             # sacrum volume >= this x a whole vertebra's (measured 2.1-3.6;
                               # a lumbar vertebra cut by the field's edge 1.4)
-SACRUM_MIN_WIDTH_MM = 75.0    # and alae: this wide in front of the canal (measured 91-100;
-                              # lumbar bodies 50-57)
+SACRUM_MIN_WIDTH_MM = 85.0    # and alae: this wide SACRUM_FRONT_MM in front of the canal
+                              # (measured: real CT 108, phantom 91.5; T12 with rib heads 72)
+SACRUM_FRONT_MM = 10.0
 MARROW_MIN_HU = 0.0            # fatty sacral marrow can be this dark
 PELVIS_FRONT_MM = 60.0        # below the lowest disc, bone this far in front of the canal is pelvis
 SACRUM_HALF_WIDTH_MM = 40.0   # sacrum markers reach this far from the midline
+SACRUM_TOP_MM = 30.0          # and join bone within this below the lowest disc plane
 ILIUM_FROM_MM = 55.0          # below the lowest disc, bone this far from the midline is ilium
 DISC_RADIUS_MM = 12.0         # disk sampled to orient a disc plane
 DISC_MAX_RADIUS_MM = 30.0     # disc voxels lie within this of the disc centre, in its plane
 DISC_REACH_MM = 15.0          # and have both bodies within this above and below
 ENDPLATE_HU = 150.0           # disc-endplate surface (half-way between disc and cortical bone)
 SACRUM_CLOSING_MM = 6.0       # the sacrum's marrow is closed over openings this wide
+CANAL_HALF_WIDTH_MM = 15.0    # the canal lumen lies within this of its centre line sideways
+CANAL_FRONT_MM = 12.0         # and within this in front of (and behind) it
 RIB_CUT_MM = 38.0             # thoracic vertebrae end this far from the canal; beyond: ribs
 RIB_NEAR_MM, RIB_FAR_MM = 40.0, 75.0  # a rib crosses this lateral band and runs on
 RIB_MIN_MM3 = 300.0           # bone of a rib in the band at a vertebra's height
@@ -213,6 +217,33 @@ def _add_open_marrow(seg: np.ndarray, sid: int, surf: np.ndarray, taken: np.ndar
     sac = ndi.binary_closing(seg == sid, structure=ball, iterations=r)
     sac = ndi.binary_fill_holes(sac, structure=_in_plane(0))
     seg[sac & (seg == 0) & ~taken_canal & (hu > MARROW_MIN_HU)] = sid
+
+
+def _enclosed_canal(holes: np.ndarray, cx, cy, zvalid, X, Y, ccx, ccy, w: float) -> np.ndarray:
+    """The whole lumen of the canal where the arch encloses it in the axial plane: the hole
+    through the canal line in each slice (a triangular L5 canal reaches beyond any ellipse).
+    A hole opening into the body's marrow (basivertebral foramen) is cut to a canal-sized box."""
+    lab, n = ndi.label(holes, structure=_in_plane(0))
+    zs = np.nonzero(zvalid)[0]
+    ids = lab[zs, np.clip(np.round(cy[zs]).astype(int), 0, holes.shape[1] - 1),
+              np.clip(np.round(cx[zs]).astype(int), 0, holes.shape[2] - 1)]
+    box = (np.abs(X - ccx) < CANAL_HALF_WIDTH_MM / w) & (Y > ccy - CANAL_FRONT_MM / w) \
+        & (Y < ccy + CANAL_FRONT_MM / w)
+    return np.isin(lab, np.unique(ids[ids > 0])) & box
+
+
+def _fill_enclosed_marrow(out_w: np.ndarray) -> None:
+    """Give each vertebra the unlabelled voxels its label encloses in a sagittal or coronal
+    plane: marrow darker than SURFACE_HU inside the cortex (fatty or osteoporotic bone).
+    Axial planes are left out: there the arch encloses the canal."""
+    objs = ndi.find_objects(out_w)
+    for v, sl in enumerate(objs, start=1):
+        if sl is None or not L.is_vertebra(v):
+            continue
+        sub = out_w[sl]
+        m = sub == v
+        f = ndi.binary_fill_holes(m, structure=_in_plane(1)) | ndi.binary_fill_holes(m, structure=_in_plane(2))
+        sub[f & (sub == 0)] = v
 
 
 def _darkest_plane_normal(hu: np.ndarray, c: np.ndarray, n0: np.ndarray, w: float) -> np.ndarray:
@@ -438,6 +469,7 @@ def segment_ct(volume: Volume, *, progress=None, cancel=None) -> SegmentationRes
     ccx = np.interp(zq, zq[zvalid], cx[zvalid])[:, None, None]
     ccy = np.interp(zq, zq[zvalid], cy[zvalid])[:, None, None]
     canal = (((X - ccx) / (9.0 / w)) ** 2 + ((Y - ccy) / (8.0 / w)) ** 2 <= 1.0) & ~surf
+    canal |= _enclosed_canal(filled & ~surf, cx, cy, zvalid, X, Y, ccx, ccy, w)
     col = filled & ~canal
     inzone = (np.abs(X - ccx) < 110.0 / w) & (Y > ccy - 80.0 / w) & (Y < ccy + 70.0 / w)
     col &= inzone
@@ -485,9 +517,20 @@ def segment_ct(volume: Volume, *, progress=None, cancel=None) -> SegmentationRes
                 # canal it would give L5's spinous process to the sacrum
                 m_back &= Z < disc_c[s - 1][2] + margin_p
             m_front &= Y > ccy - PELVIS_FRONT_MM / w
+        if sacrum and nd:
+            # in front of the canal, only bone joined to the sacrum's top without passing
+            # through the ilia: the pubic symphysis lies below the canal's lowest tracked
+            # slice, within PELVIS_FRONT_MM of it, and joins the sacrum only through the
+            # pelvic ring (the lower sacrum, whose thin cortex may break at SURFACE_HU, lies
+            # behind the canal's line)
+            lab, nl = ndi.label(col & (np.abs(X - ccx) < ILIUM_FROM_MM / w), structure=np.ones((3, 3, 3)))
+            top = lab[m_front & (dists[nd - 1] > -SACRUM_TOP_MM / w)]
+            m_front &= np.isin(lab, np.unique(top[top > 0]))
+            del lab
+        m = m_front | m_back if (w > FACET_RESOLVED_MM or sacrum) else m_front
         # facet gaps are resolved on fine grids: there the watershed alone splits the arches;
         # the sacrum keeps its whole band
-        markers[m_front | m_back if (w > FACET_RESOLVED_MM or sacrum) else m_front] = s + 1
+        markers[m] = s + 1
     del front
     markers[col & (np.abs(X - ccx) > 75.0 / w)] = OTHER
     if nd:
@@ -532,7 +575,7 @@ def segment_ct(volume: Volume, *, progress=None, cancel=None) -> SegmentationRes
     # by two discs and with alae (wide in front of the canal); otherwise (a thoracic or
     # partial scan) the names are only a guess and are flagged so
     full = counts[1:nd]  # segments 2..nd lie between two discs
-    front_x = np.nonzero(((seg == nd + 1) & (Y < ccy - 15.0 / w)).any(axis=(0, 1)))[0]
+    front_x = np.nonzero(((seg == nd + 1) & (Y < ccy - SACRUM_FRONT_MM / w)).any(axis=(0, 1)))[0]
     sacrum_width = (np.ptp(front_x) + 1) * w if len(front_x) else 0.0
     sacrum_seen = (len(full) >= 1 and counts[nd] >= SACRUM_BULK * float(np.median(full))
                    and sacrum_width >= SACRUM_MIN_WIDTH_MM)
@@ -611,6 +654,7 @@ def segment_ct(volume: Volume, *, progress=None, cancel=None) -> SegmentationRes
             m &= ~rib_zone
         out_w[m] = L.vertebra_label(names_by_seg[sid])
     del rib_zone
+    _fill_enclosed_marrow(out_w)
     out_w[(out_w == 0) & (disc_lab > 0)] = disc_lab[(out_w == 0) & (disc_lab > 0)]
     sac = hu < 60
     out_w[(out_w == 0) & canal & sac & zvalid[:, None, None]] = L.CANAL
