@@ -54,6 +54,10 @@ DISC_MAX_RADIUS_MM = 30.0     # disc voxels lie within this of the disc centre, 
 DISC_REACH_MM = 15.0          # and have both bodies within this above and below
 ENDPLATE_HU = 150.0           # disc-endplate surface (half-way between disc and cortical bone)
 SACRUM_CLOSING_MM = 6.0       # the sacrum's marrow is closed over openings this wide
+SURFACE_SMOOTH_VOX = 0.7      # vertebra surfaces are smoothed over this many working voxels
+CANAL_MAX_HU = 60.0           # canal holes: median HU below this (measured <= 42; osteoporotic
+                              # marrow holes >= 73)
+BODY_BEYOND_CANAL_MM = 30.0   # bodies are looked for this far beyond the canal's tracked ends
 CANAL_HALF_WIDTH_MM = 15.0    # the canal lumen lies within this of its centre line sideways
 CANAL_FRONT_MM = 12.0         # and within this in front of (and behind) it
 RIB_CUT_MM = 38.0             # thoracic vertebrae end this far from the canal; beyond: ribs
@@ -79,19 +83,11 @@ def _working_image(volume: Volume) -> tuple[sitk.Image, float]:
     return out, w
 
 
-def _smooth_curve(z: np.ndarray, v: np.ndarray, zq: np.ndarray, deg: int = 3,
-                  tol: float = 8.0, iters: int = 4) -> tuple[np.ndarray, np.ndarray]:
-    """Robust polynomial fit ``v(z)`` evaluated at ``zq``; returns (values, inlier mask)."""
-    keep = np.ones(len(z), bool)
-    deg = min(deg, max(len(np.unique(z)) - 1, 0))
-    for _ in range(iters):
-        c = np.polyfit(z[keep], v[keep], deg)
-        r = np.abs(np.polyval(c, z) - v)
-        new = r < max(tol, 2.5 * np.median(r[keep]))
-        if new.sum() < deg + 2 or np.array_equal(new, keep):
-            break
-        keep = new
-    return np.polyval(c, zq), keep
+def _median_inliers(z: np.ndarray, v: np.ndarray, half: float, tol: float) -> np.ndarray:
+    """Samples ``v(z)`` within ``tol`` of the median of the samples within ``half`` in z."""
+    near = np.abs(z[:, None] - z[None, :]) <= half
+    med = np.array([np.median(v[row]) for row in near])
+    return np.abs(v - med) < tol
 
 
 def _local_curve(z: np.ndarray, v: np.ndarray, zq: np.ndarray, sigma: float) -> np.ndarray:
@@ -133,8 +129,10 @@ def _disk_offsets(radius_vox: float) -> tuple[np.ndarray, np.ndarray]:
 
 
 # --------------------------------------------------------------------------- canal
-def _canal_candidates(bone: np.ndarray, w: float) -> np.ndarray:
-    """Centroids (x, y, z, area) in voxel units of in-slice holes enclosed by bone."""
+def _canal_candidates(bone: np.ndarray, hu: np.ndarray, w: float) -> np.ndarray:
+    """Centroids (x, y, z, area) in voxel units of in-slice holes enclosed by bone whose
+    contents are canal-dark (CSF, fat): an osteoporotic body's marrow also shows as a hole
+    at BONE_HU, behind which the canal may be open (at a disc), and must not be taken."""
     st = _in_plane(0)
     filled = ndi.binary_fill_holes(bone, structure=st)
     holes = filled & ~bone
@@ -145,6 +143,9 @@ def _canal_candidates(bone: np.ndarray, w: float) -> np.ndarray:
     area = ndi.sum_labels(np.ones_like(lab, dtype=np.float32), lab, idx) * w * w
     com = np.array(ndi.center_of_mass(holes, lab, idx))  # (z, y, x)
     ok = (area >= 40.0) & (area <= 700.0)
+    med = np.full(n, np.inf)
+    med[ok] = ndi.median(hu, lab, idx[ok])
+    ok &= med < CANAL_MAX_HU
     return np.column_stack([com[ok, 2], com[ok, 1], com[ok, 0], area[ok]])
 
 
@@ -163,9 +164,9 @@ def _fit_canal(cands: np.ndarray, nz: int, w: float, mid_x: np.ndarray) -> tuple
     z_s, first = np.unique(z[order].round(), return_index=True)
     x, y, z = x[order][first], y[order][first], z_s
     zq = np.arange(nz, dtype=float)
-    cy, keep = _smooth_curve(z, y, zq, tol=6.0 / w)
-    cx, keep2 = _smooth_curve(z[keep], x[keep], zq, tol=6.0 / w)
-    keep[np.nonzero(keep)[0][~keep2]] = False
+    # outliers against a running median, not a global polynomial: the canal steps back
+    # sharply at the lumbosacral junction, which a cubic over the whole column cannot follow
+    keep = _median_inliers(z, y, 25.0 / w, 6.0 / w) & _median_inliers(z, x, 25.0 / w, 6.0 / w)
     keep &= _longest_run(z, keep, 60.0 / w)
     cy = _local_curve(z[keep], y[keep], zq, 8.0 / w)
     cx = _local_curve(z[keep], x[keep], zq, 8.0 / w)
@@ -232,10 +233,32 @@ def _enclosed_canal(holes: np.ndarray, cx, cy, zvalid, X, Y, ccx, ccy, w: float)
     return np.isin(lab, np.unique(ids[ids > 0])) & box
 
 
-def _fill_enclosed_marrow(out_w: np.ndarray) -> None:
+def _smooth_vertebra_surfaces(out_w: np.ndarray, sigma_vox: float) -> None:
+    """Smooth each vertebra's surface at ``sigma_vox``: a voxel goes to the vertebra whose
+    Gaussian-blurred indicator is largest there when that exceeds one half. A bone surface is
+    smooth at this scale; a threshold surface is ragged with noise and partial volume.
+    Discs, canal and other labels keep their voxels."""
+    free = (out_w == 0) | ((out_w > 0) & (out_w < 100))
+    best = np.zeros(out_w.shape, np.float32)
+    new = np.where(free, 0, out_w).astype(out_w.dtype)
+    pad = int(np.ceil(3 * sigma_vox))
+    for v, sl in enumerate(ndi.find_objects(out_w), start=1):
+        if sl is None or not L.is_vertebra(v):
+            continue
+        sl = tuple(slice(max(a.start - pad, 0), a.stop + pad) for a in sl)
+        g = ndi.gaussian_filter((out_w[sl] == v).astype(np.float32), sigma_vox)
+        b, n = best[sl], new[sl]
+        win = (g > b) & (g > 0.5) & free[sl]
+        b[win] = g[win]
+        n[win] = v
+    out_w[free] = new[free]
+
+
+def _fill_enclosed_marrow(out_w: np.ndarray, keep_out: np.ndarray) -> None:
     """Give each vertebra the unlabelled voxels its label encloses in a sagittal or coronal
     plane: marrow darker than SURFACE_HU inside the cortex (fatty or osteoporotic bone).
-    Axial planes are left out: there the arch encloses the canal."""
+    Axial planes are left out (there the arch encloses the canal), and so is ``keep_out``
+    (the canal, which the sacrum encloses in sagittal planes too)."""
     objs = ndi.find_objects(out_w)
     for v, sl in enumerate(objs, start=1):
         if sl is None or not L.is_vertebra(v):
@@ -243,7 +266,7 @@ def _fill_enclosed_marrow(out_w: np.ndarray) -> None:
         sub = out_w[sl]
         m = sub == v
         f = ndi.binary_fill_holes(m, structure=_in_plane(1)) | ndi.binary_fill_holes(m, structure=_in_plane(2))
-        sub[f & (sub == 0)] = v
+        sub[f & (sub == 0) & ~keep_out[sl]] = v
 
 
 def _darkest_plane_normal(hu: np.ndarray, c: np.ndarray, n0: np.ndarray, w: float) -> np.ndarray:
@@ -363,7 +386,7 @@ def segment_ct(volume: Volume, *, progress=None, cancel=None) -> SegmentationRes
     rep.step(0.15, "bone and canal")
     bone = hu > BONE_HU
     bone = ndi.binary_closing(bone, structure=np.ones((1, 3, 3), bool)) | bone
-    cands = _canal_candidates(bone, w)
+    cands = _canal_candidates(bone, hu, w)
     body = hu > -300
     xs_ = np.arange(nx, dtype=float)
     wsum = body.sum(axis=(1, 2)).astype(float)
@@ -373,7 +396,12 @@ def segment_ct(volume: Volume, *, progress=None, cancel=None) -> SegmentationRes
     rep.step(0.3, "vertebral bodies")
 
     # ---- body centre line: bone in a box in front of the canal, per slice
+    # searched a little beyond the canal's tracked ends too: the sacral canal curves back and
+    # opens (the S1 body below the L5/S1 disc is needed to find that disc), and at a disc
+    # level the arch does not enclose the canal (a short scan may end there)
     zz = np.nonzero(zvalid)[0]
+    beyond = int(round(BODY_BEYOND_CANAL_MM / w))
+    zz = np.arange(max(zz[0] - beyond, 0), min(zz[-1] + beyond, nz - 1) + 1)
     bx = np.full(nz, np.nan)
     by = np.full(nz, np.nan)
     half_x = int(round(22.0 / w))
@@ -419,7 +447,9 @@ def segment_ct(volume: Volume, *, progress=None, cancel=None) -> SegmentationRes
     A, B = _disk_offsets(9.0 / w)
     samp = pts[:, None, :] + A[None, :, None] * e1[:, None, :] + B[None, :, None] * e2[:, None, :]
     coords = np.stack([samp[..., 2], samp[..., 1], samp[..., 0]])  # z, y, x
-    vals = ndi.map_coordinates(hu, coords.reshape(3, -1), order=1, cval=-1000.0).reshape(samp.shape[:2])
+    # (a tilted disk at the field's edge leaves the volume: edge values, not air, or the air
+    # makes a deeper 'minimum' there that hides the top disc)
+    vals = ndi.map_coordinates(hu, coords.reshape(3, -1), order=1, mode="nearest").reshape(samp.shape[:2])
     prof = ndi.gaussian_filter1d(vals.mean(axis=1), 1.0 / w * 1.5)
     span = np.percentile(prof, 90) - np.percentile(prof, 10)
     peaks, _ = find_peaks(-prof, distance=max(int(17.0 / w), 1), prominence=0.1 * span)
@@ -654,7 +684,8 @@ def segment_ct(volume: Volume, *, progress=None, cancel=None) -> SegmentationRes
             m &= ~rib_zone
         out_w[m] = L.vertebra_label(names_by_seg[sid])
     del rib_zone
-    _fill_enclosed_marrow(out_w)
+    _fill_enclosed_marrow(out_w, canal)
+    _smooth_vertebra_surfaces(out_w, SURFACE_SMOOTH_VOX)
     out_w[(out_w == 0) & (disc_lab > 0)] = disc_lab[(out_w == 0) & (disc_lab > 0)]
     sac = hu < 60
     out_w[(out_w == 0) & canal & sac & zvalid[:, None, None]] = L.CANAL
@@ -682,7 +713,8 @@ def segment_ct(volume: Volume, *, progress=None, cancel=None) -> SegmentationRes
         return org + np.asarray(p, float) * w
 
     centerline = lps(pts)
-    canal_line = lps(np.column_stack([cx[zz], cy[zz], zq[zz]]))
+    zc = np.nonzero(zvalid)[0]  # where the canal was tracked (not clamped beyond it)
+    canal_line = lps(np.column_stack([cx[zc], cy[zc], zq[zc]]))
     discs_out = {int(k): {"center_lps": lps(c).tolist(), "normal_lps": (n / np.linalg.norm(n)).tolist()}
                  for k, (c, n) in disc_info.items()}
     rep.step(1.0, "done")
