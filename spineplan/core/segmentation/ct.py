@@ -483,6 +483,7 @@ def segment_ct(volume: Volume, *, progress=None, cancel=None) -> SegmentationRes
         raise SegmentationError("no intervertebral discs found along the column")
     disc_c = pts[peaks]
     disc_n = np.array([_darkest_plane_normal(hu, pts[p], tan[p], w) for p in peaks])
+    disc_t = tan[peaks]
     prom = (loc_med - prof)[peaks] / span
     rep.step(0.5, "vertebrae")
 
@@ -517,9 +518,23 @@ def segment_ct(volume: Volume, *, progress=None, cancel=None) -> SegmentationRes
 
     # order discs cranial -> caudal (descending z)
     order = np.argsort(-disc_c[:, 2])
-    disc_c, disc_n, prom = disc_c[order], disc_n[order], prom[order]
+    disc_c, disc_n, prom, disc_t = disc_c[order], disc_n[order], prom[order], disc_t[order]
     nd = len(disc_c)
     dists = [plane_dist(i) for i in range(nd)]
+    # behind the canal the bands are cut by planes tilted half-way between the disc's own
+    # plane (which carries the lordotic wedge of the disc) and the perpendicular to the body
+    # line (which the arches follow, but which is unsure near the line's ends); on 3 mm
+    # grids, where these bands decide the arch borders, the disc planes alone gave L4's
+    # laminae to L5 (real CT and six noisy copies of it, mean vertebra Dice: 0.860-0.886
+    # with the disc planes, 0.875-0.900 with the line's perpendicular, 0.883-0.901 half-way)
+    back_n = disc_n + disc_t
+    back_n /= np.linalg.norm(back_n, axis=1, keepdims=True)
+
+    def back_dist(i):
+        c, n = disc_c[i], back_n[i]
+        return (X - c[0]) * n[0] + (Y - c[1]) * n[1] + (Z - c[2]) * n[2]
+
+    bdists = [back_dist(i) for i in range(nd)] if w > FACET_RESOLVED_MM else dists
     margin = 4.0 / w
     markers = np.zeros(hu.shape, np.uint16)
     # vertebra markers: in the body column between the disc planes; behind the body the
@@ -536,11 +551,11 @@ def segment_ct(volume: Volume, *, progress=None, cancel=None) -> SegmentationRes
         m_back = col & side & ~front
         if s > 0:
             m_front &= dists[s - 1] < -margin   # below the disc above
-            m_back &= dists[s - 1] < -(margin_p + upper_shift)
+            m_back &= bdists[s - 1] < -(margin_p + upper_shift)
         if s < nd:
             m_front &= dists[s] > margin        # above the disc below
             # (the top vertebra is often partial, its disc plane the least sure: no shift)
-            m_back &= dists[s] > (margin_p if s == 0 else margin_p - shift)
+            m_back &= bdists[s] > (margin_p if s == 0 else margin_p - shift)
         if sacrum:
             if nd:
                 # the L5/S1 plane slopes up backwards (sacral slope): extended behind the
