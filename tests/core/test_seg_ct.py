@@ -138,11 +138,12 @@ def test_real_ct_levels_and_dice(shared_data):
     assert r.levels == ["T12", "L1", "L2", "L3", "L4", "L5", "S1"]
     assert not r.flags
     assert min(r.confidence.values()) >= 0.9  # the sacrum and T12's ribs agree
-    # reached (3 mm): T12 .83 L1 .89 L2 .93 L3 .93 L4 .89 L5 .86 S1 .83, mean .88 (target 0.90)
+    # reached (3 mm): T12 .88 L1 .93 L2 .94 L3 .93 L4 .92 L5 .89 S1 .82, mean .900 (target 0.90);
+    # without the marrow fill 0.888, with the disc planes alone behind the canal 0.879
     dices = {lab: _dice(r.labels.array, ref, lab) for lab in (19, 20, 21, 22, 23, 24, 26)}
     for lab, dv in dices.items():
         assert dv > 0.78, (lab, dv)
-    assert np.mean(list(dices.values())) > 0.86
+    assert np.mean(list(dices.values())) > 0.89
     for lab in np.unique(refd)[1:]:
         assert (r.labels.array == lab).sum() > 0, lab
 
@@ -292,7 +293,7 @@ def test_surface_smoothing_removes_single_voxel_spurs_but_keeps_thin_processes()
     lab[10:13, 20:28, 11:14] = 21    # a 3-voxel-thick process
     lab[12, 12, 20] = 21             # a one-voxel spur (noise at the threshold)
     lab[20:22, 5:20, 5:20] = 121     # the disc below keeps its voxels
-    _smooth_vertebra_surfaces(lab, SURFACE_SMOOTH_VOX)
+    _smooth_vertebra_surfaces(lab, SURFACE_SMOOTH_VOX, np.zeros(lab.shape, bool))
     assert lab[12, 12, 20] == 0
     assert (lab[10:13, 21:27, 11:14] == 21).mean() > 0.6
     assert (lab[20:22, 5:20, 5:20] == 121).all()

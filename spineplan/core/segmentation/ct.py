@@ -233,12 +233,12 @@ def _enclosed_canal(holes: np.ndarray, cx, cy, zvalid, X, Y, ccx, ccy, w: float)
     return np.isin(lab, np.unique(ids[ids > 0])) & box
 
 
-def _smooth_vertebra_surfaces(out_w: np.ndarray, sigma_vox: float) -> None:
+def _smooth_vertebra_surfaces(out_w: np.ndarray, sigma_vox: float, keep_out: np.ndarray) -> None:
     """Smooth each vertebra's surface at ``sigma_vox``: a voxel goes to the vertebra whose
     Gaussian-blurred indicator is largest there when that exceeds one half. A bone surface is
     smooth at this scale; a threshold surface is ragged with noise and partial volume.
-    Discs, canal and other labels keep their voxels."""
-    free = (out_w == 0) | ((out_w > 0) & (out_w < 100))
+    Discs and other labels keep their voxels; ``keep_out`` (the canal) stays unlabelled."""
+    free = ((out_w == 0) & ~keep_out) | ((out_w > 0) & (out_w < 100))
     best = np.zeros(out_w.shape, np.float32)
     new = np.where(free, 0, out_w).astype(out_w.dtype)
     pad = int(np.ceil(3 * sigma_vox))
@@ -700,7 +700,7 @@ def segment_ct(volume: Volume, *, progress=None, cancel=None) -> SegmentationRes
         out_w[m] = L.vertebra_label(names_by_seg[sid])
     del rib_zone
     _fill_enclosed_marrow(out_w, canal)
-    _smooth_vertebra_surfaces(out_w, SURFACE_SMOOTH_VOX)
+    _smooth_vertebra_surfaces(out_w, SURFACE_SMOOTH_VOX, canal)
     out_w[(out_w == 0) & (disc_lab > 0)] = disc_lab[(out_w == 0) & (disc_lab > 0)]
     sac = hu < 60
     out_w[(out_w == 0) & canal & sac & zvalid[:, None, None]] = L.CANAL
