@@ -182,6 +182,16 @@ def test_real_ct_names_survive_added_noise(shared_data, seed):
     assert not r.flags
 
 
+@pytest.mark.parametrize("k0", [15, 32])
+def test_real_ct_cut_below_the_sacrum_top_keeps_its_anchor(shared_data, k0):
+    """A lumbar field of view that ends 36-87 mm below the L5/S1 disc still shows a sacrum
+    (bulk and alae): names right, not flagged."""
+    _, img, _ = _real_ct(shared_data)
+    r = segment_ct(Volume.from_sitk(img[:, :, k0:], modality="CT"))
+    assert r.levels == ["T12", "L1", "L2", "L3", "L4", "L5", "S1"]
+    assert not r.flags and r.confidence["S1"] >= 0.9
+
+
 def test_real_ct_pubis_is_not_sacrum(shared_data):
     d, img, v = _real_ct(shared_data)
     ref = sitk.GetArrayFromImage(sitk.ReadImage(str(d / "example_ct_vertebrae_verse.nii.gz")))
