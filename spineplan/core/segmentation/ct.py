@@ -672,7 +672,9 @@ def segment_ct(volume: Volume, *, progress=None, cancel=None) -> SegmentationRes
         d = dists[i]
         rad2 = disc_rad2[i]
         m = (np.abs(d) < 8.0 / w) & (rad2 < (DISC_MAX_RADIUS_MM / w) ** 2) & (hu > -100) & (hu <= 200)
-        m &= ~canal & ((ws == DISC_ID + i) | ~col)
+        # in front of the canal's centre: between L5's and S1's articular processes (the
+        # facet joint) both segments are near too (a herniation still reaches the canal's front)
+        m &= ~canal & ((ws == DISC_ID + i) | ~col) & (Y < ccy)
         m &= _between(seg == upper_seg, seg == lower_seg, n if n[2] > 0 else -n, int(round(DISC_REACH_MM / w)))
         lab_i, nl = ndi.label(m)
         if nl:
