@@ -138,7 +138,7 @@ def test_real_ct_levels_and_dice(shared_data):
     assert r.levels == ["T12", "L1", "L2", "L3", "L4", "L5", "S1"]
     assert not r.flags
     assert min(r.confidence.values()) >= 0.9  # the sacrum and T12's ribs agree
-    # reached (3 mm): T12 .88 L1 .93 L2 .94 L3 .93 L4 .92 L5 .89 S1 .82, mean .900 (target 0.90);
+    # reached (3 mm): T12 .87 L1 .93 L2 .93 L3 .92 L4 .92 L5 .89 S1 .82, mean .899 (target 0.90);
     # without the marrow fill 0.888, with the disc planes alone behind the canal 0.879
     dices = {lab: _dice(r.labels.array, ref, lab) for lab in (19, 20, 21, 22, 23, 24, 26)}
     for lab, dv in dices.items():
@@ -190,6 +190,23 @@ def test_real_ct_cut_below_the_sacrum_top_keeps_its_anchor(shared_data, k0):
     r = segment_ct(Volume.from_sitk(img[:, :, k0:], modality="CT"))
     assert r.levels == ["T12", "L1", "L2", "L3", "L4", "L5", "S1"]
     assert not r.flags and r.confidence["S1"] >= 0.9
+
+
+def test_real_ct_resampled_to_2mm_names_and_arches(shared_data):
+    """The fine-grid path on real anatomy: the 3 mm CT interpolated to 2 mm (thin osteoporotic
+    cortex blurred; facet gaps not resolved). Bodies were lost from the line (names L3..S1),
+    and with markers only in front of the canal the watershed gave half of each arch to the
+    neighbour (mean Dice 0.78)."""
+    d, img, _ = _real_ct(shared_data)
+    size = [int(round(n * img.GetSpacing()[0] / 2.0)) for n in img.GetSize()]
+    fine = sitk.Resample(img, size, sitk.Transform(), sitk.sitkLinear, img.GetOrigin(), (2.0,) * 3,
+                         img.GetDirection(), -1024, sitk.sitkInt16)
+    ref = sitk.GetArrayFromImage(sitk.Resample(sitk.ReadImage(str(d / "example_ct_vertebrae_verse.nii.gz")),
+                                               fine, sitk.Transform(), sitk.sitkNearestNeighbor, 0))
+    r = segment_ct(Volume.from_sitk(fine, modality="CT"))
+    assert r.levels == ["T12", "L1", "L2", "L3", "L4", "L5", "S1"] and not r.flags
+    dices = [_dice(r.labels.array, ref, lab) for lab in (19, 20, 21, 22, 23, 24, 26)]
+    assert np.mean(dices) > 0.83, dices  # measured 0.854 (against a blocky 3 mm reference)
 
 
 def test_real_ct_pubis_is_not_sacrum(shared_data):
