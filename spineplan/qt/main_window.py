@@ -559,7 +559,7 @@ class MainWindow(QMainWindow):
         lab = self.scene.labels
         if lab is None or lab.array.size == 0:
             return set()
-        return set(np.flatnonzero(np.bincount(lab.array.ravel())).tolist())
+        return set(np.flatnonzero(L.label_counts(lab.array)).tolist())
 
     def _fill_vertebra_box(self, lab):
         cur = self.vertebra_box.currentText()
