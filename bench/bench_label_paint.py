@@ -17,7 +17,7 @@ Columns:
   release ms    mouse release: the once-per-stroke updates (motor units, vertebra list, 3D meshes)
   stroke ms     press + 30 moves + release, all events processed
   undo / redo   the whole stroke, all events processed (motor units, meshes, repaints)
-  undo MB       memory held by the stroke's undo step (indices + old + new values)
+  undo kB       memory held by the stroke's undo step (indices + old + new values)
   peak MB       peak resident memory above the resident memory before the stroke
                 (press .. redo), from /proc/self/status VmHWM after resetting it
 
@@ -124,24 +124,26 @@ def measure(win, app, vol, lab):
     stroke = time.perf_counter() - t_stroke
     del win.brush._dab
     cmd = win.scene.undo_stack._done[-1]
-    undo_mb = sum(getattr(cmd, a).nbytes for a in ("_idx", "_old", "_new")) / 2**20
+    undo_kb = sum(getattr(cmd, a).nbytes for a in ("_idx", "_old", "_new")) / 1024
     changed = len(cmd._idx)
     t = time.perf_counter()
     win.undo_action.trigger()
     app.processEvents()
     undo = time.perf_counter() - t
+    assert np.array_equal(win.scene.labels.array.reshape(-1)[cmd._idx], cmd._old), "undo failed"
     if before is not None:
         assert np.array_equal(win.scene.labels.array, before), "undo did not restore the labels"
     t = time.perf_counter()
     win.redo_action.trigger()
     app.processEvents()
     redo = time.perf_counter() - t
+    assert np.array_equal(win.scene.labels.array.reshape(-1)[cmd._idx], cmd._new), "redo failed"
     peak = (_status_kb("VmHWM") - rss0) / 1024 if peak_ok else float("nan")
     one = [m for m, d in zip(moves, per_move_dabs) if d == 1] or moves
     win.paint_button.click()
     return dict(dab=1000 * float(np.median(one)), dab_max=1000 * max(one), press=1000 * press,
                 release=1000 * release, stroke=1000 * stroke, undo=1000 * undo, redo=1000 * redo,
-                undo_mb=undo_mb, peak_mb=peak, dabs=dabs[0], voxels=changed)
+                undo_kb=undo_kb, peak_mb=peak, dabs=dabs[0], voxels=changed)
 
 
 def main():
@@ -173,12 +175,12 @@ def main():
           "onto background")
     hdr = (f"{'case':22s} {'grid':>12s} {'dtype':>13s} {'dabs':>5s} {'voxels':>7s} {'dab ms':>8s} "
            f"{'dab max':>8s} {'press':>7s} {'release':>8s} {'stroke ms':>10s} {'undo ms':>8s} "
-           f"{'redo ms':>8s} {'undo MB':>8s} {'peak MB':>8s}")
+           f"{'redo ms':>8s} {'undo kB':>8s} {'peak MB':>8s}")
     print(hdr)
     for name, grid, dt, r in rows:
         print(f"{name:22s} {grid:>12s} {dt:>13s} {r['dabs']:5d} {r['voxels']:7d} {r['dab']:8.1f} "
               f"{r['dab_max']:8.1f} {r['press']:7.1f} {r['release']:8.0f} {r['stroke']:10.0f} "
-              f"{r['undo']:8.0f} {r['redo']:8.0f} {r['undo_mb']:8.3f} {r['peak_mb']:8.0f}")
+              f"{r['undo']:8.0f} {r['redo']:8.0f} {r['undo_kb']:8.1f} {r['peak_mb']:8.0f}")
     print("release/undo/redo include the once-per-stroke motor units, vertebra list and 3D meshes")
 
 
