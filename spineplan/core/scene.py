@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from .commands import UndoStack
 from .events import Signal
 from .volume import Volume
@@ -21,7 +23,9 @@ class SceneEvents:
 
     def __init__(self) -> None:
         self.volume = Signal("volume")              # (volume)
-        self.labels = Signal("labels")              # (labels Volume or None)
+        # (labels Volume or None, region): region is None when the whole label map may have
+        # changed (a new map), else the (k, j, i) slices of the array edited in place
+        self.labels = Signal("labels")
         self.motor_units = Signal("motor_units")    # (list)
         self.case = Signal("case")                  # (case)
         self.plan = Signal("plan")                  # (plan or None)
@@ -54,15 +58,40 @@ class Scene:
         self.annotations = []
         self.undo_stack.clear()
         self.events.volume.emit(volume)
-        self.events.labels.emit(None)
+        self.events.labels.emit(None, None)
         self.events.motor_units.emit([])
         self.events.plan.emit(None)
         self.events.annotations.emit([])
         self.set_cursor(volume.center_lps())
 
     def set_labels(self, labels: Volume | None) -> None:
+        """Replace the label map. The scene keeps its own C-ordered copy of the array, which
+        label edits (``edit_labels``) change in place; the caller's array is never modified."""
+        if labels is not None:
+            labels = labels.with_array(np.array(labels.array, order="C", copy=True))
         self.labels = labels
-        self.events.labels.emit(labels)
+        self.events.labels.emit(labels, None)
+
+    def edit_labels(self, flat_index: np.ndarray, values) -> tuple[slice, slice, slice] | None:
+        """Write ``values`` at the flat (C-order) indices of the label array, in place.
+
+        Emits ``labels(labels, region)`` with the bounding box of the indices as
+        ``(k, j, i)`` slices, so that views can update only that part; returns the region
+        (None, and no event, when there is nothing to write). No copy of the array is made.
+        """
+        lab = self.labels
+        idx = np.asarray(flat_index, np.intp).ravel()
+        if lab is None or idx.size == 0:
+            return None
+        arr = lab.array
+        if not (arr.flags.c_contiguous and arr.flags.writeable):  # not given through set_labels
+            arr = lab.array = np.array(arr, order="C", copy=True)
+        arr.reshape(-1)[idx] = values
+        lab.modality = "SEG"
+        k, j, i = np.unravel_index(idx, arr.shape)
+        region = tuple(slice(int(a.min()), int(a.max()) + 1) for a in (k, j, i))
+        self.events.labels.emit(lab, region)
+        return region
 
     def set_motor_units(self, units: list[Any]) -> None:
         self.motor_units = list(units)
@@ -81,7 +110,5 @@ class Scene:
         self.events.annotations.emit(self.annotations)
 
     def set_cursor(self, lps) -> None:
-        import numpy as np
-
         self.cursor_lps = np.asarray(lps, float)
         self.events.cursor.emit(self.cursor_lps)

@@ -535,7 +535,7 @@ class MainWindow(QMainWindow):
     def set_labels(self, lab):
         self.scene.set_labels(lab)
 
-    def _on_labels(self, lab):
+    def _on_labels(self, lab, region=None):
         """Motor units and the vertebra list follow the labels (after segmentation, corrections,
         undo/redo); during a paint stroke they are brought up to date when the stroke ends."""
         from ..core.segmentation.motor_units import compute_motor_units
@@ -559,7 +559,7 @@ class MainWindow(QMainWindow):
         lab = self.scene.labels
         if lab is None or lab.array.size == 0:
             return set()
-        return set(np.flatnonzero(np.bincount(lab.array.ravel())).tolist())
+        return set(np.flatnonzero(L.label_counts(lab.array)).tolist())
 
     def _fill_vertebra_box(self, lab):
         cur = self.vertebra_box.currentText()
@@ -899,6 +899,8 @@ class MainWindow(QMainWindow):
         if self.presentation:
             plan = teaching.anonymise_for_presentation(plan, self.case_title)
         ct, labels = self.scene.volume, self.scene.labels
+        if labels is not None:  # label edits change the scene's array in place meanwhile
+            labels = labels.with_array(labels.array.copy())
 
         def job(progress=None, cancel=None):
             imgs: list = []

@@ -16,7 +16,7 @@ from PySide6.QtWidgets import QWidget
 from ..core.measurements import POINTS_NEEDED, AddMeasurement, Measurement
 from ..core.presets import auto_window
 from ..core.segmentation.edit import paint_command
-from ..render.slicing import (SliceRequest, edge_letters, label_rgba, plane_axes, reslice,
+from ..render.slicing import (SliceRequest, blend_labels, edge_letters, plane_axes, reslice,
                               trajectory_axes, window_to_gray)
 
 __all__ = ["SliceView", "LabelBrush", "BRUSH_TOOLS"]
@@ -112,6 +112,8 @@ class SliceView(QWidget):
         self._drag = None
         self._image: QImage | None = None
         self._req: SliceRequest | None = None
+        self._gray: np.ndarray | None = None  # the windowed image slice of _image, (H, W) uint8
+        self._rgb: np.ndarray | None = None  # _image's pixels: grey with the labels blended, (H, W, 3)
         self.setMinimumSize(160, 160)
         self.setFocusPolicy(Qt.StrongFocus)
         self.setMouseTracking(True)
@@ -119,7 +121,7 @@ class SliceView(QWidget):
         ev = scene.events
         ev.volume.connect(self._on_volume)
         ev.cursor.connect(self._on_cursor)
-        ev.labels.connect(self._on_change)
+        ev.labels.connect(self._on_labels)
         ev.annotations.connect(self._on_annotations)
         ev.plan.connect(self._on_annotations)
 
@@ -139,9 +141,40 @@ class SliceView(QWidget):
             self._image = None
         self.update()
 
-    def _on_change(self, *_):
-        self._image = None
-        self.update()
+    def _on_labels(self, labels, region=None):
+        """A new label map redraws the view; an edit in place (``region``: the (k, j, i) slices
+        changed) re-blends only the pixels showing those voxels, and nothing when this view's
+        plane does not cross them."""
+        if (region is None or labels is None or self._image is None or self._rgb is None
+                or self._image.size() != self.size()):
+            self._image = None
+            self.update()
+            return
+        rect = self._pixels_showing(labels, region)
+        if rect is None:
+            return
+        x0, y0, x1, y1 = rect
+        lab = reslice(labels, self._req, order=0, cval=0, window=rect)
+        self._rgb[y0:y1, x0:x1] = blend_labels(self._gray[y0:y1, x0:x1], lab)
+        self._image = self._qimage()
+        self.update(x0, y0, x1 - x0, y1 - y0)
+
+    def _pixels_showing(self, labels, region):
+        """Pixel rectangle (x0, y0, x1, y1) of the shown image that can sample the voxels of
+        ``region`` (nearest neighbour), or None when the view's plane misses them."""
+        req = self._req
+        lo = np.array([r.start for r in region[::-1]], float) - 0.51  # i, j, k
+        hi = np.array([r.stop - 1 for r in region[::-1]], float) + 0.51
+        corners = np.array([[a, b, c] for a in (lo[0], hi[0]) for b in (lo[1], hi[1]) for c in (lo[2], hi[2])])
+        d = labels.lps_points_from_ijk(corners) - req.center_lps
+        depth = d @ np.cross(req.right, req.down)
+        if depth.min() > 1e-9 or depth.max() < -1e-9:
+            return None
+        x = d @ req.right / req.mm_per_px + (req.width - 1) / 2
+        y = d @ req.down / req.mm_per_px + (req.height - 1) / 2
+        x0, x1 = max(int(np.floor(x.min())), 0), min(int(np.ceil(x.max())) + 1, req.width)
+        y0, y1 = max(int(np.floor(y.min())), 0), min(int(np.ceil(y.max())) + 1, req.height)
+        return (x0, y0, x1, y1) if x1 > x0 and y1 > y0 else None
 
     def _on_annotations(self, *_):
         if self.follows_plan:
@@ -222,15 +255,14 @@ class SliceView(QWidget):
         req = self.request()
         vol = self.scene.volume
         data = reslice(vol, req, order=1)
-        g = window_to_gray(data, self.level, self.width_)
-        rgb = np.repeat(g[:, :, None], 3, axis=2).astype(np.float32)
-        if self.scene.labels is not None:
-            lab = reslice(self.scene.labels, req, order=0, cval=0)
-            rgba = label_rgba(lab).astype(np.float32)
-            a = rgba[:, :, 3:4] / 255.0
-            rgb = rgb * (1 - a) + rgba[:, :, :3] * a
-        arr = np.ascontiguousarray(rgb.clip(0, 255).astype(np.uint8))
+        self._gray = window_to_gray(data, self.level, self.width_)
+        lab = reslice(self.scene.labels, req, order=0, cval=0) if self.scene.labels is not None else None
+        self._rgb = blend_labels(self._gray, lab)
         self._req = req
+        return self._qimage()
+
+    def _qimage(self) -> QImage:
+        arr = self._rgb
         img = QImage(arr.data, arr.shape[1], arr.shape[0], 3 * arr.shape[1], QImage.Format_RGB888)
         return img.copy()
 

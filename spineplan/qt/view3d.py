@@ -126,7 +126,9 @@ class View3D(QVTKRenderWindowInteractor):
         if not defer and self._stale:
             self._on_labels(self.scene.labels)
 
-    def _on_labels(self, labels):
+    def _on_labels(self, labels, region=None):
+        """Label meshes rebuilt from the whole map (``region``, the part edited in place, is
+        not used: a stroke defers the rebuild to its end)."""
         if self._deferred:
             self._stale = True
             return

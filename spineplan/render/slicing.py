@@ -19,7 +19,7 @@ from scipy import ndimage
 from ..core.volume import Volume
 
 __all__ = ["ORIENTATIONS", "plane_axes", "trajectory_axes", "letter_of", "SliceRequest", "reslice", "edge_letters", "window_to_gray",
-           "LABEL_COLORS", "label_rgba"]
+           "LABEL_COLORS", "label_rgba", "blend_labels"]
 
 ORIENTATIONS = ("axial", "coronal", "sagittal")
 
@@ -94,10 +94,16 @@ class SliceRequest:
                 float(d @ self.down) / self.mm_per_px + (self.height - 1) / 2)
 
 
-def reslice(volume: Volume, req: SliceRequest, order: int = 1, cval: float | None = None) -> np.ndarray:
-    """Sample ``volume`` on the view plane; returns a (height, width) float32 array."""
-    xs = (np.arange(req.width) - (req.width - 1) / 2) * req.mm_per_px
-    ys = (np.arange(req.height) - (req.height - 1) / 2) * req.mm_per_px
+def reslice(volume: Volume, req: SliceRequest, order: int = 1, cval: float | None = None,
+            window: tuple[int, int, int, int] | None = None) -> np.ndarray:
+    """Sample ``volume`` on the view plane; returns a (height, width) float32 array.
+
+    ``window`` = (x0, y0, x1, y1) samples only the pixels [y0:y1, x0:x1] of the view, with
+    exactly the values the whole view has there.
+    """
+    x0, y0, x1, y1 = window if window is not None else (0, 0, req.width, req.height)
+    xs = (np.arange(x0, x1) - (req.width - 1) / 2) * req.mm_per_px
+    ys = (np.arange(y0, y1) - (req.height - 1) / 2) * req.mm_per_px
     # ijk = A @ lps + b, with lps = c + x*right + y*down: separable in x and y
     m = volume.ijk_from_lps()
     A, b = m[:3, :3], m[:3, 3]
@@ -146,3 +152,13 @@ def label_rgba(lab: np.ndarray) -> np.ndarray:
     """RGBA overlay (H, W, 4) for a label slice."""
     idx = np.clip(lab.astype(np.int64), 0, len(LABEL_COLORS) - 1)
     return LABEL_COLORS[idx]
+
+
+def blend_labels(gray: np.ndarray, lab: np.ndarray | None) -> np.ndarray:
+    """(H, W, 3) uint8: a grey slice with its label slice blended over it (None: grey only)."""
+    rgb = np.repeat(gray[:, :, None], 3, axis=2).astype(np.float32)
+    if lab is not None:
+        rgba = label_rgba(lab).astype(np.float32)
+        a = rgba[:, :, 3:4] / 255.0
+        rgb = rgb * (1 - a) + rgba[:, :, :3] * a
+    return np.ascontiguousarray(rgb.clip(0, 255).astype(np.uint8))

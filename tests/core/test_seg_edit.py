@@ -45,7 +45,7 @@ def test_disc_brush_paints_only_the_slice_within_radius(phantom):
 
 def test_shift_command_fires_labels_event_undo_and_redo(scene, phantom):
     seen = []
-    scene.events.labels.connect(lambda lab: seen.append(lab))
+    scene.events.labels.connect(lambda lab, region: seen.append(lab))
     before = phantom.labels.array.copy()
     scene.undo_stack.push(shift_levels_command(scene, -1))
     assert len(seen) == 1
@@ -111,3 +111,62 @@ def test_brush_command_matches_the_pure_function(scene, phantom, axis, only_on):
     assert np.array_equal(scene.labels.array, expect) and (expect != lab.array).any()
     scene.undo_stack.undo()
     assert np.array_equal(scene.labels.array, lab.array)
+
+
+def test_paint_edits_the_scene_array_in_place_and_reports_the_changed_box(scene, phantom):
+    events = []
+    scene.events.labels.connect(lambda lab, region: events.append((lab, region)))
+    arr = scene.labels.array
+    before = arr.copy()
+    c = np.array(phantom.truth["vertebrae"]["L2"]["center_lps"]) + [0, -30.0, 0]
+    for n in range(3):  # a three-dab stroke on one axial slice
+        scene.undo_stack.push(paint_command(scene, c + [3.0 * n, 0, 0], 4.0, 300, axis=2, stroke_id=7))
+    scene.undo_stack.end_merge()
+    assert scene.labels.array is arr  # no copy of the label map, per dab or per stroke
+    changed = np.argwhere(arr != before)
+    assert len(changed) > 10 and (arr[tuple(changed.T)] == 300).all()
+    assert len(events) == 3 and all(lab is scene.labels for lab, _ in events)
+    boxes = [tuple((r.start, r.stop) for r in region) for _, region in events]
+    # the union of the dabs' boxes is exactly the bounding box of the changed voxels
+    lo = np.min([[b[0] for b in box] for box in boxes], 0)
+    hi = np.max([[b[1] for b in box] for box in boxes], 0)
+    assert lo.tolist() == changed.min(0).tolist() and hi.tolist() == (changed.max(0) + 1).tolist()
+    assert all(box[0][1] - box[0][0] == 1 for box in boxes)  # one slice each
+    after = arr.copy()
+    scene.undo_stack.undo()
+    assert scene.labels.array is arr and np.array_equal(arr, before)
+    _, region = events[-1]  # undo reports the whole stroke's box
+    assert [(r.start, r.stop) for r in region] == list(zip(lo.tolist(), hi.tolist()))
+    scene.undo_stack.redo()
+    assert scene.labels.array is arr and np.array_equal(arr, after)
+
+
+def test_set_labels_keeps_a_private_copy_so_edits_leave_the_callers_map_alone(phantom):
+    s = Scene()
+    s.set_volume(phantom.ct)
+    s.set_labels(phantom.labels)
+    assert s.labels.array is not phantom.labels.array and s.labels.array.flags.c_contiguous
+    before = phantom.labels.array.copy()
+    c = np.array(phantom.truth["vertebrae"]["L3"]["center_lps"])
+    s.undo_stack.push(paint_command(s, c, 8.0, 0))
+    assert (s.labels.array != before).any() and np.array_equal(phantom.labels.array, before)
+
+
+def test_a_dab_that_changes_nothing_is_not_an_event(scene, phantom):
+    c = np.array(phantom.truth["vertebrae"]["L3"]["center_lps"])
+    scene.undo_stack.push(paint_command(scene, c, 5.0, 300, axis=2))
+    events = []
+    scene.events.labels.connect(lambda lab, region: events.append(region))
+    scene.undo_stack.push(paint_command(scene, c, 5.0, 300, axis=2))  # the same dab again
+    assert events == []
+
+
+def test_edit_on_a_read_only_label_array_copies_it_once(scene, phantom):
+    scene.labels.array.flags.writeable = False  # e.g. a view of a file put there directly
+    ro = scene.labels.array
+    c = np.array(phantom.truth["vertebrae"]["L3"]["center_lps"])
+    scene.undo_stack.push(paint_command(scene, c, 5.0, 0, axis=2))
+    arr = scene.labels.array
+    assert arr is not ro and (arr != ro).any()
+    scene.undo_stack.undo()
+    assert scene.labels.array is arr and np.array_equal(arr, ro)

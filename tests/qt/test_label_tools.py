@@ -276,7 +276,9 @@ def test_trajectory_view_paints_a_sphere_and_plan_handles_still_drag(window, pha
     assert len(changed) > 5 and (lab.array[tuple(changed.T)] == L4).all()
     assert np.linalg.norm(pts - p, axis=1).max() <= 3.0 + 1e-6
     assert len(set(changed[:, 0].tolist())) >= 2  # a sphere: several axial slices
-    down.grab_array()  # the brush outline is drawn without error
+    # the brush outline is drawn, and the oblique view re-blended only where the sphere shows,
+    # exactly as a full redraw would
+    assert np.array_equal(down.grab_array(), _full_render(down))
     # the target handle still drags the plan while Paint is on
     steps = len(window.scene.undo_stack)
     painted = lab.array.copy()
@@ -308,3 +310,69 @@ def test_3d_meshes_are_rebuilt_once_per_stroke(qtbot, tmp_path, phantom, monkeyp
     finally:
         w.close()
         gc.collect()
+
+
+def _full_render(view):
+    """The view's pixels drawn from scratch (a window change discards the cached image)."""
+    view.set_window(view.level, view.width_)
+    return view.grab_array()
+
+
+def test_a_dab_shows_at_once_by_reblending_only_the_pixels_it_touched(window, phantom, qtbot, monkeypatch):
+    import spineplan.qt.slice_view as sv
+
+    lab, before, centre = _brush_on_l3(window, phantom)
+    window.paint_button.click()
+    window.brush_radius.setValue(6.0)
+    for v in window.views.values():
+        v.repaint()
+    calls = []
+    real = sv.reslice
+    monkeypatch.setattr(sv, "reslice", lambda vol, req, *a, **k: calls.append((vol, k.get("window"))) or
+                        real(vol, req, *a, **k))
+    axial = window.views["axial"]
+    # 1) a dab away from the crosshair lines: only the axial plane crosses it
+    spot = centre + [40, -10, 0]
+    x, y = (int(round(c)) for c in axial.lps_to_pixel(spot))
+    shown = axial.grab_array()
+    qtbot.mousePress(axial, Qt.LeftButton, pos=QPoint(x, y))
+    qtbot.wait(1)
+    arr = window.scene.labels.array
+    assert arr is lab.array and (arr != before).sum() > 10
+    after = axial.grab_array()
+    assert (np.abs(after[y, x].astype(int) - shown[y, x]).sum() > 30)  # the dab is on screen
+    assert not np.array_equal(after, shown)
+    # no image reslice, no whole-view label reslice: one small window of labels for the axial view
+    assert len(calls) == 1 and calls[0][0] is lab
+    x0, y0, x1, y1 = calls[0][1]
+    r_px = 6.0 / axial.request().mm_per_px
+    assert x0 <= x < x1 and y0 <= y < y1 and (x1 - x0) * (y1 - y0) <= (2 * r_px + 6) ** 2
+    assert np.array_equal(after, _full_render(axial))  # exactly what a full redraw shows
+    qtbot.mouseRelease(axial, Qt.LeftButton, pos=QPoint(x, y))
+    # 2) a dab on the crosshair: every view shows it, each exactly as a full redraw would
+    calls.clear()
+    painted = window.scene.labels.array.copy()
+    x, y = (int(round(c)) for c in axial.lps_to_pixel(centre + [0, -25, 0]))
+    window.scene.set_cursor(axial.pixel_to_lps(x, y))
+    for v in window.views.values():
+        v.repaint()
+    calls.clear()
+    window.keep_others_box.setChecked(False)
+    qtbot.mousePress(axial, Qt.LeftButton, pos=QPoint(x, y))
+    qtbot.wait(1)
+    assert (window.scene.labels.array != painted).any()
+    assert len(calls) == 3 and all(w is not None for _, w in calls)
+    for v in window.views.values():
+        patched = v.grab_array()
+        assert np.array_equal(patched, _full_render(v)), v.orientation
+    qtbot.mouseRelease(axial, Qt.LeftButton, pos=QPoint(x, y))
+    # undo of the strokes redraws the same way, back to the unpainted labels
+    window.undo_action.trigger()
+    window.undo_action.trigger()
+    assert np.array_equal(window.scene.labels.array, before)
+    for v in window.views.values():
+        assert np.array_equal(v.grab_array(), _full_render(v)), v.orientation
+    v = window.views["axial"]
+    window.scene.set_cursor(centre)
+    x, y = (int(round(c)) for c in v.lps_to_pixel(spot))
+    assert np.abs(v.grab_array()[y, x].astype(int) - shown[y, x]).sum() <= 3  # the first dab is gone

@@ -125,9 +125,11 @@ def _paint(arr, kji, value, only_on):
 
 
 class LabelEdit(Command):
-    """Replace the scene's label array by ``fn(array)``; undo restores the previous one.
+    """Change the scene's label map by ``fn(array)`` (or ``sparse_fn``); undo restores it.
 
-    Only the changed voxels are kept (indices and old values), not a full copy.
+    Only the changed voxels are kept (flat indices, old and new values), not a full copy, and
+    do / undo write them into the scene's array in place (``Scene.edit_labels``), whose labels
+    event carries the bounding box of the change.
     """
 
     def __init__(self, scene, fn, text: str, merge_id=None, sparse_fn=None):
@@ -142,7 +144,7 @@ class LabelEdit(Command):
         keep = ~np.isin(other._idx, self._idx)
         self._idx = np.concatenate([self._idx, other._idx[keep]])
         self._old = np.concatenate([self._old, other._old[keep]])
-        cur = self.scene.labels.array.ravel()
+        cur = self.scene.labels.array.reshape(-1)
         self._new = cur[self._idx].copy()
         return True
 
@@ -150,24 +152,19 @@ class LabelEdit(Command):
         lab = self.scene.labels
         if self._idx is None and self.sparse_fn is not None:
             idx, vals = self.sparse_fn(lab.array)
-            old = lab.array.ravel()[idx]
+            old = lab.array.reshape(-1)[idx]
             ch = old != vals
             self._idx, self._old = idx[ch], old[ch].copy()
             self._new = np.asarray(vals, lab.array.dtype)[ch].copy()
         elif self._idx is None:
             new = self.fn(lab.array)
             self._idx = np.flatnonzero(new != lab.array)
-            self._old = lab.array.ravel()[self._idx].copy()
-            self._new = new.ravel()[self._idx].copy()
-        arr = lab.array.copy()
-        arr.ravel()[self._idx] = self._new
-        self.scene.set_labels(lab.with_array(arr, modality="SEG"))
+            self._old = lab.array.reshape(-1)[self._idx].copy()
+            self._new = new.reshape(-1)[self._idx].copy()
+        self.scene.edit_labels(self._idx, self._new)
 
     def undo(self):
-        lab = self.scene.labels
-        arr = lab.array.copy()
-        arr.ravel()[self._idx] = self._old
-        self.scene.set_labels(lab.with_array(arr, modality="SEG"))
+        self.scene.edit_labels(self._idx, self._old)
 
 
 def shift_levels_command(scene, steps: int) -> LabelEdit:

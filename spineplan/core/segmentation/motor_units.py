@@ -182,11 +182,12 @@ def compute_motor_units(labels: Volume, image: Volume | None = None) -> list[Mot
     """
     arr = labels.array
     voxel_mm3 = float(np.prod(labels.spacing))
-    counts = np.bincount(arr.ravel().astype(np.int64), minlength=400) if arr.size else np.zeros(1)
+    counts = L.label_counts(arr, minlength=400) if arr.size else np.zeros(1)
     present = [lab for lab in L.VERTEBRA_NAMES
                if lab < counts.size and counts[lab] * voxel_mm3 >= MIN_VERTEBRA_MM3]
     present = L.craniocaudal_order(present)
-    objs = ndimage.find_objects(arr.astype(np.int32)) if arr.size else []
+    native = arr.dtype in (np.uint8, np.uint16, np.int16, np.int32)  # no whole-map int32 copy
+    objs = ndimage.find_objects(arr if native else arr.astype(np.int32)) if arr.size else []
 
     def pts(value, pad=0):
         if value >= len(objs) + 1 or objs[value - 1] is None:
