@@ -143,6 +143,21 @@ class UndoStack:
         self.clean_index = 0
         self.changed.emit()
 
+    def discard(self, predicate: Callable[[Command], bool]) -> int:
+        """Drop the recorded steps for which ``predicate`` is true (steps that no longer apply,
+        e.g. edits of a label map that has been replaced); returns how many were dropped."""
+        before = len(self._done)
+        self._done = [c for c in self._done if not predicate(c)]
+        n = before - len(self._done)
+        m = len(self._undone)
+        self._undone = [c for c in self._undone if not predicate(c)]
+        n_all = n + m - len(self._undone)
+        if n:
+            self.clean_index = -1  # the history no longer leads back to the saved state
+        if n_all:
+            self.changed.emit()
+        return n_all
+
     def can_undo(self) -> bool:
         return bool(self._done)
 

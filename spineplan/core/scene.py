@@ -66,10 +66,13 @@ class Scene:
 
     def set_labels(self, labels: Volume | None) -> None:
         """Replace the label map. The scene keeps its own C-ordered copy of the array, which
-        label edits (``edit_labels``) change in place; the caller's array is never modified."""
+        label edits (``edit_labels``) change in place; the caller's array is never modified.
+        Recorded edits of the previous map (commands with ``edits_labels``) are dropped from
+        the history: undoing them would write the old map's voxels into the new one."""
         if labels is not None:
             labels = labels.with_array(np.array(labels.array, order="C", copy=True))
         self.labels = labels
+        self.undo_stack.discard(lambda c: getattr(c, "edits_labels", False))
         self.events.labels.emit(labels, None)
 
     def edit_labels(self, flat_index: np.ndarray, values) -> tuple[slice, slice, slice] | None:

@@ -170,3 +170,23 @@ def test_edit_on_a_read_only_label_array_copies_it_once(scene, phantom):
     assert arr is not ro and (arr != ro).any()
     scene.undo_stack.undo()
     assert scene.labels.array is arr and np.array_equal(arr, ro)
+
+
+def test_a_new_label_map_drops_the_edits_of_the_old_one_from_the_history(scene, phantom):
+    """Re-segmenting (or loading labels) after a stroke: undo must not write the old map's
+    voxels into the new one."""
+    from spineplan.core.commands import FunctionCommand
+
+    c = np.array(phantom.truth["vertebrae"]["L2"]["center_lps"])
+    log = []
+    scene.undo_stack.push(FunctionCommand(lambda: log.append("do"), lambda: log.append("undo"), "other"))
+    scene.undo_stack.push(paint_command(scene, c, 6.0, 0, stroke_id=1))  # erase part of L2
+    scene.undo_stack.end_merge()
+    scene.undo_stack.push(paint_command(scene, c + [0, 0, 20.0], 6.0, 0, stroke_id=2))
+    scene.undo_stack.undo()  # one stroke in the redo list, one in the history
+    new = phantom.labels.with_array(np.where(phantom.labels.array > 0, 22, 0).astype(np.uint16))
+    scene.set_labels(new)
+    assert scene.undo_stack.undo_text() == "other" and not scene.undo_stack.can_redo()
+    assert scene.undo_stack.undo() and log == ["do", "undo"]
+    assert np.array_equal(scene.labels.array, new.array)
+    assert not scene.undo_stack.is_clean()

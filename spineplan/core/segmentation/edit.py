@@ -132,6 +132,8 @@ class LabelEdit(Command):
     event carries the bounding box of the change.
     """
 
+    edits_labels = True  # dropped from the history when the scene gets a new label map
+
     def __init__(self, scene, fn, text: str, merge_id=None, sparse_fn=None):
         self.scene, self.fn, self.text, self.merge_id = scene, fn, text, merge_id
         self.sparse_fn = sparse_fn  # arr -> (flat indices, new values): avoids whole-array work
