@@ -122,7 +122,8 @@ def make_phantom(levels: Sequence[str] = ("T12", "L1", "L2", "L3", "L4", "L5"),
                  herniation: dict | None = None,
                  iliac_crest: bool = True,
                  left_marker: bool = True,
-                 ribs: Sequence[str] = ()) -> Phantom:
+                 ribs: Sequence[str] = (),
+                 sacralised_l5: bool = False) -> Phantom:
     """Build a lumbar-spine CT phantom with exact labels.
 
     Parameters
@@ -146,6 +147,10 @@ def make_phantom(levels: Sequence[str] = ("T12", "L1", "L2", "L3", "L4", "L5"),
     ribs : sequence of str
         Vertebrae carrying a pair of ribs (bone, label 0), e.g. ``("T11", "T12")``: the
         last rib-bearing vertebra is how T12 is told from L1.
+    sacralised_l5 : bool
+        The lowest lumbar vertebra's transverse processes grow down into the sacral ala on
+        both sides (a bony bar, labelled as that vertebra): Castellvi type III transitional
+        anatomy.
     left_marker : bool
         A 5 mm metal bead in the soft tissue on the patient's LEFT (+x, LPS).
 
@@ -323,6 +328,13 @@ def make_phantom(levels: Sequence[str] = ("T12", "L1", "L2", "L3", "L4", "L5"),
                                   + (W / 0.6) ** 2 <= r ** 2) & (V > BODY_B - 2),
                  HU["disc"], label=d["label"], where=lambda ct, lab: (lab == 0) | (lab == L.CANAL))
         hern_truth = dict(herniation, center_lps=(d["center"] + d["R"] @ hc_local).tolist())
+
+    if sacralised_l5:
+        low = verts[1]  # the lowest mobile vertebra (verts run from the sacrum upward)
+        for ur in _mirror((30.0, 42.0)):
+            cv.paint(low["center"], low["R"], [ur, (CANAL_V - 5, CANAL_V + 1), (-45, 4)],
+                     _box(ur, (CANAL_V - 5, CANAL_V + 1), (-45, 4)), HU["posterior"],
+                     label=low["label"], where=lambda ct, lab: lab == 0)
 
     # iliac wings beside L5-S1
     if iliac_crest:

@@ -102,6 +102,19 @@ def test_transitional_l6_told_by_the_ribs():
     assert r.confidence["L6"] < 0.8
 
 
+@pytest.mark.parametrize("spacing", [1.5, 3.0])
+def test_sacralised_l5_is_flagged_and_named_as_l5(spacing):
+    """L5's transverse processes fused to the sacral ala (Castellvi III): names unchanged,
+    flagged, confidence lowered; the same phantom without the fusion is not flagged."""
+    p = make_phantom(levels=("L2", "L3", "L4", "L5"), spacing=spacing, sacralised_l5=True)
+    r = segment_ct(p.ct)
+    assert r.levels == p.truth["levels"]
+    assert any("sacralised L5" in f for f in r.flags)
+    assert max(r.confidence.values()) <= 0.5
+    plain = segment_ct(make_phantom(levels=("L2", "L3", "L4", "L5"), spacing=spacing).ct)
+    assert not any("sacralised" in f for f in plain.flags)
+
+
 @pytest.mark.slow
 def test_t11_in_view_is_not_taken_for_an_l6():
     """A scan reaching T11 has seven vertebrae above the sacrum too: its ribs say it is normal."""
