@@ -254,7 +254,9 @@ class SliceView(QWidget):
     def render_image(self) -> QImage:
         req = self.request()
         vol = self.scene.volume
-        data = reslice(vol, req, order=1)
+        if getattr(self, "_fill_for", None) is not vol.array:  # outside the grid: the darkest value
+            self._fill_for, self._fill = vol.array, float(vol.array.min())  # (once per image)
+        data = reslice(vol, req, order=1, cval=self._fill)
         self._gray = window_to_gray(data, self.level, self.width_)
         lab = reslice(self.scene.labels, req, order=0, cval=0) if self.scene.labels is not None else None
         self._rgb = blend_labels(self._gray, lab)
