@@ -57,6 +57,7 @@ WS_BG_MARGIN = 1.0           # background marker: this many half-windows beyond 
 WS_SEED_EROSION_MM = 3.0
 WS_GRADIENT_SIGMA_MM = 1.0
 WS_MAX_GROWTH_MM = 5.0       # the watershed moves a window outline by at most this
+WS_SLICE_GROWTH_MM = 3.0     # per sagittal slice, the watershed moves the 3D model's outline by at most this
 ANTERIOR_CLIP_MM = 4.0       # a body reaches at most this beyond the spine's typical depth
 ENDPLATE_TOLERANCE_MM = 1.0  # body voxels kept beyond the fitted endplate line
 ENDPLATE_MIN_FIT_MM = 6.0    # nucleus width needed to fit the endplate lines
@@ -468,6 +469,70 @@ def _elliptic_body(prop: np.ndarray, reg2d: np.ndarray, xc: int, sp) -> np.ndarr
     return model
 
 
+def _refine_bodies_per_slice(s: np.ndarray, bodies: list, window, sp) -> list:
+    """Each sagittal slice's body outlines moved to that slice's own edges.
+
+    The model bodies (one mid-sagittal outline swept across the lateral extent) give the
+    markers: per slice their eroded sections are the seeds, what lies farther than
+    ``WS_SLICE_GROWTH_MM`` outside them, or outside the marrow window, is background, and
+    the middle of the gap between two neighbours is disc. Off the midline the endplates and
+    the anterior wall are not where the mid-sagittal outline puts them (wedge shapes,
+    rounded corners). Slices where a body's seed vanishes keep the model's section."""
+    import SimpleITK as sitk
+
+    lo, hi = window
+    half = 0.5 * (hi - lo)
+    union = np.logical_or.reduce(bodies)
+    if not union.any():
+        return bodies
+    grow = WS_SLICE_GROWTH_MM / sp[1]
+    pad = int(np.ceil(grow)) + 6
+    (z0, z1), (y0, y1) = [(max(int(a.min()) - pad, 0), min(int(a.max()) + pad + 1, n))
+                          for a, n in zip(np.nonzero(union.any(axis=2)), s.shape[:2])]
+    box = (slice(z0, z1), slice(y0, y1))
+    outs = [b.copy() for b in bodies]
+    se_grow, se_seed, se_open = _disk(grow), _disk(WS_SEED_EROSION_MM / sp[1]), _disk(1.5 / sp[1])
+    se_bg = _disk(grow + 2.0)
+    zz = np.arange(z1 - z0)[:, None]
+    big = z1 - z0 + 1
+    for x in np.nonzero(union.any(axis=(0, 1)))[0]:
+        S = s[box + (x,)]
+        secs = [b[box + (x,)] for b in bodies]
+        markers = np.zeros(S.shape, np.uint16)
+        bg = ~ndimage.binary_dilation(np.logical_or.reduce(secs), structure=se_bg)
+        markers[bg | (S > hi + WS_BG_MARGIN * half) | (S < lo - WS_BG_MARGIN * half)] = 1
+        for up, low in zip(secs[:-1], secs[1:]):
+            u_bot = np.where(up, zz, big).min(axis=0)
+            l_top = np.where(low, zz, -1).max(axis=0)
+            ys = np.nonzero((u_bot < big) & (l_top >= 0) & (u_bot - l_top > 1))[0]
+            markers[(u_bot[ys] + l_top[ys]) // 2, ys] = 1
+        seeded = []
+        for i, r in enumerate(secs):
+            if not r.any():
+                continue
+            core = ndimage.binary_erosion(r, structure=se_seed)
+            if core.sum() < 10:
+                core = ndimage.binary_erosion(r)
+            if core.sum() < 3:
+                continue
+            markers[core] = i + 2
+            seeded.append(i)
+        if not seeded:
+            continue
+        g = ndimage.gaussian_gradient_magnitude(S.astype(np.float32), sigma=WS_GRADIENT_SIGMA_MM / sp[1])
+        ws = sitk.GetArrayFromImage(sitk.MorphologicalWatershedFromMarkers(
+            sitk.GetImageFromArray(g.astype(np.float32)), sitk.GetImageFromArray(markers),
+            markWatershedLine=False, fullyConnected=False))
+        for i in seeded:
+            m = (ws == i + 2) & ndimage.binary_dilation(secs[i], structure=se_grow)
+            m = ndimage.binary_opening(m, structure=se_open)
+            lab, n = ndimage.label(m)
+            if n > 1:
+                m = lab == 1 + int(np.argmax(ndimage.sum(m, lab, range(1, n + 1))))
+            outs[i][box + (x,)] = ndimage.binary_fill_holes(m)
+    return outs
+
+
 def _disc_between(upper: np.ndarray, lower: np.ndarray, max_gap_vox: int) -> np.ndarray:
     """Voxels between two bodies (z up), per y column of each sagittal slice."""
     nz = upper.shape[0]
@@ -605,6 +670,7 @@ def segment_mri(volume: Volume, *, progress=None, cancel=None) -> SegmentationRe
         b = _body_3d(s, r, xc, window, ant, sp, taken)
         taken |= b
         bodies.append(b)
+    bodies = _refine_bodies_per_slice(s, bodies, window, sp)
     rep.step(0.85, "naming levels")
     out = np.zeros(n.shape, np.uint16)
     for b, lab in zip(bodies, names):
