@@ -57,6 +57,7 @@ WS_BG_MARGIN = 1.0           # background marker: this many half-windows beyond 
 WS_SEED_EROSION_MM = 3.0
 WS_GRADIENT_SIGMA_MM = 1.0
 WS_MAX_GROWTH_MM = 5.0       # the watershed moves a window outline by at most this
+SURFACE_SIGMA_MM = (1.0, 1.0, 2.0)  # body surface smoothing (z, y, across the ~4 mm sections)
 WS_SLICE_GROWTH_MM = 3.0     # per sagittal slice, the watershed moves the 3D model's outline by at most this
 ANTERIOR_CLIP_MM = 4.0       # a body reaches at most this beyond the spine's typical depth
 ENDPLATE_TOLERANCE_MM = 1.0  # body voxels kept beyond the fitted endplate line
@@ -533,6 +534,19 @@ def _refine_bodies_per_slice(s: np.ndarray, bodies: list, window, sp) -> list:
     return outs
 
 
+def _smooth_body(m: np.ndarray, sp) -> np.ndarray:
+    """The body mask with its surface smoothed (Gaussian of the mask, thresholded at one
+    half): slices segmented one by one jitter from one to the next, a body's surface does not."""
+    if not m.any():
+        return m
+    pad = 2 + int(np.ceil(3 * max(SURFACE_SIGMA_MM)))
+    box = tuple(slice(max(int(a.min()) - pad, 0), int(a.max()) + pad + 1) for a in np.nonzero(m))
+    out = np.zeros_like(m)
+    sig = [g / d for g, d in zip(SURFACE_SIGMA_MM, sp)]
+    out[box] = ndimage.gaussian_filter(m[box].astype(np.float32), sig) > 0.5
+    return out
+
+
 def _disc_between(upper: np.ndarray, lower: np.ndarray, max_gap_vox: int) -> np.ndarray:
     """Voxels between two bodies (z up), per y column of each sagittal slice."""
     nz = upper.shape[0]
@@ -670,7 +684,7 @@ def segment_mri(volume: Volume, *, progress=None, cancel=None) -> SegmentationRe
         b = _body_3d(s, r, xc, window, ant, sp, taken)
         taken |= b
         bodies.append(b)
-    bodies = _refine_bodies_per_slice(s, bodies, window, sp)
+    bodies = [_smooth_body(b, sp) for b in _refine_bodies_per_slice(s, bodies, window, sp)]
     rep.step(0.85, "naming levels")
     out = np.zeros(n.shape, np.uint16)
     for b, lab in zip(bodies, names):
