@@ -402,7 +402,8 @@ def _body_regions(S: np.ndarray, column: np.ndarray, ant: np.ndarray, sp):
 
 def _body_3d(s: np.ndarray, reg2d: np.ndarray, xc: int, window, ant: np.ndarray, sp,
              taken: np.ndarray) -> np.ndarray:
-    """Propagate one mid-sagittal body outline slice by slice to both sides."""
+    """Propagate one mid-sagittal body outline slice by slice to both sides (the marrow
+    window's region of each slice that joins the previous one)."""
     nz, ny, nx = s.shape
     vals = s[:, :, xc][reg2d]
     half = 0.5 * (window[1] - window[0])
@@ -436,16 +437,12 @@ def _body_3d(s: np.ndarray, reg2d: np.ndarray, xc: int, window, ant: np.ndarray,
                 break
             out[:, :, x] = m
             prev = m
-    return _elliptic_body(out, reg2d, xc, sp)
+    return out
 
 
-def _elliptic_body(prop: np.ndarray, reg2d: np.ndarray, xc: int, sp) -> np.ndarray:
-    """The body as an elliptic cylinder: per axial row z of the mid-sagittal outline, an
-    ellipse with that row's AP extent and the lateral extent of the propagated body.
-
-    Lumbar bodies are close to elliptic in axial section (area / inscribed ellipse of the
-    bounding box 0.85-1.06 on the references), while marrow-signal propagation leaks into
-    psoas and pedicles or stops early on heterogeneous marrow."""
+def _lateral_extent(prop: np.ndarray, xc: int) -> tuple[int, int]:
+    """First and last sagittal slice of a propagated body: where its area stays above
+    ``LATERAL_AREA_FRACTION`` of the mid-sagittal area."""
     area = prop.sum(axis=(0, 1)).astype(float)
     a0 = area[xc]
     lo = hi = xc
@@ -453,13 +450,22 @@ def _elliptic_body(prop: np.ndarray, reg2d: np.ndarray, xc: int, sp) -> np.ndarr
         lo -= 1
     while hi + 1 < len(area) and area[hi + 1] >= LATERAL_AREA_FRACTION * a0:
         hi += 1
-    half_w = (hi - lo + 1) / 2.0 * sp[2]
-    xm = (lo + hi) / 2.0
+    return lo, hi
+
+
+def _elliptic_body(reg2d: np.ndarray, xm: float, half_w: float, nx: int, sp) -> np.ndarray:
+    """The body as an elliptic cylinder: per axial row z of the mid-sagittal outline, an
+    ellipse with that row's AP extent and the half width ``half_w`` (mm) about the sagittal
+    index ``xm``.
+
+    Lumbar bodies are close to elliptic in axial section (area / inscribed ellipse of the
+    bounding box 0.85-1.06 on the references), while marrow-signal propagation leaks into
+    psoas and pedicles or stops early on heterogeneous marrow."""
     rows = np.nonzero(reg2d.any(axis=1))[0]
-    ny, nx = reg2d.shape[1], prop.shape[2]
+    ny = reg2d.shape[1]
     yy = np.arange(ny)[:, None]
     u = np.abs((np.arange(nx) - xm) * sp[2] / half_w)[None, :]
-    model = np.zeros(prop.shape, bool)
+    model = np.zeros(reg2d.shape + (nx,), bool)
     for z in rows:
         ys = np.nonzero(reg2d[z])[0]
         yc, b = (ys[0] + ys[-1]) / 2.0, (ys[-1] - ys[0] + 1) / 2.0 * sp[1]
@@ -678,12 +684,26 @@ def segment_mri(volume: Volume, *, progress=None, cancel=None) -> SegmentationRe
     rep.step(0.6, "bodies in 3D")
     ant3 = np.broadcast_to(ant[:, :, None], n.shape)
     taken = np.zeros(n.shape, bool)
-    bodies = []
+    bodies, extents = [], []
     for i, r in enumerate(regs):
         rep.step(0.6 + 0.25 * i / len(regs), "bodies in 3D")
-        b = _body_3d(s, r, xc, window, ant, sp, taken)
+        lo, hi = _lateral_extent(_body_3d(s, r, xc, window, ant, sp, taken), xc)
+        extents.append((lo, hi))
+        b = _elliptic_body(r, (lo + hi) / 2.0, (hi - lo + 1) / 2.0 * sp[2], nx, sp)
         taken |= b
         bodies.append(b)
+    # one spine's lumbar bodies differ in width by less than the error of each one's
+    # propagated extent: all take the median width of those whose propagation stopped
+    # before the search limit on at least one side (the others leaked into the tissue beside)
+    max_dx = int(round(BODY_HALF_WIDTH_MM / sp[2]))
+    lumbar = [i for i, v in enumerate(names) if v and v != L.SACRUM]
+    free = [hi - lo + 1 for i, (lo, hi) in enumerate(extents)
+            if i in lumbar and (lo > max(xc - max_dx, 0) or hi < min(xc + max_dx, nx - 1))]
+    if free:
+        half_w = float(np.median(free)) / 2.0 * sp[2]
+        for i in lumbar:
+            lo, hi = extents[i]
+            bodies[i] = _elliptic_body(regs[i], (lo + hi) / 2.0, half_w, nx, sp)
     bodies = [_smooth_body(b, sp) for b in _refine_bodies_per_slice(s, bodies, window, sp)]
     rep.step(0.85, "naming levels")
     out = np.zeros(n.shape, np.uint16)
