@@ -63,6 +63,7 @@ ANTERIOR_CLIP_MM = 4.0       # a body reaches at most this beyond the spine's ty
 ENDPLATE_TOLERANCE_MM = 1.0  # body voxels kept beyond the fitted endplate line
 ENDPLATE_MIN_FIT_MM = 6.0    # nucleus width needed to fit the endplate lines
 BODY_HALF_WIDTH_MM = 32.0    # lateral search range of a body (lumbar bodies ~ 45-65 mm wide)
+TYPICAL_BODY_WIDTH_MM = 55.0  # when every body's propagation leaks (median of the references, 47-67)
 PROPAGATION_MARGIN_MM = 2.0
 EXTRUSION_MARGIN_MM = 1.5
 LATERAL_AREA_FRACTION = 0.25  # a body's side ends where its sagittal area falls below this
@@ -696,14 +697,13 @@ def segment_mri(volume: Volume, *, progress=None, cancel=None) -> SegmentationRe
     # propagated extent: all take the median width of those whose propagation stopped
     # before the search limit on at least one side (the others leaked into the tissue beside)
     max_dx = int(round(BODY_HALF_WIDTH_MM / sp[2]))
-    lumbar = [i for i, v in enumerate(names) if v and v != L.SACRUM]
+    named = [i for i, v in enumerate(names) if v and v != L.SACRUM]  # sacrum excluded
     free = [hi - lo + 1 for i, (lo, hi) in enumerate(extents)
-            if i in lumbar and (lo > max(xc - max_dx, 0) or hi < min(xc + max_dx, nx - 1))]
-    if free:
-        half_w = float(np.median(free)) / 2.0 * sp[2]
-        for i in lumbar:
-            lo, hi = extents[i]
-            bodies[i] = _elliptic_body(regs[i], (lo + hi) / 2.0, half_w, nx, sp)
+            if i in named and (lo > max(xc - max_dx, 0) or hi < min(xc + max_dx, nx - 1))]
+    half_w = float(np.median(free)) / 2.0 * sp[2] if free else TYPICAL_BODY_WIDTH_MM / 2.0
+    for i in named:
+        lo, hi = extents[i]
+        bodies[i] = _elliptic_body(regs[i], (lo + hi) / 2.0, half_w, nx, sp)
     bodies = [_smooth_body(b, sp) for b in _refine_bodies_per_slice(s, bodies, window, sp)]
     rep.step(0.85, "naming levels")
     out = np.zeros(n.shape, np.uint16)
