@@ -477,7 +477,7 @@ def _elliptic_body(reg2d: np.ndarray, xm: float, half_w: float, nx: int, sp) -> 
     return model
 
 
-def _refine_bodies_per_slice(s: np.ndarray, bodies: list, window, sp) -> list:
+def _refine_bodies_per_slice(s: np.ndarray, raw: np.ndarray, bodies: list, window, sp) -> list:
     """Each sagittal slice's body outlines moved to that slice's own edges.
 
     The model bodies (one mid-sagittal outline swept across the lateral extent) give the
@@ -485,7 +485,9 @@ def _refine_bodies_per_slice(s: np.ndarray, bodies: list, window, sp) -> list:
     ``WS_SLICE_GROWTH_MM`` outside them, or outside the marrow window, is background, and
     the middle of the gap between two neighbours is disc. Off the midline the endplates and
     the anterior wall are not where the mid-sagittal outline puts them (wedge shapes,
-    rounded corners). Slices where a body's seed vanishes keep the model's section."""
+    rounded corners). Slices where a body's seed vanishes keep the model's section.
+    The gradient is taken on the unsmoothed ``raw`` (on ``s`` the edges would be smoothed
+    twice), the marrow window is applied to the smoothed ``s``."""
     import SimpleITK as sitk
 
     lo, hi = window
@@ -527,7 +529,8 @@ def _refine_bodies_per_slice(s: np.ndarray, bodies: list, window, sp) -> list:
             seeded.append(i)
         if not seeded:
             continue
-        g = ndimage.gaussian_gradient_magnitude(S.astype(np.float32), sigma=WS_GRADIENT_SIGMA_MM / sp[1])
+        g = ndimage.gaussian_gradient_magnitude(raw[box + (x,)].astype(np.float32),
+                                                sigma=WS_GRADIENT_SIGMA_MM / sp[1])
         ws = sitk.GetArrayFromImage(sitk.MorphologicalWatershedFromMarkers(
             sitk.GetImageFromArray(g.astype(np.float32)), sitk.GetImageFromArray(markers),
             markWatershedLine=False, fullyConnected=False))
@@ -704,7 +707,7 @@ def segment_mri(volume: Volume, *, progress=None, cancel=None) -> SegmentationRe
     for i in named:
         lo, hi = extents[i]
         bodies[i] = _elliptic_body(regs[i], (lo + hi) / 2.0, half_w, nx, sp)
-    bodies = [_smooth_body(b, sp) for b in _refine_bodies_per_slice(s, bodies, window, sp)]
+    bodies = [_smooth_body(b, sp) for b in _refine_bodies_per_slice(s, n, bodies, window, sp)]
     rep.step(0.85, "naming levels")
     out = np.zeros(n.shape, np.uint16)
     for b, lab in zip(bodies, names):
