@@ -16,8 +16,11 @@ axis-aligned orientation:
    watershed, clipped at the spine's typical body depth and trimmed at endplate lines fitted
    beside the bright nucleus.
 4. 3D: each body is propagated slice by slice inside its marrow window to find its lateral
-   extent; the body is then the superellipse cylinder of its mid-sagittal outline and that
-   extent (lumbar body sections are close to elliptic; propagation alone leaks or stops early).
+   extent; the named bodies take the median width of those whose propagation did not leak to
+   the search limit on both sides. The model body is the superellipse cylinder of its
+   mid-sagittal outline and that width (lumbar body sections are close to elliptic;
+   propagation alone leaks or stops early). In every sagittal slice a marker watershed then
+   moves the model's sections to that slice's own edges; the surfaces are smoothed.
 5. Discs: the space between two consecutive bodies per (AP, left-right) column.
    Canal: the bright CSF band behind the bodies.
 6. Levels are counted from the sacrum upward: the lowest regions whose posterior wall lies
@@ -58,7 +61,7 @@ WS_SEED_EROSION_MM = 3.0
 WS_GRADIENT_SIGMA_MM = 1.0
 WS_MAX_GROWTH_MM = 5.0       # the watershed moves a window outline by at most this
 SURFACE_SIGMA_MM = (1.0, 1.0, 2.0)  # body surface smoothing (z, y, across the ~4 mm sections)
-WS_SLICE_GROWTH_MM = 3.0     # per sagittal slice, the watershed moves the 3D model's outline by at most this
+WS_SLICE_GROWTH_MM = 3.0     # per sagittal slice, the watershed moves the model's outline by at most this
 ANTERIOR_CLIP_MM = 4.0       # a body reaches at most this beyond the spine's typical depth
 ENDPLATE_TOLERANCE_MM = 1.0  # body voxels kept beyond the fitted endplate line
 ENDPLATE_MIN_FIT_MM = 6.0    # nucleus width needed to fit the endplate lines
