@@ -66,7 +66,7 @@ def test_phantom_levels_and_body_dice(t2_phantom):
     assert res.levels[-6:] == LUMBAR + ["S1"]
     out = res.labels.array
     dices = [_dice(out == v, ref.array == v) for v in range(20, 25)]
-    assert np.mean(dices) >= 0.85, dices  # measured 0.86
+    assert np.mean(dices) >= 0.875, dices  # measured 0.89 (0.86 with one extruded outline per body)
     for up in range(20, 25):  # discs L1/L2 .. L5/S1 present between their bodies
         assert (out == L.disc_label(up)).sum() > 100
     assert (out == L.CANAL).any()
@@ -88,8 +88,10 @@ def _vb_case(shared_data, n: str):
     return read_image_file(d / f"case{n}_mri.nii.gz"), read_image_file(d / f"case{n}_vertebrae_verse.nii.gz")
 
 
-@pytest.mark.parametrize("n", ["02", "04", "08"])
-def test_real_vb_cases_levels_and_dice(shared_data, n):
+# measured 0.804 (02), 0.841 (04), 0.821 (08); 0.772, 0.818, 0.798 with one extruded
+# mid-sagittal outline per body and per-body widths
+@pytest.mark.parametrize("n, min_dice", [("02", 0.79), ("04", 0.83), ("08", 0.81)])
+def test_real_vb_cases_levels_and_dice(shared_data, n, min_dice):
     img, ref = _vb_case(shared_data, n)
     res = segment_mri(img)
     out, r = res.labels.array, ref.array
@@ -98,8 +100,7 @@ def test_real_vb_cases_levels_and_dice(shared_data, n):
         cnt = np.where(got == 0, 0, cnt)
         assert int(got[np.argmax(cnt)]) == v, (n, L.vertebra_name(v), got, cnt)
     assert set(LUMBAR) <= set(res.levels)
-    # measured 0.77 (02), 0.82 (04), 0.80 (08)
-    assert np.mean([_dice(out == v, r == v) for v in range(20, 25)]) >= 0.70
+    assert np.mean([_dice(out == v, r == v) for v in range(20, 25)]) >= min_dice
 
 
 def test_real_case_on_a_clinical_sagittal_grid(shared_data):
@@ -121,8 +122,8 @@ def test_real_case_on_a_clinical_sagittal_grid(shared_data):
         got, cnt = np.unique(out[ref2.array == v], return_counts=True)
         cnt = np.where(got == 0, 0, cnt)
         assert int(got[np.argmax(cnt)]) == v, (L.vertebra_name(v), got, cnt)
-    # measured 0.80
-    assert np.mean([_dice(out == v, ref2.array == v) for v in range(20, 25)]) >= 0.72
+    # measured 0.83 (0.80 with one extruded outline per body)
+    assert np.mean([_dice(out == v, ref2.array == v) for v in range(20, 25)]) >= 0.815
 
 
 def test_real_ivd_case_disc_levels(shared_data):
@@ -136,7 +137,7 @@ def test_real_ivd_case_disc_levels(shared_data):
         cnt = np.where((got >= 100) & (got < L.CANAL), cnt, 0)  # the disc label met most
         assert int(got[np.argmax(cnt)]) == v, (L.disc_name(v), got, cnt)
         dices.append(_dice(out == v, r == v))
-    assert min(dices) > 0.2 and np.mean(dices) > 0.4, dices  # measured 0.28-0.76, mean 0.48
+    assert min(dices) > 0.35 and np.mean(dices) > 0.52, dices  # measured 0.38-0.78, mean 0.546 (was 0.28-0.76, 0.48)
 
 
 def test_ct_in_hounsfield_units_is_refused():

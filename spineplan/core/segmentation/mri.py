@@ -16,8 +16,11 @@ axis-aligned orientation:
    watershed, clipped at the spine's typical body depth and trimmed at endplate lines fitted
    beside the bright nucleus.
 4. 3D: each body is propagated slice by slice inside its marrow window to find its lateral
-   extent; the body is then the superellipse cylinder of its mid-sagittal outline and that
-   extent (lumbar body sections are close to elliptic; propagation alone leaks or stops early).
+   extent; the named bodies take the median width of those whose propagation did not leak to
+   the search limit on both sides. The model body is the superellipse cylinder of its
+   mid-sagittal outline and that width (lumbar body sections are close to elliptic;
+   propagation alone leaks or stops early). In every sagittal slice a marker watershed then
+   moves the model's sections to that slice's own edges; the surfaces are smoothed.
 5. Discs: the space between two consecutive bodies per (AP, left-right) column.
    Canal: the bright CSF band behind the bodies.
 6. Levels are counted from the sacrum upward: the lowest regions whose posterior wall lies
@@ -57,10 +60,13 @@ WS_BG_MARGIN = 1.0           # background marker: this many half-windows beyond 
 WS_SEED_EROSION_MM = 3.0
 WS_GRADIENT_SIGMA_MM = 1.0
 WS_MAX_GROWTH_MM = 5.0       # the watershed moves a window outline by at most this
+SURFACE_SIGMA_MM = (1.0, 1.0, 2.0)  # body surface smoothing (z, y, across the ~4 mm sections)
+WS_SLICE_GROWTH_MM = 3.0     # per sagittal slice, the watershed moves the model's outline by at most this
 ANTERIOR_CLIP_MM = 4.0       # a body reaches at most this beyond the spine's typical depth
 ENDPLATE_TOLERANCE_MM = 1.0  # body voxels kept beyond the fitted endplate line
 ENDPLATE_MIN_FIT_MM = 6.0    # nucleus width needed to fit the endplate lines
 BODY_HALF_WIDTH_MM = 32.0    # lateral search range of a body (lumbar bodies ~ 45-65 mm wide)
+TYPICAL_BODY_WIDTH_MM = 55.0  # when every body's propagation leaks (median of the references, 47-67)
 PROPAGATION_MARGIN_MM = 2.0
 EXTRUSION_MARGIN_MM = 1.5
 LATERAL_AREA_FRACTION = 0.25  # a body's side ends where its sagittal area falls below this
@@ -400,7 +406,8 @@ def _body_regions(S: np.ndarray, column: np.ndarray, ant: np.ndarray, sp):
 
 def _body_3d(s: np.ndarray, reg2d: np.ndarray, xc: int, window, ant: np.ndarray, sp,
              taken: np.ndarray) -> np.ndarray:
-    """Propagate one mid-sagittal body outline slice by slice to both sides."""
+    """Propagate one mid-sagittal body outline slice by slice to both sides (the marrow
+    window's region of each slice that joins the previous one)."""
     nz, ny, nx = s.shape
     vals = s[:, :, xc][reg2d]
     half = 0.5 * (window[1] - window[0])
@@ -434,16 +441,12 @@ def _body_3d(s: np.ndarray, reg2d: np.ndarray, xc: int, window, ant: np.ndarray,
                 break
             out[:, :, x] = m
             prev = m
-    return _elliptic_body(out, reg2d, xc, sp)
+    return out
 
 
-def _elliptic_body(prop: np.ndarray, reg2d: np.ndarray, xc: int, sp) -> np.ndarray:
-    """The body as an elliptic cylinder: per axial row z of the mid-sagittal outline, an
-    ellipse with that row's AP extent and the lateral extent of the propagated body.
-
-    Lumbar bodies are close to elliptic in axial section (area / inscribed ellipse of the
-    bounding box 0.85-1.06 on the references), while marrow-signal propagation leaks into
-    psoas and pedicles or stops early on heterogeneous marrow."""
+def _lateral_extent(prop: np.ndarray, xc: int) -> tuple[int, int]:
+    """First and last sagittal slice of a propagated body: where its area stays above
+    ``LATERAL_AREA_FRACTION`` of the mid-sagittal area."""
     area = prop.sum(axis=(0, 1)).astype(float)
     a0 = area[xc]
     lo = hi = xc
@@ -451,13 +454,22 @@ def _elliptic_body(prop: np.ndarray, reg2d: np.ndarray, xc: int, sp) -> np.ndarr
         lo -= 1
     while hi + 1 < len(area) and area[hi + 1] >= LATERAL_AREA_FRACTION * a0:
         hi += 1
-    half_w = (hi - lo + 1) / 2.0 * sp[2]
-    xm = (lo + hi) / 2.0
+    return lo, hi
+
+
+def _elliptic_body(reg2d: np.ndarray, xm: float, half_w: float, nx: int, sp) -> np.ndarray:
+    """The body as an elliptic cylinder: per axial row z of the mid-sagittal outline, an
+    ellipse with that row's AP extent and the half width ``half_w`` (mm) about the sagittal
+    index ``xm``.
+
+    Lumbar bodies are close to elliptic in axial section (area / inscribed ellipse of the
+    bounding box 0.85-1.06 on the references), while marrow-signal propagation leaks into
+    psoas and pedicles or stops early on heterogeneous marrow."""
     rows = np.nonzero(reg2d.any(axis=1))[0]
-    ny, nx = reg2d.shape[1], prop.shape[2]
+    ny = reg2d.shape[1]
     yy = np.arange(ny)[:, None]
     u = np.abs((np.arange(nx) - xm) * sp[2] / half_w)[None, :]
-    model = np.zeros(prop.shape, bool)
+    model = np.zeros(reg2d.shape + (nx,), bool)
     for z in rows:
         ys = np.nonzero(reg2d[z])[0]
         yc, b = (ys[0] + ys[-1]) / 2.0, (ys[-1] - ys[0] + 1) / 2.0 * sp[1]
@@ -466,6 +478,86 @@ def _elliptic_body(prop: np.ndarray, reg2d: np.ndarray, xc: int, sp) -> np.ndarr
         p = np.where(yy > yc, POSTERIOR_EXPONENT, 2.0)
         model[z] = u ** p + v ** p <= 1.0
     return model
+
+
+def _refine_bodies_per_slice(s: np.ndarray, raw: np.ndarray, bodies: list, window, sp) -> list:
+    """Each sagittal slice's body outlines moved to that slice's own edges.
+
+    The model bodies (one mid-sagittal outline swept across the lateral extent) give the
+    markers: per slice their eroded sections are the seeds, what lies farther than
+    ``WS_SLICE_GROWTH_MM`` outside them, or outside the marrow window, is background, and
+    the middle of the gap between two neighbours is disc. Off the midline the endplates and
+    the anterior wall are not where the mid-sagittal outline puts them (wedge shapes,
+    rounded corners). Slices where a body's seed vanishes keep the model's section.
+    The gradient is taken on the unsmoothed ``raw`` (on ``s`` the edges would be smoothed
+    twice), the marrow window is applied to the smoothed ``s``."""
+    import SimpleITK as sitk
+
+    lo, hi = window
+    half = 0.5 * (hi - lo)
+    union = np.logical_or.reduce(bodies)
+    if not union.any():
+        return bodies
+    grow = WS_SLICE_GROWTH_MM / sp[1]
+    pad = int(np.ceil(grow)) + 6
+    (z0, z1), (y0, y1) = [(max(int(a.min()) - pad, 0), min(int(a.max()) + pad + 1, n))
+                          for a, n in zip(np.nonzero(union.any(axis=2)), s.shape[:2])]
+    box = (slice(z0, z1), slice(y0, y1))
+    outs = [b.copy() for b in bodies]
+    se_grow, se_seed, se_open = _disk(grow), _disk(WS_SEED_EROSION_MM / sp[1]), _disk(1.5 / sp[1])
+    se_bg = _disk(grow + 2.0)
+    zz = np.arange(z1 - z0)[:, None]
+    big = z1 - z0 + 1
+    for x in np.nonzero(union.any(axis=(0, 1)))[0]:
+        S = s[box + (x,)]
+        secs = [b[box + (x,)] for b in bodies]
+        markers = np.zeros(S.shape, np.uint16)
+        bg = ~ndimage.binary_dilation(np.logical_or.reduce(secs), structure=se_bg)
+        markers[bg | (S > hi + WS_BG_MARGIN * half) | (S < lo - WS_BG_MARGIN * half)] = 1
+        for up, low in zip(secs[:-1], secs[1:]):
+            u_bot = np.where(up, zz, big).min(axis=0)
+            l_top = np.where(low, zz, -1).max(axis=0)
+            ys = np.nonzero((u_bot < big) & (l_top >= 0) & (u_bot - l_top > 1))[0]
+            markers[(u_bot[ys] + l_top[ys]) // 2, ys] = 1
+        seeded = []
+        for i, r in enumerate(secs):
+            if not r.any():
+                continue
+            core = ndimage.binary_erosion(r, structure=se_seed)
+            if core.sum() < 10:
+                core = ndimage.binary_erosion(r)
+            if core.sum() < 3:
+                continue
+            markers[core] = i + 2
+            seeded.append(i)
+        if not seeded:
+            continue
+        g = ndimage.gaussian_gradient_magnitude(raw[box + (x,)].astype(np.float32),
+                                                sigma=WS_GRADIENT_SIGMA_MM / sp[1])
+        ws = sitk.GetArrayFromImage(sitk.MorphologicalWatershedFromMarkers(
+            sitk.GetImageFromArray(g.astype(np.float32)), sitk.GetImageFromArray(markers),
+            markWatershedLine=False, fullyConnected=False))
+        for i in seeded:
+            m = (ws == i + 2) & ndimage.binary_dilation(secs[i], structure=se_grow)
+            m = ndimage.binary_opening(m, structure=se_open)
+            lab, n = ndimage.label(m)
+            if n > 1:
+                m = lab == 1 + int(np.argmax(ndimage.sum(m, lab, range(1, n + 1))))
+            outs[i][box + (x,)] = ndimage.binary_fill_holes(m)
+    return outs
+
+
+def _smooth_body(m: np.ndarray, sp) -> np.ndarray:
+    """The body mask with its surface smoothed (Gaussian of the mask, thresholded at one
+    half): slices segmented one by one jitter from one to the next, a body's surface does not."""
+    if not m.any():
+        return m
+    pad = 2 + int(np.ceil(3 * max(SURFACE_SIGMA_MM)))
+    box = tuple(slice(max(int(a.min()) - pad, 0), int(a.max()) + pad + 1) for a in np.nonzero(m))
+    out = np.zeros_like(m)
+    sig = [g / d for g, d in zip(SURFACE_SIGMA_MM, sp)]
+    out[box] = ndimage.gaussian_filter(m[box].astype(np.float32), sig) > 0.5
+    return out
 
 
 def _disc_between(upper: np.ndarray, lower: np.ndarray, max_gap_vox: int) -> np.ndarray:
@@ -599,12 +691,26 @@ def segment_mri(volume: Volume, *, progress=None, cancel=None) -> SegmentationRe
     rep.step(0.6, "bodies in 3D")
     ant3 = np.broadcast_to(ant[:, :, None], n.shape)
     taken = np.zeros(n.shape, bool)
-    bodies = []
+    bodies, extents = [], []
     for i, r in enumerate(regs):
         rep.step(0.6 + 0.25 * i / len(regs), "bodies in 3D")
-        b = _body_3d(s, r, xc, window, ant, sp, taken)
+        lo, hi = _lateral_extent(_body_3d(s, r, xc, window, ant, sp, taken), xc)
+        extents.append((lo, hi))
+        b = _elliptic_body(r, (lo + hi) / 2.0, (hi - lo + 1) / 2.0 * sp[2], nx, sp)
         taken |= b
         bodies.append(b)
+    # one spine's lumbar bodies differ in width by less than the error of each one's
+    # propagated extent: all take the median width of those whose propagation stopped
+    # before the search limit on at least one side (the others leaked into the tissue beside)
+    max_dx = int(round(BODY_HALF_WIDTH_MM / sp[2]))
+    named = [i for i, v in enumerate(names) if v and v != L.SACRUM]  # sacrum excluded
+    free = [hi - lo + 1 for i, (lo, hi) in enumerate(extents)
+            if i in named and (lo > max(xc - max_dx, 0) or hi < min(xc + max_dx, nx - 1))]
+    half_w = float(np.median(free)) / 2.0 * sp[2] if free else TYPICAL_BODY_WIDTH_MM / 2.0
+    for i in named:
+        lo, hi = extents[i]
+        bodies[i] = _elliptic_body(regs[i], (lo + hi) / 2.0, half_w, nx, sp)
+    bodies = [_smooth_body(b, sp) for b in _refine_bodies_per_slice(s, n, bodies, window, sp)]
     rep.step(0.85, "naming levels")
     out = np.zeros(n.shape, np.uint16)
     for b, lab in zip(bodies, names):
