@@ -66,7 +66,9 @@ ANTERIOR_CLIP_MM = 4.0       # a body reaches at most this beyond the spine's ty
 ENDPLATE_TOLERANCE_MM = 1.0  # body voxels kept beyond the fitted endplate line
 ENDPLATE_MIN_FIT_MM = 6.0    # nucleus width needed to fit the endplate lines
 BODY_HALF_WIDTH_MM = 32.0    # lateral search range of a body (lumbar bodies ~ 45-65 mm wide)
-TYPICAL_BODY_WIDTH_MM = 55.0  # when every body's propagation leaks (median of the references, 47-67)
+TYPICAL_BODY_WIDTH_MM = 50.0  # when every body's propagation leaks: an adult lumbar body's
+                              # width (endplates about 40-50 mm from L1 to L5, Panjabi et al.,
+                              # Spine 1992), not fitted to the evaluation references
 PROPAGATION_MARGIN_MM = 2.0
 EXTRUSION_MARGIN_MM = 1.5
 LATERAL_AREA_FRACTION = 0.25  # a body's side ends where its sagittal area falls below this
