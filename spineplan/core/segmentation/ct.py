@@ -515,9 +515,10 @@ def segment_ct(volume: Volume, *, progress=None, cancel=None) -> SegmentationRes
     # ---- disc planes and slabs (signed distance along the normal, in voxels)
     Z, Y, X = np.ogrid[:nz, :ny, :nx]
 
-    def plane_dist(i):
-        c, n = disc_c[i], disc_n[i]
-        return (X - c[0]) * n[0] + (Y - c[1]) * n[1] + (Z - c[2]) * n[2]
+    def plane_dist(i, normals=None):
+        """Signed distance (voxels, float32: one full grid per disc) to disc ``i``'s plane."""
+        c, n = disc_c[i], (disc_n if normals is None else normals)[i]
+        return ((X - c[0]) * n[0] + (Y - c[1]) * n[1] + (Z - c[2]) * n[2]).astype(np.float32)
 
     # column mask: bone (and enclosed holes except the canal) near the column
     filled = ndi.binary_fill_holes(surf, structure=_in_plane(0))
@@ -553,12 +554,7 @@ def segment_ct(volume: Volume, *, progress=None, cancel=None) -> SegmentationRes
     # with the disc planes, 0.875-0.900 with the line's perpendicular, 0.883-0.901 half-way)
     back_n = disc_n + disc_t
     back_n /= np.linalg.norm(back_n, axis=1, keepdims=True)
-
-    def back_dist(i):
-        c, n = disc_c[i], back_n[i]
-        return (X - c[0]) * n[0] + (Y - c[1]) * n[1] + (Z - c[2]) * n[2]
-
-    bdists = [back_dist(i) for i in range(nd)]
+    bdists = [plane_dist(i, back_n) for i in range(nd)]
     margin = 4.0 / w
     markers = np.zeros(hu.shape, np.uint16)
     # vertebra markers: in the body column between the disc planes; behind the body the
