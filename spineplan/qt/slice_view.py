@@ -114,6 +114,7 @@ class SliceView(QWidget):
         self._req: SliceRequest | None = None
         self._gray: np.ndarray | None = None  # the windowed image slice of _image, (H, W) uint8
         self._rgb: np.ndarray | None = None  # _image's pixels: grey with the labels blended, (H, W, 3)
+        self._fill_for, self._fill = None, 0.0  # the image array whose minimum _fill is
         self.setMinimumSize(160, 160)
         self.setFocusPolicy(Qt.StrongFocus)
         self.setMouseTracking(True)
@@ -254,8 +255,8 @@ class SliceView(QWidget):
     def render_image(self) -> QImage:
         req = self.request()
         vol = self.scene.volume
-        if getattr(self, "_fill_for", None) is not vol.array:  # outside the grid: the darkest value
-            self._fill_for, self._fill = vol.array, float(vol.array.min())  # (once per image)
+        if self._fill_for is not vol.array:  # outside the grid: the darkest value, once per image
+            self._fill_for, self._fill = vol.array, float(vol.array.min())
         data = reslice(vol, req, order=1, cval=self._fill)
         self._gray = window_to_gray(data, self.level, self.width_)
         lab = reslice(self.scene.labels, req, order=0, cval=0) if self.scene.labels is not None else None

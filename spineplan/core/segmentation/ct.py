@@ -146,6 +146,12 @@ def _in_plane(axis: int = 0) -> np.ndarray:
     return st
 
 
+def _filled_sagittal_or_coronal(mask: np.ndarray) -> np.ndarray:
+    """``mask`` with the holes it encloses in any sagittal or coronal plane filled (not axial:
+    there a vertebral arch encloses the canal)."""
+    return ndi.binary_fill_holes(mask, structure=_in_plane(1)) | ndi.binary_fill_holes(mask, structure=_in_plane(2))
+
+
 def _disk_offsets(radius_vox: float) -> tuple[np.ndarray, np.ndarray]:
     """In-plane offsets (a, b), in voxels, of the points of a disk of ``radius_vox``."""
     g = np.arange(-radius_vox, radius_vox + 1e-6, 1.0)
@@ -230,7 +236,7 @@ def _add_open_marrow(seg: np.ndarray, sid: int, surf: np.ndarray, taken: np.ndar
                      hu: np.ndarray, taken_canal: np.ndarray, w: float) -> None:
     """Give segment ``sid`` the marrow enclosed by its cortex in coronal or sagittal planes but
     open in the axial plane (the sacrum's foramina and fatty marrow below SURFACE_HU)."""
-    extra = ndi.binary_fill_holes(surf, structure=_in_plane(1)) | ndi.binary_fill_holes(surf, structure=_in_plane(2))
+    extra = _filled_sagittal_or_coronal(surf)
     extra &= ~taken & ~surf & (hu > MARROW_MIN_HU)
     lab, n = ndi.label(extra)
     if n == 0:
@@ -291,8 +297,7 @@ def _fill_enclosed_marrow(out_w: np.ndarray, keep_out: np.ndarray) -> None:
             continue
         sub = out_w[sl]
         m = sub == v
-        f = ndi.binary_fill_holes(m, structure=_in_plane(1)) | ndi.binary_fill_holes(m, structure=_in_plane(2))
-        sub[f & (sub == 0) & ~keep_out[sl]] = v
+        sub[_filled_sagittal_or_coronal(m) & (sub == 0) & ~keep_out[sl]] = v
 
 
 def _darkest_plane_normal(hu: np.ndarray, c: np.ndarray, n0: np.ndarray, w: float) -> np.ndarray:

@@ -84,13 +84,14 @@ class MotorUnit:
         return self.facet_left_lps if side == "left" else self.facet_right_lps
 
 
-def label_points_lps(labels: Volume, value: int, bbox=None) -> np.ndarray:
-    """LPS coordinates (N, 3) of the voxels holding ``value``."""
-    if bbox is None:
-        kji = np.argwhere(labels.array == value)
-    else:
-        sl = bbox
-        kji = np.argwhere(labels.array[sl] == value) + np.array([s.start for s in sl])
+def label_points_lps(labels: Volume, value: int, bbox=None, surface: bool = False) -> np.ndarray:
+    """LPS coordinates (N, 3) of the voxels holding ``value`` (within ``bbox``, slices of the
+    array); ``surface``: only its boundary voxels (those with a 6-neighbour of another value)."""
+    sl = bbox if bbox is not None else tuple(slice(0, n) for n in labels.array.shape)
+    m = labels.array[sl] == value
+    if surface:
+        m &= ~ndimage.binary_erosion(m)
+    kji = np.argwhere(m) + np.array([s.start for s in sl])
     return labels.lps_points_from_ijk(kji[:, ::-1].astype(float))
 
 
@@ -199,15 +200,8 @@ def compute_motor_units(labels: Volume, image: Volume | None = None) -> list[Mot
             return cache[key]
         if value >= len(objs) + 1 or objs[value - 1] is None:
             return np.zeros((0, 3))
-        sl = objs[value - 1]
-        if surface:
-            m = arr[sl] == value
-            kji = np.argwhere(m & ~ndimage.binary_erosion(m)) + np.array([s.start for s in sl])
-            out = labels.lps_points_from_ijk(kji[:, ::-1].astype(float))
-        else:
-            out = label_points_lps(labels, value, sl)
-        cache[key] = out
-        return out
+        cache[key] = label_points_lps(labels, value, objs[value - 1], surface)
+        return cache[key]
 
     units: list[MotorUnit] = []
     canal = pts(L.CANAL)
