@@ -47,6 +47,10 @@ class MainWindow(QMainWindow):
         self.views = {o: SliceView(self.scene, o) for o in ("axial", "sagittal", "coronal")}
         self.brush = LabelBrush(self.scene, on_stroke=self._on_stroke)
         self._labels_stale = False
+        self.units_pending = False  # motor units of the current labels are being computed
+        self._units_generation = 0
+        self._units_workers: list = []  # running; kept referenced until they finish
+        self._closing = False
         self.view3d = None
         if with_3d:
             from .view3d import View3D
@@ -538,15 +542,56 @@ class MainWindow(QMainWindow):
     def _on_labels(self, lab, region=None):
         """Motor units and the vertebra list follow the labels (after segmentation, corrections,
         undo/redo); during a paint stroke they are brought up to date when the stroke ends."""
-        from ..core.segmentation.motor_units import compute_motor_units
-
         self.anatomy = None
         if self.brush.active:
             self._labels_stale = True
             return
         self._labels_stale = False
         self._fill_vertebra_box(lab)
-        self.scene.set_motor_units(compute_motor_units(lab, self.scene.volume) if lab is not None else [])
+        self._recompute_units(lab)
+
+    def _recompute_units(self, lab):
+        """Motor units of new or edited labels, computed in the thread pool on a snapshot of the
+        label map (1-2 s on a full-size CT; painting may go on meanwhile). A newer edit supersedes
+        a running computation: its result is dropped. Until the units arrive, the table is
+        disabled and planning computes its anatomy from the labels themselves."""
+        from ..core.segmentation.motor_units import compute_motor_units
+
+        self._units_generation += 1
+        gen = self._units_generation
+        if lab is None:
+            self.units_pending = False
+            self.unit_table.setEnabled(True)
+            self.scene.set_motor_units([])
+            return
+        snapshot = lab.with_array(lab.array.copy())  # later strokes edit lab.array in place
+        self.units_pending = True
+        self.unit_table.setEnabled(False)
+        w = run_in_background(lambda progress=None, cancel=None: compute_motor_units(snapshot))
+        self._units_workers.append(w)
+        w.signals.finished.connect(lambda units, g=gen, w=w: self._units_done(g, w, units))
+        w.signals.failed.connect(lambda msg, g=gen, w=w: self._units_done(g, w, None, msg))
+
+    def _units_done(self, gen: int, worker, units, error: str | None = None):
+        if worker in self._units_workers:
+            self._units_workers.remove(worker)
+        if self._closing or gen != self._units_generation:
+            return
+        self.units_pending = False
+        self.unit_table.setEnabled(True)
+        if error is not None:
+            self.statusBar().showMessage(f"motor units not computed: {error}")
+            units = []
+        self.scene.set_motor_units(units)
+
+    def _anatomy(self):
+        """The planning anatomy; built from the labels when the motor units are not yet current."""
+        from ..core.planning.plan import Anatomy
+
+        if self.anatomy is None:
+            units = None if self.units_pending else (self.scene.motor_units or None)
+            self.anatomy = Anatomy(self.scene.volume, self.scene.labels, units)
+        return self.anatomy
 
     def _on_stroke(self, started: bool):
         """Costly label subscribers (motor units, vertebra list, 3D meshes) wait for a stroke's end."""
@@ -713,15 +758,13 @@ class MainWindow(QMainWindow):
     # ------------------------------------------------------------------ planning
     def propose_plan(self):
         from ..core.planning.case import Case
-        from ..core.planning.plan import Anatomy
         from ..core.planning.planner import make_plan
 
         if self.scene.labels is None:
             self.show_error("Plan", "Segment the spine or load a label map first.")
             return
         try:
-            if self.anatomy is None:
-                self.anatomy = Anatomy(self.scene.volume, self.scene.labels, self.scene.motor_units or None)
+            self._anatomy()
             level, side = self.level_box.currentText(), self.side_box.currentText()
             case = Case(level=level, side=side, zone=self.zone_box.currentText(),
                         pathology=self.pathology_box.currentText(),
@@ -741,14 +784,13 @@ class MainWindow(QMainWindow):
     def move_plan_point(self, which: str, lps, finished: bool = True):
         """Drag of the plan's entry or target: re-check live, one undo step per drag."""
         from ..core.commands import SetAttrCommand
-        from ..core.planning.plan import Anatomy, Plan
+        from ..core.planning.plan import Plan
         from ..core.planning.planner import evaluate
 
         plan = self.scene.plan
         if plan is None:
             return
-        if self.anatomy is None:
-            self.anatomy = Anatomy(self.scene.volume, self.scene.labels, self.scene.motor_units or None)
+        self._anatomy()
         moved = Plan.from_dict(plan.to_dict())
         setattr(moved, f"{which}_lps", np.asarray(lps, float))
         if moved.procedure == "cage" and which == "target":
@@ -1026,6 +1068,7 @@ class MainWindow(QMainWindow):
         return img
 
     def closeEvent(self, e):
+        self._closing = True
         if self.view3d is not None:
             self.view3d.close_vtk()
         super().closeEvent(e)

@@ -46,6 +46,8 @@ class Worker(QRunnable):
             self.signals.failed.emit(f"unexpected error: {type(exc).__name__}: {exc}")
         else:
             self.signals.finished.emit(out)
+        finally:
+            self.fn = None  # what the job captured (e.g. a label-map snapshot) goes with it
 
 
 def run_in_background(fn) -> Worker:

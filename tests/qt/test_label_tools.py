@@ -14,7 +14,7 @@ from PySide6.QtCore import QPoint, Qt  # noqa: E402
 
 from spineplan.core.phantom import make_phantom  # noqa: E402
 
-from .test_workstation import _make_window, _open  # noqa: E402
+from .test_workstation import _make_window, _open, _set_labels, _unit_names  # noqa: E402
 
 L2, L3, L4, L5, L6 = 21, 22, 23, 24, 25
 
@@ -28,7 +28,7 @@ def phantom():
 def window(qtbot, tmp_path, phantom):
     w = _make_window(qtbot, tmp_path)
     _open(w, phantom, qtbot)
-    w.set_labels(phantom.labels)
+    _set_labels(w, phantom.labels)
     yield w
     w.close()
     gc.collect()
@@ -42,8 +42,7 @@ def errors(monkeypatch):
     return shown
 
 
-def _units(window):
-    return [window.unit_table.item(r, 0).text() for r in range(window.unit_table.rowCount())]
+_units = _unit_names
 
 
 def _choose(window, vertebra, name):
@@ -293,7 +292,7 @@ def test_3d_meshes_are_rebuilt_once_per_stroke(qtbot, tmp_path, phantom, monkeyp
     w = _make_window(qtbot, tmp_path, with_3d=True)
     try:
         _open(w, phantom, qtbot)
-        w.set_labels(phantom.labels)
+        _set_labels(w, phantom.labels)
         built = []
         real = rehearsal.label_meshes_lps
         monkeypatch.setattr(rehearsal, "label_meshes_lps", lambda lab, *a, **k: built.append(1) or real(lab, *a, **k))
@@ -376,3 +375,47 @@ def test_a_dab_shows_at_once_by_reblending_only_the_pixels_it_touched(window, ph
     window.scene.set_cursor(centre)
     x, y = (int(round(c)) for c in v.lps_to_pixel(spot))
     assert np.abs(v.grab_array()[y, x].astype(int) - shown[y, x]).sum() <= 3  # the first dab is gone
+
+
+def test_motor_units_are_computed_off_the_gui_thread_and_only_the_newest_lands(window, qtbot, monkeypatch):
+    import threading
+
+    import spineplan.core.segmentation.motor_units as mu
+
+    threads, real = [], mu.compute_motor_units
+    monkeypatch.setattr(mu, "compute_motor_units",
+                        lambda *a, **k: threads.append(threading.current_thread()) or real(*a, **k))
+    landed = []
+    window.scene.events.motor_units.connect(lambda units: landed.append([u.name for u in units]))
+    _choose(window, "L5", "L6")
+    assert window.rename_vertebra()
+    # the edit returns before its motor units exist: the table waits, disabled
+    assert window.units_pending and not window.unit_table.isEnabled()
+    window.undo_action.trigger()  # a newer edit before the first result is delivered
+    assert _units(window)[-2:] == ["L4-L5", "L5-S1"] and window.unit_table.isEnabled()
+    qtbot.wait(200)
+    # the superseded result (with L6-S1) never reached the table
+    assert landed == [_units(window)]
+    assert threads and all(t is not threading.main_thread() for t in threads)
+
+
+def test_planning_while_the_motor_units_are_pending_uses_the_current_labels(window, errors):
+    _choose(window, "L5", "L6")
+    assert window.rename_vertebra()
+    assert window.units_pending
+    window.level_box.clear()
+    window.level_box.addItems(["L6-S1"])  # the name exists only in the edited labels
+    window.propose_plan()
+    assert not errors
+    assert window.scene.plan is not None and window.scene.plan.level == "L6-S1"
+
+
+def test_closing_while_motor_units_are_computed_is_safe(qtbot, tmp_path, phantom):
+    w = _make_window(qtbot, tmp_path)
+    _open(w, phantom, qtbot)
+    w.set_labels(phantom.labels)
+    assert w.units_pending
+    w.close()
+    qtbot.waitUntil(lambda: not w._units_workers, timeout=30000)
+    assert w.units_pending  # the result arrived after the close and was dropped
+    gc.collect()

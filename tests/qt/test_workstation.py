@@ -54,6 +54,29 @@ def _open(window, phantom, qtbot):
     return window
 
 
+def wait_units(window, timeout_s: float = 60.0):
+    """Wait until the window's motor units (computed in the thread pool) are current."""
+    import time
+
+    from PySide6.QtTest import QTest
+
+    end = time.monotonic() + timeout_s
+    while window.units_pending:
+        assert time.monotonic() < end, "motor units never arrived"
+        QTest.qWait(5)
+    return window
+
+
+def _set_labels(window, labels):
+    window.set_labels(labels)
+    return wait_units(window)
+
+
+def _unit_names(window):
+    wait_units(window)
+    return [window.unit_table.item(r, 0).text() for r in range(window.unit_table.rowCount())]
+
+
 def _gray(view, x, y):
     a = view.grab_array()
     return a[int(round(y)), int(round(x))].astype(int)
@@ -215,7 +238,7 @@ def test_plan_on_phantom_drag_recheck_and_undo(window, phantom, qtbot):
     from PySide6.QtCore import QPoint, Qt
 
     _open(window, phantom, qtbot)
-    window.set_labels(phantom.labels)
+    _set_labels(window, phantom.labels)
     window.level_box.setCurrentText("L4-L5")
     window.side_box.setCurrentText("left")
     window.proc_box.setCurrentText("needle")
@@ -285,7 +308,7 @@ def test_plan_views_and_3d_instrument(qtbot, tmp_path, phantom):
     w = _make_window(qtbot, tmp_path, with_3d=True, size=(1300, 900))
     try:
         w.scene.set_volume(phantom.ct)
-        w.set_labels(phantom.labels)
+        _set_labels(w, phantom.labels)
         w.level_box.setCurrentText("L4-L5")
         w.proc_box.setCurrentText("cage")
         w.side_box.setCurrentText("left")
@@ -335,7 +358,7 @@ def test_practice_mode_scores_against_hidden_reference(window, phantom, qtbot, t
     from spineplan.core.planning.planner import make_plan as auto_plan
 
     _open(window, phantom, qtbot)
-    window.set_labels(phantom.labels)
+    _set_labels(window, phantom.labels)
     ref = auto_plan(Anatomy(phantom.ct, phantom.labels), "L4-L5", "needle", "right")
     save_plan(ref.to_dict(), tmp_path / "ref.json")
     window.level_box.setCurrentText("L2-L3")
@@ -357,7 +380,7 @@ def test_rehearsal_export_from_gui(window, phantom, qtbot, tmp_path):
     from pypdf import PdfReader
 
     _open(window, phantom, qtbot)
-    window.set_labels(phantom.labels)
+    _set_labels(window, phantom.labels)
     window.level_box.setCurrentText("L4-L5")
     window.proc_box.setCurrentText("tube")
     window.propose_plan()
@@ -391,7 +414,7 @@ def test_autosave_and_recovery_after_crash(qtbot, tmp_path, phantom, monkeypatch
 
 def test_typed_plan_values_recheck(window, phantom, qtbot, monkeypatch):
     _open(window, phantom, qtbot)
-    window.set_labels(phantom.labels)
+    _set_labels(window, phantom.labels)
     window.level_box.setCurrentText("L4-L5")
     window.proc_box.setCurrentText("needle")
     window.side_box.setCurrentText("left")
@@ -417,16 +440,16 @@ def test_segment_button_runs_in_background_and_fills_the_table(window, phantom, 
     with qtbot.waitSignal(w.signals.finished, timeout=120000):
         pass
     qtbot.waitUntil(lambda: window.scene.labels is not None, timeout=10000)
-    names = [window.unit_table.item(r, 0).text() for r in range(window.unit_table.rowCount())]
+    names = _unit_names(window)
     assert names == ["T12-L1", "L1-L2", "L2-L3", "L3-L4", "L4-L5", "L5-S1"]
     assert window.seg_status.text().startswith("classical-ct: T12, L1")
     assert "⚠" not in window.seg_status.text()
     # the most common correction: all level names one up, undoable
     window.shift_levels(-1)
-    assert window.unit_table.item(0, 0).text() == "T11-T12"
+    assert _unit_names(window)[0] == "T11-T12"
     window.undo_action.trigger()
     assert (window.scene.labels.array == 19).any() and not (window.scene.labels.array == 18).any()
-    assert window.unit_table.item(0, 0).text() == "T12-L1"  # the table follows undo too
+    assert _unit_names(window)[0] == "T12-L1"  # the table follows undo too
 
 
 def test_plan_exports_from_the_plan_tab(window, phantom, qtbot, tmp_path, monkeypatch):
@@ -435,7 +458,7 @@ def test_plan_exports_from_the_plan_tab(window, phantom, qtbot, tmp_path, monkey
     from spineplan.core.persistence import load_plan
 
     _open(window, phantom, qtbot)
-    window.set_labels(phantom.labels)
+    _set_labels(window, phantom.labels)
     window.level_box.setCurrentText("L4-L5")
     window.proc_box.setCurrentText("needle")
     window.propose_plan()
