@@ -14,11 +14,11 @@ Columns:
   dab ms        median time of one mouse move carrying one dab (command + events + repaint)
   dab max       slowest such move
   press ms      mouse press (first dab, stroke start)
-  release ms    mouse release: the once-per-stroke updates on the GUI thread (vertebra list,
-                3D meshes; the motor units start in the thread pool)
-  units ms      mouse release until the motor units are current
+  release ms    mouse release: the once-per-stroke work on the GUI thread (a snapshot of the
+                labels; motor units, vertebra list and 3D meshes start in the thread pool)
+  ready ms      mouse release until the motor units, vertebra list and 3D meshes are current
   stroke ms     press + 30 moves + release, all events processed
-  undo / redo   the whole stroke, all events processed (motor units, meshes, repaints)
+  undo / redo   the whole stroke, GUI thread (repaints, snapshot; the rest as after release)
   undo kB       memory held by the stroke's undo step (indices + old + new values)
   peak MB       peak resident memory above the resident memory before the stroke
                 (press .. redo), from /proc/self/status VmHWM after resetting it
@@ -74,8 +74,9 @@ def cases(small_only: bool):
 
 
 def _wait_units(win, app):
-    """Process events until the motor units (computed in the thread pool) are current."""
-    while win.units_pending:
+    """Process events until the motor units, vertebra list and 3D meshes (computed in the
+    thread pool) are current."""
+    while win.background_pending():
         app.processEvents()
         time.sleep(0.002)
 
@@ -187,16 +188,16 @@ def main():
     print(f"stroke: press + {N_MOVES} moves of half the 3 mm brush radius + release, axial view, Paint L3 "
           "onto background")
     hdr = (f"{'case':22s} {'grid':>12s} {'dtype':>13s} {'dabs':>5s} {'voxels':>7s} {'dab ms':>8s} "
-           f"{'dab max':>8s} {'press':>7s} {'release':>8s} {'units ms':>9s} {'stroke ms':>10s} {'undo ms':>8s} "
+           f"{'dab max':>8s} {'press':>7s} {'release':>8s} {'ready ms':>9s} {'stroke ms':>10s} {'undo ms':>8s} "
            f"{'redo ms':>8s} {'undo kB':>8s} {'peak MB':>8s}")
     print(hdr)
     for name, grid, dt, r in rows:
         print(f"{name:22s} {grid:>12s} {dt:>13s} {r['dabs']:5d} {r['voxels']:7d} {r['dab']:8.1f} "
               f"{r['dab_max']:8.1f} {r['press']:7.1f} {r['release']:8.0f} {r['units']:9.0f} {r['stroke']:10.0f} "
               f"{r['undo']:8.0f} {r['redo']:8.0f} {r['undo_kb']:8.1f} {r['peak_mb']:8.0f}")
-    print("release/undo/redo: time the GUI thread is busy (vertebra list, 3D meshes, snapshot of the\n"
-          "labels); motor units are then computed in the thread pool: 'units ms' = release until the\n"
-          "motor-unit table is current (the GUI stays responsive meanwhile)")
+    print("release/undo/redo: time the GUI thread is busy (a snapshot of the labels); motor units,\n"
+          "vertebra list and 3D meshes are then computed in the thread pool: 'ready ms' = release\n"
+          "until they are current (the GUI stays responsive meanwhile)")
 
 
 if __name__ == "__main__":

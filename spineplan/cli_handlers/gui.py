@@ -32,6 +32,7 @@ def run(args) -> int:
         win.scene.set_volume(vol, source_path=path)
         if args.labels:
             win.set_labels(read_labels([args.labels], vol))
+            win.settle()
         if args.plan:
             _open_plan(win, args.plan)
         win.show()
@@ -39,6 +40,7 @@ def run(args) -> int:
             win.set_presentation(True)
         for _ in range(5):
             app.processEvents()
+        win.settle()
         img = win.screenshot()
         if not img.save(args.screenshot):
             raise InvalidInputError(f"cannot write {args.screenshot}")

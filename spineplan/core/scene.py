@@ -41,6 +41,7 @@ class Scene:
         self.undo_stack = UndoStack()
         self.volume: Volume | None = None
         self.labels: Volume | None = None
+        self._labels_snapshot: Volume | None = None
         self.motor_units: list[Any] = []
         self.case: Any = None
         self.plan: Any = None
@@ -53,6 +54,7 @@ class Scene:
         self.volume = volume
         self.source_path = source_path
         self.labels = None
+        self._labels_snapshot = None
         self.motor_units = []
         self.plan = None
         self.annotations = []
@@ -72,6 +74,7 @@ class Scene:
         if labels is not None:
             labels = labels.with_array(np.array(labels.array, order="C", copy=True))
         self.labels = labels
+        self._labels_snapshot = None
         self.undo_stack.discard(lambda c: getattr(c, "edits_labels", False))
         self.events.labels.emit(labels, None)
 
@@ -90,11 +93,23 @@ class Scene:
         if not (arr.flags.c_contiguous and arr.flags.writeable):  # not given through set_labels
             arr = lab.array = np.array(arr, order="C", copy=True)
         arr.reshape(-1)[idx] = values
+        self._labels_snapshot = None
         lab.modality = "SEG"
         k, j, i = np.unravel_index(idx, arr.shape)
         region = tuple(slice(int(a.min()), int(a.max()) + 1) for a in (k, j, i))
         self.events.labels.emit(lab, region)
         return region
+
+    def labels_snapshot(self) -> Volume | None:
+        """A read-only copy of the current label map, for work in another thread (edits change
+        ``labels.array`` in place). All callers share one copy until the next edit."""
+        if self.labels is None:
+            return None
+        if self._labels_snapshot is None:
+            arr = self.labels.array.copy()
+            arr.flags.writeable = False
+            self._labels_snapshot = self.labels.with_array(arr)
+        return self._labels_snapshot
 
     def set_motor_units(self, units: list[Any]) -> None:
         self.motor_units = list(units)

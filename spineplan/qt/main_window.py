@@ -547,32 +547,37 @@ class MainWindow(QMainWindow):
             self._labels_stale = True
             return
         self._labels_stale = False
-        self._fill_vertebra_box(lab)
         self._recompute_units(lab)
 
     def _recompute_units(self, lab):
-        """Motor units of new or edited labels, computed in the thread pool on a snapshot of the
-        label map (1-2 s on a full-size CT; painting may go on meanwhile). A newer edit supersedes
-        a running computation: its result is dropped. Until the units arrive, the table is
-        disabled and planning computes its anatomy from the labels themselves."""
+        """Motor units and the labels present (the vertebra list) of new or edited labels,
+        computed in the thread pool on a snapshot of the label map (1-2 s on a full-size CT;
+        painting may go on meanwhile). A newer edit supersedes a running computation: its result
+        is dropped. Until the units arrive, the table is disabled and planning computes its
+        anatomy from the labels themselves."""
         from ..core.segmentation.motor_units import compute_motor_units
+
+        def job(progress=None, cancel=None):
+            present = set(np.flatnonzero(L.label_counts(snapshot.array)).tolist())
+            return compute_motor_units(snapshot), present
 
         self._units_generation += 1
         gen = self._units_generation
         if lab is None:
             self.units_pending = False
             self.unit_table.setEnabled(True)
+            self._fill_vertebra_box(set())
             self.scene.set_motor_units([])
             return
-        snapshot = lab.with_array(lab.array.copy())  # later strokes edit lab.array in place
+        snapshot = self.scene.labels_snapshot() if lab is self.scene.labels else lab.with_array(lab.array.copy())
         self.units_pending = True
         self.unit_table.setEnabled(False)
-        w = run_in_background(lambda progress=None, cancel=None: compute_motor_units(snapshot))
+        w = run_in_background(job)
         self._units_workers.append(w)
-        w.signals.finished.connect(lambda units, g=gen, w=w: self._units_done(g, w, units))
+        w.signals.finished.connect(lambda res, g=gen, w=w: self._units_done(g, w, res))
         w.signals.failed.connect(lambda msg, g=gen, w=w: self._units_done(g, w, None, msg))
 
-    def _units_done(self, gen: int, worker, units, error: str | None = None):
+    def _units_done(self, gen: int, worker, result, error: str | None = None):
         if worker in self._units_workers:
             self._units_workers.remove(worker)
         if self._closing or gen != self._units_generation:
@@ -581,8 +586,29 @@ class MainWindow(QMainWindow):
         self.unit_table.setEnabled(True)
         if error is not None:
             self.statusBar().showMessage(f"motor units not computed: {error}")
-            units = []
+            result = ([], self._present_labels())
+        units, present = result
+        self._fill_vertebra_box(present)
         self.scene.set_motor_units(units)
+
+    def background_pending(self) -> bool:
+        """True while motor units or 3D label meshes of the current labels are being computed."""
+        return self.units_pending or (self.view3d is not None and self.view3d.meshes_pending)
+
+    def settle(self, timeout_s: float = 120.0) -> bool:
+        """Process events until the background label work is done (screenshots, scripts, tests);
+        False on timeout."""
+        import time
+
+        from PySide6.QtWidgets import QApplication
+
+        end = time.monotonic() + timeout_s
+        while self.background_pending():
+            if time.monotonic() > end:
+                return False
+            QApplication.processEvents()
+            time.sleep(0.005)
+        return True
 
     def _anatomy(self):
         """The planning anatomy; built from the labels when the motor units are not yet current."""
@@ -606,14 +632,19 @@ class MainWindow(QMainWindow):
             return set()
         return set(np.flatnonzero(L.label_counts(lab.array)).tolist())
 
-    def _fill_vertebra_box(self, lab):
+    _wanted_vertebra = ""
+
+    def _fill_vertebra_box(self, present: set[int]):
         cur = self.vertebra_box.currentText()
-        names = [L.vertebra_name(x) for x in L.craniocaudal_order(self._present_labels()) if L.is_vertebra(x)]
+        names = [L.vertebra_name(x) for x in L.craniocaudal_order(present) if L.is_vertebra(x)]
         self.vertebra_box.blockSignals(True)
         self.vertebra_box.clear()
         self.vertebra_box.addItems(names)
-        if cur in names:
-            self.vertebra_box.setCurrentText(cur)
+        for want in (self._wanted_vertebra, cur):  # a renamed vertebra stays selected
+            if want in names:
+                self.vertebra_box.setCurrentText(want)
+                break
+        self._wanted_vertebra = ""
         self.vertebra_box.blockSignals(False)
         self._on_vertebra_selected(self.vertebra_box.currentText())
 
@@ -642,7 +673,7 @@ class MainWindow(QMainWindow):
         except SegmentationError as exc:
             self.show_error("Rename", str(exc))
             return False
-        self.vertebra_box.setCurrentText(L.vertebra_name(new))
+        self._wanted_vertebra = L.vertebra_name(new)  # selected when the list is refilled
         return True
 
     def merge_vertebra(self) -> bool:

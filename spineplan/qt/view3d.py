@@ -13,6 +13,7 @@ from vtkmodules.qt.QVTKRenderWindowInteractor import QVTKRenderWindowInteractor 
 from vtkmodules.util import numpy_support  # noqa: E402
 
 from ..core.volume import Volume  # noqa: E402
+from .workers import run_in_background  # noqa: E402
 
 __all__ = ["View3D", "CAMERA_PRESETS"]
 
@@ -59,6 +60,10 @@ class View3D(QVTKRenderWindowInteractor):
         self._volume_actor = None
         self._mesh_actors: list = []
         self._mesh_by_label: dict = {}
+        self._mesh_workers: list = []  # running; kept referenced until they finish
+        self._mesh_generation = 0
+        self.meshes_pending = False  # label meshes of the current labels are being built
+        self._closed = False
         self._plan_actors: list = []
         self.handles: dict = {}
         self.preset = "bone"
@@ -128,22 +133,44 @@ class View3D(QVTKRenderWindowInteractor):
 
     def _on_labels(self, labels, region=None):
         """Label meshes rebuilt from the whole map (``region``, the part edited in place, is
-        not used: a stroke defers the rebuild to its end)."""
+        not used: a stroke defers the rebuild to its end). The meshes are built in the thread
+        pool from a snapshot of the labels (1-2 s on a full-size CT); the old ones stay on
+        screen until the new ones arrive, and a newer change drops a running build's result."""
         if self._deferred:
             self._stale = True
             return
         self._stale = False
+        self._mesh_generation += 1
+        gen = self._mesh_generation
+        if labels is None:
+            self.meshes_pending = False
+            self._show_meshes({})
+            return
+        from ..render.rehearsal import label_meshes_lps
+
+        snapshot = self.scene.labels_snapshot() if labels is self.scene.labels else labels
+        self.meshes_pending = True
+        w = run_in_background(lambda progress=None, cancel=None: label_meshes_lps(snapshot))
+        self._mesh_workers.append(w)
+        w.signals.finished.connect(lambda polys, g=gen, w=w: self._meshes_done(g, w, polys))
+        w.signals.failed.connect(lambda msg, g=gen, w=w: self._meshes_done(g, w, {}))
+
+    def _meshes_done(self, gen: int, worker, polys: dict):
+        if worker in self._mesh_workers:
+            self._mesh_workers.remove(worker)
+        if self._closed or gen != self._mesh_generation:
+            return
+        self.meshes_pending = False
+        self._show_meshes(polys)
+
+    def _show_meshes(self, polys: dict):
+        from ..render.slicing import LABEL_COLORS
+
         for a in self._mesh_actors:
             self.renderer.RemoveActor(a)
         self._mesh_actors = []
         self._mesh_by_label = {}
-        if labels is None:
-            self.GetRenderWindow().Render() if self.isVisible() else None
-            return
-        from ..render.rehearsal import label_meshes_lps
-        from ..render.slicing import LABEL_COLORS
-
-        for v, poly in label_meshes_lps(labels).items():
+        for v, poly in polys.items():
             if v in (300, 301):
                 continue
             m = vtk.vtkPolyDataMapper()
@@ -157,7 +184,9 @@ class View3D(QVTKRenderWindowInteractor):
             self._mesh_actors.append(a)
             self.renderer.AddActor(a)
         if self._volume_actor is not None:
-            self._volume_actor.SetVisibility(False)  # meshes replace the volume rendering
+            self._volume_actor.SetVisibility(not polys)  # meshes replace the volume rendering
+        plan = self.scene.plan
+        self._highlight(plan.level if plan is not None else None)
         self.render()
 
     def _on_plan(self, plan):
@@ -275,6 +304,7 @@ class View3D(QVTKRenderWindowInteractor):
 
     def close_vtk(self):
         """Release the render window (avoids X errors at exit under Xvfb)."""
+        self._closed = True
         for h in self.handles.values():
             h.EnabledOff()
         self.handles = {}

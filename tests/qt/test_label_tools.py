@@ -14,7 +14,7 @@ from PySide6.QtCore import QPoint, Qt  # noqa: E402
 
 from spineplan.core.phantom import make_phantom  # noqa: E402
 
-from .test_workstation import _make_window, _open, _set_labels, _unit_names  # noqa: E402
+from .test_workstation import _make_window, _open, _set_labels, _unit_names, wait_units  # noqa: E402
 
 L2, L3, L4, L5, L6 = 21, 22, 23, 24, 25
 
@@ -45,7 +45,13 @@ def errors(monkeypatch):
 _units = _unit_names
 
 
+def _vertebrae(window):
+    wait_units(window)  # the list follows the labels through the background work
+    return [window.vertebra_box.itemText(n) for n in range(window.vertebra_box.count())]
+
+
 def _choose(window, vertebra, name):
+    wait_units(window)
     window.vertebra_box.setCurrentText(vertebra)
     window.name_box.setCurrentText(name)
     assert window.vertebra_box.currentText() == vertebra and window.name_box.currentText() == name
@@ -56,15 +62,15 @@ def _z_of(labels, mask):
 
 
 def test_vertebra_list_follows_the_label_map(window):
-    names = [window.vertebra_box.itemText(n) for n in range(window.vertebra_box.count())]
+    names = _vertebrae(window)
     assert names == ["T12", "L1", "L2", "L3", "L4", "L5", "S1"]
     _choose(window, "L5", "L6")
     window.rename_vertebra()
-    names = [window.vertebra_box.itemText(n) for n in range(window.vertebra_box.count())]
+    names = _vertebrae(window)
     assert names[-2:] == ["L6", "S1"] and "L5" not in names
     assert window.vertebra_box.currentText() == "L6"
     window.undo_action.trigger()
-    assert "L5" in [window.vertebra_box.itemText(n) for n in range(window.vertebra_box.count())]
+    assert "L5" in _vertebrae(window)
 
 
 def test_rename_changes_voxels_and_table_and_undo_restores(window, phantom):
@@ -105,7 +111,7 @@ def test_merge_gives_the_absorbed_voxels_to_the_selected_vertebra(window):
     assert not (arr == L4).any()
     assert np.array_equal(arr == L3, (before == L3) | (before == L4))
     assert "L3-L4" not in _units(window) and "L4-L5" not in _units(window)
-    assert "L4" not in [window.vertebra_box.itemText(n) for n in range(window.vertebra_box.count())]
+    assert "L4" not in _vertebrae(window)
     window.undo_action.trigger()
     assert np.array_equal(window.scene.labels.array, before)
     assert "L3-L4" in _units(window)
@@ -303,9 +309,39 @@ def test_3d_meshes_are_rebuilt_once_per_stroke(qtbot, tmp_path, phantom, monkeyp
         steps = len(w.scene.undo_stack)
         _stroke(qtbot, w.views["axial"], [centre + [40, -10, 0], centre + [55, -10, 0]])
         assert len(w.scene.undo_stack) == steps + 1
+        wait_units(w)
         assert len(built) == 1 and 22 in w.view3d._mesh_by_label
         w.undo_action.trigger()  # the 3D view follows label changes again
+        wait_units(w)
         assert len(built) == 2
+    finally:
+        w.close()
+        gc.collect()
+
+
+def test_3d_meshes_are_built_off_the_gui_thread_and_only_the_newest_shows(qtbot, tmp_path, phantom, monkeypatch):
+    import threading
+
+    import spineplan.render.rehearsal as rehearsal
+
+    w = _make_window(qtbot, tmp_path, with_3d=True)
+    try:
+        _open(w, phantom, qtbot)
+        threads, shown = [], []
+        real = rehearsal.label_meshes_lps
+        monkeypatch.setattr(rehearsal, "label_meshes_lps",
+                            lambda lab, *a, **k: threads.append(threading.current_thread()) or real(lab, *a, **k))
+        real_show = w.view3d._show_meshes
+        monkeypatch.setattr(w.view3d, "_show_meshes", lambda polys: shown.append(sorted(polys)) or real_show(polys))
+        w.set_labels(phantom.labels)
+        assert w.view3d.meshes_pending and not w.view3d._mesh_by_label  # set_labels returned at once
+        from spineplan.core.segmentation.edit import rename_command
+
+        w.scene.undo_stack.push(rename_command(w.scene, L5, L6))  # supersedes the first build
+        wait_units(w)
+        assert len(shown) == 1 and L6 in shown[0] and L5 not in shown[0]
+        assert L6 in w.view3d._mesh_by_label and L5 not in w.view3d._mesh_by_label
+        assert threads and all(t is not threading.main_thread() for t in threads)
     finally:
         w.close()
         gc.collect()

@@ -55,15 +55,9 @@ def _open(window, phantom, qtbot):
 
 
 def wait_units(window, timeout_s: float = 60.0):
-    """Wait until the window's motor units (computed in the thread pool) are current."""
-    import time
-
-    from PySide6.QtTest import QTest
-
-    end = time.monotonic() + timeout_s
-    while window.units_pending:
-        assert time.monotonic() < end, "motor units never arrived"
-        QTest.qWait(5)
+    """Wait until the window's motor units and 3D label meshes (both computed in the thread
+    pool) are current."""
+    assert window.settle(timeout_s), "motor units or label meshes never arrived"
     return window
 
 
