@@ -20,7 +20,9 @@ axis-aligned orientation:
    the search limit on both sides. The model body is the superellipse cylinder of its
    mid-sagittal outline and that width (lumbar body sections are close to elliptic;
    propagation alone leaks or stops early). In every sagittal slice a marker watershed then
-   moves the model's sections to that slice's own edges; the surfaces are smoothed.
+   moves the model's sections to that slice's own edges (by up to 6 mm; what is much brighter
+   than the body's own marrow is background); the surfaces are smoothed (4 mm across the
+   sections) and pulled in from the watershed line (steepest point of the edge) to the cortex.
 5. Discs: the space between two consecutive bodies per (AP, left-right) column.
    Canal: the bright CSF band behind the bodies.
 6. Levels are counted from the sacrum upward: the lowest regions whose posterior wall lies
@@ -60,8 +62,20 @@ WS_BG_MARGIN = 1.0           # background marker: this many half-windows beyond 
 WS_SEED_EROSION_MM = 3.0
 WS_GRADIENT_SIGMA_MM = 1.0
 WS_MAX_GROWTH_MM = 5.0       # the watershed moves a window outline by at most this
-SURFACE_SIGMA_MM = (1.0, 1.0, 2.0)  # body surface smoothing (z, y, across the ~4 mm sections)
-WS_SLICE_GROWTH_MM = 3.0     # per sagittal slice, the watershed moves the model's outline by at most this
+SURFACE_SIGMA_MM = (1.0, 1.0, 4.0)  # body surface smoothing (z, y, and across the sections: one
+#                                     acquired sagittal section, ~4 mm, carries no finer lateral detail)
+WS_SLICE_GROWTH_MM = 6.0     # per sagittal slice, the watershed moves the model's outline by at most this
+#                              (off the midline a body's section is not its mid-sagittal outline: wedging,
+#                              rounded corners, axial rotation move its walls by several mm)
+WS_SLICE_BG_MARGIN = 2.0     # per-slice background: this many half-windows beyond the marrow window...
+MARROW_BRIGHT_SD = 4.0       # ...or brighter than the body's own marrow by this many robust SDs (disc,
+#                              fat, CSF; marrow signal differs between levels, one window is too coarse)
+MARROW_CORE_MM = (4.0, 4.0, 8.0)  # a body's marrow statistics come from its model eroded by this (z, y, x)
+EDGE_OFFSET_MM = 1.0         # the per-slice watershed line sits on the steepest point of the edge from
+#                              the dark cortex to the brighter disc/fat outside it; on the 1 mm development
+#                              images that is ~1-1.5 mm outside the dark cortical line (mean intensity
+#                              profile across the boundary), so the surfaces are pulled in by whole voxels
+#                              up to this (none at 1.5 mm voxels, one at 0.7-1 mm)
 ANTERIOR_CLIP_MM = 4.0       # a body reaches at most this beyond the spine's typical depth
 ENDPLATE_TOLERANCE_MM = 1.0  # body voxels kept beyond the fitted endplate line
 ENDPLATE_MIN_FIT_MM = 6.0    # nucleus width needed to fit the endplate lines
@@ -492,7 +506,9 @@ def _refine_bodies_per_slice(s: np.ndarray, raw: np.ndarray, bodies: list, windo
     the anterior wall are not where the mid-sagittal outline puts them (wedge shapes,
     rounded corners). Slices where a body's seed vanishes keep the model's section.
     The gradient is taken on the unsmoothed ``raw`` (on ``s`` the edges would be smoothed
-    twice), the marrow window is applied to the smoothed ``s``."""
+    twice), the marrow window is applied to the smoothed ``s``. Each body's own marrow signal
+    (median and robust SD over its model's 3D core) adds background where a slice is much
+    brighter than that marrow: with the wider growth, discs and fat must not be flooded."""
     import SimpleITK as sitk
 
     lo, hi = window
@@ -510,12 +526,17 @@ def _refine_bodies_per_slice(s: np.ndarray, raw: np.ndarray, bodies: list, windo
     se_bg = _disk(grow + 2.0)
     zz = np.arange(z1 - z0)[:, None]
     big = z1 - z0 + 1
+    bright = [_marrow_bright_limit(s, b, sp) for b in bodies]
     for x in np.nonzero(union.any(axis=(0, 1)))[0]:
         S = s[box + (x,)]
         secs = [b[box + (x,)] for b in bodies]
         markers = np.zeros(S.shape, np.uint16)
         bg = ~ndimage.binary_dilation(np.logical_or.reduce(secs), structure=se_bg)
-        markers[bg | (S > hi + WS_BG_MARGIN * half) | (S < lo - WS_BG_MARGIN * half)] = 1
+        markers[bg | (S > hi + WS_SLICE_BG_MARGIN * half) | (S < lo - WS_SLICE_BG_MARGIN * half)] = 1
+        near = [_dilate_local(r, se_grow) for r in secs]  # how far each outline may move
+        for r, lim in zip(near, bright):
+            if lim is not None:
+                markers[r & (S > lim)] = 1
         for up, low in zip(secs[:-1], secs[1:]):
             u_bot = np.where(up, zz, big).min(axis=0)
             l_top = np.where(low, zz, -1).max(axis=0)
@@ -540,13 +561,54 @@ def _refine_bodies_per_slice(s: np.ndarray, raw: np.ndarray, bodies: list, windo
             sitk.GetImageFromArray(g.astype(np.float32)), sitk.GetImageFromArray(markers),
             markWatershedLine=False, fullyConnected=False))
         for i in seeded:
-            m = (ws == i + 2) & ndimage.binary_dilation(secs[i], structure=se_grow)
+            m = (ws == i + 2) & near[i]
             m = ndimage.binary_opening(m, structure=se_open)
             lab, n = ndimage.label(m)
             if n > 1:
                 m = lab == 1 + int(np.argmax(ndimage.sum(m, lab, range(1, n + 1))))
             outs[i][box + (x,)] = ndimage.binary_fill_holes(m)
     return outs
+
+
+def _dilate_local(m: np.ndarray, se: np.ndarray) -> np.ndarray:
+    """``binary_dilation(m, se)`` computed on the bounding box of ``m`` only."""
+    out = np.zeros_like(m)
+    if not m.any():
+        return out
+    r = [k // 2 for k in se.shape]
+    box = tuple(slice(max(int(a.min()) - p, 0), int(a.max()) + p + 1) for a, p in zip(np.nonzero(m), r))
+    out[box] = ndimage.binary_dilation(m[box], structure=se)
+    return out
+
+
+def _marrow_bright_limit(s: np.ndarray, body: np.ndarray, sp) -> float | None:
+    """Signal above which a voxel near ``body`` is not its marrow: the median plus
+    ``MARROW_BRIGHT_SD`` robust SDs (1.4826 MAD) of ``s`` over the body's core (the body
+    eroded by ``MARROW_CORE_MM``); None for an empty body."""
+    if not body.any():
+        return None
+    r = [m / d for m, d in zip(MARROW_CORE_MM, sp)]
+    pad = [int(np.ceil(v)) + 1 for v in r]
+    box = tuple(slice(max(int(a.min()) - p, 0), int(a.max()) + p + 1) for a, p in zip(np.nonzero(body), pad))
+    R = [max(int(np.ceil(v)), 1) for v in r]
+    g = np.ogrid[tuple(slice(-k, k + 1) for k in R)]
+    ball = sum((gi / max(ri, 1e-3)) ** 2 for gi, ri in zip(g, r)) <= 1.0
+    core = ndimage.binary_erosion(body[box], structure=ball)
+    vals = s[box][core] if core.sum() >= 50 else s[body]
+    med = float(np.median(vals))
+    return med + MARROW_BRIGHT_SD * 1.4826 * float(np.median(np.abs(vals - med)))
+
+
+def _pull_in_edges(m: np.ndarray, sp) -> np.ndarray:
+    """The body mask moved inward in each sagittal plane (z, y) by the whole number of voxels
+    that fits in ``EDGE_OFFSET_MM``: from the watershed line (steepest point of the edge) to the
+    dark cortical line. Never more than the offset (coarser voxels: no move)."""
+    k = int(np.floor(EDGE_OFFSET_MM / max(sp[0], sp[1]) + 1e-6))
+    if k < 1 or not m.any():
+        return m
+    st = np.zeros((3, 3, 1), bool)
+    st[1, :, 0] = st[:, 1, 0] = True
+    return ndimage.binary_erosion(m, structure=st, iterations=k)
 
 
 def _smooth_body(m: np.ndarray, sp) -> np.ndarray:
@@ -712,14 +774,16 @@ def segment_mri(volume: Volume, *, progress=None, cancel=None) -> SegmentationRe
     for i in named:
         lo, hi = extents[i]
         bodies[i] = _elliptic_body(regs[i], (lo + hi) / 2.0, half_w, nx, sp)
-    bodies = [_smooth_body(b, sp) for b in _refine_bodies_per_slice(s, n, bodies, window, sp)]
+    edges = [_smooth_body(b, sp) for b in _refine_bodies_per_slice(s, n, bodies, window, sp)]
+    bodies = [_pull_in_edges(b, sp) for b in edges]
     rep.step(0.85, "naming levels")
     out = np.zeros(n.shape, np.uint16)
     for b, lab in zip(bodies, names):
         if lab:
             out[b & (out == 0)] = lab
     max_gap = int(round(MAX_DISC_HEIGHT_MM / sp[0]))
-    for up, low, lab_up in zip(bodies[:-1], bodies[1:], names[:-1]):
+    # a disc ends at the watershed line (the bright disc's own edge), not at the cortical line
+    for up, low, lab_up in zip(edges[:-1], edges[1:], names[:-1]):
         if not lab_up or lab_up == L.SACRUM:
             continue
         d = _disc_between(up, low, max_gap) & (out == 0) & (ant3 >= -1.0)
