@@ -21,8 +21,9 @@ axis-aligned orientation:
    mid-sagittal outline and that width (lumbar body sections are close to elliptic;
    propagation alone leaks or stops early). In every sagittal slice a marker watershed then
    moves the model's sections to that slice's own edges (by up to 6 mm; what is much brighter
-   than the body's own marrow is background); the surfaces are smoothed (4 mm across the
-   sections) and pulled in from the watershed line (steepest point of the edge) to the cortex.
+   than the body's own marrow is background) and the surfaces are smoothed in 3D (4 mm across
+   the sections); a second such pass starts from the result. The surfaces are then pulled in
+   from the watershed line (steepest point of the edge) to the cortex.
 5. Discs: the space between two consecutive bodies per (AP, left-right) column.
    Canal: the bright CSF band behind the bodies.
 6. Levels are counted from the sacrum upward: the lowest regions whose posterior wall lies
@@ -67,6 +68,9 @@ SURFACE_SIGMA_MM = (1.0, 1.0, 4.0)  # body surface smoothing (z, y, and across t
 WS_SLICE_GROWTH_MM = 6.0     # per sagittal slice, the watershed moves the model's outline by at most this
 #                              (off the midline a body's section is not its mid-sagittal outline: wedging,
 #                              rounded corners, axial rotation move its walls by several mm)
+WS_SLICE_PASSES = 2          # per-slice watershed, then 3D surface smoothing, twice: the second pass's
+#                              seeds (eroded sections) come from sections that already follow the slice's
+#                              own edges instead of the extruded model (whose errors they would carry)
 WS_SLICE_BG_MARGIN = 2.0     # per-slice background: this many half-windows beyond the marrow window...
 MARROW_BRIGHT_SD = 4.0       # ...or brighter than the body's own marrow by this many robust SDs (disc,
 #                              fat, CSF; marrow signal differs between levels, one window is too coarse)
@@ -774,7 +778,9 @@ def segment_mri(volume: Volume, *, progress=None, cancel=None) -> SegmentationRe
     for i in named:
         lo, hi = extents[i]
         bodies[i] = _elliptic_body(regs[i], (lo + hi) / 2.0, half_w, nx, sp)
-    edges = [_smooth_body(b, sp) for b in _refine_bodies_per_slice(s, n, bodies, window, sp)]
+    edges = bodies
+    for _ in range(WS_SLICE_PASSES):
+        edges = [_smooth_body(b, sp) for b in _refine_bodies_per_slice(s, n, edges, window, sp)]
     bodies = [_pull_in_edges(b, sp) for b in edges]
     rep.step(0.85, "naming levels")
     out = np.zeros(n.shape, np.uint16)
