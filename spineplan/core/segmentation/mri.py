@@ -91,6 +91,18 @@ PROPAGATION_MARGIN_MM = 2.0
 EXTRUSION_MARGIN_MM = 1.5
 LATERAL_AREA_FRACTION = 0.25  # a body's side ends where its sagittal area falls below this
 POSTERIOR_EXPONENT = 3.0     # superellipse exponent of the posterior half of a body's section
+# measured sections (_measured_body): rays from each axial section's centre find the body's edge
+RAY_COUNT = 72               # one ray every 5 degrees
+RAY_STEP_MM = 0.5
+EDGE_CONTRAST = 0.10         # normalised departure from the section's marrow level that counts as
+                             # an edge: about twice the marrow texture (SD 0.04-0.06 on the dev images)
+EDGE_SUSTAIN_MM = 2.0        # ... held this long (thicker than the ~1 mm cortex and texture grains)
+EDGE_LEVEL = 0.5             # the edge is where the profile has made this fraction of its departure
+                             # (the partial-volume middle of the blurred step)
+EDGE_SEARCH_MM = 8.0         # the departure's extreme is looked for this far beyond its start
+EDGE_MIN_RATIO = 0.4         # edges nearer the centre than this fraction of the model radius are marrow texture
+RADIUS_RATIO = (0.5, 2.0)    # a measured radius is trusted between half and twice the model's
+RADIUS_MEDIAN = (13.0, 65.0)  # regularisation: median over this many mm along z and degrees of angle
 MAX_DISC_HEIGHT_MM = 22.0
 SACRAL_SHIFT_MM = 9.5        # S1's posterior wall lies this much behind L5's (mid-sagittal)
 SACRUM_AREA_RATIO = 1.8      # or the lowest region is a sacral mass much larger than a body
@@ -500,6 +512,87 @@ def _elliptic_body(reg2d: np.ndarray, xm: float, half_w: float, nx: int, sp) -> 
     return model
 
 
+def _measured_body(s: np.ndarray, model: np.ndarray, sp) -> np.ndarray:
+    """The body's own axial sections measured in the image, with ``model`` as prior.
+
+    In every axial section of the model a ray is cast from the section's centre every
+    ``360 / RAY_COUNT`` degrees; along each, the edge is where the (smoothed) image leaves the
+    section's own marrow level (median of the section's core) by ``EDGE_CONTRAST`` for
+    ``EDGE_SUSTAIN_MM``, placed at the ``EDGE_LEVEL`` point of that departure (the partial-volume
+    middle: across the ~4 mm sagittal sections the lateral edges are blurred). The ratio of the
+    measured to the model's radius is regularised by a median over z and angle (rays without an
+    edge vote for the model), then smoothed over angle, and the star-shaped section rasterised.
+    The marrow may be brighter or darker than what surrounds it (psoas, vessels, fat, discs),
+    so a departure of either sign ends it."""
+    from scipy.ndimage import map_coordinates, median_filter
+
+    zs = np.nonzero(model.any(axis=(1, 2)))[0]
+    if len(zs) == 0:
+        return model
+    th = np.arange(RAY_COUNT) * 2.0 * np.pi / RAY_COUNT
+    dy, dx = np.sin(th)[:, None], np.cos(th)[:, None]
+    rr = np.arange(0.0, 2.0 * BODY_HALF_WIDTH_MM + 10.0, RAY_STEP_MM)
+    n_sus = max(int(round(EDGE_SUSTAIN_MM / RAY_STEP_MM)), 1)
+    n_ext = int(round(EDGE_SEARCH_MM / RAY_STEP_MM))
+    idx = np.arange(len(rr))[None, :]
+    ratio = np.ones((len(zs), RAY_COUNT))
+    r0 = np.zeros((len(zs), RAY_COUNT))
+    centres = np.zeros((len(zs), 2))
+    for k, z in enumerate(zs):
+        sec = model[z]
+        yy, xx = np.nonzero(sec)
+        cy, cx = yy.mean() * sp[1], xx.mean() * sp[2]
+        centres[k] = cy, cx
+        coords = [(cy + rr[None, :] * dy) / sp[1], (cx + rr[None, :] * dx) / sp[2]]
+        inside = map_coordinates(sec.astype(np.float32), coords, order=1, mode="constant") >= 0.5
+        r0[k] = rr[np.argmax(~inside, axis=1)] + 0.5 * RAY_STEP_MM  # model radius (first exit)
+        core = ndimage.binary_erosion(sec, iterations=3)
+        if core.sum() < 20:
+            continue
+        dev = map_coordinates(s[z], coords, order=1, mode="nearest") - float(np.median(s[z][core]))
+        far = np.abs(dev) >= EDGE_CONTRAST
+        run = ndimage.uniform_filter1d(far.astype(np.float32), n_sus, axis=1, origin=-(n_sus // 2)) > 1 - 1e-3
+        run &= rr[None, :] >= EDGE_MIN_RATIO * r0[k][:, None]
+        found = run.any(axis=1)
+        j = np.argmax(run, axis=1)
+        sgn = np.sign(dev[np.arange(RAY_COUNT), j])
+        dd = dev * sgn[:, None]
+        window = (idx >= j[:, None]) & (idx < j[:, None] + n_ext)
+        level = EDGE_LEVEL * np.where(window, dd, -np.inf).max(axis=1)
+        # start of the run of values above the level that contains j
+        below = (dd < level[:, None]) & (idx < j[:, None])
+        jb = np.where(below, idx, -1).max(axis=1)  # last index below the level before j
+        ok = found & (jb >= 0)
+        a = dd[np.arange(RAY_COUNT), np.maximum(jb, 0)]
+        b = dd[np.arange(RAY_COUNT), np.maximum(jb, 0) + 1]
+        pos = rr[np.maximum(jb, 0)] + RAY_STEP_MM * (level - a) / np.maximum(b - a, 1e-6)
+        ratio[k, ok] = pos[ok] / np.maximum(r0[k, ok], 1.0)
+    ratio = np.clip(ratio, *RADIUS_RATIO)
+    mz = max(int(round(RADIUS_MEDIAN[0] / sp[0])) | 1, 1)
+    ma = max(int(round(RADIUS_MEDIAN[1] / (360.0 / RAY_COUNT))) | 1, 1)
+    pad = ma // 2
+    wrapped = np.concatenate([ratio[:, RAY_COUNT - pad:], ratio, ratio[:, :pad]], axis=1)
+    ratio = median_filter(wrapped, size=(mz, ma), mode="nearest")[:, pad:pad + RAY_COUNT]
+    ratio = ndimage.gaussian_filter1d(ratio, 1.0, axis=1, mode="wrap")
+    radius = ratio * r0
+    out = np.zeros_like(model)
+    ny, nx = model.shape[1:]
+    gy, gx = np.mgrid[0:ny, 0:nx]
+    for k, z in enumerate(zs):
+        vy, vx = gy * sp[1] - centres[k, 0], gx * sp[2] - centres[k, 1]
+        ang = np.mod(np.arctan2(vy, vx), 2 * np.pi) * (RAY_COUNT / (2 * np.pi))
+        a0 = np.floor(ang).astype(int) % RAY_COUNT
+        f = ang - np.floor(ang)
+        lim = (1 - f) * radius[k, a0] + f * radius[k, (a0 + 1) % RAY_COUNT]
+        out[z] = np.hypot(vy, vx) <= lim
+    # a body is no deeper off the midline than its mid-sagittal outline (as in _body_3d): rays
+    # that ran on into tissue of marrow-like signal (prevertebral vessels and psoas in front, a
+    # tilted disc behind a lordotic body's endplate) are cut at the outline's AP range
+    rows = model.any(axis=2)
+    out &= ndimage.binary_dilation(rows, structure=_disk(EXTRUSION_MARGIN_MM / sp[1]))[:, :, None]
+    return out
+
+
 def _refine_bodies_per_slice(s: np.ndarray, raw: np.ndarray, bodies: list, window, sp) -> list:
     """Each sagittal slice's body outlines moved to that slice's own edges.
 
@@ -777,7 +870,7 @@ def segment_mri(volume: Volume, *, progress=None, cancel=None) -> SegmentationRe
     half_w = float(np.median(free)) / 2.0 * sp[2] if free else TYPICAL_BODY_WIDTH_MM / 2.0
     for i in named:
         lo, hi = extents[i]
-        bodies[i] = _elliptic_body(regs[i], (lo + hi) / 2.0, half_w, nx, sp)
+        bodies[i] = _measured_body(s, _elliptic_body(regs[i], (lo + hi) / 2.0, half_w, nx, sp), sp)
     edges = bodies
     for _ in range(WS_SLICE_PASSES):
         edges = [_smooth_body(b, sp) for b in _refine_bodies_per_slice(s, n, edges, window, sp)]
