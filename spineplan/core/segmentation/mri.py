@@ -64,6 +64,7 @@ SURFACE_SIGMA_MM = (1.0, 1.0, 2.0)  # body surface smoothing (z, y, across the ~
 WS_SLICE_GROWTH_MM = 3.0     # per sagittal slice, the watershed moves the model's outline by at most this
 ANTERIOR_CLIP_MM = 4.0       # a body reaches at most this beyond the spine's typical depth
 ENDPLATE_TOLERANCE_MM = 1.0  # body voxels kept beyond the fitted endplate line
+ENDPLATE_DISC_REACH_MM = 4.0  # the nucleus lies within this of an endplate (thin annulus/cartilage)
 ENDPLATE_MIN_FIT_MM = 6.0    # nucleus width needed to fit the endplate lines
 BODY_HALF_WIDTH_MM = 32.0    # lateral search range of a body (lumbar bodies ~ 45-65 mm wide)
 TYPICAL_BODY_WIDTH_MM = 50.0  # when every body's propagation leaks: an adult lumbar body's
@@ -262,10 +263,25 @@ def _carve_endplates(S: np.ndarray, regs, window, sp) -> list:
         fl = np.polyfit(ys, l_top[ys], 1)
         line_u = np.polyval(fu, yy)[None, :]
         line_l = np.polyval(fl, yy)[None, :]
-        if np.any(line_u - line_l < 1):  # crossing lines: no plausible disc
+        cols = (up | low).any(axis=0)  # the lines matter over the bodies' depth only
+        if np.any((line_u - line_l)[0, cols] < 1):  # crossing lines: no plausible disc
             continue
         out[i] = up & (zz >= line_u - tol)
         out[i + 1] = low & (zz <= line_l + tol)
+    if out:
+        # the highest body has no neighbour above to pair with, but a disc above it all the
+        # same: its upper endplate line is fitted where the bright nucleus lies just above it
+        top = out[0]
+        u_top = np.where(top, zz, -1).max(axis=0)
+        reach = max(int(round(ENDPLATE_DISC_REACH_MM / sp[0])), 1)
+        bright = np.zeros(ny, bool)
+        for y in np.nonzero(u_top >= 0)[0]:
+            seg = S[u_top[y] + 1:u_top[y] + 1 + reach, y]
+            bright[y] = seg.size > 0 and seg.max() > window[1]
+        ys = np.nonzero(bright)[0]
+        if len(ys) >= max(int(ENDPLATE_MIN_FIT_MM / sp[1]), 3):
+            line = np.polyval(np.polyfit(ys, u_top[ys], 1), yy)[None, :]
+            out[0] = top & (zz <= line + tol)
     return [o if o.sum() >= 0.6 * m.sum() else m for o, m in zip(out, regs)]
 
 
