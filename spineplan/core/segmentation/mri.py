@@ -342,6 +342,7 @@ WALL_TO_CSF_MM = 2.0         # posterior cortex + posterior longitudinal ligamen
 # a body's marrow outline and the CSF's half-maximum edge
 POSTERIOR_FILL_MM = 15.0     # a body's region may stop this short of its wall (marrow signal
 # varies next to the wall: basivertebral veins, fat); filled up to the wall
+ANTERIOR_WALL_TOLERANCE_MM = 3.0  # concavity of the anterior wall, rim of the corners
 CANAL_EDGE_SEARCH_MM = (5.0, 20.0)  # the CSF peak is sought this far in front of / behind the track
 CANAL_EDGE_BG_MM = (15.0, 3.0)      # tissue in front of the canal (body, disc) sampled here
 
@@ -379,8 +380,30 @@ def _outline_bodies_2d(S: np.ndarray, regs, window, ya: np.ndarray, sp, above=No
     yw = _canal_front_edge(S, ya, sp)
     ant = (yw[:, None] - np.arange(S.shape[1])[None, :]) * sp[1]
     regs = _refine_bodies_2d(S, regs, window, ant, sp, above=above)
-    regs = [_posterior_wall(m, yw, sp) for m in regs]
+    regs = [_anterior_wall(_posterior_wall(m, yw, sp), sp) for m in regs]
     return _carve_endplates(S, regs, window, sp)
+
+
+def _anterior_wall(m: np.ndarray, sp) -> np.ndarray:
+    """A body's anterior wall is nearly straight in the sagittal plane (slightly concave):
+    soft tissue of marrow-like signal joined to it (vessels, ligament, a neighbour's disc
+    rim) bulges in front of it. The wall is the repeated-median line of the region's front
+    per row (robust while the bulges cover less than half of the rows); what lies more than
+    ``ANTERIOR_WALL_TOLERANCE_MM`` in front of it is cut."""
+    from scipy.stats import siegelslopes
+
+    zs = np.nonzero(m.any(axis=1))[0]
+    if len(zs) < 5:
+        return m
+    front = np.array([np.argmax(m[z]) for z in zs], float)
+    slope, icpt = siegelslopes(front, zs.astype(float))
+    line = slope * np.arange(m.shape[0]) + icpt
+    keep = np.arange(m.shape[1])[None, :] >= (line - ANTERIOR_WALL_TOLERANCE_MM / sp[1])[:, None]
+    out = m & keep
+    lab, n = ndimage.label(out)
+    if n > 1:
+        out = lab == 1 + int(np.argmax(ndimage.sum(out, lab, range(1, n + 1))))
+    return out if out.sum() >= 0.7 * m.sum() else m
 
 
 def _posterior_wall(m: np.ndarray, yw: np.ndarray, sp) -> np.ndarray:
