@@ -343,6 +343,9 @@ WALL_TO_CSF_MM = 2.0         # posterior cortex + posterior longitudinal ligamen
 POSTERIOR_FILL_MM = 15.0     # a body's region may stop this short of its wall (marrow signal
 # varies next to the wall: basivertebral veins, fat); filled up to the wall
 ANTERIOR_WALL_TOLERANCE_MM = 3.0  # concavity of the anterior wall, rim of the corners
+ANTERIOR_EDGE_BAND_MM = 5.0  # the anterior wall is sought in this front band of each row
+# (the joined soft tissue is the ligament/vessel layer, a few mm)
+BODY_DEPTH_SPREAD_MM = 3.0   # lumbar body depths (AP, mid-sagittal) differ by about this along L1-L5
 CANAL_EDGE_SEARCH_MM = (5.0, 20.0)  # the CSF peak is sought this far in front of / behind the track
 CANAL_EDGE_BG_MM = (15.0, 3.0)      # tissue in front of the canal (body, disc) sampled here
 
@@ -380,8 +383,63 @@ def _outline_bodies_2d(S: np.ndarray, regs, window, ya: np.ndarray, sp, above=No
     yw = _canal_front_edge(S, ya, sp)
     ant = (yw[:, None] - np.arange(S.shape[1])[None, :]) * sp[1]
     regs = _refine_bodies_2d(S, regs, window, ant, sp, above=above)
+    regs = _anterior_edge(S, regs, ant, sp)
     regs = [_anterior_wall(_posterior_wall(m, yw, sp), sp) for m in regs]
     return _carve_endplates(S, regs, window, sp)
+
+
+def _anterior_edge(S: np.ndarray, regs, ant: np.ndarray, sp) -> list:
+    """The anterior wall at the strongest edge of the region's front band: soft tissue in
+    front of a body (anterior longitudinal ligament, vessels, fat) can fall inside the marrow
+    window and join the body; the cortex between them is an edge (a dark line, or the step
+    to brighter or darker tissue). Per body, a marker watershed on the gradient between the
+    body (its region less the front ``ANTERIOR_EDGE_BAND_MM`` of each row) and the pixels
+    just in front of it; the outline can only shrink."""
+    import SimpleITK as sitk
+
+    g = ndimage.gaussian_gradient_magnitude(S.astype(np.float32), sigma=WS_GRADIENT_SIGMA_MM / sp[1])
+    band = ANTERIOR_EDGE_BAND_MM
+    ring_se = _disk(2.0 / sp[1])
+    out = []
+    for i, r in enumerate(regs):
+        zs = np.nonzero(r.any(axis=1))[0]
+        if len(zs) < 3:
+            out.append(r)
+            continue
+        a_r = np.where(r, ant, -np.inf)
+        rowfront = a_r.max(axis=1)
+        a_b = np.where(r, ant, np.inf)
+        rowback = a_b.min(axis=1)
+        mid = 0.5 * (rowfront + rowback)
+        body = r & (ant <= rowfront[:, None] - band)
+        ring = ndimage.binary_dilation(r, structure=ring_se) & ~r & (ant > mid[:, None])
+        for j, o in enumerate(regs):
+            if j != i:
+                ring |= o
+        if body.sum() < 10 or ring.sum() < 10:
+            out.append(r)
+            continue
+        markers = np.zeros(S.shape, np.uint16)
+        markers[ring] = 1
+        markers[body] = 2
+        ws = sitk.GetArrayFromImage(sitk.MorphologicalWatershedFromMarkers(
+            sitk.GetImageFromArray(g.astype(np.float32)), sitk.GetImageFromArray(markers),
+            markWatershedLine=False, fullyConnected=False))
+        m = r & (ws == 2)
+        m = ndimage.binary_opening(m, structure=_disk(1.0 / sp[1])) | body
+        lab, n = ndimage.label(m)
+        if n > 1:
+            m = lab == 1 + int(np.argmax(ndimage.sum(m, lab, range(1, n + 1))))
+        m = ndimage.binary_fill_holes(m)
+        out.append(m if m.sum() >= 0.7 * r.sum() else r)
+    # a strong edge inside the marrow (heterogeneous marrow, a Schmorl node) can win over
+    # the cortex: the bodies of one spine have similar depths, so only a body that reaches
+    # farther forward than the spine's depth (after the cut) by more than the spread of
+    # lumbar body depths keeps the cut
+    def depth(m):
+        return float(np.median([ant[z][m[z]].max() for z in np.nonzero(m.any(axis=1))[0]]))
+    typical = float(np.median([depth(m) for m in out]))
+    return [m if depth(r) > typical + BODY_DEPTH_SPREAD_MM else r for m, r in zip(out, regs)]
 
 
 def _anterior_wall(m: np.ndarray, sp) -> np.ndarray:
