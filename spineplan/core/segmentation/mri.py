@@ -346,6 +346,7 @@ ANTERIOR_WALL_TOLERANCE_MM = 3.0  # concavity of the anterior wall, rim of the c
 ANTERIOR_EDGE_BAND_MM = 5.0  # the anterior wall is sought in this front band of each row
 # (the joined soft tissue is the ligament/vessel layer, a few mm)
 BODY_DEPTH_SPREAD_MM = 3.0   # lumbar body depths (AP, mid-sagittal) differ by about this along L1-L5
+POSTERIOR_RIM_MM = 4.0       # endplate rim + rounded posterior corner of a body (height)
 CANAL_EDGE_SEARCH_MM = (5.0, 20.0)  # the CSF peak is sought this far in front of / behind the track
 CANAL_EDGE_BG_MM = (15.0, 3.0)      # tissue in front of the canal (body, disc) sampled here
 
@@ -384,8 +385,9 @@ def _outline_bodies_2d(S: np.ndarray, regs, window, ya: np.ndarray, sp, above=No
     ant = (yw[:, None] - np.arange(S.shape[1])[None, :]) * sp[1]
     regs = _refine_bodies_2d(S, regs, window, ant, sp, above=above)
     regs = _anterior_edge(S, regs, ant, sp)
-    regs = [_anterior_wall(_posterior_wall(m, yw, sp), sp) for m in regs]
-    return _carve_endplates(S, regs, window, sp)
+    regs = _carve_endplates(S, regs, window, sp)
+    # (after the endplates: the rows filled up to the posterior wall are the body's own)
+    return [_anterior_wall(_posterior_wall(m, yw, sp), sp) for m in regs]
 
 
 def _anterior_edge(S: np.ndarray, regs, ant: np.ndarray, sp) -> list:
@@ -406,11 +408,10 @@ def _anterior_edge(S: np.ndarray, regs, ant: np.ndarray, sp) -> list:
         if len(zs) < 3:
             out.append(r)
             continue
-        a_r = np.where(r, ant, -np.inf)
-        rowfront = a_r.max(axis=1)
-        a_b = np.where(r, ant, np.inf)
-        rowback = a_b.min(axis=1)
-        mid = 0.5 * (rowfront + rowback)
+        rowfront = np.where(r, ant, -np.inf).max(axis=1)  # -inf: rows without the body
+        rowback = np.where(r, ant, np.inf).min(axis=1)
+        mid = np.where(r.any(axis=1), 0.5 * (np.where(r.any(axis=1), rowfront, 0.0)
+                                             + np.where(r.any(axis=1), rowback, 0.0)), np.inf)
         body = r & (ant <= rowfront[:, None] - band)
         ring = ndimage.binary_dilation(r, structure=ring_se) & ~r & (ant > mid[:, None])
         for j, o in enumerate(regs):
@@ -469,7 +470,8 @@ def _posterior_wall(m: np.ndarray, yw: np.ndarray, sp) -> np.ndarray:
     CSF edge ``yw``): nothing behind it is body, and where the marrow region stops short of
     it by less than ``POSTERIOR_FILL_MM`` (dark or bright marrow, basivertebral veins next to
     the wall), its rows are filled up to the wall. Only the rows of the body's full depth
-    (at least half its median depth: not the tapered endplate rims)."""
+    (at least half its median depth) and not within ``POSTERIOR_RIM_MM`` of its top or
+    bottom (the rounded corners, the disc's annulus behind them)."""
     out = m.copy()
     ny = m.shape[1]
     yy = np.arange(ny)
@@ -483,10 +485,22 @@ def _posterior_wall(m: np.ndarray, yw: np.ndarray, sp) -> np.ndarray:
     depth = backy - front + 1
     full = depth >= 0.5 * np.median(depth)
     fill = POSTERIOR_FILL_MM / sp[1]
-    for z, f, b, ok in zip(zs, front, backy, full):
-        tgt = int(np.floor(wall[z]))
-        if ok and b < tgt and tgt - b <= fill:
-            out[z, f:tgt + 1] = True
+    tgt = np.floor(wall[zs]).astype(int)
+    # not the rows of the endplate rims, where the disc's annulus lies behind a rounded corner
+    rim = POSTERIOR_RIM_MM / sp[0]
+    inner = (zs - zs.min() >= rim) & (zs.max() - zs >= rim)
+    # rows near the top or bottom only inside a notch (rows reaching the wall above and
+    # below it): a region holding part of a disc (T2: dark annulus) must not be squared off
+    # there; the middle half of the height is the body's in any case
+    near_wall = np.nonzero(backy >= tgt - max(int(round(2.0 / sp[1])), 1))[0]
+    k = np.arange(len(zs))
+    notch = (k > near_wall[0]) & (k < near_wall[-1]) if len(near_wall) >= 2 else np.zeros(len(zs), bool)
+    h = zs.max() - zs.min()
+    central = np.abs(zs - 0.5 * (zs.max() + zs.min())) <= 0.25 * h
+    inner &= notch | central
+    for z, f, b, tg, ok in zip(zs, front, backy, tgt, full & inner):
+        if ok and b < tg and tg - b <= fill:
+            out[z, f:tg + 1] = True
     return out if out.sum() >= 0.5 * m.sum() else m
 
 
