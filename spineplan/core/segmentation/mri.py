@@ -82,6 +82,7 @@ EDGE_OFFSET_MM = 1.0         # the per-slice watershed line sits on the steepest
 #                              up to this (none at 1.5 mm voxels, one at 0.7-1 mm)
 ANTERIOR_CLIP_MM = 4.0       # a body reaches at most this beyond the spine's typical depth
 ENDPLATE_TOLERANCE_MM = 1.0  # body voxels kept beyond the fitted endplate line
+ENDPLATE_DISC_REACH_MM = 4.0  # the nucleus lies within this of an endplate (thin annulus/cartilage)
 ENDPLATE_MIN_FIT_MM = 6.0    # nucleus width needed to fit the endplate lines
 BODY_HALF_WIDTH_MM = 32.0    # lateral search range of a body (lumbar bodies ~ 45-65 mm wide)
 TYPICAL_BODY_WIDTH_MM = 50.0  # when every body's propagation leaks: an adult lumbar body's
@@ -207,16 +208,13 @@ def _midline(s: np.ndarray, sp, rep: Reporter):
     return xc, masks, scores
 
 
-def _canal_track(masks, xc: int, nz: int, sp) -> tuple[np.ndarray, np.ndarray]:
-    """Per z: anterior and posterior y of the canal near the midline (interpolated)."""
-    hw = max(int(round(4.0 / sp[2])), 1)
-    near = [m for m in masks[max(xc - hw, 0):xc + hw + 1] if m is not None]
-    if not near:
-        raise SegmentationError("spinal canal lost at the midline")
-    # the neighbours' best bands may be other structures (vessels): keep those that overlap
-    # the band nearest to the midline
-    ref = masks[xc] if masks[xc] is not None else max(near, key=lambda m: m.sum())
-    u = np.logical_or.reduce([m for m in near if (m & ref).sum() >= 0.5 * m.sum()] + [ref])
+CANAL_UNION_EXCESS_MM = 3.0  # the slab's union band may reach this much farther forward than
+# its majority band (partial volume of a 15-25 mm wide canal); more is a structure in front
+
+
+def _band_track(u: np.ndarray, nz: int, sp) -> tuple[np.ndarray, np.ndarray]:
+    """Per z: anterior and posterior y of the canal band ``u[z, y]`` (interpolated,
+    median-filtered along the column)."""
     # per row, the canal is one run of the band; bright marrow or discs touching it add
     # runs in front: follow the path of the rows that have a single run
     zz = np.nonzero(u.any(axis=1))[0]
@@ -237,7 +235,30 @@ def _canal_track(masks, xc: int, nz: int, sp) -> tuple[np.ndarray, np.ndarray]:
     all_z = np.arange(nz)
     ya_i = np.interp(all_z, zz, ndimage.median_filter(ya, med, mode="nearest"))
     yp_i = np.interp(all_z, zz, ndimage.median_filter(yp, med, mode="nearest"))
-    return ndimage.gaussian_filter1d(ya_i, 2.0 / sp[0]), ndimage.gaussian_filter1d(yp_i, 2.0 / sp[0])
+    return ya_i, yp_i
+
+
+def _canal_track(masks, xc: int, nz: int, sp) -> tuple[np.ndarray, np.ndarray]:
+    """Per z: anterior and posterior y of the canal near the midline (interpolated)."""
+    hw = max(int(round(4.0 / sp[2])), 1)
+    near = [m for m in masks[max(xc - hw, 0):xc + hw + 1] if m is not None]
+    if not near:
+        raise SegmentationError("spinal canal lost at the midline")
+    # the neighbours' best bands may be other structures (vessels): keep those that overlap
+    # the band nearest to the midline
+    ref = masks[xc] if masks[xc] is not None else max(near, key=lambda m: m.sum())
+    kept = [m for m in near if (m & ref).sum() >= 0.5 * m.sum()] + [ref]
+    ya, yp = _band_track(np.logical_or.reduce(kept), nz, sp)
+    if len(kept) > 2:
+        # the canal is in every slice of the +-4 mm slab; bright marrow joined to a few
+        # slices' bands in front of a body is not (it pulled the front 5-10 mm into the
+        # bodies): where the union's front lies well in front of the front of the pixels
+        # that half of the slices have, the latter is the canal's front
+        maj = (np.sum(kept, axis=0) * 2 >= len(kept)) & ref
+        if maj.any():
+            ya_m, _ = _band_track(maj, nz, sp)
+            ya = np.where(ya_m - ya > CANAL_UNION_EXCESS_MM / sp[1], ya_m, ya)
+    return ndimage.gaussian_filter1d(ya, 2.0 / sp[0]), ndimage.gaussian_filter1d(yp, 2.0 / sp[0])
 
 
 # ---------------------------------------------------------------------------- bodies
@@ -272,10 +293,25 @@ def _carve_endplates(S: np.ndarray, regs, window, sp) -> list:
         fl = np.polyfit(ys, l_top[ys], 1)
         line_u = np.polyval(fu, yy)[None, :]
         line_l = np.polyval(fl, yy)[None, :]
-        if np.any(line_u - line_l < 1):  # crossing lines: no plausible disc
+        cols = (up | low).any(axis=0)  # the lines matter over the bodies' depth only
+        if np.any((line_u - line_l)[0, cols] < 1):  # crossing lines: no plausible disc
             continue
         out[i] = up & (zz >= line_u - tol)
         out[i + 1] = low & (zz <= line_l + tol)
+    if out:
+        # the highest body has no neighbour above to pair with, but a disc above it all the
+        # same: its upper endplate line is fitted where the bright nucleus lies just above it
+        top = out[0]
+        u_top = np.where(top, zz, -1).max(axis=0)
+        reach = max(int(round(ENDPLATE_DISC_REACH_MM / sp[0])), 1)
+        bright = np.zeros(ny, bool)
+        for y in np.nonzero(u_top >= 0)[0]:
+            seg = S[u_top[y] + 1:u_top[y] + 1 + reach, y]
+            bright[y] = seg.size > 0 and seg.max() > window[1]
+        ys = np.nonzero(bright)[0]
+        if len(ys) >= max(int(ENDPLATE_MIN_FIT_MM / sp[1]), 3):
+            line = np.polyval(np.polyfit(ys, u_top[ys], 1), yy)[None, :]
+            out[0] = top & (zz <= line + tol)
     return [o if o.sum() >= 0.6 * m.sum() else m for o, m in zip(out, regs)]
 
 
@@ -332,6 +368,172 @@ def _refine_bodies_2d(S: np.ndarray, regs, window, ant: np.ndarray, sp, above=No
     return [_clip_anterior(m, ant, min(limit, d + ANTERIOR_CLIP_MM)) for m, d in zip(out, depths)]
 
 
+WALL_TO_CSF_MM = 2.0         # posterior cortex + posterior longitudinal ligament + dura between
+# a body's marrow outline and the CSF's half-maximum edge
+POSTERIOR_FILL_MM = 15.0     # a body's region may stop this short of its wall (marrow signal
+# varies next to the wall: basivertebral veins, fat); filled up to the wall
+ANTERIOR_WALL_TOLERANCE_MM = 3.0  # concavity of the anterior wall, rim of the corners
+ANTERIOR_EDGE_BAND_MM = 5.0  # the anterior wall is sought in this front band of each row
+# (the joined soft tissue is the ligament/vessel layer, a few mm)
+BODY_DEPTH_SPREAD_MM = 3.0   # lumbar body depths (AP, mid-sagittal) differ by about this along L1-L5
+POSTERIOR_RIM_MM = 4.0       # endplate rim + rounded posterior corner of a body (height)
+CANAL_EDGE_SEARCH_MM = (5.0, 20.0)  # the CSF peak is sought this far in front of / behind the track
+CANAL_EDGE_BG_MM = (15.0, 3.0)      # tissue in front of the canal (body, disc) sampled here
+
+
+def _canal_front_edge(S: np.ndarray, ya: np.ndarray, sp) -> np.ndarray:
+    """Per z: the y of the CSF's anterior edge on the slab (half-way between the CSF peak
+    and the tissue in front of it), smoothed along the column like the track. The band
+    track's front is where the signal exceeds a fixed CSF level, which bright marrow (fatty,
+    T1) or partial volume also exceed; the edge is where the body's posterior wall ends."""
+    nz, ny = S.shape
+    s0, s1 = int(round(CANAL_EDGE_SEARCH_MM[0] / sp[1])), int(round(CANAL_EDGE_SEARCH_MM[1] / sp[1]))
+    b0, b1 = int(round(CANAL_EDGE_BG_MM[0] / sp[1])), int(round(CANAL_EDGE_BG_MM[1] / sp[1]))
+    edge = np.array(ya, float)
+    for z in range(nz):
+        y0 = int(round(ya[z]))
+        lo, hi = max(y0 - s0, 0), min(y0 + s1 + 1, ny)
+        if hi - lo < 3 or y0 - b0 < 0:
+            continue
+        row = S[z]
+        p = lo + int(np.argmax(row[lo:hi]))
+        thr = 0.5 * (row[p] + float(np.median(row[y0 - b0:max(y0 - b1, y0 - b0 + 1)])))
+        y = p
+        while y - 1 >= 0 and row[y - 1] >= thr:
+            y -= 1
+        if y > 0 and row[y] > row[y - 1]:  # sub-pixel crossing
+            y = y - (row[y] - thr) / (row[y] - row[y - 1])
+        edge[z] = y
+    med = max(int(round(TRACK_MEDIAN_MM / sp[0])) | 1, 3)
+    return ndimage.gaussian_filter1d(ndimage.median_filter(edge, med, mode="nearest"), 2.0 / sp[0])
+
+
+def _outline_bodies_2d(S: np.ndarray, regs, window, ya: np.ndarray, sp, above=None) -> list:
+    """The mid-sagittal outlines of the window's regions: watershed refinement, anterior
+    clip and endplate carving, relative to the CSF's anterior edge."""
+    yw = _canal_front_edge(S, ya, sp)
+    ant = (yw[:, None] - np.arange(S.shape[1])[None, :]) * sp[1]
+    regs = _refine_bodies_2d(S, regs, window, ant, sp, above=above)
+    regs = _anterior_edge(S, regs, ant, sp)
+    regs = _carve_endplates(S, regs, window, sp)
+    # (after the endplates: the rows filled up to the posterior wall are the body's own)
+    return [_anterior_wall(_posterior_wall(m, yw, sp), sp) for m in regs]
+
+
+def _anterior_edge(S: np.ndarray, regs, ant: np.ndarray, sp) -> list:
+    """The anterior wall at the strongest edge of the region's front band: soft tissue in
+    front of a body (anterior longitudinal ligament, vessels, fat) can fall inside the marrow
+    window and join the body; the cortex between them is an edge (a dark line, or the step
+    to brighter or darker tissue). Per body, a marker watershed on the gradient between the
+    body (its region less the front ``ANTERIOR_EDGE_BAND_MM`` of each row) and the pixels
+    just in front of it; the outline can only shrink."""
+    import SimpleITK as sitk
+
+    g = ndimage.gaussian_gradient_magnitude(S.astype(np.float32), sigma=WS_GRADIENT_SIGMA_MM / sp[1])
+    band = ANTERIOR_EDGE_BAND_MM
+    ring_se = _disk(2.0 / sp[1])
+    out = []
+    for i, r in enumerate(regs):
+        zs = np.nonzero(r.any(axis=1))[0]
+        if len(zs) < 3:
+            out.append(r)
+            continue
+        rowfront = np.where(r, ant, -np.inf).max(axis=1)  # -inf: rows without the body
+        rowback = np.where(r, ant, np.inf).min(axis=1)
+        mid = np.where(r.any(axis=1), 0.5 * (np.where(r.any(axis=1), rowfront, 0.0)
+                                             + np.where(r.any(axis=1), rowback, 0.0)), np.inf)
+        body = r & (ant <= rowfront[:, None] - band)
+        ring = ndimage.binary_dilation(r, structure=ring_se) & ~r & (ant > mid[:, None])
+        for j, o in enumerate(regs):
+            if j != i:
+                ring |= o
+        if body.sum() < 10 or ring.sum() < 10:
+            out.append(r)
+            continue
+        markers = np.zeros(S.shape, np.uint16)
+        markers[ring] = 1
+        markers[body] = 2
+        ws = sitk.GetArrayFromImage(sitk.MorphologicalWatershedFromMarkers(
+            sitk.GetImageFromArray(g.astype(np.float32)), sitk.GetImageFromArray(markers),
+            markWatershedLine=False, fullyConnected=False))
+        m = r & (ws == 2)
+        m = ndimage.binary_opening(m, structure=_disk(1.0 / sp[1])) | body
+        lab, n = ndimage.label(m)
+        if n > 1:
+            m = lab == 1 + int(np.argmax(ndimage.sum(m, lab, range(1, n + 1))))
+        m = ndimage.binary_fill_holes(m)
+        out.append(m if m.sum() >= 0.7 * r.sum() else r)
+    # a strong edge inside the marrow (heterogeneous marrow, a Schmorl node) can win over
+    # the cortex: the bodies of one spine have similar depths, so only a body that reaches
+    # farther forward than the spine's depth (after the cut) by more than the spread of
+    # lumbar body depths keeps the cut
+    def depth(m):
+        return float(np.median([ant[z][m[z]].max() for z in np.nonzero(m.any(axis=1))[0]]))
+    typical = float(np.median([depth(m) for m in out]))
+    return [m if depth(r) > typical + BODY_DEPTH_SPREAD_MM else r for m, r in zip(out, regs)]
+
+
+def _anterior_wall(m: np.ndarray, sp) -> np.ndarray:
+    """A body's anterior wall is nearly straight in the sagittal plane (slightly concave):
+    soft tissue of marrow-like signal joined to it (vessels, ligament, a neighbour's disc
+    rim) bulges in front of it. The wall is the repeated-median line of the region's front
+    per row (robust while the bulges cover less than half of the rows); what lies more than
+    ``ANTERIOR_WALL_TOLERANCE_MM`` in front of it is cut."""
+    from scipy.stats import siegelslopes
+
+    zs = np.nonzero(m.any(axis=1))[0]
+    if len(zs) < 5:
+        return m
+    front = np.array([np.argmax(m[z]) for z in zs], float)
+    slope, icpt = siegelslopes(front, zs.astype(float))
+    line = slope * np.arange(m.shape[0]) + icpt
+    keep = np.arange(m.shape[1])[None, :] >= (line - ANTERIOR_WALL_TOLERANCE_MM / sp[1])[:, None]
+    out = m & keep
+    lab, n = ndimage.label(out)
+    if n > 1:
+        out = lab == 1 + int(np.argmax(ndimage.sum(out, lab, range(1, n + 1))))
+    return out if out.sum() >= 0.7 * m.sum() else m
+
+
+def _posterior_wall(m: np.ndarray, yw: np.ndarray, sp) -> np.ndarray:
+    """A body's posterior wall lies at the canal's front (``WALL_TO_CSF_MM`` in front of the
+    CSF edge ``yw``): nothing behind it is body, and where the marrow region stops short of
+    it by less than ``POSTERIOR_FILL_MM`` (dark or bright marrow, basivertebral veins next to
+    the wall), its rows are filled up to the wall. Only the rows of the body's full depth
+    (at least half its median depth) and not within ``POSTERIOR_RIM_MM`` of its top or
+    bottom (the rounded corners, the disc's annulus behind them)."""
+    out = m.copy()
+    ny = m.shape[1]
+    yy = np.arange(ny)
+    wall = yw - WALL_TO_CSF_MM / sp[1]
+    out &= yy[None, :] <= wall[:, None]
+    zs = np.nonzero(out.any(axis=1))[0]
+    if len(zs) == 0:
+        return m
+    front = np.array([np.argmax(out[z]) for z in zs])
+    backy = np.array([ny - 1 - np.argmax(out[z][::-1]) for z in zs])
+    depth = backy - front + 1
+    full = depth >= 0.5 * np.median(depth)
+    fill = POSTERIOR_FILL_MM / sp[1]
+    tgt = np.floor(wall[zs]).astype(int)
+    # not the rows of the endplate rims, where the disc's annulus lies behind a rounded corner
+    rim = POSTERIOR_RIM_MM / sp[0]
+    inner = (zs - zs.min() >= rim) & (zs.max() - zs >= rim)
+    # rows near the top or bottom only inside a notch (rows reaching the wall above and
+    # below it): a region holding part of a disc (T2: dark annulus) must not be squared off
+    # there; the middle half of the height is the body's in any case
+    near_wall = np.nonzero(backy >= tgt - max(int(round(2.0 / sp[1])), 1))[0]
+    k = np.arange(len(zs))
+    notch = (k > near_wall[0]) & (k < near_wall[-1]) if len(near_wall) >= 2 else np.zeros(len(zs), bool)
+    h = zs.max() - zs.min()
+    central = np.abs(zs - 0.5 * (zs.max() + zs.min())) <= 0.25 * h
+    inner &= notch | central
+    for z, f, b, tg, ok in zip(zs, front, backy, tgt, full & inner):
+        if ok and b < tg and tg - b <= fill:
+            out[z, f:tg + 1] = True
+    return out if out.sum() >= 0.5 * m.sum() else m
+
+
 def _clip_anterior(m: np.ndarray, ant: np.ndarray, limit: float) -> np.ndarray:
     """Cut what reaches farther than ``limit`` mm in front of the canal (soft tissue of
     marrow-like signal joined to a few rows of the body), keep the largest piece."""
@@ -343,9 +545,10 @@ def _clip_anterior(m: np.ndarray, ant: np.ndarray, limit: float) -> np.ndarray:
     return out
 
 
-def _window_search(S: np.ndarray, column: np.ndarray, ant: np.ndarray, sp):
+def _window_search(S: np.ndarray, column: np.ndarray, ant: np.ndarray, sp, max_height: float | None = None):
     """The marrow window (lo, hi) giving the most valid body regions inside ``column``:
-    ``(count, regions as (slices, mask)), window)`` or None."""
+    ``(count, regions as (slices, mask)), window)`` or None. ``max_height`` (mm): tallest
+    region accepted (default: 1.6 body heights)."""
     pix = sp[0] * sp[1]
     se = _disk(2.0 / sp[1])
     vals = S[column]
@@ -353,6 +556,7 @@ def _window_search(S: np.ndarray, column: np.ndarray, ant: np.ndarray, sp):
         return None
     qs = np.percentile(vals, np.arange(5, 96, 5))
     best = None
+    max_h = BODY_HEIGHT_MM[1] * 1.6 if max_height is None else max_height
     for i, lo in enumerate(qs[:-3]):
         for hi in qs[i + 3:]:
             b = ndimage.binary_opening(column & (S > lo) & (S < hi), structure=se)
@@ -365,7 +569,7 @@ def _window_search(S: np.ndarray, column: np.ndarray, ant: np.ndarray, sp):
                 area = m.sum() * pix
                 h = (o[0].stop - o[0].start) * sp[0]
                 a_m = ant[o][m]
-                if (area >= MIN_BODY_AREA_MM2 and BODY_HEIGHT_MM[0] <= h <= BODY_HEIGHT_MM[1] * 1.6
+                if (area >= MIN_BODY_AREA_MM2 and BODY_HEIGHT_MM[0] <= h <= max_h
                         and a_m.min() <= POSTERIOR_WALL_GAP_MM
                         and BODY_CENTRE_MM[0] <= a_m.mean() <= BODY_CENTRE_MM[1]
                         and np.ptp(a_m) >= MIN_BODY_DEPTH_MM):
@@ -413,7 +617,9 @@ def _body_regions(S: np.ndarray, column: np.ndarray, ant: np.ndarray, sp):
     for z0, z1 in _gap_zones(found, S.shape[0], sp):
         zone = np.zeros(S.shape, bool)
         zone[z0:z1 + 1] = True
-        extra = _window_search(S, column & zone, ant, sp)
+        # a zone holds one or a few missed bodies, each at most one body tall: a taller
+        # region there is a body joined across a disc to its neighbour
+        extra = _window_search(S, column & zone, ant, sp, max_height=BODY_HEIGHT_MM[1])
         if extra is None:
             continue
         for o, m, _ in extra[1]:
@@ -846,8 +1052,7 @@ def segment_mri(volume: Volume, *, progress=None, cancel=None) -> SegmentationRe
         if s1 is not None:
             regs = regs + [s1]
             names, n_sacral, flags, gaps_below = _name_regions(regs, sp)
-    regs = _refine_bodies_2d(S, regs, window, ant, sp, above=cut_top)
-    regs = _carve_endplates(S, regs, window, sp)
+    regs = _outline_bodies_2d(S, regs, window, ya, sp, above=cut_top)
     sacrum = n_sacral > 0
     rep.step(0.6, "bodies in 3D")
     ant3 = np.broadcast_to(ant[:, :, None], n.shape)
