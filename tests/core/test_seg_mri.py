@@ -110,7 +110,8 @@ def _vb_case(shared_data, n: str):
     return read_image_file(d / f"case{n}_mri.nii.gz"), read_image_file(d / f"case{n}_vertebrae_verse.nii.gz")
 
 
-# measured 0.835 (02), 0.873 (04), 0.833 (08); 0.804, 0.841, 0.821 with one pass of the per-slice
+# measured 0.839 (02), 0.879 (04), 0.857 (08) with all of session 4's changes; 0.835, 0.873, 0.833
+# with the per-slice refinement alone; 0.804, 0.841, 0.821 with one pass of the per-slice
 # watershed limited to 3 mm, one marrow window as its background and the surfaces left on the
 # watershed line; 0.772, 0.818, 0.798 with one extruded mid-sagittal outline per body and per-body widths
 @pytest.mark.parametrize("n, min_dice", [("02", 0.815), ("04", 0.855), ("08", 0.825)])
@@ -128,7 +129,8 @@ def test_real_vb_cases_levels_and_dice(shared_data, n, min_dice):
 
 # the mid-sagittal stage's known 2D errors: 01 (canal front tracked 5-10 mm inside L2/L3),
 # 05 (L3's back wall 12 mm short), 07 (L1 soft tissue in front, L2/L3/L5 cut by the canal
-# track); measured 0.828, 0.836, 0.848 (0.782, 0.814, 0.748 before)
+# track); measured 0.848, 0.868, 0.863 with all of session 4's changes; 0.828, 0.836, 0.848 with the
+# 2D fixes alone (0.782, 0.814, 0.748 before)
 @pytest.mark.parametrize("n, min_dice", [("01", 0.815), ("05", 0.825), ("07", 0.835)])
 def test_real_vb_cases_mid_sagittal_errors(shared_data, n, min_dice):
     img, ref = _vb_case(shared_data, n)

@@ -14,12 +14,16 @@ axis-aligned orientation:
    canal's front; the window is searched again where a body seems missing. Levels are named
    on these regions (step 6). Outlines are then moved to the strongest edges by a marker
    watershed, clipped at the spine's typical body depth and trimmed at endplate lines fitted
-   beside the bright nucleus.
+   beside the bright nucleus. The posterior wall is placed 2 mm in front of the CSF's
+   half-maximum edge (short rows filled in the body's middle); a body deeper than the spine's
+   typical depth has its front cut at the strongest edge of its front band.
 4. 3D: each body is propagated slice by slice inside its marrow window to find its lateral
    extent; the named bodies take the median width of those whose propagation did not leak to
    the search limit on both sides. The model body is the superellipse cylinder of its
    mid-sagittal outline and that width (lumbar body sections are close to elliptic;
-   propagation alone leaks or stops early). In every sagittal slice a marker watershed then
+   propagation alone leaks or stops early). Each axial section of the model is then measured
+   in the image (rays from its centre to the edge of the section's own marrow signal,
+   regularised with the model as prior). In every sagittal slice a marker watershed then
    moves the model's sections to that slice's own edges (by up to 6 mm; what is much brighter
    than the body's own marrow is background) and the surfaces are smoothed in 3D (4 mm across
    the sections); a second such pass starts from the result. The surfaces are then pulled in
