@@ -51,6 +51,8 @@ class MainWindow(QMainWindow):
         self._units_generation = 0
         self._units_workers: list = []  # running; kept referenced until they finish
         self._closing = False
+        self._labels_version = 0  # counts label changes (a proposal on older labels is dropped)
+        self._plan_worker = None
         self.view3d = None
         if with_3d:
             from .view3d import View3D
@@ -159,7 +161,7 @@ class MainWindow(QMainWindow):
                          ("Pathology", self.pathology_box), ("Herniation zone", self.zone_box),
                          ("Symptom side", self.symptom_box), ("Suspected root", self.root_box)):
             f.addRow(label, w)
-        b = QPushButton("Propose plan")
+        b = self.propose_button = QPushButton("Propose plan")
         b.clicked.connect(self.propose_plan)
         f.addRow(b)
         self.check_list = QListWidget()
@@ -543,6 +545,7 @@ class MainWindow(QMainWindow):
         """Motor units and the vertebra list follow the labels (after segmentation, corrections,
         undo/redo); during a paint stroke they are brought up to date when the stroke ends."""
         self.anatomy = None
+        self._labels_version += 1
         if self.brush.active:
             self._labels_stale = True
             return
@@ -592,8 +595,9 @@ class MainWindow(QMainWindow):
         self.scene.set_motor_units(units)
 
     def background_pending(self) -> bool:
-        """True while motor units or 3D label meshes of the current labels are being computed."""
-        return self.units_pending or (self.view3d is not None and self.view3d.meshes_pending)
+        """True while motor units, 3D label meshes or a plan proposal are being computed."""
+        return (self.units_pending or self.plan_pending
+                or (self.view3d is not None and self.view3d.meshes_pending))
 
     def settle(self, timeout_s: float = 120.0) -> bool:
         """Process events until the background label work is done (screenshots, scripts, tests);
@@ -616,7 +620,8 @@ class MainWindow(QMainWindow):
 
         if self.anatomy is None:
             units = None if self.units_pending else (self.scene.motor_units or None)
-            self.anatomy = Anatomy(self.scene.volume, self.scene.labels, units)
+            # the snapshot: planning runs in the thread pool while the labels may be edited
+            self.anatomy = Anatomy(self.scene.volume, self.scene.labels_snapshot(), units)
         return self.anatomy
 
     def _on_stroke(self, started: bool):
@@ -787,26 +792,55 @@ class MainWindow(QMainWindow):
                 self.unit_table.setItem(r, c, QTableWidgetItem(t))
 
     # ------------------------------------------------------------------ planning
+    plan_pending = False  # a proposal is being computed
+
     def propose_plan(self):
+        """Propose a plan for the chosen unit, side and procedure. The search (up to a few
+        seconds for a cage on a full-size CT) runs in the thread pool on the anatomy's snapshot
+        of the labels; a proposal made on labels that changed meanwhile is dropped."""
         from ..core.planning.case import Case
         from ..core.planning.planner import make_plan
 
         if self.scene.labels is None:
             self.show_error("Plan", "Segment the spine or load a label map first.")
-            return
+            return None
+        if self.plan_pending:
+            return None
         try:
-            self._anatomy()
-            level, side = self.level_box.currentText(), self.side_box.currentText()
+            anat = self._anatomy()
+            level, side, proc = self.level_box.currentText(), self.side_box.currentText(), self.proc_box.currentText()
             case = Case(level=level, side=side, zone=self.zone_box.currentText(),
                         pathology=self.pathology_box.currentText(),
                         symptom_side=self.symptom_box.currentText(),
                         suspected_root=self.root_box.currentText())
-            plan = make_plan(self.anatomy, level, self.proc_box.currentText(), side, case=case)
         except Exception as exc:  # noqa: BLE001
             self.show_error("Cannot plan", str(exc))
-            return
+            return None
+        self.plan_pending = True
+        self.propose_button.setEnabled(False)
+        self.statusBar().showMessage(f"planning {proc} at {level}…")
+        w = run_in_background(lambda progress=None, cancel=None: make_plan(anat, level, proc, side, case=case))
+        self._plan_worker = w
+        ver = self._labels_version
+        w.signals.finished.connect(lambda plan: self._plan_proposed(ver, plan))
+        w.signals.failed.connect(lambda msg: self._plan_proposed(ver, None, msg))
+        return w
+
+    def _plan_proposed(self, labels_version: int, plan, error: str | None = None):
         from ..core.commands import SetAttrCommand
 
+        self._plan_worker = None
+        self.plan_pending = False
+        if self._closing:
+            return
+        self.propose_button.setEnabled(True)
+        self.statusBar().clearMessage()
+        if error is not None:
+            self.show_error("Cannot plan", error)
+            return
+        if labels_version != self._labels_version:  # the labels changed while planning
+            self.statusBar().showMessage("the labels changed while planning: propose the plan again")
+            return
         self.scene.undo_stack.push(SetAttrCommand(self.scene, "plan", plan,
                                                   notify=lambda: self.scene.events.plan.emit(self.scene.plan),
                                                   text="Propose plan"))

@@ -14,7 +14,7 @@ from PySide6.QtCore import QPoint, Qt  # noqa: E402
 
 from spineplan.core.phantom import make_phantom  # noqa: E402
 
-from .test_workstation import _make_window, _open, _set_labels, _unit_names, wait_units  # noqa: E402
+from .test_workstation import _make_window, _open, _propose, _set_labels, _unit_names, wait_units  # noqa: E402
 
 L2, L3, L4, L5, L6 = 21, 22, 23, 24, 25
 
@@ -262,7 +262,7 @@ def test_sagittal_stroke_stays_on_its_slice_and_crosshair_returns(window, phanto
 def test_trajectory_view_paints_a_sphere_and_plan_handles_still_drag(window, phantom, qtbot):
     window.level_box.setCurrentText("L4-L5")
     window.proc_box.setCurrentText("needle")
-    window.propose_plan()
+    _propose(window)
     plan = window.scene.plan
     assert plan is not None
     window.panel.setCurrentIndex(2)
@@ -441,7 +441,7 @@ def test_planning_while_the_motor_units_are_pending_uses_the_current_labels(wind
     assert window.units_pending
     window.level_box.clear()
     window.level_box.addItems(["L6-S1"])  # the name exists only in the edited labels
-    window.propose_plan()
+    _propose(window)
     assert not errors
     assert window.scene.plan is not None and window.scene.plan.level == "L6-S1"
 
@@ -455,3 +455,27 @@ def test_closing_while_motor_units_are_computed_is_safe(qtbot, tmp_path, phantom
     qtbot.waitUntil(lambda: not w._units_workers, timeout=30000)
     assert w.units_pending  # the result arrived after the close and was dropped
     gc.collect()
+
+
+def test_a_plan_is_proposed_off_the_gui_thread_and_dropped_if_the_labels_change(window, qtbot, monkeypatch):
+    import threading
+
+    import spineplan.core.planning.planner as planner
+
+    threads, real = [], planner.make_plan
+    monkeypatch.setattr(planner, "make_plan", lambda *a, **k: threads.append(threading.current_thread()) or real(*a, **k))
+    window.level_box.setCurrentText("L4-L5")
+    window.proc_box.setCurrentText("needle")
+    assert window.propose_plan() is not None
+    assert window.plan_pending and not window.propose_button.isEnabled()
+    assert window.propose_plan() is None  # one proposal at a time
+    _choose(window, "L5", "L6")  # waits for the proposal
+    assert window.scene.plan is not None and window.scene.plan.level == "L4-L5"
+    assert threads and all(t is not threading.main_thread() for t in threads)
+    steps = len(window.scene.undo_stack)
+    window.propose_plan()
+    assert window.rename_vertebra()  # the labels change while the proposal runs
+    wait_units(window)
+    assert len(window.scene.undo_stack) == steps + 1  # the rename only: the stale proposal is dropped
+    assert "labels changed while planning" in window.statusBar().currentMessage()
+    assert window.propose_button.isEnabled()

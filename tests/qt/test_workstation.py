@@ -61,6 +61,12 @@ def wait_units(window, timeout_s: float = 60.0):
     return window
 
 
+def _propose(window):
+    """Propose a plan (computed in the thread pool) and wait for it."""
+    window.propose_plan()
+    return wait_units(window)
+
+
 def _set_labels(window, labels):
     window.set_labels(labels)
     return wait_units(window)
@@ -236,7 +242,7 @@ def test_plan_on_phantom_drag_recheck_and_undo(window, phantom, qtbot):
     window.level_box.setCurrentText("L4-L5")
     window.side_box.setCurrentText("left")
     window.proc_box.setCurrentText("needle")
-    window.propose_plan()
+    _propose(window)
     plan = window.scene.plan
     assert plan is not None and not plan.errors()
     assert window.check_list.count() == len(plan.checks)
@@ -306,7 +312,7 @@ def test_plan_views_and_3d_instrument(qtbot, tmp_path, phantom):
         w.level_box.setCurrentText("L4-L5")
         w.proc_box.setCurrentText("cage")
         w.side_box.setCurrentText("left")
-        w.propose_plan()
+        _propose(w)
         plan = w.scene.plan
         d = (plan.target_lps - plan.entry_lps) / np.linalg.norm(plan.target_lps - plan.entry_lps)
         down = w.plan_views["down"]
@@ -359,7 +365,7 @@ def test_practice_mode_scores_against_hidden_reference(window, phantom, qtbot, t
     assert window.start_practice(tmp_path / "ref.json")
     assert window.level_box.currentText() == "L4-L5" and window.side_box.currentText() == "right"
     assert "entry" not in window.practice_info.text().lower() or "drag" in window.practice_info.text()
-    window.propose_plan()  # the resident's plan: here the automatic one = the reference
+    _propose(window)  # the resident's plan: here the automatic one = the reference
     score = window.score_practice()
     assert score.entry_error_mm < 1e-6 and score.angle_difference_deg < 1e-6 and score.overall > 99
     assert "Score" in window.practice_result.text()
@@ -377,7 +383,7 @@ def test_rehearsal_export_from_gui(window, phantom, qtbot, tmp_path):
     _set_labels(window, phantom.labels)
     window.level_box.setCurrentText("L4-L5")
     window.proc_box.setCurrentText("tube")
-    window.propose_plan()
+    _propose(window)
     w = window.export_rehearsal(str(tmp_path / "r.gif"), str(tmp_path / "r.pdf"), size=(160, 120),
                                 frames_per_step=2)
     with qtbot.waitSignal(w.signals.finished, timeout=120000):
@@ -412,7 +418,7 @@ def test_typed_plan_values_recheck(window, phantom, qtbot, monkeypatch):
     window.level_box.setCurrentText("L4-L5")
     window.proc_box.setCurrentText("needle")
     window.side_box.setCurrentText("left")
-    window.propose_plan()
+    _propose(window)
     plan = window.scene.plan
     e = np.array(plan.entry_lps)
     assert window.point_edits["entry"].text().startswith(f"{e[0]:.1f}")
@@ -455,7 +461,7 @@ def test_plan_exports_from_the_plan_tab(window, phantom, qtbot, tmp_path, monkey
     _set_labels(window, phantom.labels)
     window.level_box.setCurrentText("L4-L5")
     window.proc_box.setCurrentText("needle")
-    window.propose_plan()
+    _propose(window)
     for fn, name in ((window.save_plan, "p.json"), (window.export_markups, "p.mrk.json"),
                      (window.export_stl, "p.stl"), (window.export_report, "p.pdf")):
         monkeypatch.setattr(QFileDialog, "getSaveFileName", lambda *a, n=name: (str(tmp_path / n), ""))
