@@ -14,7 +14,7 @@ from spineplan.core.dicom.load import read_image_file, write_volume
 from spineplan.core.errors import SegmentationError
 from spineplan.core.phantom import HU, make_phantom
 from spineplan.core.segmentation import labels as L
-from spineplan.core.segmentation.mri import _measured_body, segment_mri
+from spineplan.core.segmentation.mri import _measured_body, _pull_in_to_cortex, segment_mri
 from spineplan.core.volume import Volume
 
 LUMBAR = ["L1", "L2", "L3", "L4", "L5"]
@@ -103,6 +103,32 @@ def test_measured_sections_follow_the_image_not_the_model():
     assert _dice(model, truth) < 0.8  # 0.77
     assert _dice(out, truth) > 0.95  # measured 0.975
     assert not out[:, :18].any() and not (out & ~rows).any()
+
+
+def test_surface_is_pulled_in_to_the_dark_cortex_found_in_the_image():
+    """A body (marrow 0.45) with a 1 mm dark cortex (0.15) and bright disc/fat outside (0.7):
+    a mask whose surface lies 1 or 2 mm outside the cortex (the watershed line on the steepest
+    point of the edge) is moved onto the cortex; a mask already on it is left alone (a fixed
+    pull-in would cut the cortex off); at 1.5 mm voxels with the cortex in the outer layer,
+    nothing moves either."""
+    nz, ny, nx = 50, 60, 5
+    zz, yy = np.mgrid[0:nz, 0:ny]
+    truth2d = (np.abs(zz - 25) / 15.0) ** 4 + (np.abs(yy - 30) / 18.0) ** 4 <= 1.0
+    st = np.zeros((3, 3), bool)
+    st[1, :] = st[:, 1] = True
+    cortex2d = truth2d & ~ndimage.binary_erosion(truth2d, structure=st)
+    img2d = np.where(truth2d, 0.45, 0.7).astype(np.float32)
+    img2d[cortex2d] = 0.15
+    img = np.repeat(ndimage.gaussian_filter(img2d, 0.5)[:, :, None], nx, axis=2)
+    img += np.random.default_rng(0).normal(0, 0.03, img.shape).astype(np.float32)
+    truth = np.repeat(truth2d[:, :, None], nx, axis=2)
+    sp = np.array([1.0, 1.0, 4.0])
+    for grow in (1, 2):  # the watershed line 1 or 2 mm outside the cortex
+        m = np.repeat(ndimage.binary_dilation(truth2d, structure=st, iterations=grow)[:, :, None], nx, axis=2)
+        assert _dice(m, truth) < 0.95
+        assert np.array_equal(_pull_in_to_cortex(m, img, sp), truth), grow
+    assert np.array_equal(_pull_in_to_cortex(truth, img, sp), truth)  # already on the cortex
+    assert np.array_equal(_pull_in_to_cortex(truth, img, np.array([1.5, 1.5, 4.0])), truth)
 
 
 def _vb_case(shared_data, n: str):

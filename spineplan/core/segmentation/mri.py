@@ -27,7 +27,8 @@ axis-aligned orientation:
    moves the model's sections to that slice's own edges (by up to 6 mm; what is much brighter
    than the body's own marrow is background) and the surfaces are smoothed in 3D (4 mm across
    the sections); a second such pass starts from the result. The surfaces are then pulled in
-   from the watershed line (steepest point of the edge) to the cortex.
+   from the watershed line (steepest point of the edge) to the dark cortical line: per body,
+   the sagittal boundary layer of lowest mean intensity within 2 mm inside the line.
 5. Discs: the space between two consecutive bodies per (AP, left-right) column.
    Canal: the bright CSF band behind the bodies.
 6. Levels are counted from the sacrum upward: the lowest regions whose posterior wall lies
@@ -79,11 +80,10 @@ WS_SLICE_BG_MARGIN = 2.0     # per-slice background: this many half-windows beyo
 MARROW_BRIGHT_SD = 4.0       # ...or brighter than the body's own marrow by this many robust SDs (disc,
 #                              fat, CSF; marrow signal differs between levels, one window is too coarse)
 MARROW_CORE_MM = (4.0, 4.0, 8.0)  # a body's marrow statistics come from its model eroded by this (z, y, x)
-EDGE_OFFSET_MM = 1.0         # the per-slice watershed line sits on the steepest point of the edge from
-#                              the dark cortex to the brighter disc/fat outside it; on the 1 mm development
-#                              images that is ~1-1.5 mm outside the dark cortical line (mean intensity
-#                              profile across the boundary), so the surfaces are pulled in by whole voxels
-#                              up to this (none at 1.5 mm voxels, one at 0.7-1 mm)
+CORTEX_SEARCH_MM = 2.0       # the dark cortical line is looked for this far inside the per-slice watershed
+#                              line: the watershed sits on the steepest point of the edge between the
+#                              ~1 mm cortex and the brighter disc/fat outside it, which lies within the
+#                              edge's blur (2 x WS_GRADIENT_SIGMA_MM) of the cortex
 ANTERIOR_CLIP_MM = 4.0       # a body reaches at most this beyond the spine's typical depth
 ENDPLATE_TOLERANCE_MM = 1.0  # body voxels kept beyond the fitted endplate line
 ENDPLATE_DISC_REACH_MM = 4.0  # the nucleus lies within this of an endplate (thin annulus/cartilage)
@@ -906,16 +906,38 @@ def _marrow_bright_limit(s: np.ndarray, body: np.ndarray, sp) -> float | None:
     return med + MARROW_BRIGHT_SD * 1.4826 * float(np.median(np.abs(vals - med)))
 
 
-def _pull_in_edges(m: np.ndarray, sp) -> np.ndarray:
-    """The body mask moved inward in each sagittal plane (z, y) by the whole number of voxels
-    that fits in ``EDGE_OFFSET_MM``: from the watershed line (steepest point of the edge) to the
-    dark cortical line. Never more than the offset (coarser voxels: no move)."""
-    k = int(np.floor(EDGE_OFFSET_MM / max(sp[0], sp[1]) + 1e-6))
-    if k < 1 or not m.any():
+def _pull_in_to_cortex(m: np.ndarray, img: np.ndarray, sp) -> np.ndarray:
+    """The body mask moved inward in each sagittal plane (z, y) to its dark cortical line,
+    measured in the image: the mask's boundary layers (layer 0 = its boundary voxels, layer k
+    = those of its k-fold erosion; 4-connected in the sagittal plane) within
+    ``CORTEX_SEARCH_MM`` inside the watershed line are compared by their mean intensity in
+    ``img`` and the mask is eroded until the darkest layer is its boundary (the cortex is kept,
+    what lies outside it goes). Where the watershed line already lies on the cortex (darker
+    tissue outside) the outermost layer is the darkest and nothing moves. One offset per body:
+    the band means average thousands of voxels, a voxel's own profile is dominated by marrow
+    texture and noise. ``img`` is the unsmoothed image: smoothing would move the thin dark
+    line's minimum towards the marrow side."""
+    k_max = int(np.floor(CORTEX_SEARCH_MM / max(sp[0], sp[1]) + 1e-6))
+    if k_max < 1 or not m.any():
         return m
+    box = tuple(slice(max(int(a.min()) - 1, 0), int(a.max()) + 2) for a in np.nonzero(m))
     st = np.zeros((3, 3, 1), bool)
     st[1, :, 0] = st[:, 1, 0] = True
-    return ndimage.binary_erosion(m, structure=st, iterations=k)
+    cur, means, eroded = m[box], [], []
+    for _ in range(k_max + 1):
+        inner = ndimage.binary_erosion(cur, structure=st)
+        layer = cur & ~inner
+        if not layer.any():
+            break
+        means.append(float(img[box][layer].mean()))
+        eroded.append(cur)
+        cur = inner
+    k = int(np.argmin(means))
+    if k == 0:
+        return m
+    out = np.zeros_like(m)
+    out[box] = eroded[k]
+    return out
 
 
 def _smooth_body(m: np.ndarray, sp) -> np.ndarray:
@@ -1083,7 +1105,7 @@ def segment_mri(volume: Volume, *, progress=None, cancel=None) -> SegmentationRe
     edges = bodies
     for _ in range(WS_SLICE_PASSES):
         edges = [_smooth_body(b, sp) for b in _refine_bodies_per_slice(s, n, edges, window, sp)]
-    bodies = [_pull_in_edges(b, sp) for b in edges]
+    bodies = [_pull_in_to_cortex(b, n, sp) for b in edges]
     rep.step(0.85, "naming levels")
     out = np.zeros(n.shape, np.uint16)
     for b, lab in zip(bodies, names):
