@@ -67,7 +67,7 @@ def test_phantom_levels_and_body_dice(t2_phantom):
     assert res.levels[-6:] == LUMBAR + ["S1"]
     out = res.labels.array
     dices = [_dice(out == v, ref.array == v) for v in range(20, 25)]
-    assert np.mean(dices) >= 0.875, dices  # measured 0.894 (0.890 elliptic sections, 0.86 one extruded outline)
+    assert np.mean(dices) >= 0.875, dices  # measured 0.890 (0.890 elliptic sections, 0.86 one extruded outline)
     for up in range(20, 25):  # discs L1/L2 .. L5/S1 present between their bodies
         assert (out == L.disc_label(up)).sum() > 100
     assert (out == L.CANAL).any()
