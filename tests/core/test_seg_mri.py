@@ -153,6 +153,25 @@ def test_real_vb_cases_levels_and_dice(shared_data, n, min_dice):
     assert np.mean([_dice(out == v, r == v) for v in range(20, 25)]) >= min_dice
 
 
+def test_real_case_keeps_levels_and_shapes_under_noise(shared_data):
+    """Case 07 (the hardest) with Gaussian noise of 3% of its intensity range: every body keeps
+    its level and the shapes hold (measured 0.867; 0.863 without noise; all 10 cases keep their
+    levels at 3%). At 6% the names of case 07 go one off in 4 of 10 noise draws, with the
+    session-3 naming as well: a known limit (closing note of session 4)."""
+    img, ref = _vb_case(shared_data, "07")
+    a = img.array.astype(np.float32)
+    span = float(np.percentile(a, 99.5) - np.percentile(a, 1))
+    noisy = img.with_array(a + np.random.default_rng(7).normal(0.0, 0.03 * span, a.shape).astype(np.float32))
+    src = a.copy()
+    out, r = segment_mri(noisy).labels.array, ref.array
+    assert np.array_equal(img.array, src)  # the input is not modified
+    for v in range(20, 25):
+        got, cnt = np.unique(out[r == v], return_counts=True)
+        cnt = np.where(got == 0, 0, cnt)
+        assert int(got[np.argmax(cnt)]) == v, (L.vertebra_name(v), got, cnt)
+    assert np.mean([_dice(out == v, r == v) for v in range(20, 25)]) >= 0.83
+
+
 # the mid-sagittal stage's known 2D errors: 01 (canal front tracked 5-10 mm inside L2/L3),
 # 05 (L3's back wall 12 mm short), 07 (L1 soft tissue in front, L2/L3/L5 cut by the canal
 # track); measured 0.848, 0.868, 0.863 with all of session 4's changes; 0.828, 0.836, 0.848 with the

@@ -242,8 +242,12 @@ def _band_track(u: np.ndarray, nz: int, sp) -> tuple[np.ndarray, np.ndarray]:
     return ya_i, yp_i
 
 
-def _canal_track(masks, xc: int, nz: int, sp) -> tuple[np.ndarray, np.ndarray]:
-    """Per z: anterior and posterior y of the canal near the midline (interpolated)."""
+def _canal_track(masks, xc: int, nz: int, sp) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per z: anterior and posterior y of the canal near the midline (interpolated), and the
+    anterior y corrected where bright marrow joined to a few slices' bands pulled the front
+    into the bodies. The uncorrected front finds and names the bodies (on noisy images the
+    correction can make a body look like a sacral step: a level named one off, measured on
+    case 07 with 6% noise); the corrected front places their outlines."""
     hw = max(int(round(4.0 / sp[2])), 1)
     near = [m for m in masks[max(xc - hw, 0):xc + hw + 1] if m is not None]
     if not near:
@@ -253,6 +257,7 @@ def _canal_track(masks, xc: int, nz: int, sp) -> tuple[np.ndarray, np.ndarray]:
     ref = masks[xc] if masks[xc] is not None else max(near, key=lambda m: m.sum())
     kept = [m for m in near if (m & ref).sum() >= 0.5 * m.sum()] + [ref]
     ya, yp = _band_track(np.logical_or.reduce(kept), nz, sp)
+    ya_union = ya
     if len(kept) > 2:
         # the canal is in every slice of the +-4 mm slab; bright marrow joined to a few
         # slices' bands in front of a body is not (it pulled the front 5-10 mm into the
@@ -262,7 +267,9 @@ def _canal_track(masks, xc: int, nz: int, sp) -> tuple[np.ndarray, np.ndarray]:
         if maj.any():
             ya_m, _ = _band_track(maj, nz, sp)
             ya = np.where(ya_m - ya > CANAL_UNION_EXCESS_MM / sp[1], ya_m, ya)
-    return ndimage.gaussian_filter1d(ya, 2.0 / sp[0]), ndimage.gaussian_filter1d(yp, 2.0 / sp[0])
+    sm = 2.0 / sp[0]
+    return (ndimage.gaussian_filter1d(ya_union, sm), ndimage.gaussian_filter1d(yp, sm),
+            ndimage.gaussian_filter1d(ya, sm))
 
 
 # ---------------------------------------------------------------------------- bodies
@@ -1063,7 +1070,7 @@ def segment_mri(volume: Volume, *, progress=None, cancel=None) -> SegmentationRe
     rep.step(0.02, "normalising")
     s = ndimage.gaussian_filter(n, sigma=(1.0 / sp[0], 1.0 / sp[1], 0.5 / sp[2]))
     xc, masks, _ = _midline(s, sp, rep.sub(0.05, 0.45))
-    ya, yp = _canal_track(masks, xc, nz, sp)
+    ya, yp, ya_outline = _canal_track(masks, xc, nz, sp)
     rep.step(0.5, "finding vertebral bodies")
     hw = max(int(round(SLAB_HALF_WIDTH_MM / sp[2])), 0)
     S = s[:, :, max(xc - hw, 0):xc + hw + 1].mean(axis=2)
@@ -1078,7 +1085,7 @@ def segment_mri(volume: Volume, *, progress=None, cancel=None) -> SegmentationRe
         if s1 is not None:
             regs = regs + [s1]
             names, n_sacral, flags, gaps_below = _name_regions(regs, sp)
-    regs = _outline_bodies_2d(S, regs, window, ya, sp, above=cut_top)
+    regs = _outline_bodies_2d(S, regs, window, ya_outline, sp, above=cut_top)
     sacrum = n_sacral > 0
     rep.step(0.6, "bodies in 3D")
     ant3 = np.broadcast_to(ant[:, :, None], n.shape)
