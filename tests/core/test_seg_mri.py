@@ -156,8 +156,7 @@ def test_real_vb_cases_levels_and_dice(shared_data, n, min_dice):
 def test_real_case_keeps_levels_and_shapes_under_noise(shared_data):
     """Case 07 (the hardest) with Gaussian noise of 3% of its intensity range: every body keeps
     its level and the shapes hold (measured 0.867; 0.863 without noise; all 10 cases keep their
-    levels at 3%). At 6% the names of case 07 go one off in 4 of 10 noise draws, with the
-    session-3 naming as well: a known limit (closing note of session 4)."""
+    levels at 3%)."""
     img, ref = _vb_case(shared_data, "07")
     a = img.array.astype(np.float32)
     span = float(np.percentile(a, 99.5) - np.percentile(a, 1))
@@ -170,6 +169,25 @@ def test_real_case_keeps_levels_and_shapes_under_noise(shared_data):
         cnt = np.where(got == 0, 0, cnt)
         assert int(got[np.argmax(cnt)]) == v, (L.vertebra_name(v), got, cnt)
     assert np.mean([_dice(out == v, r == v) for v in range(20, 25)]) >= 0.83
+
+
+@pytest.mark.parametrize("seed", [0, 5])
+def test_heavy_noise_does_not_make_a_promontory_of_a_noisy_posterior_wall(shared_data, seed):
+    """Case 07 with 6% noise: in these draws L4's region has its posterior wall 12-15 mm in front
+    of L3's, so L5 stepped back behind it like S1 behind L5, and every level was named one off
+    without a flag (also with the session-3 naming). A step back that only undoes the step
+    forward above it is not the promontory: the levels are right (the sacrum, when missed,
+    is flagged)."""
+    img, ref = _vb_case(shared_data, "07")
+    a = img.array.astype(np.float32)
+    span = float(np.percentile(a, 99.5) - np.percentile(a, 1))
+    noisy = img.with_array(a + np.random.default_rng(seed).normal(0.0, 0.06 * span, a.shape).astype(np.float32))
+    res = segment_mri(noisy)
+    out, r = res.labels.array, ref.array
+    for v in range(20, 25):
+        got, cnt = np.unique(out[r == v], return_counts=True)
+        cnt = np.where(got == 0, 0, cnt)
+        assert int(got[np.argmax(cnt)]) == v, (L.vertebra_name(v), got, cnt, res.levels)
 
 
 # the mid-sagittal stage's known 2D errors: 01 (canal front tracked 5-10 mm inside L2/L3),
