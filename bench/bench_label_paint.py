@@ -73,12 +73,15 @@ def cases(small_only: bool):
         yield "full-size phantom CT", ph.ct, ph.labels
 
 
-def _wait_units(win, app):
-    """Process events until the motor units, vertebra list and 3D meshes (computed in the
-    thread pool) are current."""
-    while win.background_pending():
-        app.processEvents()
-        time.sleep(0.002)
+def _timed(action, app, win) -> float:
+    """Seconds the GUI thread is busy with ``action`` (events processed); then waits until the
+    background label work (motor units, vertebra list, 3D meshes) is done."""
+    t = time.perf_counter()
+    action()
+    app.processEvents()
+    busy = time.perf_counter() - t
+    win.settle()
+    return busy
 
 
 def measure(win, app, vol, lab):
@@ -87,7 +90,7 @@ def measure(win, app, vol, lab):
 
     win.scene.set_volume(vol)
     win.set_labels(lab)
-    _wait_units(win, app)
+    win.settle()
     L3 = 22
     centre = lab.lps_points_from_ijk(np.argwhere(lab.array == L3)[:, ::-1].mean(0))
     win.scene.set_cursor(centre)
@@ -132,25 +135,17 @@ def measure(win, app, vol, lab):
     app.processEvents()
     release = time.perf_counter() - t
     stroke = time.perf_counter() - t_stroke
-    _wait_units(win, app)
+    win.settle()
     units = time.perf_counter() - t
     del win.brush._dab
     cmd = win.scene.undo_stack._done[-1]
     undo_kb = sum(getattr(cmd, a).nbytes for a in ("_idx", "_old", "_new")) / 1024
     changed = len(cmd._idx)
-    t = time.perf_counter()
-    win.undo_action.trigger()
-    app.processEvents()
-    undo = time.perf_counter() - t
-    _wait_units(win, app)
+    undo = _timed(win.undo_action.trigger, app, win)
     assert np.array_equal(win.scene.labels.array.reshape(-1)[cmd._idx], cmd._old), "undo failed"
     if before is not None:
         assert np.array_equal(win.scene.labels.array, before), "undo did not restore the labels"
-    t = time.perf_counter()
-    win.redo_action.trigger()
-    app.processEvents()
-    redo = time.perf_counter() - t
-    _wait_units(win, app)
+    redo = _timed(win.redo_action.trigger, app, win)
     assert np.array_equal(win.scene.labels.array.reshape(-1)[cmd._idx], cmd._new), "redo failed"
     peak = (_status_kb("VmHWM") - rss0) / 1024 if peak_ok else float("nan")
     one = [m for m, d in zip(moves, per_move_dabs) if d == 1] or moves

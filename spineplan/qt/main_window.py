@@ -16,7 +16,7 @@ from PySide6.QtWidgets import (QApplication, QCheckBox, QComboBox, QDoubleSpinBo
 from ..core.scene import Scene
 from ..core.segmentation import labels as L
 from .slice_view import BRUSH_TOOLS, LabelBrush, SliceView
-from .workers import run_in_background
+from .workers import LatestJob, run_in_background
 
 __all__ = ["MainWindow", "apply_dark_theme"]
 
@@ -33,6 +33,11 @@ def apply_dark_theme(app: QApplication) -> None:
     app.setPalette(pal)
 
 
+def _labels_present(arr: np.ndarray) -> set[int]:
+    """The label values present in a label array."""
+    return set(np.flatnonzero(L.label_counts(arr)).tolist()) if arr.size else set()
+
+
 class MainWindow(QMainWindow):
     """Reading workstation. ``with_3d=False`` skips the VTK view (tests of 2D behaviour)."""
 
@@ -47,9 +52,7 @@ class MainWindow(QMainWindow):
         self.views = {o: SliceView(self.scene, o) for o in ("axial", "sagittal", "coronal")}
         self.brush = LabelBrush(self.scene, on_stroke=self._on_stroke)
         self._labels_stale = False
-        self.units_pending = False  # motor units of the current labels are being computed
-        self._units_generation = 0
-        self._units_workers: list = []  # running; kept referenced until they finish
+        self._units_job = LatestJob(self._units_done)  # motor units and vertebra list
         self._closing = False
         self._labels_version = 0  # counts label changes (a proposal on older labels is dropped)
         self._plan_worker = None
@@ -561,31 +564,24 @@ class MainWindow(QMainWindow):
         from ..core.segmentation.motor_units import compute_motor_units
 
         def job(progress=None, cancel=None):
-            present = set(np.flatnonzero(L.label_counts(snapshot.array)).tolist())
-            return compute_motor_units(snapshot), present
+            return compute_motor_units(snapshot), _labels_present(snapshot.array)
 
-        self._units_generation += 1
-        gen = self._units_generation
         if lab is None:
-            self.units_pending = False
+            self._units_job.supersede()
             self.unit_table.setEnabled(True)
             self._fill_vertebra_box(set())
             self.scene.set_motor_units([])
             return
-        snapshot = self.scene.labels_snapshot() if lab is self.scene.labels else lab.with_array(lab.array.copy())
-        self.units_pending = True
+        snapshot = self.scene.labels_snapshot()  # the subscribers are only given the scene's labels
         self.unit_table.setEnabled(False)
-        w = run_in_background(job)
-        self._units_workers.append(w)
-        w.signals.finished.connect(lambda res, g=gen, w=w: self._units_done(g, w, res))
-        w.signals.failed.connect(lambda msg, g=gen, w=w: self._units_done(g, w, None, msg))
+        self._units_job.start(job)
 
-    def _units_done(self, gen: int, worker, result, error: str | None = None):
-        if worker in self._units_workers:
-            self._units_workers.remove(worker)
-        if self._closing or gen != self._units_generation:
-            return
-        self.units_pending = False
+    @property
+    def units_pending(self) -> bool:
+        """Motor units of the current labels are being computed."""
+        return self._units_job.pending
+
+    def _units_done(self, result, error: str | None):
         self.unit_table.setEnabled(True)
         if error is not None:
             self.statusBar().showMessage(f"motor units not computed: {error}")
@@ -633,9 +629,7 @@ class MainWindow(QMainWindow):
 
     def _present_labels(self) -> set[int]:
         lab = self.scene.labels
-        if lab is None or lab.array.size == 0:
-            return set()
-        return set(np.flatnonzero(L.label_counts(lab.array)).tolist())
+        return set() if lab is None else _labels_present(lab.array)
 
     _wanted_vertebra = ""
 
@@ -1007,7 +1001,7 @@ class MainWindow(QMainWindow):
             plan = teaching.anonymise_for_presentation(plan, self.case_title)
         ct, labels = self.scene.volume, self.scene.labels
         if labels is not None:  # label edits change the scene's array in place meanwhile
-            labels = labels.with_array(labels.array.copy())
+            labels = self.scene.labels_snapshot()
 
         def job(progress=None, cancel=None):
             imgs: list = []
@@ -1134,6 +1128,7 @@ class MainWindow(QMainWindow):
 
     def closeEvent(self, e):
         self._closing = True
+        self._units_job.close()
         if self.view3d is not None:
             self.view3d.close_vtk()
         super().closeEvent(e)

@@ -13,7 +13,7 @@ from vtkmodules.qt.QVTKRenderWindowInteractor import QVTKRenderWindowInteractor 
 from vtkmodules.util import numpy_support  # noqa: E402
 
 from ..core.volume import Volume  # noqa: E402
-from .workers import run_in_background  # noqa: E402
+from .workers import LatestJob  # noqa: E402
 
 __all__ = ["View3D", "CAMERA_PRESETS"]
 
@@ -60,10 +60,7 @@ class View3D(QVTKRenderWindowInteractor):
         self._volume_actor = None
         self._mesh_actors: list = []
         self._mesh_by_label: dict = {}
-        self._mesh_workers: list = []  # running; kept referenced until they finish
-        self._mesh_generation = 0
-        self.meshes_pending = False  # label meshes of the current labels are being built
-        self._closed = False
+        self._mesh_job = LatestJob(lambda polys, error: self._show_meshes(polys or {}))
         self._plan_actors: list = []
         self.handles: dict = {}
         self.preset = "bone"
@@ -140,28 +137,19 @@ class View3D(QVTKRenderWindowInteractor):
             self._stale = True
             return
         self._stale = False
-        self._mesh_generation += 1
-        gen = self._mesh_generation
         if labels is None:
-            self.meshes_pending = False
+            self._mesh_job.supersede()
             self._show_meshes({})
             return
         from ..render.rehearsal import label_meshes_lps
 
-        snapshot = self.scene.labels_snapshot() if labels is self.scene.labels else labels
-        self.meshes_pending = True
-        w = run_in_background(lambda progress=None, cancel=None: label_meshes_lps(snapshot))
-        self._mesh_workers.append(w)
-        w.signals.finished.connect(lambda polys, g=gen, w=w: self._meshes_done(g, w, polys))
-        w.signals.failed.connect(lambda msg, g=gen, w=w: self._meshes_done(g, w, {}))
+        snapshot = self.scene.labels_snapshot()  # subscribed to the scene: these are its labels
+        self._mesh_job.start(lambda progress=None, cancel=None: label_meshes_lps(snapshot))
 
-    def _meshes_done(self, gen: int, worker, polys: dict):
-        if worker in self._mesh_workers:
-            self._mesh_workers.remove(worker)
-        if self._closed or gen != self._mesh_generation:
-            return
-        self.meshes_pending = False
-        self._show_meshes(polys)
+    @property
+    def meshes_pending(self) -> bool:
+        """Label meshes of the current labels are being built."""
+        return self._mesh_job.pending
 
     def _show_meshes(self, polys: dict):
         from ..render.slicing import LABEL_COLORS
@@ -304,7 +292,7 @@ class View3D(QVTKRenderWindowInteractor):
 
     def close_vtk(self):
         """Release the render window (avoids X errors at exit under Xvfb)."""
-        self._closed = True
+        self._mesh_job.close()
         for h in self.handles.values():
             h.EnabledOff()
         self.handles = {}

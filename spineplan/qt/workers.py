@@ -10,7 +10,7 @@ from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal
 from ..core.errors import SpineplanError
 from ..core.tasks import Cancelled
 
-__all__ = ["Worker", "run_in_background"]
+__all__ = ["Worker", "run_in_background", "LatestJob"]
 
 
 class _Signals(QObject):
@@ -54,3 +54,44 @@ def run_in_background(fn) -> Worker:
     w = Worker(fn)
     QThreadPool.globalInstance().start(w)
     return w
+
+
+class LatestJob:
+    """Jobs of which only the newest counts (results derived from the current labels): each
+    ``start(fn)`` runs ``fn`` in the thread pool and supersedes the jobs started before it,
+    whose results are dropped; ``on_done(result, error)`` gets the newest one's result (error:
+    the message, result None). Running workers stay referenced until they finish; after
+    ``close()`` nothing is delivered."""
+
+    def __init__(self, on_done):
+        self._on_done = on_done
+        self._generation = 0
+        self.running: list[Worker] = []
+        self.pending = False
+        self._closed = False
+
+    def start(self, fn) -> Worker:
+        self._generation += 1
+        gen = self._generation
+        self.pending = True
+        w = run_in_background(fn)
+        self.running.append(w)
+        w.signals.finished.connect(lambda res, g=gen, w=w: self._done(g, w, res, None))
+        w.signals.failed.connect(lambda msg, g=gen, w=w: self._done(g, w, None, msg))
+        return w
+
+    def supersede(self):
+        """Drop the results of the jobs started so far (nothing new to compute)."""
+        self._generation += 1
+        self.pending = False
+
+    def close(self):
+        self._closed = True
+
+    def _done(self, gen: int, worker: Worker, result, error):
+        if worker in self.running:
+            self.running.remove(worker)
+        if self._closed or gen != self._generation:
+            return
+        self.pending = False
+        self._on_done(result, error)

@@ -452,7 +452,7 @@ def test_closing_while_motor_units_are_computed_is_safe(qtbot, tmp_path, phantom
     w.set_labels(phantom.labels)
     assert w.units_pending
     w.close()
-    qtbot.waitUntil(lambda: not w._units_workers, timeout=30000)
+    qtbot.waitUntil(lambda: not w._units_job.running, timeout=30000)
     assert w.units_pending  # the result arrived after the close and was dropped
     gc.collect()
 
