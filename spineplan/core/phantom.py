@@ -39,6 +39,8 @@ FACET_GAP_U = (15.0, 17.0)  # |u| range of the facet joint space
 SAP_U = (17.0, 23.0)   # |u| range of the superior articular process (lower vertebra)
 FACET_V = (CANAL_V + 1.0, CANAL_V + 12.0)  # v range of the articular processes
 FACET_W = (-10.0, 8.0)  # w range of the joint, relative to the disc centre
+RIB_HEAD_UVW = (25.0, 14.0, 4.0)  # rib head centre (radius 4.5): 1 mm lateral of the pedicle
+RIB_TP_END_U = 28.0     # a rib-bearing vertebra's transverse processes end here
 SKIN_POSTERIOR_Y = 115.0  # posterior skin, LPS y of the midline at the L3 body centre level
 
 HU = dict(air=-1000, fat=-90, soft=40, csf=10, epidural=-60, disc=90, nucleus=105,
@@ -291,7 +293,8 @@ def make_phantom(levels: Sequence[str] = ("T12", "L1", "L2", "L3", "L4", "L5"),
                  _box((-IAP_U[1], IAP_U[1]), (CANAL_V + 7, CANAL_V + 13), (-12, 8)), pe, label=lab)
         cv.paint(c, R, [(-3, 3), (CANAL_V + 12, CANAL_V + 40), (-12, 6)],
                  _box((-3, 3), (CANAL_V + 12, CANAL_V + 40), (-12, 6)), pe, label=lab)
-        for ur in _mirror((SAP_U[0] + 1, 42.0)):
+        # (a rib-bearing vertebra's transverse processes are short: its rib runs beside them)
+        for ur in _mirror((SAP_U[0] + 1, RIB_TP_END_U if v["name"] in ribs else 42.0)):
             cv.paint(c, R, [ur, (CANAL_V - 5, CANAL_V + 1), (0, 8)],
                      _box(ur, (CANAL_V - 5, CANAL_V + 1), (0, 8)), pe, label=lab)
 
@@ -344,12 +347,16 @@ def make_phantom(levels: Sequence[str] = ("T12", "L1", "L2", "L3", "L4", "L5"),
                      lambda U, V, W, s=sgn: (np.abs(U - s * 60) <= 4) & (V >= -20) & (V <= 45)
                      & (W >= -40) & (W <= 30 - 0.3 * np.abs(V - 10)), HU["ilium"])
 
-    # ribs: from the transverse process outwards, curving forwards and down (label 0)
+    # ribs (label 0): the head beside the pedicle, across a costovertebral joint gap, the neck
+    # past the transverse process's tip, then outwards, curving forwards and down
     for name in ribs:
         v = by_name[name]
         t = np.linspace(0.0, 1.0, 40)
         for sgn in (1.0, -1.0):
-            pts = np.stack([sgn * (34.0 + 75.0 * t), CANAL_V - 2.0 - 60.0 * t ** 2, 4.0 - 25.0 * t], 1)
+            neck = np.linspace(0.0, 1.0, 8)[:-1, None]
+            head = np.array(RIB_HEAD_UVW) + neck * (np.array([34.0, CANAL_V - 2.0, 4.0]) - RIB_HEAD_UVW)
+            pts = np.vstack([head, np.stack([34.0 + 75.0 * t, CANAL_V - 2.0 - 60.0 * t ** 2, 4.0 - 25.0 * t], 1)])
+            pts[:, 0] *= sgn
             for u, vv, w in pts:
                 cv.paint(v["center"], v["R"], [(u - 6, u + 6), (vv - 6, vv + 6), (w - 6, w + 6)],
                          lambda U, V, W, u=u, vv=vv, w=w: (U - u) ** 2 + (V - vv) ** 2 + (W - w) ** 2 <= 4.5 ** 2,

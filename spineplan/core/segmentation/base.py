@@ -10,10 +10,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol
 
+import numpy as np
+
 from ..errors import SegmentationError
 from ..volume import Volume
 
-__all__ = ["SegmentationResult", "Segmenter", "FunctionSegmenter", "register", "get",
+__all__ = ["SegmentationResult", "padded_box", "Segmenter", "FunctionSegmenter", "register", "get",
            "available", "all_segmenters", "default_for"]
 
 
@@ -135,3 +137,10 @@ register(FunctionSegmenter("classical-ct", ("CT",), "spineplan.core.segmentation
                            "built-in CT segmenter (no model weights, CPU)"))
 register(FunctionSegmenter("classical-mri", ("MR",), "spineplan.core.segmentation.mri:segment_mri",
                            "built-in sagittal lumbar MRI segmenter (no model weights, CPU)"))
+
+
+def padded_box(m: np.ndarray, pad) -> tuple[slice, ...]:
+    """Bounding box of the (non-empty) mask ``m`` grown by ``pad`` voxels (one value, or one
+    per axis), clipped at the array's start (slices clip at its end)."""
+    pads = np.broadcast_to(np.asarray(pad, int), (m.ndim,))
+    return tuple(slice(max(int(a.min()) - p, 0), int(a.max()) + p + 1) for a, p in zip(np.nonzero(m), pads))

@@ -45,7 +45,7 @@ from ..errors import SegmentationError
 from ..tasks import Reporter
 from ..volume import Volume
 from . import labels as L
-from .base import SegmentationResult
+from .base import SegmentationResult, padded_box
 
 __all__ = ["segment_mri"]
 
@@ -885,20 +885,13 @@ def _refine_bodies_per_slice(s: np.ndarray, raw: np.ndarray, bodies: list, windo
     return outs
 
 
-def _padded_box(m: np.ndarray, pad) -> tuple[slice, ...]:
-    """Bounding box of the (non-empty) mask ``m`` grown by ``pad`` voxels (one value, or one
-    per axis), clipped at the array's start (slices clip at its end)."""
-    pads = np.broadcast_to(np.asarray(pad, int), (m.ndim,))
-    return tuple(slice(max(int(a.min()) - p, 0), int(a.max()) + p + 1) for a, p in zip(np.nonzero(m), pads))
-
-
 def _dilate_local(m: np.ndarray, se: np.ndarray) -> np.ndarray:
     """``binary_dilation(m, se)`` computed on the bounding box of ``m`` only."""
     out = np.zeros_like(m)
     if not m.any():
         return out
     r = [k // 2 for k in se.shape]
-    box = _padded_box(m, r)
+    box = padded_box(m, r)
     out[box] = ndimage.binary_dilation(m[box], structure=se)
     return out
 
@@ -911,7 +904,7 @@ def _marrow_bright_limit(s: np.ndarray, body: np.ndarray, sp) -> float | None:
         return None
     r = [m / d for m, d in zip(MARROW_CORE_MM, sp)]
     pad = [int(np.ceil(v)) + 1 for v in r]
-    box = _padded_box(body, pad)
+    box = padded_box(body, pad)
     R = [max(int(np.ceil(v)), 1) for v in r]
     g = np.ogrid[tuple(slice(-k, k + 1) for k in R)]
     ball = sum((gi / max(ri, 1e-3)) ** 2 for gi, ri in zip(g, r)) <= 1.0
@@ -935,7 +928,7 @@ def _pull_in_to_cortex(m: np.ndarray, img: np.ndarray, sp) -> np.ndarray:
     k_max = int(np.floor(CORTEX_SEARCH_MM / max(sp[0], sp[1]) + 1e-6))
     if k_max < 1 or not m.any():
         return m
-    box = _padded_box(m, 1)
+    box = padded_box(m, 1)
     st = np.zeros((3, 3, 1), bool)
     st[1, :, 0] = st[:, 1, 0] = True
     cur, means, eroded = m[box], [], []
@@ -961,7 +954,7 @@ def _smooth_body(m: np.ndarray, sp) -> np.ndarray:
     if not m.any():
         return m
     pad = 2 + int(np.ceil(3 * max(SURFACE_SIGMA_MM)))
-    box = _padded_box(m, pad)
+    box = padded_box(m, pad)
     out = np.zeros_like(m)
     sig = [g / d for g, d in zip(SURFACE_SIGMA_MM, sp)]
     out[box] = ndimage.gaussian_filter(m[box].astype(np.float32), sig) > 0.5
