@@ -284,18 +284,72 @@ def test_not_a_ct():
         segment_ct(empty)
 
 
-def test_no_sacrum_in_view_is_flagged_not_trusted():
-    p = make_phantom(spacing=2.0, iliac_crest=False, left_marker=False)
-    # keep only the slices above the L3/L4 disc: no sacrum, so no anchor for the names
+def _above_l3_l4(p):
+    """The phantom's slices above its L3/L4 disc: no sacrum in view."""
     k_cut = int(round(p.ct.ijk_points_from_lps(np.array([p.truth["discs"]["L3-L4"]["center_lps"]]))[0, 2]))
     ct = p.ct
     a = ct.array[k_cut + 2:] if ct.direction[2, 2] > 0 else ct.array[:k_cut - 2]
     origin = ct.lps_points_from_ijk(np.array([[0, 0, k_cut + 2 if ct.direction[2, 2] > 0 else 0]]))[0]
-    cut = Volume(np.ascontiguousarray(a), spacing=ct.spacing, origin=tuple(origin),
-                 direction=ct.direction, modality="CT")
-    r = segment_ct(cut)
+    return Volume(np.ascontiguousarray(a), spacing=ct.spacing, origin=tuple(origin),
+                  direction=ct.direction, modality="CT")
+
+
+def test_no_sacrum_in_view_is_flagged_not_trusted():
+    p = make_phantom(spacing=2.0, iliac_crest=False, left_marker=False)
+    r = segment_ct(_above_l3_l4(p))  # no sacrum and no ribs: no anchor for the names
     assert any("sacrum not recognised" in f for f in r.flags)
     assert r.confidence and max(r.confidence.values()) <= 0.2
+
+
+def test_no_sacrum_in_view_named_from_the_ribs():
+    """A thoracolumbar field of view ending above the sacrum: T12 is the last rib-bearing
+    vertebra, and the rib-free ones below it are L1, L2, ... (named as if the lowest were S1
+    before: four levels off)."""
+    p = make_phantom(levels=("T12", "L1", "L2", "L3", "L4", "L5"), spacing=2.0,
+                     iliac_crest=False, left_marker=False, ribs=("T12",))
+    r = segment_ct(_above_l3_l4(p))
+    assert r.levels == ["T12", "L1", "L2", "L3"]
+    assert any("counted from the last rib-bearing vertebra" in f for f in r.flags)
+    assert max(r.confidence.values()) <= 0.5
+
+
+@pytest.mark.parametrize("k0", [50, 70])
+def test_real_ct_cut_above_the_sacrum_named_from_the_ribs(shared_data, k0):
+    """The real CT without its lowest 150 / 210 mm (no sacrum): named from T12's ribs, flagged.
+    Before: L1 / L2 at T12, every level off."""
+    _, img, _ = _real_ct(shared_data)
+    r = segment_ct(Volume.from_sitk(img[:, :, k0:], modality="CT"))
+    assert r.levels == ["T12", "L1", "L2", "L3", "L4", "L5"][:len(r.levels)] and len(r.levels) >= 4
+    assert any("counted from the last rib-bearing vertebra" in f for f in r.flags)
+    assert max(r.confidence.values()) <= 0.5
+
+
+def test_real_ct_ilia_are_not_ribs(shared_data):
+    """Cut 120 mm above its bottom, the real CT's sacrum is not recognised and the ilia still
+    run on beyond 75 mm from the canal beside L5: they are plates, not ribs. Taken for ribs,
+    L5 would have been named T12."""
+    _, img, _ = _real_ct(shared_data)
+    r = segment_ct(Volume.from_sitk(img[:, :, 40:], modality="CT"))
+    assert r.levels == ["T12", "L1", "L2", "L3", "L4", "L5", "S1"]
+    assert any("sacrum not recognised" in f for f in r.flags)
+
+
+def test_real_thoracic_dicom_named_from_its_ribs(shared_data):
+    """The 20-slice (40 mm) thoracic DICOM series: both vertebrae carry ribs, so the lowest is
+    named T12 (flagged: it could be a higher one), not S1 as before."""
+    from spineplan.core.dicom.load import load_volume
+    from spineplan.core.labelmaps import read_labels
+
+    d = shared_data / "ct_lumbar_totalseg"
+    ct = load_volume(d / "example_ct_dicom")
+    r = segment_ct(ct)
+    assert r.levels == ["T11", "T12"]
+    assert any("may be a higher one" in f for f in r.flags)
+    assert max(r.confidence.values()) <= 0.2
+    ref = read_labels([d / "example_ct_dicom_vertebrae_verse.nii.gz"], ct).array
+    for v in (18, 19):  # each reference vertebra is mostly ours of the same name
+        got, n = np.unique(r.labels.array[ref == v], return_counts=True)
+        assert got[np.argmax(n)] == v
 
 
 @pytest.mark.slow

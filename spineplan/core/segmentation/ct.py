@@ -82,6 +82,7 @@ RIB_SEED_MM = 30.0            # on a rib-bearing vertebra, bone this far out is 
 VERTEBRA_CORE_MM = 16.0       # and bone within this of the canal's centre line is vertebra
 RIB_NEAR_MM, RIB_FAR_MM = 40.0, 75.0  # a rib crosses this lateral band and runs on
 RIB_MIN_MM3 = 300.0           # bone of a rib in the band at a vertebra's height
+RIB_MAX_DEPTH_MM = 25.0       # a rib's medial end is a bar at most this deep (the ilium's a plate)
 OTHER = 999          # temporary label: ribs, ilium, other bone
 DISC_ID = 500        # temporary labels of disc markers (500 + disc index)
 
@@ -217,8 +218,11 @@ def _rib_bearing(markers, surf, X, Y, ccx, ccy, w: float, candidates) -> set:
     """Segments carrying a rib: bone 40-75 mm from the canal, behind the body's front half,
     that runs on beyond 75 mm; its medial end (within 8 mm of the band's inner edge) lies at
     the height of its own vertebra's body (the lower ribs run down past the next vertebra
-    laterally, so only the medial end counts). Lumbar transverse processes end within ~50 mm
-    and do not run on; the ilium only reaches L4-L5, which are not candidates."""
+    laterally, so only the medial end counts) and is a rib's: a bar, in the median axial
+    section at most RIB_MAX_DEPTH_MM deep. The ilium runs on too, but its medial edge is a plate
+    (real CT: rib ends 6-9 mm deep, ilia 39-57 mm also when cut by the field of view; the
+    20-slice thoracic DICOM's ribs 3-6 mm). Lumbar transverse processes end within ~50 mm and
+    do not run on."""
     lat = np.abs(X - ccx) * w
     far = surf & (lat > RIB_FAR_MM)
     band = surf & (lat > RIB_NEAR_MM) & (lat <= RIB_FAR_MM) & (Y > ccy - 20.0 / w)
@@ -227,6 +231,14 @@ def _rib_bearing(markers, surf, X, Y, ccx, ccy, w: float, candidates) -> set:
         return set()
     running = np.unique(lab[far])
     medial = band & np.isin(lab, running[running > 0]) & (lat <= RIB_NEAR_MM + 8.0)
+    for k, box in enumerate(ndi.find_objects(np.where(medial, lab, 0)), start=1):
+        if box is None:
+            continue
+        mine = medial[box] & (lab[box] == k)
+        rows = mine.any(axis=2)  # (z, y) per axial section
+        ys = [np.flatnonzero(r) for r in rows if r.any()]
+        if np.median([y[-1] - y[0] + 1 for y in ys]) * w > RIB_MAX_DEPTH_MM:
+            medial[box] &= ~mine
     zs_rib = np.nonzero(medial)[0]
     if len(zs_rib) == 0:
         return set()
@@ -681,9 +693,6 @@ def segment_ct(volume: Volume, *, progress=None, cancel=None) -> SegmentationRes
     sacrum_width = (np.ptp(front_x) + 1) * w if len(front_x) else 0.0
     sacrum_seen = (len(full) >= 1 and counts[nd] >= SACRUM_BULK * float(np.median(full))
                    and sacrum_width >= SACRUM_MIN_WIDTH_MM)
-    if not sacrum_seen:
-        flags.append("sacrum not recognised in view: levels are counted from the lowest vertebra "
-                     "as if it were S1 and are unreliable; confirm the level and shift the names")
     # a transitional lumbosacral junction: the lowest mobile vertebra's transverse process
     # meeting the sacral ala (beyond the facet joints), fused or articulating
     if sacrum_seen and nd >= 1:
@@ -693,9 +702,24 @@ def segment_ct(volume: Volume, *, progress=None, cancel=None) -> SegmentationRes
             flags.append("transitional lumbosacral anatomy: the lowest lumbar vertebra's transverse "
                          "process meets the sacrum (sacralised L5?); confirm the count")
     # the second anchor: the last rib-bearing vertebra is T12
-    ribbed = _rib_bearing(markers, surf, X, Y, ccx, ccy, w, order_caudal[3:])
+    ribbed = _rib_bearing(markers, surf, X, Y, ccx, ccy, w,
+                          order_caudal[3:] if sacrum_seen else order_caudal)
     above = order_caudal[1:]  # mobile vertebrae, position 1 = just above the sacrum
     rib_pos = [p for p, sid in enumerate(above, start=1) if sid in ribbed]
+    # without a sacrum, the ribs alone: the lowest rib-bearing segment is T12 (a thoracolumbar
+    # scan ending above the sacrum, a thoracic one), unless six or more rib-free segments lie
+    # below it (then its lowest is most likely a sacrum not recognised)
+    rib_low = min((order_caudal.index(sid) for sid in ribbed), default=None)
+    from_ribs = not sacrum_seen and rib_low is not None and rib_low <= 5
+    if from_ribs and rib_low == 0:
+        flags.append("no sacrum in view and the lowest vertebra in view carries ribs: named T12 as "
+                     "the last rib-bearing vertebra, but it may be a higher one; confirm the level")
+    elif from_ribs:
+        flags.append(f"no sacrum in view: levels are counted from the last rib-bearing vertebra "
+                     f"(T12), {rib_low} rib-free below it; confirm the level")
+    elif not sacrum_seen:
+        flags.append("sacrum not recognised in view: levels are counted from the lowest vertebra "
+                     "as if it were S1 and are unreliable; confirm the level and shift the names")
     n_lumbar = 5
     if sacrum_seen and rib_pos:
         n_lumbar = min(rib_pos) - 1  # rib-free vertebrae between the sacrum and the ribs
@@ -716,6 +740,8 @@ def segment_ct(volume: Volume, *, progress=None, cancel=None) -> SegmentationRes
                      "confirm the count")
     lumbar = (["L6"] if n_lumbar == 6 else []) + ["L5", "L4", "L3", "L2", "L1"]
     names_up = ["S1"] + lumbar + ["T12", "T11", "T10", "T9", "T8", "T7", "T6", "T5"]
+    if from_ribs:
+        names_up = names_up[names_up.index("T12") - rib_low:]
     names_by_seg = {sid: names_up[n] for n, sid in enumerate(order_caudal) if n < len(names_up)}
     # drop tiny partial segments (less than 0.3 cm^3)
     present = [sid for sid in order_caudal if counts[sid - 1] > 300.0 and sid in names_by_seg]
@@ -787,8 +813,8 @@ def segment_ct(volume: Volume, *, progress=None, cancel=None) -> SegmentationRes
             base = max(base, 0.9)
         if any("L6" in f or "confirm the count" in f for f in flags):
             base = min(base, 0.5)
-        if not sacrum_seen:
-            base = min(base, 0.2)
+        if not sacrum_seen:  # (the ribs alone, with a rib-free vertebra below: a firmer guess)
+            base = min(base, 0.5 if from_ribs and rib_low >= 1 else 0.2)
         conf[name] = round(float(np.clip(base, 0.05, 1.0)), 2)
     # LPS geometry from working-grid voxel coords
     org = np.array(wimg.GetOrigin())
