@@ -100,14 +100,15 @@ def run(case, method, data=""):
     return json.loads(r.stdout.strip().splitlines()[-1])
 
 
-def write_phantom(spacing: float, stem: Path, ribs: str = "") -> str:
-    """The phantom as uncompressed NIfTI files, made in a subprocess of its own."""
-    code = ("import sys; sys.path.insert(0, sys.argv[1]); import SimpleITK as sitk; "
+def write_phantom(spacing: float, stem: Path, **options) -> str:
+    """The phantom (``make_phantom`` options as JSON values) as uncompressed NIfTI files, made
+    in a subprocess of its own."""
+    code = ("import sys, json; sys.path.insert(0, sys.argv[1]); import SimpleITK as sitk; "
             "from spineplan.core.phantom import make_phantom; "
-            "p = make_phantom(spacing=float(sys.argv[2]), ribs=tuple(sys.argv[4].split())); "
+            "p = make_phantom(spacing=float(sys.argv[2]), **json.loads(sys.argv[4])); "
             "sitk.WriteImage(p.ct.to_sitk(), sys.argv[3] + '_ct.nii'); "
             "sitk.WriteImage(p.labels.to_sitk(), sys.argv[3] + '_labels.nii')")
-    subprocess.run([sys.executable, "-c", code, str(ROOT), str(spacing), str(stem), ribs], check=True)
+    subprocess.run([sys.executable, "-c", code, str(ROOT), str(spacing), str(stem), json.dumps(options)], check=True)
     return str(stem)
 
 
@@ -115,7 +116,8 @@ def main():
     shared = ROOT.parent / "shared" / "data" / "ct_lumbar_totalseg"
     tmp = Path(tempfile.mkdtemp(prefix="spineplan-bench-"))
     cases = [("phantom 1.5 mm", "phantom:1.5", write_phantom(1.5, tmp / "p15")),
-             ("phantom 1.5 mm, T12 ribs", "phantom:1.5", write_phantom(1.5, tmp / "p15r", "T12")),
+             ("phantom 1.5 mm, T12 ribs", "phantom:1.5", write_phantom(1.5, tmp / "p15r", ribs=["T12"])),
+             ("phantom 1.5 mm, aorta 170 HU", "phantom:1.5", write_phantom(1.5, tmp / "p15a", aorta_hu=170)),
              ("phantom 1.0 mm", "phantom:1.0", write_phantom(1.0, tmp / "p10"))]
     cases.append(("sample_dicom CT 3 mm", "sample", str(ROOT / "sample_dicom")))
     if shared.is_dir():

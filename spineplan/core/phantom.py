@@ -39,6 +39,7 @@ FACET_GAP_U = (15.0, 17.0)  # |u| range of the facet joint space
 SAP_U = (17.0, 23.0)   # |u| range of the superior articular process (lower vertebra)
 FACET_V = (CANAL_V + 1.0, CANAL_V + 12.0)  # v range of the articular processes
 FACET_W = (-10.0, 8.0)  # w range of the joint, relative to the disc centre
+AORTA_UV = (17.0, -26.0)  # aorta centre (radius 12): overlaps the body's front ellipse by 1 mm
 RIB_HEAD_UVW = (25.0, 14.0, 4.0)  # rib head centre (radius 4.5): 1 mm lateral of the pedicle
 RIB_TP_END_U = 28.0     # a rib-bearing vertebra's transverse processes end here
 SKIN_POSTERIOR_Y = 115.0  # posterior skin, LPS y of the midline at the L3 body centre level
@@ -123,6 +124,7 @@ def make_phantom(levels: Sequence[str] = ("T12", "L1", "L2", "L3", "L4", "L5"),
                  slip_mm: dict | None = None,
                  herniation: dict | None = None,
                  iliac_crest: bool = True,
+                 aorta_hu: float | None = None,
                  left_marker: bool = True,
                  ribs: Sequence[str] = (),
                  sacralised_l5: bool = False) -> Phantom:
@@ -146,6 +148,9 @@ def make_phantom(levels: Sequence[str] = ("T12", "L1", "L2", "L3", "L4", "L5"),
         disc material protruding posteriorly into the canal (labelled as that disc).
     iliac_crest : bool
         Add iliac wings beside L5-S1 (bone, label 0).
+    aorta_hu : float, optional
+        A contrast-filled aorta of this HU (label 0), 24 mm across, on the left in front of
+        the bodies and touching them, down to L4 (where it divides).
     ribs : sequence of str
         Vertebrae carrying a pair of ribs (bone, label 0), e.g. ``("T11", "T12")``: the
         last rib-bearing vertebra is how T12 is told from L1.
@@ -361,6 +366,15 @@ def make_phantom(levels: Sequence[str] = ("T12", "L1", "L2", "L3", "L4", "L5"),
                 cv.paint(v["center"], v["R"], [(u - 6, u + 6), (vv - 6, vv + 6), (w - 6, w + 6)],
                          lambda U, V, W, u=u, vv=vv, w=w: (U - u) ** 2 + (V - vv) ** 2 + (W - w) ** 2 <= 4.5 ** 2,
                          HU["posterior"], where=lambda ct, lab: lab == 0)
+
+    if aorta_hu is not None:  # (ending with the column at the top, as a field of view cuts both)
+        for n, v in enumerate(verts):
+            if v["name"] in ("L5", "S1"):
+                continue
+            top = half if n == len(verts) - 1 else 25.0
+            cv.paint(v["center"], v["R"], [(AORTA_UV[0] - 13, AORTA_UV[0] + 13), (AORTA_UV[1] - 13, AORTA_UV[1] + 13), (-25, top)],
+                     lambda U, V, W: (U - AORTA_UV[0]) ** 2 + (V - AORTA_UV[1]) ** 2 <= 12.0 ** 2,
+                     int(aorta_hu), where=lambda ct, lab: lab == 0)
 
     marker_lps = None
     if left_marker:

@@ -83,6 +83,11 @@ VERTEBRA_CORE_MM = 16.0       # and bone within this of the canal's centre line 
 RIB_NEAR_MM, RIB_FAR_MM = 40.0, 75.0  # a rib crosses this lateral band and runs on
 RIB_MIN_MM3 = 300.0           # bone of a rib in the band at a vertebra's height
 RIB_MAX_DEPTH_MM = 25.0       # a rib's medial end is a bar at most this deep (the ilium's a plate)
+VESSEL_MIN_MM2 = 150.0        # a vessel's section in front of the column: at least this (an
+                              # aorta 14 mm across) and round: its area at most
+VESSEL_ROUNDNESS = 1.6        # this x the disc of its largest inscribed radius
+VESSEL_RIM_MM = 6.0           # around a vessel's core the watershed finds the wall
+VESSEL_BODY_MM = 15.0         # a vessel's core stays this far from the body line
 OTHER = 999          # temporary label: ribs, ilium, other bone
 DISC_ID = 500        # temporary labels of disc markers (500 + disc index)
 
@@ -276,6 +281,54 @@ def _without_ribs(m: np.ndarray, bone: np.ndarray, hu: np.ndarray, lat_mm: np.nd
         markWatershedLine=False, fullyConnected=True))
     out[sl] &= ws == 1
     return out
+
+
+def _vessel_cores(front: np.ndarray, behind: np.ndarray, bx: np.ndarray, by: np.ndarray,
+                  w: float) -> np.ndarray:
+    """Cores of round, bright tubes in front of the column: contrast-filled vessels.
+
+    In an axial section, a component of the column's front (``front``) that does not join the
+    bone behind (``behind``), is at least VESSEL_MIN_MM2 and round (area <= VESSEL_ROUNDNESS x
+    the disc of its largest inscribed radius), whose centre lies beside the body-line point
+    (``bx``, ``by`` per slice: 15-50 mm from it, within 40 mm sideways) is a vessel's section,
+    where it lies apart from the bodies (at the disc levels; a contrast-filled aorta at
+    150-170 HU touches the bodies elsewhere). Its inner half-radius core is followed up and
+    down the slices while the column keeps >= 70 % of it, never within 15 mm of the body line.
+    """
+    nz, ny, nx = front.shape
+    cores = np.zeros(front.shape, bool)
+    ok = np.isfinite(bx) & np.isfinite(by)
+    yy, xx = np.ogrid[:ny, :nx]
+    min_px = VESSEL_MIN_MM2 / (w * w)
+    for k in np.flatnonzero(ok):
+        if not front[k].any():
+            continue
+        lab, n = ndi.label(front[k])
+        skip = set(np.unique(lab[ndi.binary_dilation(behind[k]) & front[k]]).tolist())
+        for i, box in enumerate(ndi.find_objects(lab), start=1):
+            if i in skip or box is None:
+                continue
+            m = lab[box] == i
+            if m.sum() < min_px:
+                continue
+            cy, cx = (np.argwhere(m) + [box[0].start, box[1].start]).mean(axis=0)
+            d = np.hypot(cy - by[k], cx - bx[k]) * w
+            if not (VESSEL_BODY_MM <= d <= 50.0 and abs(cx - bx[k]) * w <= 40.0):
+                continue
+            dt = ndi.distance_transform_edt(np.pad(m, 1))[1:-1, 1:-1]
+            r = dt.max()
+            if m.sum() > VESSEL_ROUNDNESS * np.pi * r * r:
+                continue
+            cores[k][box] |= dt >= r / 2
+    for step, ks in ((1, range(1, nz)), (-1, range(nz - 2, -1, -1))):
+        for k in ks:
+            prev = cores[k - step]
+            if prev.any() and ok[k]:
+                cont = prev & (front[k] | cores[k])
+                cont &= np.hypot(yy - by[k], xx - bx[k]) * w >= VESSEL_BODY_MM
+                if cont.sum() >= 0.7 * prev.sum():
+                    cores[k] |= cont
+    return cores
 
 
 def _add_open_marrow(seg: np.ndarray, sid: int, surf: np.ndarray, taken: np.ndarray,
@@ -645,7 +698,15 @@ def segment_ct(volume: Volume, *, progress=None, cancel=None) -> SegmentationRes
             m_front &= np.isin(lab, np.unique(top[top > 0]))
             del lab
         markers[m_front | m_back] = s + 1
-    del front
+    # contrast-filled great vessels touching the bodies (aorta, vena cava) are not bone: their
+    # cores become background markers, and the watershed draws the border on the vessel wall
+    vessel = _vessel_cores(col & front, col & ~front, bx_f, by_f, w)
+    if vessel.any():
+        near = ndi.binary_dilation(vessel, _in_plane(0), iterations=max(int(round(VESSEL_RIM_MM / w)), 1))
+        markers[near & (markers <= nd + 1)] = 0
+        markers[vessel] = OTHER
+        del near
+    del front, vessel
     markers[col & (np.abs(X - ccx) > 75.0 / w)] = OTHER
     if nd:
         # below the lowest disc, bone far in front of the canal is the pelvic ring (pubis),
