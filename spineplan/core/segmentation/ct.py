@@ -62,6 +62,7 @@ ENDPLATE_HU = 150.0           # disc-endplate surface (half-way between disc and
 SACRUM_CLOSING_MM = 6.0       # the sacrum's marrow is closed over openings this wide
 SURFACE_SMOOTH_VOX = 0.7      # vertebra surfaces are smoothed over this many working voxels
 CANAL_MAX_GAP_MM = 100.0      # canal samples further apart than this are separate runs
+CANAL_RING_BONE = 0.5         # canal holes: this fraction of the shell 3-6 mm outside is bone
 CANAL_MAX_HU = 60.0           # canal holes: median HU below this (measured <= 42; osteoporotic
                               # marrow holes >= 73)
 BODY_MAX_GAP_MM = 30.0        # body-line samples further apart than this are separate runs
@@ -176,7 +177,10 @@ def _disk_offsets(radius_vox: float) -> tuple[np.ndarray, np.ndarray]:
 def _canal_candidates(bone: np.ndarray, hu: np.ndarray, w: float) -> np.ndarray:
     """Centroids (x, y, z, area) in voxel units of in-slice holes enclosed by bone whose
     contents are canal-dark (CSF, fat): an osteoporotic body's marrow also shows as a hole
-    at BONE_HU, behind which the canal may be open (at a disc), and must not be taken."""
+    at BONE_HU, behind which the canal may be open (at a disc), and must not be taken.
+    The enclosing bone must be an arch and a body, not a vessel's calcified wall: at least
+    CANAL_RING_BONE of the shell 3-6 mm outside the hole is bone (real CT: >= 0.69; a
+    calcified aorta, 1-2 mm of wall in soft tissue: <= 0.27)."""
     st = _in_plane(0)
     filled = ndi.binary_fill_holes(bone, structure=st)
     holes = filled & ~bone
@@ -190,6 +194,15 @@ def _canal_candidates(bone: np.ndarray, hu: np.ndarray, w: float) -> np.ndarray:
     med = np.full(n, np.inf)
     med[ok] = ndi.median(hu, lab, idx[ok])
     ok &= med < CANAL_MAX_HU
+    r_in, r_out = 3.0 / w, max(6.0 / w, 3.0 / w + 1.0)
+    pad = int(np.ceil(r_out)) + 1
+    for i, box in enumerate(ndi.find_objects(lab), start=1):
+        if not ok[i - 1]:
+            continue
+        box = (box[0],) + tuple(slice(max(b.start - pad, 0), b.stop + pad) for b in box[1:])
+        dist = ndi.distance_transform_edt(lab[box] != i, sampling=(1e6, 1.0, 1.0))
+        shell = (dist > r_in) & (dist <= r_out)
+        ok[i - 1] = bone[box][shell].mean() >= CANAL_RING_BONE if shell.any() else False
     return np.column_stack([com[ok, 2], com[ok, 1], com[ok, 0], area[ok]])
 
 
