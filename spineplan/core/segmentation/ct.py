@@ -63,6 +63,7 @@ COLLAPSED_CONTRAST = 0.5      # rising by this x the profile's span on both side
 COLLAPSED_FLANK = 1.0         # sclerotic endplates this x the span above the local median
                               # (phantom: 1.0 / 2.3; real CT with 40 HU noise: 0.6 / 0.34)
 COLLAPSED_SCORE = 0.35        # chain score of such a disc (a clear disc scores >= 0.42)
+BRIDGE_COST = 0.6             # a chain step over a disc seen only as a bright band costs this
 ENDPLATE_HU = 150.0           # disc-endplate surface (half-way between disc and cortical bone)
 SACRUM_CLOSING_MM = 6.0       # the sacrum's marrow is closed over openings this wide
 SURFACE_SMOOTH_VOX = 0.7      # vertebra surfaces are smoothed over this many working voxels
@@ -494,27 +495,39 @@ def _drop_short_gaps(peaks: np.ndarray, score: np.ndarray, frac: float = 0.7) ->
 
 
 def _regular_chain(idx: np.ndarray, score: np.ndarray, w: float,
-                   lo_mm: float = 20.0, hi_mm: float = 50.0) -> np.ndarray:
-    """Best-scoring chain of disc candidates with vertebra-like spacing (dynamic programming)."""
+                   lo_mm: float = 20.0, hi_mm: float = 50.0, bridge=None) -> tuple[np.ndarray, list]:
+    """Best-scoring chain of disc candidates with vertebra-like spacing (dynamic programming).
+
+    ``bridge(a, b)``, if given, returns the index of a disc between candidates ``a`` and ``b``
+    that are 1-2 spacings apart, seen by other means, or None: such a step costs BRIDGE_COST.
+    Returns the chain and the bridging discs it used (not among ``idx``)."""
     n = len(idx)
     if n == 0:
-        return idx
+        return idx, []
     best = score.astype(float).copy()
     prev = np.full(n, -1)
+    via = [None] * n
     for i in range(n):  # n is a handful of candidates
         gap = (idx[i] - idx[:i]) * w
-        ok = np.nonzero((gap >= lo_mm) & (gap <= hi_mm))[0]
-        if len(ok):
-            j = ok[np.argmax(best[ok])]
-            if best[j] > 0:
-                best[i] = score[i] + best[j]
-                prev[i] = j
+        for j in np.nonzero((gap >= lo_mm) & (gap <= hi_mm))[0]:
+            if best[j] > 0 and score[i] + best[j] > best[i]:
+                best[i], prev[i], via[i] = score[i] + best[j], j, None
+        if bridge is None:
+            continue
+        for j in np.nonzero((gap > hi_mm) & (gap <= 2 * hi_mm))[0]:
+            if best[j] > 0 and score[i] + best[j] - BRIDGE_COST > best[i]:
+                mid = bridge(idx[j], idx[i])
+                if mid is not None:
+                    best[i], prev[i], via[i] = score[i] + best[j] - BRIDGE_COST, j, mid
     i = int(np.argmax(best))
-    chain = []
+    chain, bridged = [], []
     while i >= 0:
-        chain.append(i)
+        chain.append(idx[i])
+        if via[i] is not None:
+            chain.append(via[i])
+            bridged.append(via[i])
         i = prev[i]
-    return idx[np.array(chain[::-1])]
+    return np.array(chain[::-1]), bridged
 
 
 # --------------------------------------------------------------------------- main
@@ -639,7 +652,17 @@ def segment_ct(volume: Volume, *, progress=None, cancel=None) -> SegmentationRes
     thin = thin[[np.all(np.abs(peaks - t) * w > 10.0) for t in thin]] if len(peaks) else thin
     score[thin] = COLLAPSED_SCORE  # (their smoothed profile is bright: weaker than any disc)
     peaks = np.sort(np.concatenate([peaks, thin])).astype(int)
-    peaks = _regular_chain(peaks, score[peaks], w, hi_mm=45.0)
+    band = raw >= loc_med + COLLAPSED_FLANK * span  # endplate-bright samples
+
+    def sclerotic_band(a, b):
+        """A collapsed disc on a coarse grid is one bright band (its two endplates), no dip:
+        the brightest sample of the middle half between discs ``a`` and ``b``, if bright."""
+        lo_, hi_ = a + (b - a) // 4, b - (b - a) // 4
+        mid = lo_ + int(np.argmax(raw[lo_:hi_ + 1]))
+        return mid if band[mid] else None
+
+    peaks, bridged = _regular_chain(peaks, score[peaks], w, hi_mm=45.0, bridge=sclerotic_band)
+    score[bridged] = COLLAPSED_SCORE
     peaks = _drop_short_gaps(peaks, score)
     # extend cranially: a weaker minimum one vertebra-period above the top disc
     # (endplate contrast fades at the edge of the field of view)
@@ -657,6 +680,7 @@ def segment_ct(volume: Volume, *, progress=None, cancel=None) -> SegmentationRes
     disc_n = np.array([_darkest_plane_normal(hu, pts[p], tan[p], w) for p in peaks])
     disc_t = tan[peaks]
     prom = (loc_med - prof)[peaks] / span
+    inferred = np.isin(peaks, bridged)  # discs seen only as a bright band
     rep.step(0.5, "vertebrae")
 
     # ---- disc planes and slabs (signed distance along the normal, in voxels)
@@ -691,6 +715,7 @@ def segment_ct(volume: Volume, *, progress=None, cancel=None) -> SegmentationRes
     # order discs cranial -> caudal (descending z)
     order = np.argsort(-disc_c[:, 2])
     disc_c, disc_n, prom, disc_t = disc_c[order], disc_n[order], prom[order], disc_t[order]
+    inferred = inferred[order]
     nd = len(disc_c)
     dists = [plane_dist(i) for i in range(nd)]
     # behind the canal the bands are cut by planes tilted half-way between the disc's own
@@ -849,6 +874,10 @@ def segment_ct(volume: Volume, *, progress=None, cancel=None) -> SegmentationRes
     names_by_seg = {sid: names_up[n] for n, sid in enumerate(order_caudal) if n < len(names_up)}
     # drop tiny partial segments (less than 0.3 cm^3)
     present = [sid for sid in order_caudal if counts[sid - 1] > 300.0 and sid in names_by_seg]
+    for i in np.flatnonzero(inferred):  # disc i lies between segments i + 1 and i + 2
+        pair = "-".join(names_by_seg.get(sid, "?") for sid in (i + 1, i + 2))
+        flags.append(f"{pair}: no disc space seen, only one bright band (a collapsed disc, or a "
+                     "fusion?): the vertebrae are split there; confirm the count")
     ribs_agree = sacrum_seen and bool(rib_pos) and not flags
 
     if sacrum_seen:
