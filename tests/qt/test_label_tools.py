@@ -479,3 +479,23 @@ def test_a_plan_is_proposed_off_the_gui_thread_and_dropped_if_the_labels_change(
     assert len(window.scene.undo_stack) == steps + 1  # the rename only: the stale proposal is dropped
     assert "labels changed while planning" in window.statusBar().currentMessage()
     assert window.propose_button.isEnabled()
+
+
+def test_corrections_reuse_the_background_label_count(window, monkeypatch):
+    """The labels present, counted in the thread pool with the motor units, serve the correction
+    buttons while the labels are unchanged (a full-size count took 0.1-0.5 s per click); after an
+    edit whose count has not landed yet they are counted afresh."""
+    import spineplan.qt.main_window as mw
+    from spineplan.core.segmentation.edit import rename_command
+
+    wait_units(window)
+    calls = []
+    real = mw._labels_present
+    monkeypatch.setattr(mw, "_labels_present", lambda arr: calls.append(1) or real(arr))
+    assert window._present_labels() == real(window.scene.labels.array) and not calls
+    window.scene.undo_stack.push(rename_command(window.scene, L5, L6))
+    fresh = window._present_labels()  # before the background count of the rename lands
+    assert calls and L6 in fresh and L5 not in fresh
+    wait_units(window)
+    calls.clear()
+    assert window._present_labels() == fresh and not calls
