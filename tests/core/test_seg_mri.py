@@ -39,7 +39,11 @@ def _sagittal_ipl(vol: Volume, array_zyx: np.ndarray) -> Volume:
 def t2_phantom():
     """A T2-like MRI of the CT phantom (marrow mid-grey, dark cortex, bright discs and CSF) on a
     sagittal IPL grid, its body-only reference, and the same image on the axial grid."""
-    ph = make_phantom(spacing=1.5, left_marker=False)
+    return _t2_of(make_phantom(spacing=1.5, left_marker=False))
+
+
+def _t2_of(ph):
+    """The T2-like MRI of a CT phantom (see ``t2_phantom``)."""
     ct, lab = ph.ct.array, ph.labels.array
     img = np.full(ct.shape, 0.25, np.float32)            # muscle / soft tissue
     img[ct <= HU["fat"] + 40] = 0.7                       # fat (bright on fast spin echo)
@@ -72,6 +76,19 @@ def test_phantom_levels_and_body_dice(t2_phantom):
         assert (out == L.disc_label(up)).sum() > 100
     assert (out == L.CANAL).any()
     assert not any("sacrum not recognised" in f for f in res.flags)
+
+
+@pytest.mark.parametrize("heights, flag", [((4.0, 3.0), "one body found as two"),
+                                           ((2.0, 1.5), "the promontory may lie a level lower")])
+def test_thin_disc_that_upsets_the_count_is_flagged(heights, flag):
+    """A thin (degenerate) L4/L5 disc on the T2 phantom: at 4/3 mm a body is found as two
+    regions 10 mm apart, at 2/1.5 mm L4/L5 is taken for the promontory with two body-like
+    'sacral' regions below. Both named the levels wrong without a flag; now the count is
+    flagged for confirmation and no level is trusted above 0.5."""
+    mri, _, _ = _t2_of(make_phantom(spacing=1.5, left_marker=False, disc_heights={"L4": heights}))
+    res = segment_mri(mri)
+    assert any(flag in f and "confirm the count" in f for f in res.flags), res.flags
+    assert max(res.confidence.values()) <= 0.5
 
 
 def test_axial_grid_gives_the_same_labels_in_world(t2_phantom):

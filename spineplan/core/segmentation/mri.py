@@ -115,6 +115,8 @@ SACRAL_V_MM = 8.0            # no promontory where the region above lies this fa
 CONFIDENCE_FROM_SACRUM = 0.85
 CONFIDENCE_NO_SACRUM = 0.35
 CONFIDENCE_PER_GAP = 0.25    # less for each missed body counted across below a level
+SPLIT_STEP_RATIO = 0.5       # body regions closer than this x the typical spacing: one body in two?
+CONFIDENCE_UNSURE = 0.5      # at most this when the count itself is in doubt (flagged)
 
 
 # --------------------------------------------------------------------------- geometry
@@ -1037,6 +1039,18 @@ def _name_regions(regs, sp) -> tuple[list[int], int, list[str]]:
     if sum(missing[:first_lumbar]):
         flags.append(f"{sum(missing[:first_lumbar])} vertebral body(ies) not segmented between found "
                      "ones; levels counted across the gap")
+    # (the top region may be a partial body cut by the view: only pairs below it)
+    close = [i for i in range(1, first_lumbar) if steps[i] < SPLIT_STEP_RATIO * typical]
+    if close:
+        flags.append(f"two vertebral-body regions only {steps[close[0]]:.0f} mm apart (typically "
+                     f"{typical:.0f} mm): one body found as two, or a thin disc missed beside them; "
+                     "confirm the count")
+    if sacral >= 2:
+        mobile = np.median(area[:first_lumbar + 1]) if first_lumbar >= 0 else 0.0
+        upper = area[first_lumbar + 1:n - 1]
+        if len(upper) and np.all((upper > 0.6 * mobile) & (upper < 1.6 * mobile)):
+            flags.append(f"{sacral} regions below the promontory found, the upper ones body-like: "
+                         "the promontory may lie a level lower (a thin disc?); confirm the count")
     order = [24, 23, 22, 21, 20, 19, 18, 17, 16, 15, 14, 13, 12]
     labels = [0] * n
     gaps_below = [0] * n
@@ -1147,6 +1161,8 @@ def segment_mri(volume: Volume, *, progress=None, cancel=None) -> SegmentationRe
     # from the sacrum, each level is as sure as the count below it; counted from the lowest
     # body (no sacrum) every name may be off by one
     base = CONFIDENCE_FROM_SACRUM if sacrum else CONFIDENCE_NO_SACRUM
+    if any("confirm the count" in f for f in flags):
+        base = min(base, CONFIDENCE_UNSURE)
     conf: dict[str, float] = {}
     for lab, gaps in zip(names, gaps_below):
         if lab:
