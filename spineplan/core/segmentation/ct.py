@@ -238,7 +238,7 @@ def _fit_canal(cands: np.ndarray, nz: int, w: float, mid_x: np.ndarray) -> tuple
     return cx, cy, valid
 
 
-def _rib_bearing(markers, surf, X, Y, ccx, ccy, w: float, candidates) -> set:
+def _rib_bearing(markers, surf, dx, Y, ccy, w: float, candidates) -> set:
     """Segments carrying a rib: bone 40-75 mm from the canal, behind the body's front half,
     that runs on beyond 75 mm; its medial end (within 8 mm of the band's inner edge) lies at
     the height of its own vertebra's body (the lower ribs run down past the next vertebra
@@ -246,8 +246,8 @@ def _rib_bearing(markers, surf, X, Y, ccx, ccy, w: float, candidates) -> set:
     section at most RIB_MAX_DEPTH_MM deep. The ilium runs on too, but its medial edge is a plate
     (real CT: rib ends 6-9 mm deep, ilia 39-57 mm also when cut by the field of view; the
     20-slice thoracic DICOM's ribs 3-6 mm). Lumbar transverse processes end within ~50 mm and
-    do not run on."""
-    lat = np.abs(X - ccx) * w
+    do not run on. ``dx``: voxels sideways from the canal's centre line."""
+    lat = dx * w
     far = surf & (lat > RIB_FAR_MM)
     band = surf & (lat > RIB_NEAR_MM) & (lat <= RIB_FAR_MM) & (Y > ccy - 20.0 / w)
     lab, n = ndi.label(band | far)
@@ -698,7 +698,8 @@ def segment_ct(volume: Volume, *, progress=None, cancel=None) -> SegmentationRes
     canal = (((X - ccx) / (9.0 / w)) ** 2 + ((Y - ccy) / (8.0 / w)) ** 2 <= 1.0) & ~surf
     canal |= _enclosed_canal(filled & ~surf, cx, cy, zvalid, X, Y, ccx, ccy, w)
     col = filled & ~canal
-    inzone = (np.abs(X - ccx) < 110.0 / w) & (Y > ccy - 80.0 / w) & (Y < ccy + 70.0 / w)
+    dx = np.abs(X - ccx)  # voxels sideways from the canal's centre line
+    inzone = (dx < 110.0 / w) & (Y > ccy - 80.0 / w) & (Y < ccy + 70.0 / w)
     col &= inzone
     ccl = ndi.label(col, structure=np.ones((3, 3, 3)))[0]
     # keep components touching the body line
@@ -739,7 +740,7 @@ def segment_ct(volume: Volume, *, progress=None, cancel=None) -> SegmentationRes
     upper_shift = POSTERIOR_UPPER_SHIFT_MM / w
     for s in range(nd + 1):
         sacrum = s == nd  # no facet below; its alae reach towards the sacro-iliac joints
-        side = np.abs(X - ccx) < (SACRUM_HALF_WIDTH_MM if sacrum else 30.0) / w
+        side = dx < (SACRUM_HALF_WIDTH_MM if sacrum else 30.0) / w
         m_front = col & side & front
         m_back = col & side & ~front
         if s > 0:
@@ -761,7 +762,7 @@ def segment_ct(volume: Volume, *, progress=None, cancel=None) -> SegmentationRes
             # slice, within PELVIS_FRONT_MM of it, and joins the sacrum only through the
             # pelvic ring (the lower sacrum, whose thin cortex may break at SURFACE_HU, lies
             # behind the canal's line)
-            lab, nl = ndi.label(col & (np.abs(X - ccx) < ILIUM_FROM_MM / w), structure=np.ones((3, 3, 3)))
+            lab, nl = ndi.label(col & (dx < ILIUM_FROM_MM / w), structure=np.ones((3, 3, 3)))
             top = lab[m_front & (dists[nd - 1] > -SACRUM_TOP_MM / w)]
             m_front &= np.isin(lab, np.unique(top[top > 0]))
             del lab
@@ -775,14 +776,14 @@ def segment_ct(volume: Volume, *, progress=None, cancel=None) -> SegmentationRes
         markers[vessel] = OTHER
         del near
     del front, vessel
-    markers[col & (np.abs(X - ccx) > 75.0 / w)] = OTHER
+    markers[col & (dx > 75.0 / w)] = OTHER
     if nd:
         # below the lowest disc, bone far in front of the canal is the pelvic ring (pubis),
         # joined to the sacrum through the ilia: it must not become sacrum
         below = col & (dists[nd - 1] < -margin)
         markers[below & (Y < ccy - PELVIS_FRONT_MM / w)] = OTHER
         # and bone beside the sacrum beyond the sacro-iliac joints is ilium
-        markers[below & (np.abs(X - ccx) > ILIUM_FROM_MM / w)] = OTHER
+        markers[below & (dx > ILIUM_FROM_MM / w)] = OTHER
         del below
     # disc markers: the low-HU middle of each disc, so disc voxels above SURFACE_HU
     # (nucleus, partial volume) are not given to a vertebra
@@ -825,7 +826,7 @@ def segment_ct(volume: Volume, *, progress=None, cancel=None) -> SegmentationRes
     # a transitional lumbosacral junction: the lowest mobile vertebra's transverse process
     # meeting the sacral ala (beyond the facet joints), fused or articulating
     if sacrum_seen and nd >= 1:
-        lat = np.abs(X - ccx) > SACRALISATION_LATERAL_MM / w
+        lat = dx > SACRALISATION_LATERAL_MM / w
         touch = (seg == nd) & lat & ndi.binary_dilation((seg == nd + 1) & lat)
         if touch.any():
             # a bony bar, not noise: bone (> BONE_HU) once smoothed over a voxel (phantom with
@@ -837,7 +838,7 @@ def segment_ct(volume: Volume, *, progress=None, cancel=None) -> SegmentationRes
             flags.append("transitional lumbosacral anatomy: the lowest lumbar vertebra's transverse "
                          "process meets the sacrum (sacralised L5?); confirm the count")
     # the second anchor: the last rib-bearing vertebra is T12
-    ribbed = _rib_bearing(markers, surf, X, Y, ccx, ccy, w,
+    ribbed = _rib_bearing(markers, surf, dx, Y, ccy, w,
                           order_caudal[3:] if sacrum_seen else order_caudal)
     above = order_caudal[1:]  # mobile vertebrae, position 1 = just above the sacrum
     rib_pos = [p for p, sid in enumerate(above, start=1) if sid in ribbed]
@@ -924,7 +925,7 @@ def segment_ct(volume: Volume, *, progress=None, cancel=None) -> SegmentationRes
 
     # ---- compose labels on the working grid
     out_w = np.zeros(hu.shape, np.uint16)
-    lat_mm = np.abs(X - ccx) * w
+    lat_mm = dx * w
     for sid in present:
         m = seg == sid
         if sid in ribbed:  # ribs are not part of their vertebra

@@ -454,8 +454,9 @@ def _anterior_edge(S: np.ndarray, regs, ant: np.ndarray, sp) -> list:
             continue
         rowfront = np.where(r, ant, -np.inf).max(axis=1)  # -inf: rows without the body
         rowback = np.where(r, ant, np.inf).min(axis=1)
-        mid = np.where(r.any(axis=1), 0.5 * (np.where(r.any(axis=1), rowfront, 0.0)
-                                             + np.where(r.any(axis=1), rowback, 0.0)), np.inf)
+        has = r.any(axis=1)
+        mid = np.full(len(has), np.inf)  # rows without the body: no ring
+        mid[has] = 0.5 * (rowfront[has] + rowback[has])
         body = r & (ant <= rowfront[:, None] - band)
         ring = ndimage.binary_dilation(r, structure=ring_se) & ~r & (ant > mid[:, None])
         for j, o in enumerate(regs):
@@ -1046,7 +1047,7 @@ def _name_regions(regs, sp) -> tuple[list[int], int, list[str]]:
                      f"{typical:.0f} mm): one body found as two, or a thin disc missed beside them; "
                      "confirm the count")
     if sacral >= 2:
-        mobile = np.median(area[:first_lumbar + 1]) if first_lumbar >= 0 else 0.0
+        mobile = np.median(area[:first_lumbar + 1])  # (sacral <= n - 2: first_lumbar >= 1)
         upper = area[first_lumbar + 1:n - 1]
         if len(upper) and np.all((upper > 0.6 * mobile) & (upper < 1.6 * mobile)):
             flags.append(f"{sacral} regions below the promontory found, the upper ones body-like: "
