@@ -56,7 +56,7 @@ flags = []
 if method == "spineplan":
     try:
         r = segment_ct(ct)
-        out, flags = r.labels.array, r.flags
+        out, flags = r.labels.array, [f.message for f in r.flags]
     except SegmentationError as exc:
         out, flags = np.zeros(ct.array.shape, np.uint16), ["refused: " + str(exc)]
 else:  # naive baseline

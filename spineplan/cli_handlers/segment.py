@@ -60,9 +60,13 @@ def run(args) -> int:
     if args.json:
         print(json.dumps({"levels": res.levels, "motor_units": units, "seconds": round(seconds, 3),
                           "labels_file": str(args.output), "confidence": res.confidence,
-                          "flags": res.flags, "backend": seg.name}))
+                          "flags": [f.to_dict() for f in res.flags], "evidence": res.evidence.to_dict(),
+                          "needs_confirmation": res.needs_confirmation, "backend": seg.name}))
     else:
         print(f"{seg.name}: {', '.join(res.levels)} in {seconds:.1f} s -> {args.output}")
         for f in res.flags:
-            print(f"  flag: {f}")
+            print(f"  flag: {f.message}")
+        if res.needs_confirmation:
+            print(f"  levels not established (lowest confidence {res.min_confidence:.2f}): "
+                  "confirm or name one level before planning")
     return 0

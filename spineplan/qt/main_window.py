@@ -759,7 +759,7 @@ class MainWindow(QMainWindow):
             lv = min(res.confidence, key=res.confidence.get)
             text += f" (lowest confidence {res.confidence[lv]:.2f}, {lv})"
         if res.flags:
-            text += "\n⚠ " + "\n⚠ ".join(res.flags)
+            text += "\n⚠ " + "\n⚠ ".join(f.message for f in res.flags)
         self.seg_status.setText(text)
         self.seg_status.setStyleSheet("color: #c62828; font-weight: bold;" if res.flags else "")
 

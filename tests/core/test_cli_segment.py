@@ -13,6 +13,7 @@ from spineplan.core.dicom.write import write_series
 from spineplan.core.phantom import make_phantom
 from spineplan.core.segmentation import base
 from spineplan.core.segmentation.base import SegmentationResult
+from spineplan.core.segmentation.result import Flag, FlagKind
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +43,7 @@ class _Stub:
         self.calls += 1
         lab = labels_on_grid(self.phantom.labels, volume)
         return SegmentationResult(lab, levels=["T12", "L1", "L2", "L3", "L4", "L5", "S1"],
-                                  confidence={"L5": 0.9}, flags=["stub flag"])
+                                  confidence={"L5": 0.9}, flags=[Flag(FlagKind.INCOMPLETE_LABELS, "stub flag")])
 
 
 @pytest.fixture
@@ -63,7 +64,7 @@ def test_json_contract_and_nifti_output(phantom, stub, tmp_path, capsys):
     assert doc["levels"] == ["T12", "L1", "L2", "L3", "L4", "L5", "S1"]
     assert doc["motor_units"] == ["T12-L1", "L1-L2", "L2-L3", "L3-L4", "L4-L5", "L5-S1"]
     assert doc["labels_file"] == str(out) and doc["seconds"] >= 0
-    assert doc["confidence"] == {"L5": 0.9} and doc["flags"] == ["stub flag"]
+    assert doc["confidence"] == {"L5": 0.9} and doc["flags"] == [{"kind": "incomplete_labels", "levels": [], "message": "stub flag"}]
     back = read_image_file(out)
     assert back.same_grid(phantom.labels) and np.array_equal(back.array, phantom.labels.array)
 

@@ -7,42 +7,17 @@ Built-in classical backends are always available; optional ones report what they
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable, Protocol
 
 import numpy as np
 
 from ..errors import SegmentationError
 from ..volume import Volume
+from .result import Flag, FlagKind, SegmentationResult  # noqa: F401  (re-exported)
 
 __all__ = ["SegmentationResult", "padded_box", "Segmenter", "FunctionSegmenter", "register", "get",
            "available", "all_segmenters", "default_for"]
-
-
-@dataclass
-class SegmentationResult:
-    """Output of a segmenter.
-
-    Attributes
-    ----------
-    labels : Volume
-        Label map on the input grid (uint16, VerSe numbering, discs 100+upper, 300 canal).
-    levels : list of str
-        Vertebra names found, cranial to caudal (e.g. ``["T12", "L1", ..., "S1"]``).
-    confidence : dict
-        ``{level name: 0..1}`` confidence of each level's identification.
-    flags : list of str
-        Findings a reader must see (e.g. "transitional anatomy: L6", "sacralised L5").
-    extra : dict
-        Backend-specific outputs (e.g. ``"posterior_elements"``: Volume on MRI,
-        ``"centerline_lps"``: (N, 3) array).
-    """
-
-    labels: Volume
-    levels: list[str] = field(default_factory=list)
-    confidence: dict[str, float] = field(default_factory=dict)
-    flags: list[str] = field(default_factory=list)
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 class Segmenter(Protocol):

@@ -28,7 +28,8 @@ from ..errors import SegmentationError
 from ..tasks import Reporter
 from ..volume import Volume
 from . import labels as L
-from .base import SegmentationResult, padded_box
+from .base import padded_box
+from .result import Anchor, Flag, FlagKind, LevelEvidence, SegmentationResult
 
 __all__ = ["segment_ct", "WORK_MM", "SURFACE_HU"]
 
@@ -813,7 +814,7 @@ def segment_ct(volume: Volume, *, progress=None, cancel=None) -> SegmentationRes
 
     # ---- naming from the sacrum upward: segment nd+1 (lowest) is the sacrum
     counts = np.bincount(seg.ravel(), minlength=nd + 2)[1:nd + 2] * w ** 3
-    flags: list[str] = []
+    flags: list[Flag] = []
     order_caudal = list(range(nd + 1, 0, -1))  # seg ids caudal -> cranial
     # the naming anchor: the lowest segment must be a sacrum, bulkier than a vertebra bounded
     # by two discs and with alae (wide in front of the canal); otherwise (a thoracic or
@@ -835,8 +836,8 @@ def segment_ct(volume: Volume, *, progress=None, cancel=None) -> SegmentationRes
             box = padded_box(touch, 3)
             touch[box] &= ndi.gaussian_filter(np.asarray(hu[box], np.float32), 1.0) > BONE_HU
         if touch.sum() * w * w >= SACRALISATION_CONTACT_MM2:
-            flags.append("transitional lumbosacral anatomy: the lowest lumbar vertebra's transverse "
-                         "process meets the sacrum (sacralised L5?); confirm the count")
+            flags.append(Flag(FlagKind.SACRALISED_L5, "transitional lumbosacral anatomy: the lowest lumbar vertebra's transverse "
+                         "process meets the sacrum (sacralised L5?); confirm the count", ("L5", "S1")))
     # the second anchor: the last rib-bearing vertebra is T12
     ribbed = _rib_bearing(markers, surf, dx, Y, ccy, w,
                           order_caudal[3:] if sacrum_seen else order_caudal)
@@ -848,32 +849,32 @@ def segment_ct(volume: Volume, *, progress=None, cancel=None) -> SegmentationRes
     rib_low = min((order_caudal.index(sid) for sid in ribbed), default=None)
     from_ribs = not sacrum_seen and rib_low is not None and rib_low <= 5
     if from_ribs and rib_low == 0:
-        flags.append("no sacrum in view and the lowest vertebra in view carries ribs: named T12 as "
-                     "the last rib-bearing vertebra, but it may be a higher one; confirm the level")
+        flags.append(Flag(FlagKind.LOWEST_CARRIES_RIBS, "no sacrum in view and the lowest vertebra in view carries ribs: named T12 as "
+                     "the last rib-bearing vertebra, but it may be a higher one; confirm the level"))
     elif from_ribs:
-        flags.append(f"no sacrum in view: levels are counted from the last rib-bearing vertebra "
-                     f"(T12), {rib_low} rib-free below it; confirm the level")
+        flags.append(Flag(FlagKind.COUNTED_FROM_RIBS, f"no sacrum in view: levels are counted from the last rib-bearing vertebra "
+                     f"(T12), {rib_low} rib-free below it; confirm the level"))
     elif not sacrum_seen:
-        flags.append("sacrum not recognised in view: levels are counted from the lowest vertebra "
-                     "as if it were S1 and are unreliable; confirm the level and shift the names")
+        flags.append(Flag(FlagKind.NO_SACRUM, "sacrum not recognised in view: levels are counted from the lowest vertebra "
+                     "as if it were S1 and are unreliable; confirm the level and shift the names"))
     n_lumbar = 5
     if sacrum_seen and rib_pos:
         n_lumbar = min(rib_pos) - 1  # rib-free vertebrae between the sacrum and the ribs
         if n_lumbar == 6:
-            flags.append("transitional anatomy: L6 (six rib-free vertebrae between the sacrum "
-                         "and the last rib-bearing vertebra)")
+            flags.append(Flag(FlagKind.TRANSITIONAL_L6, "transitional anatomy: L6 (six rib-free vertebrae between the sacrum "
+                         "and the last rib-bearing vertebra)", ("L6",)))
         elif n_lumbar == 4:
-            flags.append("ribs on the fifth vertebra above the sacrum: a lumbar rib on L1, or four "
-                         "lumbar vertebrae (sacralised L5?); confirm the count")
+            flags.append(Flag(FlagKind.LUMBAR_RIB, "ribs on the fifth vertebra above the sacrum: a lumbar rib on L1, or four "
+                         "lumbar vertebrae (sacralised L5?); confirm the count", ("L1",)))
             n_lumbar = 5
         elif n_lumbar != 5:
-            flags.append(f"the sacrum and the ribs disagree ({n_lumbar} rib-free vertebrae): "
-                         "levels counted from the sacrum; confirm the count")
+            flags.append(Flag(FlagKind.ANCHORS_DISAGREE, f"the sacrum and the ribs disagree ({n_lumbar} rib-free vertebrae): "
+                         "levels counted from the sacrum; confirm the count"))
             n_lumbar = 5
     elif sacrum_seen and nd >= 7:
-        flags.append("seven or more vertebrae above the sacrum and no ribs in view: a transitional "
+        flags.append(Flag(FlagKind.TRANSITIONAL_UNSEEN, "seven or more vertebrae above the sacrum and no ribs in view: a transitional "
                      "spine (L6) cannot be told from T11 in view; named as five lumbar vertebrae, "
-                     "confirm the count")
+                     "confirm the count"))
     lumbar = (["L6"] if n_lumbar == 6 else []) + ["L5", "L4", "L3", "L2", "L1"]
     names_up = ["S1"] + lumbar + ["T12", "T11", "T10", "T9", "T8", "T7", "T6", "T5"]
     if from_ribs:
@@ -883,8 +884,8 @@ def segment_ct(volume: Volume, *, progress=None, cancel=None) -> SegmentationRes
     present = [sid for sid in order_caudal if counts[sid - 1] > 300.0 and sid in names_by_seg]
     for i in np.flatnonzero(inferred):  # disc i lies between segments i + 1 and i + 2
         pair = "-".join(names_by_seg.get(sid, "?") for sid in (i + 1, i + 2))
-        flags.append(f"{pair}: no disc space seen, only one bright band (a collapsed disc, or a "
-                     "fusion?): the vertebrae are split there; confirm the count")
+        flags.append(Flag(FlagKind.COLLAPSED_DISC, f"{pair}: no disc space seen, only one bright band (a collapsed disc, or a "
+                     "fusion?): the vertebrae are split there; confirm the count", (pair,)))
     ribs_agree = sacrum_seen and bool(rib_pos) and not flags
 
     if sacrum_seen:
@@ -951,10 +952,7 @@ def segment_ct(volume: Volume, *, progress=None, cancel=None) -> SegmentationRes
         base = 0.95 if name == "S1" else 0.9 - 0.03 * n_from_sac
         if ribs_agree:  # both anchors agree
             base = max(base, 0.9)
-        if any("L6" in f or "confirm the count" in f for f in flags):
-            base = min(base, 0.5)
-        if not sacrum_seen:  # (the ribs alone, with a rib-free vertebra below: a firmer guess)
-            base = min(base, 0.5 if from_ribs and rib_low >= 1 else 0.2)
+        # (the flags' kinds cap these: CONFIDENCE_CAP in result.py)
         conf[name] = round(float(np.clip(base, 0.05, 1.0)), 2)
     # LPS geometry from working-grid voxel coords
     org = np.array(wimg.GetOrigin())
@@ -968,7 +966,13 @@ def segment_ct(volume: Volume, *, progress=None, cancel=None) -> SegmentationRes
     discs_out = {int(k): {"center_lps": lps(c).tolist(), "normal_lps": (n / np.linalg.norm(n)).tolist()}
                  for k, (c, n) in disc_info.items()}
     rep.step(1.0, "done")
+    anchor = (Anchor.SACRUM_AND_RIBS if ribs_agree else Anchor.SACRUM) if sacrum_seen else (
+        Anchor.LAST_RIB if from_ribs else Anchor.ASSUMED)
+    origin_pos = rib_low if from_ribs else 0
+    evidence = LevelEvidence(anchor, counted={names_by_seg[sid]: abs(order_caudal.index(sid) - origin_pos)
+                                              for sid in present})
     return SegmentationResult(labels=labels, levels=levels, confidence=conf, flags=flags,
+                              evidence=evidence, backend="classical-ct",
                               extra={"centerline_lps": centerline, "discs": discs_out,
                                      "disc_prominence": prom.tolist(),
                                      "canal_lps": canal_line})

@@ -45,7 +45,8 @@ from ..errors import SegmentationError
 from ..tasks import Reporter
 from ..volume import Volume
 from . import labels as L
-from .base import SegmentationResult, padded_box
+from .base import padded_box
+from .result import Anchor, Flag, FlagKind, LevelEvidence, SegmentationResult
 
 __all__ = ["segment_mri"]
 
@@ -116,7 +117,6 @@ CONFIDENCE_FROM_SACRUM = 0.85
 CONFIDENCE_NO_SACRUM = 0.35
 CONFIDENCE_PER_GAP = 0.25    # less for each missed body counted across below a level
 SPLIT_STEP_RATIO = 0.5       # body regions closer than this x the typical spacing: one body in two?
-CONFIDENCE_UNSURE = 0.5      # at most this when the count itself is in doubt (flagged)
 
 
 # --------------------------------------------------------------------------- geometry
@@ -998,7 +998,7 @@ def _sacrum_below(S: np.ndarray, column: np.ndarray, ant: np.ndarray, lowest: np
     return best
 
 
-def _name_regions(regs, sp) -> tuple[list[int], int, list[str]]:
+def _name_regions(regs, sp) -> tuple[list[int], int, list[Flag], list[int]]:
     """VerSe labels of the mid-sagittal regions (cranial first), counted from the sacrum.
 
     S1 sits behind L5 (the column turns back at the promontory): the highest of the lowest
@@ -1007,7 +1007,7 @@ def _name_regions(regs, sp) -> tuple[list[int], int, list[str]]:
     is S1, the ones below it are the rest of the sacrum.
     A gap of about one body between two regions counts as one missed body.
     Returns (labels, number of the sacral regions, flags, bodies missed below each region)."""
-    flags: list[str] = []
+    flags: list[Flag] = []
     zs = [np.nonzero(m) for m in regs]
     zc = np.array([z.mean() for z, _ in zs]) * sp[0]
     yc = np.array([np.percentile(y, 95) for _, y in zs]) * sp[1]  # posterior wall
@@ -1038,20 +1038,20 @@ def _name_regions(regs, sp) -> tuple[list[int], int, list[str]]:
     missing = [int(round(st / typical)) - 1 if typical > 0 and st > 1.6 * typical else 0 for st in steps]
     first_lumbar = n - 1 - sacral  # index of the lowest non-sacral region
     if sum(missing[:first_lumbar]):
-        flags.append(f"{sum(missing[:first_lumbar])} vertebral body(ies) not segmented between found "
-                     "ones; levels counted across the gap")
+        flags.append(Flag(FlagKind.BODY_MISSED, f"{sum(missing[:first_lumbar])} vertebral body(ies) not "
+                          "segmented between found ones; levels counted across the gap"))
     # (the top region may be a partial body cut by the view: only pairs below it)
     close = [i for i in range(1, first_lumbar) if steps[i] < SPLIT_STEP_RATIO * typical]
     if close:
-        flags.append(f"two vertebral-body regions only {steps[close[0]]:.0f} mm apart (typically "
+        flags.append(Flag(FlagKind.COUNT_IN_DOUBT, f"two vertebral-body regions only {steps[close[0]]:.0f} mm apart (typically "
                      f"{typical:.0f} mm): one body found as two, or a thin disc missed beside them; "
-                     "confirm the count")
+                     "confirm the count"))
     if sacral >= 2:
         mobile = np.median(area[:first_lumbar + 1])  # (sacral <= n - 2: first_lumbar >= 1)
         upper = area[first_lumbar + 1:n - 1]
         if len(upper) and np.all((upper > 0.6 * mobile) & (upper < 1.6 * mobile)):
-            flags.append(f"{sacral} regions below the promontory found, the upper ones body-like: "
-                         "the promontory may lie a level lower (a thin disc?); confirm the count")
+            flags.append(Flag(FlagKind.COUNT_IN_DOUBT, f"{sacral} regions below the promontory found, the upper ones body-like: "
+                         "the promontory may lie a level lower (a thin disc?); confirm the count"))
     order = [24, 23, 22, 21, 20, 19, 18, 17, 16, 15, 14, 13, 12]
     labels = [0] * n
     gaps_below = [0] * n
@@ -1156,22 +1156,28 @@ def segment_mri(volume: Volume, *, progress=None, cancel=None) -> SegmentationRe
     canal[:, :, max(xc - xw, 0):xc + xw + 1] = band[:, :, None] & (s[:, :, max(xc - xw, 0):xc + xw + 1] > CSF_MIN)
     out[canal & (out == 0)] = L.CANAL
     if not sacrum:
-        flags.append("sacrum not recognised: levels counted from the lowest body, low confidence")
+        flags.append(Flag(FlagKind.NO_SACRUM, "sacrum not recognised: levels counted from the lowest "
+                          "body, low confidence"))
     present = [v for v in names if v]
     levels = [L.vertebra_name(v) for v in L.craniocaudal_order(set(present))]
     # from the sacrum, each level is as sure as the count below it; counted from the lowest
     # body (no sacrum) every name may be off by one
     base = CONFIDENCE_FROM_SACRUM if sacrum else CONFIDENCE_NO_SACRUM
-    if any("confirm the count" in f for f in flags):
-        base = min(base, CONFIDENCE_UNSURE)
     conf: dict[str, float] = {}
     for lab, gaps in zip(names, gaps_below):
         if lab:
             name = L.vertebra_name(lab)
             conf[name] = round(min(conf.get(name, 1.0), max(base - CONFIDENCE_PER_GAP * gaps, 0.05)), 2)
     rep.step(1.0, "done")
+    counted, missed = {}, {}  # bodies counted up from S1 (or from the lowest body) to each level
+    for k, (lab, gaps) in enumerate((lab, g) for lab, g in zip(reversed(names), reversed(gaps_below))
+                                    if lab and lab != L.SACRUM):
+        counted[L.vertebra_name(lab)], missed[L.vertebra_name(lab)] = k + int(sacrum) + gaps, gaps
+    if sacrum:
+        counted[L.vertebra_name(L.SACRUM)], missed[L.vertebra_name(L.SACRUM)] = 0, 0
+    evidence = LevelEvidence(Anchor.SACRUM if sacrum else Anchor.ASSUMED, counted, missed)
     return SegmentationResult(volume.with_array(back(out), modality="SEG"), levels=levels,
-                              confidence=conf, flags=flags,
+                              confidence=conf, flags=flags, evidence=evidence, backend="classical-mri",
                               extra={"midline_index": xc, "marrow_window": window,
                                      "sacral_regions": n_sacral,
                                      "level_basis": "counted from the sacrum" if sacrum

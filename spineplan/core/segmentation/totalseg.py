@@ -17,7 +17,8 @@ from ..dicom.load import write_volume
 from ..errors import SegmentationError
 from ..tasks import Cancelled, Reporter
 from ..volume import Volume
-from .base import SegmentationResult, register
+from .base import register
+from .result import Anchor, Flag, FlagKind, LevelEvidence, SegmentationResult
 from .importers import import_labels
 from . import labels as L
 
@@ -94,7 +95,9 @@ class TotalSegmentatorBackend:
         levels = [L.vertebra_name(v) for v in L.craniocaudal_order(
             int(x) for x in np.unique(labels.array) if L.is_vertebra(int(x)))]
         return SegmentationResult(labels, levels=levels, confidence={lv: 0.9 for lv in levels},
-                                  flags=["discs not labelled by TotalSegmentator's total task"])
+                                  flags=[Flag(FlagKind.INCOMPLETE_LABELS,
+                                              "discs not labelled by TotalSegmentator's total task")],
+                                  evidence=LevelEvidence(Anchor.LABELS_FILE), backend=self.name)
 
 
 register(TotalSegmentatorBackend())
