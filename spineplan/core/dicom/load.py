@@ -18,7 +18,6 @@ from pathlib import Path
 
 import numpy as np
 import pydicom
-from scipy import ndimage
 
 from ..errors import DicomError, InvalidInputError
 from ..tasks import Reporter
@@ -30,25 +29,41 @@ __all__ = ["load_volume", "load_series", "read_image_file", "write_volume", "sel
 _UNCOMPRESSED_LE = {"1.2.840.10008.1.2", "1.2.840.10008.1.2.1"}
 
 
-def _read_raw(path: Path, fmt: tuple) -> np.ndarray | None:
-    """Fast path: the PixelData element is the file's last element (checked), read it directly."""
+def _raw_pixel_offset(fh, fmt: tuple) -> int | None:
+    """Offset of the pixels when the PixelData element is the file's last element (checked)."""
     rows, cols, dt, explicit = fmt
     n = rows * cols * np.dtype(dt).itemsize
+    fh.seek(0, os.SEEK_END)
+    size = fh.tell()
+    head = 12 if explicit else 8
+    if size < n + head + 132:
+        return None
+    fh.seek(size - n - head)
+    hdr = fh.read(head)
+    if hdr[:4] != b"\xe0\x7f\x10\x00":
+        return None
+    length = int.from_bytes(hdr[8:12] if explicit else hdr[4:8], "little")
+    if length != n or (explicit and hdr[4:6] not in (b"OW", b"OB")):
+        return None
+    return size - n
+
+
+def _read_raw(path: Path, fmt: tuple) -> np.ndarray | None:
+    """Fast path: the PixelData element is the file's last element (checked), read it directly."""
+    rows, cols, dt, _ = fmt
+    out = np.empty((rows, cols), dtype=dt)
+    return out if _read_raw_into(path, fmt, out) else None
+
+
+def _read_raw_into(path: Path, fmt: tuple, out: np.ndarray) -> bool:
+    """Read the uncompressed pixels of ``path`` straight into ``out`` (no copy); False if not possible."""
     with open(path, "rb") as fh:
-        fh.seek(0, os.SEEK_END)
-        size = fh.tell()
-        head = 12 if explicit else 8
-        if size < n + head + 132:
-            return None
-        fh.seek(size - n - head)
-        hdr = fh.read(head)
-        if hdr[:4] != b"\xe0\x7f\x10\x00":
-            return None
-        length = int.from_bytes(hdr[8:12] if explicit else hdr[4:8], "little")
-        if length != n or (explicit and hdr[4:6] not in (b"OW", b"OB")):
-            return None
-        data = fh.read(n)
-    return np.frombuffer(data, dtype=dt).reshape(rows, cols)
+        offset = _raw_pixel_offset(fh, fmt)
+        if offset is None:
+            return False
+        fh.seek(offset)
+        view = memoryview(out).cast("B")
+        return fh.readinto(view) == len(view)
 
 
 def _decode_file(path: Path, frames: list[int | None],
@@ -106,36 +121,79 @@ def _mask_bits(raw: np.ndarray, bits: int, signed: bool) -> np.ndarray:
     return u
 
 
-def _read_slices(info: SeriesInfo, rep: Reporter) -> list[np.ndarray]:
+def _read_slices(info: SeriesInfo, rep: Reporter) -> np.ndarray:
+    """The raw (stored) pixels of ``info.slices`` as one [k, j, i] array, in slice order.
+
+    Files are decoded in a thread pool (file reads and numpy release the GIL). When every
+    slice is uncompressed with the same layout, the pixels are read straight into one
+    preallocated stack (no per-slice arrays, no stacking copy).
+    """
     by_file: dict[Path, list[int | None]] = defaultdict(list)
     fmt: dict[Path, tuple | None] = {}
     for r in info.slices:
         by_file[r.path].append(r.frame)
         fmt[r.path] = r.raw_format
     files = list(by_file)
+    fmts = {r.raw_format for r in info.slices}
+    direct = (len(fmts) == 1 and None not in fmts and len(files) == len(info.slices))
+    stack = None
+    index: dict[Path, int] = {}
+    if direct:
+        rows, cols, dt, _ = next(iter(fmts))
+        stack = np.empty((len(info.slices), rows, cols), dtype=dt)
+        index = {r.path: k for k, r in enumerate(info.slices)}
+
+    def work(f: Path) -> dict[int | None, np.ndarray]:
+        if stack is not None:
+            try:
+                if _read_raw_into(f, fmt[f], stack[index[f]]):
+                    return {}
+            except OSError:
+                pass
+        return _decode_file(f, by_file[f], fmt[f])
+
     decoded: dict[tuple[Path, int | None], np.ndarray] = {}
+    in_stack: set[Path] = set()
     workers = min(8, (os.cpu_count() or 2) * 2)
     failed: list[str] = []
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        futures = [(f, pool.submit(_decode_file, f, by_file[f], fmt[f])) for f in files]
+        futures = [(f, pool.submit(work, f)) for f in files]
         for n, (f, fut) in enumerate(futures):
             try:
-                for frame, a in fut.result().items():
+                arrays = fut.result()
+                if not arrays:
+                    in_stack.add(f)
+                for frame, a in arrays.items():
                     decoded[(f, frame)] = a
             except DicomError as exc:
                 failed.append(str(exc))
             if n % 16 == 0:
                 rep.step(n / len(futures), "reading pixels")
-    if not decoded:
+    if not decoded and not in_stack:
         raise DicomError(f"no slice of the series could be decoded: {failed[0]}")
-    shapes = {a.shape for a in decoded.values()}
+    shapes = {a.shape for a in decoded.values()} | ({stack.shape[1:]} if in_stack else set())
     if len(shapes) != 1:
         raise DicomError(f"series mixes image sizes {sorted(shapes)}")
+    if stack is not None and all(a.dtype == stack.dtype for a in decoded.values()):
+        for (f, _), a in decoded.items():
+            stack[index[f]] = a
+            in_stack.add(f)
+        decoded.clear()
+    elif stack is not None:  # a slice decoded to another dtype: stack them all as before
+        for f in in_stack:
+            decoded[(f, None)] = stack[index[f]]
+        in_stack.clear()
+        stack = None
     if failed:
         info.warnings.extend(f"{msg}; slice skipped" for msg in failed)
-        info.slices = [r for r in info.slices if (r.path, r.frame) in decoded]
+        keep = [k for k, r in enumerate(info.slices) if r.path in in_stack or (r.path, r.frame) in decoded]
+        if stack is not None:
+            stack = stack[keep]
+        info.slices = [info.slices[k] for k in keep]
         _remeasure(info)
-    return [decoded[(r.path, r.frame)] for r in info.slices]
+    if stack is not None:
+        return stack
+    return np.stack([decoded[(r.path, r.frame)] for r in info.slices])
 
 
 def _remeasure(info: SeriesInfo) -> None:
@@ -146,16 +204,16 @@ def _remeasure(info: SeriesInfo) -> None:
     _sort_and_measure(info, info.size[1], info.size[0])
 
 
-def _rescaled_stack(info: SeriesInfo, raw: list[np.ndarray]) -> np.ndarray:
+def _rescaled_stack(info: SeriesInfo, stack: np.ndarray) -> np.ndarray:
+    """Stored values -> modality values (HU on CT); rescales ``stack`` in place when the type allows."""
     slopes = np.array([r.slope for r in info.slices])
     icpts = np.array([r.intercept for r in info.slices])
     integral = np.all(slopes == np.round(slopes)) and np.all(icpts == np.round(icpts))
-    stack = np.stack(raw)
     if integral:
         lo = float(stack.min()) * slopes.max() + icpts.min() if stack.size else 0
         hi = float(stack.max()) * slopes.max() + icpts.max() if stack.size else 0
         dt = np.int16 if -32768 <= min(lo, hi) and max(lo, hi) <= 32767 else np.int32
-        out = stack.astype(dt)
+        out = stack if stack.dtype == dt else stack.astype(dt)
         if np.all(slopes == 1) and np.all(icpts == icpts[0]):
             out += dt(icpts[0])
         else:
@@ -224,6 +282,8 @@ def _resample_stack(stack, a, b, d, si, sj, sk, p0, direction, rep: Reporter) ->
     ni_out = ni + int(np.ceil((a.max() - oa) / si - 1e-6))
     nj_out = nj + int(np.ceil((b.max() - ob) / sj - 1e-6))
     nk_out = int(round((d[-1] - d[0]) / sk)) + 1
+    from scipy import ndimage  # only for tilt/gaps: keeps scipy off the plain load path
+
     cval = float(stack.min())
     out = np.empty((nk_out, nj_out, ni_out), dtype=np.float32)
     for k in range(nk_out):

@@ -34,7 +34,7 @@ _TAGS = ["SOPClassUID", "SOPInstanceUID", "Modality", "SeriesInstanceUID", "Stud
          "SliceThickness", "InstanceNumber", "SeriesNumber", "RescaleSlope", "RescaleIntercept",
          "FrameOfReferenceUID", "SharedFunctionalGroupsSequence",
          "PerFrameFunctionalGroupsSequence", "BitsAllocated", "SamplesPerPixel", "BitsStored",
-         "PixelRepresentation"]
+         "PixelRepresentation", "SpecificCharacterSet"]
 
 # SOP classes that never carry an image volume.
 _NON_IMAGE_PREFIXES = {
@@ -251,7 +251,7 @@ def scan(path: str | os.PathLike, *, progress=None, cancel=None) -> ScanResult:
         if n % 64 == 0:
             rep.step(n / max(len(files), 1), "reading headers")
         try:
-            ds = pydicom.dcmread(f, stop_before_pixels=True)
+            ds = pydicom.dcmread(f, stop_before_pixels=True, specific_tags=_TAGS)
         except (InvalidDicomError, OSError, EOFError, ValueError, KeyError, TypeError,
                 AttributeError, IndexError) as exc:
             warnings.append(f"{f.name}: not a readable DICOM file ({type(exc).__name__})")
