@@ -67,6 +67,9 @@ def build_parser() -> argparse.ArgumentParser:
     pl.add_argument("--symptom-side", choices=["left", "right", "bilateral"])
     pl.add_argument("--root", choices=["L2", "L3", "L4", "L5", "S1"], help="suspected nerve root")
     pl.add_argument("--identify", action="store_true", help="store patient identity in the plan")
+    pl.add_argument("--confirm-levels", action="store_true",
+                    help="I have checked the level names on the images: plan even where the "
+                         "built-in segmenter could not establish them (recorded in the plan)")
     pl.add_argument("--series", metavar="UID")
     pl.add_argument("-o", "--output", required=True)
     pl.add_argument("--report", metavar="REPORT.pdf")

@@ -15,23 +15,36 @@ from ..core.planning.planner import make_plan
 
 
 def labels_for(args, volume):
+    """(labels, level status): the given label maps, or the built-in segmenter's result with
+    its flags (confirmed by the user with ``--confirm-levels``)."""
+    from ..core.segmentation.confirm import confirmed, labels_file_result
+    from ..core.segmentation import labels as L
+
     if args.labels:
-        return read_labels(args.labels, volume)
+        lab = read_labels(args.labels, volume)
+        import numpy as np
+
+        names = [L.vertebra_name(v) for v in L.craniocaudal_order(
+            int(x) for x in np.unique(lab.array) if L.is_vertebra(int(x)))]
+        return lab, labels_file_result(names)
     from ..core.segmentation.base import default_for
 
     seg = default_for(volume.modality)
     if not seg.is_available():
         raise SegmentationError(f"segmenter '{seg.name}' is not available "
                                 f"({'; '.join(seg.missing_dependencies)}); pass --labels LABELS.nii.gz")
-    return seg.segment(volume).labels
+    res = seg.segment(volume)
+    if getattr(args, "confirm_levels", False) and res.needs_confirmation:
+        res = confirmed(res, args.level)
+    return res.labels, res
 
 
 def run(args) -> int:
     vol = load_volume(args.path, series_uid=args.series)
-    labels = labels_for(args, vol)
+    labels, status = labels_for(args, vol)
     case = Case(level=args.level, side=args.side, pathology=args.pathology, zone=args.zone,
                 symptom_side=args.symptom_side or "", suspected_root=args.root or "")
-    plan = make_plan(Anatomy(vol, labels), args.level, args.procedure, args.side, case=case)
+    plan = make_plan(Anatomy(vol, labels, segmentation=status), args.level, args.procedure, args.side, case=case)
     d = plan.to_dict()
     identity = vol.meta.get("identity") if args.identify else None
     d = save_plan(d, args.output, identity=identity)

@@ -336,6 +336,11 @@ def validate_plan(plan: dict, name: str = "plan") -> None:
                 and isinstance(c.get("ok"), bool) and c.get("severity") in SEVERITIES
                 and isinstance(c.get("detail", ""), str)):
             raise bad(f"checks[{n}] must be {{name, ok, severity (ok/warning/error), detail}}")
+    seg = plan.get("segmentation", {})
+    if not isinstance(seg, dict) or not isinstance(seg.get("flags", []), list) or not all(
+            isinstance(f, dict) and isinstance(f.get("kind"), str) and isinstance(f.get("message", ""), str)
+            for f in seg.get("flags", [])):
+        raise bad("segmentation must be an object whose flags are {kind, levels, message}")
     if "identity" in plan and not isinstance(plan["identity"], dict):
         raise bad("identity must be an object")
     if plan["procedure"] == "cage":

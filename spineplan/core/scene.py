@@ -31,6 +31,9 @@ class SceneEvents:
         self.plan = Signal("plan")                  # (plan or None)
         self.annotations = Signal("annotations")    # (list)
         self.cursor = Signal("cursor")              # (lps ndarray)
+        # (SegmentationResult without its arrays, or None): how the levels were named, the
+        # flags, and whether the user must confirm a level before planning
+        self.segmentation = Signal("segmentation")
 
 
 class Scene:
@@ -48,6 +51,7 @@ class Scene:
         self.annotations: list[Any] = []
         self.cursor_lps = None
         self.source_path: str | None = None
+        self.segmentation: Any = None
 
     def set_volume(self, volume: Volume, source_path: str | None = None) -> None:
         """Replace the image (a new case: clears labels, plan, annotations and history)."""
@@ -58,12 +62,14 @@ class Scene:
         self.motor_units = []
         self.plan = None
         self.annotations = []
+        self.segmentation = None
         self.undo_stack.clear()
         self.events.volume.emit(volume)
         self.events.labels.emit(None, None)
         self.events.motor_units.emit([])
         self.events.plan.emit(None)
         self.events.annotations.emit([])
+        self.events.segmentation.emit(None)
         self.set_cursor(volume.center_lps())
 
     def set_labels(self, labels: Volume | None) -> None:
@@ -110,6 +116,21 @@ class Scene:
             arr.flags.writeable = False
             self._labels_snapshot = self.labels.with_array(arr)
         return self._labels_snapshot
+
+    def set_segmentation(self, result: Any) -> None:
+        """Record how the current labels' levels were named (a ``SegmentationResult``; its
+        label array and extras are not kept here: the labels live in ``self.labels``)."""
+        if result is not None:
+            from dataclasses import replace
+
+            result = replace(result, labels=None, extra={})
+        self.segmentation = result
+        self.events.segmentation.emit(result)
+
+    @property
+    def levels_need_confirmation(self) -> bool:
+        """True while the segmenter could not establish the levels and no one confirmed them."""
+        return self.segmentation is not None and self.segmentation.needs_confirmation
 
     def set_motor_units(self, units: list[Any]) -> None:
         self.motor_units = list(units)

@@ -91,6 +91,7 @@ class MainWindow(QMainWindow):
         self.scene.events.motor_units.connect(self._on_units)
         self.scene.events.annotations.connect(self._on_annotations)
         self.scene.events.plan.connect(self._on_plan)
+        self.scene.events.segmentation.connect(self._on_segmentation)
         self.scene.events.plan.connect(self._autosave)
         self.scene.events.annotations.connect(self._autosave)
         self.setAcceptDrops(True)
@@ -137,6 +138,11 @@ class MainWindow(QMainWindow):
         self.seg_status = QLabel("")
         self.seg_status.setWordWrap(True)
         v.addWidget(self.seg_status)
+        # levels the segmenter could not establish: no plan until the surgeon confirms them
+        self.confirm_levels_button = QPushButton("Confirm levels (I checked the names on the images)")
+        self.confirm_levels_button.setEnabled(False)
+        self.confirm_levels_button.clicked.connect(self.confirm_levels)
+        v.addWidget(self.confirm_levels_button)
         self.unit_table = QTableWidget(0, 7)
         self.unit_table.setHorizontalHeaderLabels(["unit", "disc A/M/P mm", "angle°", "slip mm",
                                                    "canal mm", "facets", "notes"])
@@ -540,6 +546,10 @@ class MainWindow(QMainWindow):
             self.show_error("Cannot read the label map", str(exc))
             return
         self.set_labels(lab)
+        from ..core.segmentation.confirm import labels_file_result
+
+        names = [L.vertebra_name(x) for x in L.craniocaudal_order(self._present_labels()) if L.is_vertebra(x)]
+        self.scene.set_segmentation(labels_file_result(names))
 
     def set_labels(self, lab):
         self.scene.set_labels(lab)
@@ -621,6 +631,7 @@ class MainWindow(QMainWindow):
             units = None if self.units_pending else (self.scene.motor_units or None)
             # the snapshot: planning runs in the thread pool while the labels may be edited
             self.anatomy = Anatomy(self.scene.volume, self.scene.labels_snapshot(), units)
+        self.anatomy.segmentation = self.scene.segmentation
         return self.anatomy
 
     def _on_stroke(self, started: bool):
@@ -752,16 +763,45 @@ class MainWindow(QMainWindow):
         w.signals.failed.connect(lambda msg: self.show_error("Segmentation failed", msg))
 
     def _on_segmented(self, backend: str, res):
-        """Show a segmenter's labels with its levels, weakest confidence and flags."""
+        """Show a segmenter's labels; its level status goes to the scene (shown by
+        ``_on_segmentation``)."""
         self.set_labels(res.labels)
-        text = f"{backend}: {', '.join(res.levels) or 'no levels'}"
+        if not res.backend:
+            res.backend = backend
+        self.scene.set_segmentation(res)
+
+    def _on_segmentation(self, res):
+        """Levels, weakest confidence, evidence and flags; the confirmation button when needed."""
+        self.anatomy = None  # the planning anatomy carries the level status
+        if res is None:
+            self.seg_status.setText("")
+            self.seg_status.setStyleSheet("")
+            self.confirm_levels_button.setEnabled(False)
+            return
+        text = f"{res.backend}: {', '.join(res.levels) or 'no levels'}"
         if res.confidence:
             lv = min(res.confidence, key=res.confidence.get)
             text += f" (lowest confidence {res.confidence[lv]:.2f}, {lv})"
+        if res.levels:
+            text += f"\nnamed {res.evidence.describe(res.levels[-1])}"
         if res.flags:
             text += "\n⚠ " + "\n⚠ ".join(f.message for f in res.flags)
+        if res.needs_confirmation:
+            text += "\n⚠ LEVELS NOT ESTABLISHED: check the names on the images, correct them if " \
+                    "needed, then confirm before planning."
         self.seg_status.setText(text)
-        self.seg_status.setStyleSheet("color: #c62828; font-weight: bold;" if res.flags else "")
+        self.seg_status.setStyleSheet("color: #c62828; font-weight: bold;"
+                                      if res.flags or res.needs_confirmation else "")
+        self.confirm_levels_button.setEnabled(res.needs_confirmation)
+
+    def confirm_levels(self) -> bool:
+        """Record (undoably) that the surgeon checked the level names, at the chosen unit."""
+        from ..core.segmentation.confirm import ConfirmLevels
+
+        if self.scene.segmentation is None:
+            return False
+        self.scene.undo_stack.push(ConfirmLevels(self.scene, self.level_box.currentText() or "all"))
+        return True
 
     def shift_levels(self, steps: int):
         from ..core.segmentation.edit import LabelEdit, shift_levels
@@ -809,6 +849,10 @@ class MainWindow(QMainWindow):
             self.show_error("Plan", "Segment the spine or load a label map first.")
             return None
         if self.plan_pending:
+            return None
+        if self.scene.levels_need_confirmation:
+            self.show_error("Plan", "The levels are not established: check the vertebra names on the "
+                                    "images, correct them if needed, then press 'Confirm levels'.")
             return None
         try:
             anat = self._anatomy()

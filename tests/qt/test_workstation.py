@@ -484,6 +484,17 @@ def test_segmentation_without_a_sacrum_warns_on_screen(window, phantom, qtbot):
     qtbot.waitUntil(lambda: "⚠" in window.seg_status.text(), timeout=10000)
     assert "sacrum not recognised" in window.seg_status.text()
     assert "lowest confidence 0.20" in window.seg_status.text()
+    # no plan on unestablished levels until the surgeon confirms them (undoably)
+    assert "LEVELS NOT ESTABLISHED" in window.seg_status.text()
+    assert window.confirm_levels_button.isEnabled()
+    errors = []
+    window.show_error = lambda title, msg: errors.append(msg)
+    assert window.propose_plan() is None and "not established" in errors[-1]
+    window.confirm_levels_button.click()
+    assert not window.scene.levels_need_confirmation and not window.confirm_levels_button.isEnabled()
+    assert "confirmed by the user" in window.seg_status.text()
+    window.undo_action.trigger()
+    assert window.scene.levels_need_confirmation and window.confirm_levels_button.isEnabled()
 
 
 def test_segment_an_mri_nifti_asks_the_modality_and_labels_the_bodies(window, qtbot, shared_data,

@@ -26,7 +26,8 @@ SIDES = ("left", "right")
 class Anatomy:
     """Image + labels + motor units, with caches the checks reuse while dragging."""
 
-    def __init__(self, image: Volume, labels: Volume, units: list[MotorUnit] | None = None):
+    def __init__(self, image: Volume, labels: Volume, units: list[MotorUnit] | None = None,
+                 segmentation: Any = None):
         if image.array.shape != labels.array.shape or not np.allclose(
                 image.lps_from_ijk(), labels.lps_from_ijk(), atol=1e-2):
             raise PlanningError("the label map is not on the image grid (resample it first)")
@@ -34,6 +35,19 @@ class Anatomy:
         self.units = units if units is not None else compute_motor_units(labels, image)
         self.by_name = {u.name: u for u in self.units}
         self._canal_tree = None
+        # how the levels were named (SegmentationResult or None when unknown); a plan is only
+        # proposed on levels that are established or confirmed by the user
+        self.segmentation = segmentation
+
+    def require_established_levels(self) -> None:
+        """PlanningError when the segmenter could not fix the levels and no one confirmed them."""
+        seg = self.segmentation
+        if seg is not None and seg.needs_confirmation:
+            why = "; ".join(f.message for f in seg.flags) or (
+                f"lowest level confidence {seg.min_confidence:.2f}")
+            raise PlanningError(f"the levels are not established ({why}): check the names on the "
+                                "images and confirm them (GUI: Confirm levels; command line: "
+                                "--confirm-levels) before planning")
 
     def unit(self, level: str) -> MotorUnit:
         try:
@@ -91,6 +105,7 @@ class Plan:
     case: dict = field(default_factory=dict)
     source: dict = field(default_factory=dict)
     created: str = ""
+    segmentation: dict = field(default_factory=dict)  # SegmentationResult.summary_dict()
 
     def __post_init__(self):
         if self.procedure not in PROCEDURES:
@@ -135,6 +150,7 @@ class Plan:
             "checks": [c.to_dict() for c in self.checks],
             "case": self.case,
             "clinical_parameters": {k: v for k, v in PARAMETERS.items()},
+            "segmentation": self.segmentation,
         })
 
     @classmethod
@@ -147,6 +163,6 @@ class Plan:
                        motor_units_touched=list(d.get("motor_units_touched", [])),
                        checks=[Check(**c) for c in d.get("checks", [])],
                        case=dict(d.get("case", {})), source=dict(d.get("source", {})),
-                       created=d.get("created", ""))
+                       created=d.get("created", ""), segmentation=dict(d.get("segmentation") or {}))
         except (KeyError, TypeError) as exc:
             raise PlanningError(f"not a valid plan: missing or bad field {exc}") from None

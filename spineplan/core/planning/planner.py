@@ -42,7 +42,10 @@ def make_plan(anatomy: Anatomy, level: str, procedure: str, side: str,
     """
     mod = PLANNERS[procedure]
     case_d = (Case.from_dict(case) if isinstance(case, dict) else case)
+    anatomy.require_established_levels()
     plan = mod.propose(anatomy, level, side, case=case_d.to_dict() if case_d else None, **params)
+    if anatomy.segmentation is not None:
+        plan.segmentation = anatomy.segmentation.summary_dict()
     return evaluate(_with_case(plan, case_d), anatomy)
 
 

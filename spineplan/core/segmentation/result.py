@@ -187,7 +187,7 @@ class SegmentationResult:
         Backend-specific outputs (e.g. ``"centerline_lps"``: (N, 3) array).
     """
 
-    labels: Volume
+    labels: Volume | None
     levels: list[str] = field(default_factory=list)
     confidence: dict[str, float] = field(default_factory=dict)
     flags: list[Flag] = field(default_factory=list)
