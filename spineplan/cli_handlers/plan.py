@@ -6,7 +6,7 @@ import json
 import sys
 
 from ..core.dicom.load import load_volume
-from ..core.errors import SegmentationError
+from ..core.errors import InvalidInputError, SegmentationError
 from ..core.labelmaps import read_labels
 from ..core.persistence import save_plan
 from ..core.planning.case import Case
@@ -16,7 +16,13 @@ from ..core.planning.planner import make_plan
 
 def labels_for(args, volume):
     if args.labels:
-        return read_labels(args.labels, volume)
+        from ..core.segmentation.fit import check_labels_fit_image
+
+        labels = read_labels(args.labels, volume)
+        fit = check_labels_fit_image(volume, labels)
+        if not fit.ok:
+            raise InvalidInputError(f"{fit.message}; pass the label map made on this image")
+        return labels
     from ..core.segmentation.base import default_for
 
     seg = default_for(volume.modality)
