@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+import warnings
 
 from .core.errors import SpineplanError
 
@@ -122,7 +123,14 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         raise
     try:
-        return int(handler.run(args) or 0)
+        with warnings.catch_warnings(record=True) as caught:
+            # library warnings (pydicom, nibabel, ...) must not print in front of our one-line
+            # error; after a success they are repeated as spineplan warnings
+            warnings.simplefilter("default")
+            code = int(handler.run(args) or 0)
+        for msg in dict.fromkeys(str(w.message).splitlines()[0] for w in caught if str(w.message)):
+            print(f"spineplan: warning: {msg}", file=sys.stderr)
+        return code
     except SpineplanError as exc:
         print(f"spineplan: error: {exc}", file=sys.stderr)
         return 2

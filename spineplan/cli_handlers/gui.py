@@ -31,7 +31,13 @@ def run(args) -> int:
         vol = load_volume(path)
         win.scene.set_volume(vol, source_path=path)
         if args.labels:
-            win.set_labels(read_labels([args.labels], vol))
+            from ..core.segmentation.fit import check_labels_fit_image
+
+            lab = read_labels([args.labels], vol)
+            fit = check_labels_fit_image(vol, lab)
+            if not fit.ok:
+                raise InvalidInputError(fit.message)
+            win.set_labels(lab)
             win.settle()
         if args.plan:
             _open_plan(win, args.plan)

@@ -6,7 +6,7 @@ import json
 import sys
 
 from ..core.dicom.load import load_volume
-from ..core.errors import SegmentationError
+from ..core.errors import InvalidInputError, SegmentationError
 from ..core.labelmaps import read_labels
 from ..core.persistence import save_plan
 from ..core.planning.case import Case
@@ -21,7 +21,12 @@ def labels_for(args, volume):
     from ..core.segmentation import labels as L
 
     if args.labels:
+        from ..core.segmentation.fit import check_labels_fit_image
+
         lab = read_labels(args.labels, volume)
+        fit = check_labels_fit_image(volume, lab)
+        if not fit.ok:
+            raise InvalidInputError(f"{fit.message}; pass the label map made on this image")
         import numpy as np
 
         names = [L.vertebra_name(v) for v in L.craniocaudal_order(

@@ -52,8 +52,10 @@ class Volume:
         self.spacing = tuple(float(s) for s in self.spacing)
         self.origin = tuple(float(o) for o in self.origin)
         self.direction = np.asarray(self.direction, dtype=float).reshape(3, 3)
-        if any(s <= 0 for s in self.spacing):
+        if not all(np.isfinite(s) and s > 0 for s in self.spacing):
             raise ValueError(f"spacing must be positive, got {self.spacing}")
+        if not (np.all(np.isfinite(self.origin)) and np.all(np.isfinite(self.direction))):
+            raise ValueError("origin and direction must be finite numbers")
 
     # ------------------------------------------------------------------ shape
     @property

@@ -545,6 +545,12 @@ class MainWindow(QMainWindow):
         except Exception as exc:  # noqa: BLE001
             self.show_error("Cannot read the label map", str(exc))
             return
+        from ..core.segmentation.fit import check_labels_fit_image
+
+        fit = check_labels_fit_image(self.scene.volume, lab)
+        if not fit.ok:
+            self.show_error("The label map does not fit this image", fit.message)
+            return
         self.set_labels(lab)
         from ..core.segmentation.confirm import labels_file_result
 

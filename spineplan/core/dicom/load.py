@@ -24,7 +24,8 @@ from ..tasks import Reporter
 from ..volume import Volume
 from .scan import ScanResult, SeriesInfo, is_image_file, scan
 
-__all__ = ["load_volume", "load_series", "read_image_file", "write_volume", "select_series"]
+__all__ = ["load_volume", "load_series", "read_image_file", "write_volume", "select_series",
+           "check_nifti_file", "check_declared_size"]
 
 _UNCOMPRESSED_LE = {"1.2.840.10008.1.2", "1.2.840.10008.1.2.1"}
 
@@ -232,6 +233,10 @@ def load_series(info: SeriesInfo, *, progress=None, cancel=None) -> Volume:
     rep = Reporter(progress, cancel)
     if not info.slices:
         raise DicomError("the series has no image slices")
+    fmt0 = info.slices[0].raw_format
+    itemsize = np.dtype(fmt0[2]).itemsize if fmt0 else 2
+    check_declared_size(int(info.size[0]) * int(info.size[1]) * len(info.slices) * max(itemsize, 2),
+                        f"series {info.uid or '(no UID)'}")
     raw = _read_slices(info, rep.sub(0.0, 0.85))
     stack = _rescaled_stack(info, raw)
     del raw
@@ -309,6 +314,161 @@ def _resample_stack(stack, a, b, d, si, sj, sk, p0, direction, rep: Reporter) ->
     origin = p0 + oa * direction[:, 0] + ob * direction[:, 1]
     return Volume(out, spacing=(si, sj, sk), origin=tuple(origin), direction=direction)
 
+_NIFTI_BYTES_PER_VOXEL = {2: 1, 4: 2, 8: 4, 16: 4, 64: 8, 256: 1, 512: 2, 768: 4, 1024: 8,
+                          1280: 8, 32: 8, 128: 3, 1536: 16, 1792: 16, 2048: 32, 2304: 4}
+
+
+MAX_IMAGE_BYTES = 4 << 30
+"""Largest raw image spineplan loads (4 GB: 2048 x 2048 x 1000 at 16 bits)."""
+
+
+def check_declared_size(n_bytes: int, what: str, *, peak_factor: float = 2.5) -> None:
+    """Refuse, before allocating, an image whose declared size cannot be loaded.
+
+    Parameters
+    ----------
+    n_bytes : int
+        Raw size the header declares (voxels x bytes per voxel).
+    what : str
+        Name of the file or series (for the message).
+    peak_factor : float
+        Peak memory of loading relative to the raw array.
+
+    Raises
+    ------
+    InvalidInputError
+        When ``n_bytes * peak_factor`` exceeds the machine's physical memory.
+    """
+    try:
+        phys = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):  # pragma: no cover - non-POSIX
+        phys = 64 << 30
+    if n_bytes > MAX_IMAGE_BYTES:
+        raise InvalidInputError(
+            f"{what}: declares {n_bytes / 2**30:.1f} GB of voxels, more than the "
+            f"{MAX_IMAGE_BYTES / 2**30:.0f} GB spineplan loads; crop or downsample it first")
+    if n_bytes * peak_factor > phys:
+        raise InvalidInputError(
+            f"{what}: declares {n_bytes / 2**30:.1f} GB of voxels, which needs about "
+            f"{n_bytes * peak_factor / 2**30:.1f} GB to load on a machine with "
+            f"{phys / 2**30:.1f} GB; crop or downsample it first")
+
+
+def _gz_length_at_least(path: Path, n: int) -> bool:
+    """True when the gzip stream decompresses to at least ``n`` bytes (False if cut short)."""
+    import gzip
+    import zlib
+
+    got = 0
+    try:
+        with gzip.open(path, "rb") as fh:
+            while got < n:
+                chunk = fh.read(min(16 << 20, n - got))
+                if not chunk:
+                    return False
+                got += len(chunk)
+    except (EOFError, OSError, zlib.error):
+        return False
+    return True
+
+
+def check_nifti_file(path: str | os.PathLike) -> list[str]:
+    """Validate a NIfTI-1/2 header and data length before reading voxels.
+
+    Convention for ambiguous headers (readers disagree, so spineplan refuses rather than
+    guess a side): a negative, zero or non-finite pixdim[1..3] is refused (ITK ignores the
+    sign, other readers mirror the axis); a qform with a non-finite or out-of-range
+    quaternion, or a non-finite/singular sform, is refused; a file with neither qform nor
+    sform loads with a warning (its orientation is a guess).
+
+    Returns
+    -------
+    list of str
+        Warnings to attach to the loaded volume.
+
+    Raises
+    ------
+    InvalidInputError
+        Truncated or header-only files, bad spacing or orientation, impossible sizes.
+    """
+    import gzip
+    import io
+
+    import nibabel as nib
+    from nibabel.spatialimages import HeaderDataError
+
+    p = Path(path)
+    gz = p.name.lower().endswith(".gz")
+    try:
+        with (gzip.open(p, "rb") if gz else open(p, "rb")) as fh:
+            raw = fh.read(540)
+    except (EOFError, OSError):
+        raise InvalidInputError(f"{p.name}: not a readable NIfTI file (damaged compression)") from None
+    hdr = None
+    for cls in (nib.Nifti1Header, nib.Nifti2Header):
+        if len(raw) < cls.template_dtype.itemsize:
+            continue
+        try:
+            hdr = cls.from_fileobj(io.BytesIO(raw[:cls.template_dtype.itemsize]), check=False)
+        except (HeaderDataError, ValueError):
+            continue
+        if int(hdr["sizeof_hdr"]) == cls.template_dtype.itemsize and \
+                bytes(hdr["magic"]).rstrip(b"\0") in (b"n+1", b"ni1", b"n+2", b"ni2"):
+            break
+        hdr = None
+    if hdr is None:
+        raise InvalidInputError(f"{p.name}: not a NIfTI file (header too short or no NIfTI magic)")
+    dim = [int(x) for x in hdr["dim"]]
+    nd = dim[0]
+    if not 1 <= nd <= 7 or any(d < 1 for d in dim[1:nd + 1]):
+        raise InvalidInputError(f"{p.name}: invalid image dimensions {dim[1:max(nd, 0) + 1]} in the header")
+    datatype = int(hdr["datatype"])
+    bpv = _NIFTI_BYTES_PER_VOXEL.get(datatype)
+    if bpv is None:
+        raise InvalidInputError(f"{p.name}: unsupported NIfTI datatype code {datatype}")
+    nvox = int(np.prod(np.array(dim[1:nd + 1], dtype=object)))
+    check_declared_size(nvox * bpv, p.name)
+    pixdim = np.asarray(hdr["pixdim"], float)
+    used = pixdim[1:min(nd, 3) + 1]
+    if not np.all(np.isfinite(used)):
+        raise InvalidInputError(f"{p.name}: voxel spacing (pixdim) is not a number: {used.tolist()}")
+    if np.any(used == 0):
+        raise InvalidInputError(f"{p.name}: voxel spacing (pixdim) is zero: {used.tolist()}")
+    if np.any(used < 0):
+        raise InvalidInputError(
+            f"{p.name}: negative voxel spacing (pixdim {used.tolist()}): readers disagree whether "
+            "that mirrors the image, so it could open left-right flipped; rewrite it with "
+            "positive pixdim and the orientation in the qform/sform")
+    warnings: list[str] = []
+    qcode, scode = int(hdr["qform_code"]), int(hdr["sform_code"])
+    if qcode > 0:
+        q = np.array([hdr["quatern_b"], hdr["quatern_c"], hdr["quatern_d"],
+                      hdr["qoffset_x"], hdr["qoffset_y"], hdr["qoffset_z"]], float)
+        if not np.all(np.isfinite(q)):
+            raise InvalidInputError(f"{p.name}: the qform orientation (quaternion/offset) is not a number")
+        if float(np.sum(q[:3] ** 2)) > 1.0 + 1e-4:
+            raise InvalidInputError(f"{p.name}: the qform quaternion is not a rotation "
+                                    f"(b^2+c^2+d^2 = {float(np.sum(q[:3] ** 2)):.3f} > 1)")
+    if scode > 0:
+        srow = np.array([hdr["srow_x"], hdr["srow_y"], hdr["srow_z"]], float)
+        if not np.all(np.isfinite(srow)):
+            raise InvalidInputError(f"{p.name}: the sform affine is not a number")
+        if abs(np.linalg.det(srow[:, :3])) < 1e-9:
+            raise InvalidInputError(f"{p.name}: the sform affine is singular (no orientation)")
+    if qcode == 0 and scode == 0:
+        warnings.append("the NIfTI header holds no orientation (qform_code = sform_code = 0): "
+                        "left and right are a guess; check the side on the images")
+    offset = int(hdr["vox_offset"])
+    need = offset + nvox * bpv
+    if gz:
+        ok = _gz_length_at_least(p, need)
+    else:
+        ok = p.stat().st_size >= need
+    if not ok:
+        raise InvalidInputError(f"{p.name}: the file is truncated (the header declares "
+                                f"{'x'.join(map(str, dim[1:nd + 1]))} voxels, fewer are stored)")
+    return warnings
+
 
 def read_image_file(path: str | os.PathLike) -> Volume:
     """Read NIfTI / NRRD / MetaImage through SimpleITK (geometry converted to LPS by ITK)."""
@@ -317,6 +477,9 @@ def read_image_file(path: str | os.PathLike) -> Volume:
     p = Path(path)
     if not p.is_file():
         raise InvalidInputError(f"{p} does not exist")
+    header_warnings = []
+    if p.name.lower().endswith((".nii", ".nii.gz")):
+        header_warnings = check_nifti_file(p)
     try:
         img = sitk.ReadImage(str(p))
     except RuntimeError:
@@ -327,7 +490,10 @@ def read_image_file(path: str | os.PathLike) -> Volume:
         raise InvalidInputError(f"{p.name}: expected a 3D image, got {img.GetDimension()}D")
     if img.GetNumberOfComponentsPerPixel() != 1:
         raise InvalidInputError(f"{p.name}: colour/vector images are not supported")
-    vol = Volume.from_sitk(img)
+    try:
+        vol = Volume.from_sitk(img)
+    except ValueError as exc:  # zero/NaN spacing, non-finite origin or direction
+        raise InvalidInputError(f"{p.name}: {exc}") from None
     direction = vol.direction
     if abs(abs(np.linalg.det(direction)) - 1) > 1e-3 or not np.allclose(
             direction.T @ direction, np.eye(3), atol=1e-3):
@@ -336,6 +502,7 @@ def read_image_file(path: str | os.PathLike) -> Volume:
     modality = "CT" if arr.min() < -500 and arr.max() > 300 else ""
     vol.modality = modality
     vol.meta = {"series_uid": "", "description": p.name, "source_file": p.name}
+    vol.warnings.extend(header_warnings)
     return vol
 
 

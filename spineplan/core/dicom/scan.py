@@ -176,6 +176,22 @@ def _non_image_kind(ds) -> str | None:
     return None
 
 
+def _unsupported_image(ds, image_type: list[str]) -> str | None:
+    """Why an image cannot be stacked with correct geometry, or None.
+
+    A Siemens MOSAIC packs many slices into one tiled image: stacked as one slice it would be
+    a single plane many times wider than the field of view (refused; convert it with
+    dcm2niix first). Zero or negative pixel spacing has no geometry.
+    """
+    if "MOSAIC" in image_type or (0x0019, 0x100A) in ds:
+        return ("Siemens MOSAIC image (slices tiled in one image) is not supported: "
+                "convert it with dcm2niix and open the NIfTI")
+    ps = _floats(ds.get("PixelSpacing"), 2)
+    if ps is not None and np.any(ps <= 0):
+        return f"pixel spacing {ps.tolist()} mm is not positive; image ignored"
+    return None
+
+
 def _floats(v, n: int) -> np.ndarray | None:
     try:
         a = np.array([float(x) for x in v], float)
@@ -253,7 +269,7 @@ def scan(path: str | os.PathLike, *, progress=None, cancel=None) -> ScanResult:
         try:
             ds = pydicom.dcmread(f, stop_before_pixels=True, specific_tags=_TAGS)
         except (InvalidDicomError, OSError, EOFError, ValueError, KeyError, TypeError,
-                AttributeError, IndexError) as exc:
+                AttributeError, IndexError, RecursionError, OverflowError, MemoryError) as exc:
             warnings.append(f"{f.name}: not a readable DICOM file ({type(exc).__name__})")
             continue
         if "SOPClassUID" not in ds and "Modality" not in ds:
@@ -266,6 +282,10 @@ def scan(path: str | os.PathLike, *, progress=None, cancel=None) -> ScanResult:
             others.append(OtherObject(f, kind, modality, uid))
             continue
         image_type = [str(x).upper() for x in (ds.get("ImageType") or [])]
+        reason = _unsupported_image(ds, image_type)
+        if reason:
+            warnings.append(f"{f.name}: {reason}")
+            continue
         if "LOCALIZER" in image_type or "SCOUT" in image_type:
             others.append(OtherObject(f, "localizer", modality, uid))
             continue
