@@ -9,7 +9,7 @@ from spineplan.core.phantom import make_phantom
 from spineplan.core.segmentation import labels as L
 from spineplan.core.segmentation.evaluate import (Outcome, crop_k, flip_stored_lr, judge,
                                                   reverse_stack, run_and_judge, variants)
-from spineplan.core.segmentation.result import Flag, FlagKind, SegmentationResult
+from spineplan.core.segmentation.result import Anchor, Flag, FlagKind, LevelEvidence, SegmentationResult
 from spineplan.core.errors import SegmentationError
 
 
@@ -39,7 +39,8 @@ def test_flip_changes_the_stored_array(phantom):
 
 def _result(labels, conf=0.9, flags=()):
     names = [L.vertebra_name(int(v)) for v in np.unique(labels.array) if L.is_vertebra(int(v))]
-    return SegmentationResult(labels, levels=names, confidence={n: conf for n in names}, flags=list(flags))
+    return SegmentationResult(labels, levels=names, confidence={n: conf for n in names}, flags=list(flags),
+                              evidence=LevelEvidence(Anchor.SACRUM))
 
 
 def test_judge_right_silent_and_flagged(phantom):

@@ -5,8 +5,9 @@ count (:class:`Anchor`), how many bodies were counted from it to each level, and
 unsure of (:class:`Flag`, each of a :class:`FlagKind`). The confidence of every level is capped
 by the kinds of flag raised (:data:`CONFIDENCE_CAP`), so no code searches message texts.
 
-A result whose weakest confidence is below :data:`CONFIRM_BELOW` needs the surgeon to confirm
-or name one level before a plan is proposed on it (``needs_confirmation``).
+A result with a flag capping the confidence below :data:`CONFIRM_BELOW`, or with no landmark
+(anchor ``ASSUMED``), needs the surgeon to confirm or name one level before a plan is proposed
+on it (``needs_confirmation``).
 """
 
 from __future__ import annotations
@@ -58,7 +59,7 @@ CONFIDENCE_CAP: dict[FlagKind, float] = {
     FlagKind.INCOMPLETE_LABELS: 1.0,
 }
 
-#: A result whose weakest level is below this needs the user to confirm a level.
+#: A flag capping the confidence below this makes the user confirm the levels.
 CONFIRM_BELOW = 0.8
 
 
@@ -176,9 +177,8 @@ class SegmentationResult:
     levels : list of str
         Vertebra names found, cranial to caudal (e.g. ``["T12", "L1", ..., "S1"]``).
     confidence : dict
-        ``{level name: 0..1}`` confidence of each level's identification, calibrated: over the
-        generated field-of-view suite every case whose weakest level is >= ``CONFIRM_BELOW``
-        has all its levels right.
+        ``{level name: 0..1}`` confidence of each level's identification (capped by the flags;
+        the calibration over the field-of-view suite is not yet measured).
     flags : list of Flag
         Typed findings a reader must see.
     evidence : LevelEvidence
@@ -205,9 +205,12 @@ class SegmentationResult:
     @property
     def needs_confirmation(self) -> bool:
         """True when the levels are not established: the user must confirm or name one."""
-        if self.evidence.anchor == Anchor.USER:
+        if self.evidence.anchor in (Anchor.USER, Anchor.LABELS_FILE):
             return False
-        return not self.levels or self.min_confidence < CONFIRM_BELOW
+        # a doubt raised (a flag capping below CONFIRM_BELOW) or no landmark at all; the
+        # confidence's slow fall with the distance from the anchor alone does not ask
+        return (not self.levels or self.evidence.anchor == Anchor.ASSUMED
+                or any(f.cap < CONFIRM_BELOW for f in self.flags))
 
     def has(self, kind: FlagKind) -> bool:
         return any(f.kind == kind for f in self.flags)
