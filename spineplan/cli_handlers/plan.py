@@ -34,6 +34,10 @@ def labels_for(args, volume):
         return lab, labels_file_result(names)
     from ..core.segmentation.base import default_for
 
+    if not volume.modality:  # judged from the values (recorded in the plan's source)
+        from ..core.modality import guess_modality
+
+        volume.modality = guess_modality(volume)
     seg = default_for(volume.modality)
     if not seg.is_available():
         raise SegmentationError(f"segmenter '{seg.name}' is not available "

@@ -49,6 +49,11 @@ def run(args) -> int:
         if vol.modality and vol.modality != args.modality:
             raise InvalidInputError(f"--modality {args.modality} contradicts the series ({vol.modality})")
         vol.modality = args.modality
+    assumed = ""
+    if not vol.modality:  # NIfTI/NRRD/MHA say nothing: judged from the values, and said so
+        from ..core.modality import guess_modality
+
+        vol.modality = assumed = guess_modality(vol)
     seg = default_for(vol.modality) if args.backend == "auto" else get(args.backend)
     if not seg.is_available():
         raise SegmentationError(f"segmenter '{seg.name}' is not available: {'; '.join(seg.missing_dependencies)}")
@@ -61,8 +66,11 @@ def run(args) -> int:
         print(json.dumps({"levels": res.levels, "motor_units": units, "seconds": round(seconds, 3),
                           "labels_file": str(args.output), "confidence": res.confidence,
                           "flags": [f.to_dict() for f in res.flags], "evidence": res.evidence.to_dict(),
-                          "needs_confirmation": res.needs_confirmation, "backend": seg.name}))
+                          "needs_confirmation": res.needs_confirmation, "backend": seg.name,
+                          "modality": vol.modality, "modality_assumed": bool(assumed)}))
     else:
+        if assumed:
+            print(f"assumed modality {assumed} from the image values (use --modality to set it)")
         print(f"{seg.name}: {', '.join(res.levels)} in {seconds:.1f} s -> {args.output}")
         for f in res.flags:
             print(f"  flag: {f.message}")

@@ -101,3 +101,23 @@ def test_bad_input_is_one_line_exit_2(phantom, stub, tmp_path, capsys, case):
     assert stub.calls == 0
     if case == "unknown_backend":
         assert "stub" in err  # lists the known backends
+
+
+def test_modality_from_the_values(tmp_path):
+    """A NIfTI carries no modality: CT has air near -1000 HU and bone above +300, else MR."""
+    from spineplan.core.modality import guess_modality
+
+    p = make_phantom(levels=("L4", "L5"), spacing=3.0)
+    assert guess_modality(p.ct) == "CT"
+    mr = p.ct.with_array(np.clip(p.ct.array.astype(np.float32) + 1000.0, 0, None) / 8.0)
+    assert guess_modality(mr) == "MR"
+
+
+@pytest.mark.shared_data
+def test_nifti_mri_without_modality_is_segmented_as_mr(shared_data, tmp_path, capsys):
+    src = shared_data / "mri_lumbar_vb_dev" / "case02_mri.nii.gz"
+    out = tmp_path / "labels.nii.gz"
+    assert cli.main(["segment", str(src), "-o", str(out), "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["backend"] == "classical-mri" and doc["modality"] == "MR" and doc["modality_assumed"]
+    assert {"L1", "L5"} <= set(doc["levels"]) and out.exists()

@@ -105,7 +105,8 @@ def default_for(modality: str) -> Any:
     why = "; ".join(f"{s.name}: {', '.join(s.missing_dependencies)}" for s in _REGISTRY.values()
                     if modality in s.modalities)
     raise SegmentationError(f"no segmenter available for modality '{modality or 'unknown'}'"
-                            + (f" ({why})" if why else "") + "; load a label map instead (--labels)")
+                            + (f" ({why})" if why else "")
+                            + "; set the modality (--modality CT|MR) or load a label map (--labels)")
 
 
 register(FunctionSegmenter("classical-ct", ("CT",), "spineplan.core.segmentation.ct:segment_ct",
