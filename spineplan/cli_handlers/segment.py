@@ -58,7 +58,13 @@ def run(args) -> int:
     if not seg.is_available():
         raise SegmentationError(f"segmenter '{seg.name}' is not available: {'; '.join(seg.missing_dependencies)}")
     t = time.perf_counter()
-    res = seg.segment(vol)
+    try:
+        res = seg.segment(vol)
+    except SegmentationError as exc:
+        if not assumed:
+            raise
+        raise SegmentationError(f"{exc} (modality {assumed} assumed from the image values; set it with "
+                                "--modality CT|MR, or load a label map with --labels)") from None
     seconds = time.perf_counter() - t
     _write_output(res.labels, args, vol)
     units = [u.name for u in compute_motor_units(res.labels)]

@@ -183,13 +183,15 @@ def test_totalsegmentator_backend_reports_unavailable_and_runs_when_present(phan
 
 
 def test_segment_cli_without_segmenter_is_clear_error(tmp_path, phantom, monkeypatch):
-    # an image that is not a CT (no MRI segmenter is built in yet): a one-line reason, exit 2
+    # an image without a modality and without air: taken for an MR (said so), which the MRI
+    # segmenter refuses: a one-line reason naming --modality and --labels, exit 2
     mr = phantom.ct.with_array(np.clip(phantom.ct.array, 0, 400).astype(np.int16))
     write_volume(mr, tmp_path / "ct.nii.gz")
     env = dict(os.environ, PATH=os.path.dirname(sys.executable))
     r = subprocess.run([sys.executable, "-m", "spineplan", "segment", str(tmp_path / "ct.nii.gz"), "-o",
                         str(tmp_path / "o.nii.gz")], capture_output=True, text=True, env=env)
     assert r.returncode == 2 and r.stderr.startswith("spineplan: error:") and "--labels" in r.stderr
+    assert "--modality" in r.stderr and "assumed" in r.stderr and len(r.stderr.strip().splitlines()) == 1
 
 
 def test_dicom_seg_round_trip_on_the_sample_series(sample_dicom, tmp_path):
