@@ -158,11 +158,9 @@ class LevelEvidence:
 
 
 def apply_caps(confidence: dict[str, float], flags: Iterable[Flag]) -> dict[str, float]:
-    """Confidences lowered to the caps of ``flags`` (a flag with ``levels`` caps only those,
-    and the levels named from them: a count in doubt at one level shifts every level above
-    it, so a levelled flag caps every level)."""
-    caps = [f.cap for f in flags]
-    top = min(caps, default=1.0)
+    """Confidences lowered to the lowest cap of ``flags``. Every flag caps every level, even
+    one naming ``levels``: a count in doubt at one level shifts all the names counted past it."""
+    top = min((f.cap for f in flags), default=1.0)
     return {k: round(min(float(v), top), 2) for k, v in confidence.items()}
 
 
