@@ -51,7 +51,10 @@ HU = dict(air=-1000, fat=-90, soft=40, csf=10, epidural=-60, disc=90, nucleus=10
 DEFAULT_DISC_HEIGHTS = {
     "T12": (8.0, 6.0), "L1": (9.0, 7.0), "L2": (10.0, 7.0), "L3": (11.0, 8.0),
     "L4": (12.0, 8.0), "L5": (13.0, 8.0), "L6": (12.0, 8.0), "T11": (7.0, 6.0),
+    "T13": (7.0, 6.0),
 }
+# Above T11 the discs are thin and nearly parallel (no lordosis); C1-T10 take this.
+_UPPER_DISC = (5.0, 5.0)
 
 
 def _frame(theta: float) -> np.ndarray:
@@ -185,7 +188,7 @@ def make_phantom(levels: Sequence[str] = ("T12", "L1", "L2", "L3", "L4", "L5"),
                       center=top - R_s[:, 2] * BODY_H / 2, top=top))
     for name in reversed(list(levels)):
         lower = verts[-1]
-        ha, hp = heights[name]
+        ha, hp = heights.get(name, _UPPER_DISC)
         a = 2.0 * np.arctan((ha - hp) / (4.0 * BODY_B))  # wedge angle, exact
         th_mid = lower["theta"] - a / 2
         th_up = lower["theta"] - a
