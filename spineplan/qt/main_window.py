@@ -261,6 +261,12 @@ class MainWindow(QMainWindow):
             b = QPushButton(txt)
             b.clicked.connect(fn)
             g.addWidget(b, 1, col, 1, span)
+        # level unknown: name one vertebra on the images, and the whole column is renamed from it
+        self.name_from_button = QPushButton("Name it and count the others from it (confirms the levels)")
+        self.name_from_button.setToolTip("The selected vertebra is the chosen name; every other vertebra and "
+                                         "disc is renamed by counting from it")
+        self.name_from_button.clicked.connect(self.name_vertebra)
+        g.addWidget(self.name_from_button, 2, 0, 1, 4)
         self.paint_button = QPushButton("Paint")
         self.erase_button = QPushButton("Erase")
         for b, tool in ((self.paint_button, "paint"), (self.erase_button, "erase")):
@@ -684,6 +690,24 @@ class MainWindow(QMainWindow):
             return None
         return (L.vertebra_label(self.vertebra_box.currentText()), L.vertebra_label(self.name_box.currentText()),
                 self._present_labels())
+
+    def name_vertebra(self) -> bool:
+        """Name the selected vertebra and rename the column from it (the user's confirmation)."""
+        from ..core.errors import SegmentationError
+        from ..core.segmentation.confirm import NameVertebra
+
+        sel = self._correction_labels("Name vertebra")
+        if sel is None:
+            return False
+        old, _, _ = sel
+        name = self.name_box.currentText()
+        try:
+            self.scene.undo_stack.push(NameVertebra(self.scene, old, name))
+        except (SegmentationError, ValueError) as exc:
+            self.show_error("Name vertebra", str(exc))
+            return False
+        self._wanted_vertebra = name
+        return True
 
     def rename_vertebra(self) -> bool:
         """Give the selected vertebra the chosen name; refused when that name is already used."""

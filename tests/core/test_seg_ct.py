@@ -14,7 +14,7 @@ from spineplan.core.segmentation.ct import SURFACE_HU, segment_ct
 from spineplan.core.errors import SegmentationError
 from spineplan.core.tasks import Cancelled
 from spineplan.core.volume import Volume
-from spineplan.core.segmentation.result import FlagKind
+from spineplan.core.segmentation.result import Anchor, FlagKind
 
 
 def _dice(a, b, v):
@@ -410,8 +410,12 @@ def _above_l3_l4(p):
 def test_no_sacrum_in_view_is_flagged_not_trusted():
     p = make_phantom(spacing=2.0, iliac_crest=False, left_marker=False)
     r = segment_ct(_above_l3_l4(p))  # no sacrum and no ribs: no anchor for the names
-    assert r.has(FlagKind.NO_SACRUM)
-    assert r.confidence and max(r.confidence.values()) <= 0.2
+    assert r.has(FlagKind.LEVEL_UNKNOWN) and r.needs_confirmation
+    assert r.evidence.anchor == Anchor.ASSUMED
+    assert r.confidence and max(r.confidence.values()) <= 0.1
+    # vertebrae and discs are segmented all the same
+    vals = {int(v) for v in np.unique(r.labels.array)}
+    assert sum(L.is_vertebra(v) for v in vals) >= 3 and sum(L.is_disc(v) for v in vals) >= 2
 
 
 def test_no_sacrum_in_view_named_from_the_ribs():
@@ -444,7 +448,7 @@ def test_real_ct_ilia_are_not_ribs(shared_data):
     _, img, _ = _real_ct(shared_data)
     r = segment_ct(Volume.from_sitk(img[:, :, 40:], modality="CT"))
     assert r.levels == ["T12", "L1", "L2", "L3", "L4", "L5", "S1"]
-    assert r.has(FlagKind.NO_SACRUM)
+    assert r.has(FlagKind.LEVEL_UNKNOWN)
 
 
 def test_real_thoracic_dicom_named_from_its_ribs(shared_data):

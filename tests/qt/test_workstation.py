@@ -17,6 +17,7 @@ from PySide6.QtCore import QSettings  # noqa: E402
 
 from spineplan.core.measurements import Measurement  # noqa: E402
 from spineplan.core.phantom import make_phantom  # noqa: E402
+from spineplan.core.segmentation import labels as L  # noqa: E402
 from spineplan.core.volume import Volume  # noqa: E402
 from spineplan.qt.main_window import MainWindow  # noqa: E402
 
@@ -482,8 +483,8 @@ def test_segmentation_without_a_sacrum_warns_on_screen(window, phantom, qtbot):
     with qtbot.waitSignal(window._worker.signals.finished, timeout=120000):
         pass
     qtbot.waitUntil(lambda: "⚠" in window.seg_status.text(), timeout=10000)
-    assert "sacrum not recognised" in window.seg_status.text()
-    assert "lowest confidence 0.20" in window.seg_status.text()
+    assert "level unknown" in window.seg_status.text()
+    assert "lowest confidence 0.10" in window.seg_status.text()
     # no plan on unestablished levels until the surgeon confirms them (undoably)
     assert "LEVELS NOT ESTABLISHED" in window.seg_status.text()
     assert window.confirm_levels_button.isEnabled()
@@ -495,6 +496,24 @@ def test_segmentation_without_a_sacrum_warns_on_screen(window, phantom, qtbot):
     assert "confirmed by the user" in window.seg_status.text()
     window.undo_action.trigger()
     assert window.scene.levels_need_confirmation and window.confirm_levels_button.isEnabled()
+    # or the surgeon names one vertebra: the lowest in view is L3, and the others follow
+    lab = phantom.labels
+    ref = lab.array[k0:]
+    arr = window.scene.labels.array
+    lowest = int(np.bincount(arr[(ref == L.vertebra_label("L3")) & (arr > 0) & (arr < 100)]).argmax())
+    qtbot.waitUntil(lambda: window.vertebra_box.findText(L.vertebra_name(lowest)) >= 0, timeout=30000)
+    window.vertebra_box.setCurrentText(L.vertebra_name(lowest))
+    window.name_box.setCurrentText("L3")
+    window.name_from_button.click()
+    assert len(errors) == 1, errors
+    assert not window.scene.levels_need_confirmation and not window.confirm_levels_button.isEnabled()
+    arr = window.scene.labels.array
+    for name in ("L1", "L2", "L3"):  # each reference body is labelled with its own name now
+        v = L.vertebra_label(name)
+        vals, cnt = np.unique(arr[ref == v], return_counts=True)
+        cnt[vals == 0] = 0
+        assert vals[np.argmax(cnt)] == v, name
+    assert "confirmed by the user" in window.seg_status.text() and "S1" not in window.seg_status.text().split("\n")[0]
 
 
 def test_segment_an_mri_nifti_asks_the_modality_and_labels_the_bodies(window, qtbot, shared_data,

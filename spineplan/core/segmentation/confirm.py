@@ -10,17 +10,23 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import numpy as np
+
 from ..commands import Command
 from .result import Anchor, LevelEvidence, SegmentationResult
 
-__all__ = ["ConfirmLevels", "confirmed", "labels_file_result"]
+__all__ = ["ConfirmLevels", "NameVertebra", "confirmed", "labels_file_result"]
 
 
-def confirmed(result: SegmentationResult, level: str) -> SegmentationResult:
-    """``result`` with its levels confirmed by the user, who checked ``level`` on the images."""
+def confirmed(result: SegmentationResult, level: str, levels: list[str] | None = None) -> SegmentationResult:
+    """``result`` with its levels confirmed by the user, who checked ``level`` on the images
+    (``levels``: the names after a correction, when the user renamed them)."""
     ev = result.evidence
     evidence = LevelEvidence(Anchor.USER, dict(ev.counted), dict(ev.missed), confirmed_level=level)
     out = replace(result, evidence=evidence)
+    if levels is not None and list(levels) != list(result.levels):
+        # the segmenter's per-level confidences belonged to the old names
+        out = replace(out, levels=list(levels), confidence={lv: 1.0 for lv in levels})
     out.extra = dict(result.extra, confirmed_from=ev.anchor.value)
     return out
 
@@ -46,3 +52,39 @@ class ConfirmLevels(Command):
 
     def undo(self) -> None:
         self.scene.set_segmentation(self.old)
+
+
+class NameVertebra(Command):
+    """The surgeon names one vertebra on the images: every vertebra and disc is renamed by
+    counting from it, and the levels count as confirmed by the user (one undo step)."""
+
+    edits_labels = True  # dropped from the history when the scene gets a new label map
+
+    def __init__(self, scene, label: int, name: str) -> None:
+        from . import labels as L
+        from .edit import LabelEdit, renamed_from_one
+
+        if scene.labels is None:
+            raise ValueError("no label map to rename")
+        res = scene.segmentation
+        keep = res is not None and res.evidence.anchor in (Anchor.SACRUM, Anchor.SACRUM_AND_RIBS)
+        arr = scene.labels.array
+        renamed_from_one(arr, label, name, keep_sacrum=keep)  # refuses here, before any change
+        self.scene, self.name, self.old = scene, name, res
+        self.edit = LabelEdit(scene, lambda a: renamed_from_one(a, label, name, keep_sacrum=keep),
+                              f"Name {L.vertebra_name(label)} {name}")
+        self.text = self.edit.text
+
+    def do(self) -> None:
+        from . import labels as L
+
+        self.edit.do()
+        if self.old is not None:
+            present = [int(v) for v in np.unique(self.scene.labels.array) if L.is_vertebra(int(v))]
+            levels = [L.vertebra_name(v) for v in L.craniocaudal_order(present)]
+            self.scene.set_segmentation(confirmed(self.old, self.name, levels))
+
+    def undo(self) -> None:
+        self.edit.undo()
+        if self.old is not None:
+            self.scene.set_segmentation(self.old)

@@ -855,8 +855,10 @@ def segment_ct(volume: Volume, *, progress=None, cancel=None) -> SegmentationRes
         flags.append(Flag(FlagKind.COUNTED_FROM_RIBS, f"no sacrum in view: levels are counted from the last rib-bearing vertebra "
                      f"(T12), {rib_low} rib-free below it; confirm the level"))
     elif not sacrum_seen:
-        flags.append(Flag(FlagKind.NO_SACRUM, "sacrum not recognised in view: levels are counted from the lowest vertebra "
-                     "as if it were S1 and are unreliable; confirm the level and shift the names"))
+        # no landmark: the names are relative to one assumed level (the lowest as S1: a sacrum
+        # cut by the field of view is the commonest reason it is not recognised)
+        flags.append(Flag(FlagKind.LEVEL_UNKNOWN, "level unknown: neither a sacrum nor ribs recognised in view; the names "
+                     "assume the lowest vertebra in view is S1. Name one vertebra to rename them all"))
     n_lumbar = 5
     if sacrum_seen and rib_pos:
         n_lumbar = min(rib_pos) - 1  # rib-free vertebrae between the sacrum and the ribs

@@ -10,7 +10,7 @@ from . import labels as L
 
 __all__ = ["shift_levels", "rename_label", "merge_labels", "split_label_at_plane", "paint_sphere",
            "paint_disc_on_slice", "brush_voxels_kji", "LabelEdit", "shift_levels_command", "rename_command",
-           "merge_command", "split_command", "paint_command"]
+           "merge_command", "split_command", "paint_command", "renamed_from_one"]
 
 _STANDARD = list(range(1, 25))  # C1..L5 in order; the sacrum stays the sacrum
 
@@ -32,6 +32,52 @@ def shift_levels(arr: np.ndarray, steps: int) -> np.ndarray:
     taken = set(lut[present].tolist())
     if L.SACRUM in taken:
         raise SegmentationError("shift would collide with the sacrum")
+    return lut[arr]
+
+
+def renamed_from_one(arr: np.ndarray, label: int, name: str, *, keep_sacrum: bool = False) -> np.ndarray:
+    """Every vertebra renamed by counting from one the user named: ``label`` becomes ``name``
+    and the others keep their place in the column (a gap stays a gap), discs with the
+    vertebra above them.
+
+    Parameters
+    ----------
+    arr : ndarray
+        Label map (VerSe numbering).
+    label : int
+        A vertebra present in ``arr``.
+    name : str
+        Its true name (``"L4"``; ``"L6"``/``"T13"`` for transitional anatomy).
+    keep_sacrum : bool
+        The sacrum was recognised as such: it keeps its label and only the vertebrae above it
+        are renamed. Otherwise (a crop where the lowest vertebra was only assumed to be S1) it
+        is counted like the others.
+    """
+    present = [v for v in np.unique(arr).tolist() if L.is_vertebra(v)]
+    if label not in present:
+        raise SegmentationError(f"{L.vertebra_name(label)} is not in the label map")
+    target = L.vertebra_label(name)
+    seq = list(range(1, 20)) + ([28] if 28 in present or target == 28 else []) + list(range(20, 25)) \
+        + ([25] if 25 in present or target == 25 else []) + [L.SACRUM]
+    moving = [v for v in present if not (keep_sacrum and v == L.SACRUM)]
+    if label not in moving:
+        raise SegmentationError("the recognised sacrum keeps its name; name a vertebra above it")
+    off = seq.index(target) - seq.index(label)
+    lut = np.arange(max(int(arr.max()) + 1, 400), dtype=arr.dtype)
+    new_of = {}
+    for v in moving:
+        n = seq.index(v) + off
+        if not 0 <= n < len(seq) or (keep_sacrum and seq[n] == L.SACRUM):
+            raise SegmentationError(f"naming {L.vertebra_name(label)} {name} leaves {L.vertebra_name(v)} "
+                                    "without a level name (six lumbar vertebrae: name the lowest L6)")
+        new_of[v] = seq[n]
+    kept = set(present) - set(moving)
+    if kept & set(new_of.values()):
+        raise SegmentationError(f"naming {L.vertebra_name(label)} {name} collides with the sacrum")
+    for v, n in new_of.items():
+        lut[v] = n
+        if L.disc_label(v) < len(lut):
+            lut[L.disc_label(v)] = L.disc_label(n) if n != L.SACRUM else 0
     return lut[arr]
 
 
