@@ -254,3 +254,24 @@ def test_overview_on_real_ct_puts_the_target_on_its_disc(shared_data):
         assert tinted.sum() > 10
     green = np.argwhere((axial[..., 1] == 200) & (axial[..., 0] == 0))[:, 1].mean()
     assert green > centres[0]  # left entry on the image right
+
+
+def test_first_page_says_how_the_levels_were_named(tmp_path):
+    """The segmentation's evidence and flags travel into page 1; an unconfirmed count says so."""
+    from spineplan.core.segmentation.confirm import confirmed
+    from spineplan.core.segmentation.result import Anchor, Flag, FlagKind, LevelEvidence, SegmentationResult
+
+    res = SegmentationResult(None, levels=["L3", "L4", "L5", "S1"], confidence={"L4": 0.9, "L5": 0.9},
+                             flags=[Flag(FlagKind.LEVEL_UNKNOWN, "level unknown: name one vertebra")],
+                             evidence=LevelEvidence(Anchor.ASSUMED, {"L4": 2}), backend="classical-ct")
+    plan = make_plan("needle", "left")
+    plan["segmentation"] = res.summary_dict()
+    first = pages_text(write_report(plan, tmp_path / "a.pdf"))[0]
+    assert "named from an assumed level" in first and "lowest confidence 0.10" in first
+    assert "Level flag: level unknown: name one vertebra" in first and "LEVELS NOT ESTABLISHED" in first
+    plan["segmentation"] = confirmed(res, "L4-L5").summary_dict()
+    first = pages_text(write_report(plan, tmp_path / "b.pdf"))[0]
+    assert "confirmed by the user (L4-L5)" in first and "LEVELS NOT ESTABLISHED" not in first
+    plan.pop("segmentation")
+    first = pages_text(write_report(plan, tmp_path / "c.pdf"))[0]
+    assert "no record of how the levels were named" in first

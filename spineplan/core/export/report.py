@@ -273,6 +273,28 @@ def _measurement_rows(plan: dict) -> list[list[str]]:
     return rows
 
 
+def _level_evidence(seg: dict | None, P, escape, small) -> list:
+    """Page 1's line on how the levels were named: the anchor, who confirmed them, the flags."""
+    from ..segmentation.result import Flag, LevelEvidence
+
+    if not seg:
+        return [P("<b>Levels:</b> no record of how the levels were named.", small)]
+    ev = LevelEvidence.from_dict(seg.get("evidence"))
+    level = ev.confirmed_level or (seg.get("levels") or ["?"])[-1]
+    conf = seg.get("confidence") or {}
+    text = (f"<b>Levels</b> ({escape(str(seg.get('backend') or 'segmentation'))}): named "
+            f"{escape(ev.describe(level))}")
+    if conf and ev.anchor.value not in ("user", "labels_file"):
+        text += f"; lowest confidence {min(conf.values()):.2f}"
+    out = [P(text + ".")]
+    flags = [Flag.from_dict(f) for f in seg.get("flags") or []]
+    for f in flags:
+        out.append(P(f'<font color="#c62828"><b>Level flag:</b> {escape(f.message)}</font>', small))
+    if seg.get("needs_confirmation") and ev.anchor.value not in ("user", "labels_file"):
+        out.append(P('<font color="#c62828"><b>LEVELS NOT ESTABLISHED: not confirmed by the user.</b></font>'))
+    return out
+
+
 def report_pdf_bytes(plan: dict, *, images=None, identity: bool = False, volume=None,
                      labels=None) -> bytes:
     """The report as PDF bytes (see :func:`write_report`)."""
@@ -326,6 +348,7 @@ def report_pdf_bytes(plan: dict, *, images=None, identity: bool = False, volume=
         f"(patient's {esc(side)}), procedure {esc(proc)}, pathology {esc(case.get('pathology', '-'))}"
         + (f" ({esc(case['zone'])})" if case.get("zone") else "")
         + f". Motor units touched: {esc(plan.get('motor_units_touched', []))}."))
+    story += _level_evidence(plan.get("segmentation"), P, escape, small)
     story.append(Spacer(1, 0.2 * cm))
 
     if n_err:
