@@ -528,3 +528,37 @@ def test_surface_smoothing_removes_single_voxel_spurs_but_keeps_thin_processes()
     assert (lab[10:13, 21:27, 11:14] == 21).mean() > 0.6
     assert (lab[20:22, 5:20, 5:20] == 121).all()
     assert (lab[7:18, 7:18, 7:18] == 21).all()
+
+
+def _thoracic_phantom(rib_levels):
+    """C7 to L1 (cut through L1: no sacrum in view), ribs on ``rib_levels``, 2 mm."""
+    from spineplan.core.segmentation.evaluate import _crop_axis, _reference_extent, _si_axis
+
+    lv = ["C7"] + [f"T{i}" for i in range(1, 13)] + ["L1"]
+    ph = make_phantom(levels=lv, spacing=2.0, ribs=rib_levels, iliac_crest=False, left_marker=False)
+    ax = _si_axis(ph.labels)
+    a, b = _reference_extent(ph.labels, ax)[L.vertebra_label("L1")]
+    up = ph.ct.direction[2, 2 - ax] > 0
+    k0, k1 = ((a + b) // 2, ph.ct.array.shape[ax]) if up else (0, (a + b) // 2)
+    return _crop_axis(ph.ct, ax, k0, k1), _crop_axis(ph.labels, ax, k0, k1)
+
+
+def test_thoracic_phantom_named_from_the_first_and_the_last_rib():
+    """C7 in view above the first rib (T1), L1 below the last (T12), twelve rib-bearing
+    vertebrae between: the two counts agree and every level is right without confirmation."""
+    from spineplan.core.segmentation.evaluate import Outcome, judge
+
+    ct, ref = _thoracic_phantom([f"T{i}" for i in range(1, 13)])
+    r = segment_ct(ct)
+    j = judge(r, ref)
+    assert j.outcome == Outcome.RIGHT and not j.wrong
+    assert r.evidence.anchor == Anchor.BOTH_RIBS and not r.needs_confirmation
+    assert {"C7", "T1", "T6", "T12", "L1"} <= set(r.levels)
+
+
+def test_first_and_last_rib_that_disagree_are_flagged():
+    """Eleven pairs of ribs (T1-T11): counted from the last rib the names are one off, and
+    counted from the first rib the count does not reach twelve: flagged, never silent."""
+    ct, ref = _thoracic_phantom([f"T{i}" for i in range(1, 12)])
+    r = segment_ct(ct)
+    assert r.has(FlagKind.ANCHORS_DISAGREE) and r.needs_confirmation

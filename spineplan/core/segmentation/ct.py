@@ -848,7 +848,23 @@ def segment_ct(volume: Volume, *, progress=None, cancel=None) -> SegmentationRes
     # below it (then its lowest is most likely a sacrum not recognised)
     rib_low = min((order_caudal.index(sid) for sid in ribbed), default=None)
     from_ribs = not sacrum_seen and rib_low is not None and rib_low <= 5
-    if from_ribs and rib_low == 0:
+    # the first rib: the most cranial rib-bearing vertebra with a rib-free one above it in view
+    # (C7) is T1; with the last rib also in view, the twelve rib-bearing vertebrae must agree
+    rib_top = max((order_caudal.index(sid) for sid in ribbed), default=None)
+    first_rib = (not sacrum_seen and rib_top is not None and rib_top + 1 < len(order_caudal)
+                 and counts[order_caudal[rib_top + 1] - 1] > 300.0)
+    ribs_count_agree = first_rib and from_ribs and rib_low > 0 and rib_top - rib_low == 11
+    if first_rib and from_ribs and rib_low > 0 and not ribs_count_agree:
+        flags.append(Flag(FlagKind.ANCHORS_DISAGREE, f"the first and the last rib disagree ({rib_top - rib_low + 1} "
+                          "rib-bearing vertebrae, not 12): levels counted from the last rib (T12); confirm the count"))
+    elif first_rib and not (from_ribs and rib_low > 0):
+        flags.append(Flag(FlagKind.COUNTED_FROM_RIBS, "no sacrum and no rib-free vertebra below the ribs in view: levels are "
+                          "counted from the first rib (T1, with C7 above it); the last rib is not in view to check "
+                          "the count; confirm the level"))
+        from_ribs = False
+    if ribs_count_agree or first_rib:
+        pass
+    elif from_ribs and rib_low == 0:
         flags.append(Flag(FlagKind.LOWEST_CARRIES_RIBS, "no sacrum in view and the lowest vertebra in view carries ribs: named T12 as "
                      "the last rib-bearing vertebra, but it may be a higher one; confirm the level"))
     elif from_ribs:
@@ -878,9 +894,11 @@ def segment_ct(volume: Volume, *, progress=None, cancel=None) -> SegmentationRes
                      "spine (L6) cannot be told from T11 in view; named as five lumbar vertebrae, "
                      "confirm the count"))
     lumbar = (["L6"] if n_lumbar == 6 else []) + ["L5", "L4", "L3", "L2", "L1"]
-    names_up = ["S1"] + lumbar + ["T12", "T11", "T10", "T9", "T8", "T7", "T6", "T5"]
+    names_up = ["S1"] + lumbar + [f"T{n}" for n in range(12, 0, -1)] + [f"C{n}" for n in range(7, 0, -1)]
     if from_ribs:
         names_up = names_up[names_up.index("T12") - rib_low:]
+    elif first_rib:
+        names_up = names_up[names_up.index("T1") - rib_top:]
     names_by_seg = {sid: names_up[n] for n, sid in enumerate(order_caudal) if n < len(names_up)}
     # drop tiny partial segments (less than 0.3 cm^3)
     present = [sid for sid in order_caudal if counts[sid - 1] > 300.0 and sid in names_by_seg]
@@ -888,7 +906,7 @@ def segment_ct(volume: Volume, *, progress=None, cancel=None) -> SegmentationRes
         pair = "-".join(names_by_seg.get(sid, "?") for sid in (i + 1, i + 2))
         flags.append(Flag(FlagKind.COLLAPSED_DISC, f"{pair}: no disc space seen, only one bright band (a collapsed disc, or a "
                      "fusion?): the vertebrae are split there; confirm the count", (pair,)))
-    ribs_agree = sacrum_seen and bool(rib_pos) and not flags
+    ribs_agree = (sacrum_seen and bool(rib_pos) or ribs_count_agree) and not flags
 
     if sacrum_seen:
         _add_open_marrow(seg, nd + 1, surf, col | canal, hu, canal, w)
@@ -969,8 +987,9 @@ def segment_ct(volume: Volume, *, progress=None, cancel=None) -> SegmentationRes
                  for k, (c, n) in disc_info.items()}
     rep.step(1.0, "done")
     anchor = (Anchor.SACRUM_AND_RIBS if ribs_agree else Anchor.SACRUM) if sacrum_seen else (
-        Anchor.LAST_RIB if from_ribs else Anchor.ASSUMED)
-    origin_pos = rib_low if from_ribs else 0
+        Anchor.BOTH_RIBS if ribs_count_agree else Anchor.LAST_RIB if from_ribs
+        else Anchor.FIRST_RIB if first_rib else Anchor.ASSUMED)
+    origin_pos = rib_low if from_ribs else rib_top if first_rib else 0
     evidence = LevelEvidence(anchor, counted={names_by_seg[sid]: abs(order_caudal.index(sid) - origin_pos)
                                               for sid in present})
     return SegmentationResult(labels=labels, levels=levels, confidence=conf, flags=flags,

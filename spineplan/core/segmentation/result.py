@@ -104,6 +104,7 @@ class Anchor(str, Enum):
     LAST_RIB = "last_rib"          # the last rib-bearing vertebra is T12
     SACRUM_AND_RIBS = "sacrum_and_ribs"  # both, and they agree
     FIRST_RIB = "first_rib"        # first rib = T1 with C7 in view
+    BOTH_RIBS = "first_and_last_rib"  # first rib = T1 and last rib = T12, twelve between, agreeing
     ASSUMED = "assumed"            # no landmark: the lowest vertebra taken for a level
     LABELS_FILE = "labels_file"    # names from an imported label map
     USER = "user"                  # the surgeon confirmed or named a level
@@ -144,7 +145,8 @@ class LevelEvidence:
         """One line: how ``level`` was named."""
         what = {Anchor.SACRUM: "from the sacrum", Anchor.LAST_RIB: "from the last rib (T12)",
                 Anchor.SACRUM_AND_RIBS: "from the sacrum and the ribs (agreeing)",
-                Anchor.FIRST_RIB: "from the first rib (T1)", Anchor.ASSUMED: "from an assumed level",
+                Anchor.FIRST_RIB: "from the first rib (T1)",
+                Anchor.BOTH_RIBS: "from the first and the last rib (agreeing)", Anchor.ASSUMED: "from an assumed level",
                 Anchor.LABELS_FILE: "from the label file", Anchor.USER: "confirmed by the user"}
         n = self.counted.get(level)
         s = what[self.anchor]
