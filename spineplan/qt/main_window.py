@@ -542,7 +542,7 @@ class MainWindow(QMainWindow):
             self.load_labels([f])
 
     def load_labels(self, paths):
-        from ..core.labelmaps import read_labels
+        from ..core.segmentation.importers import read_labels
 
         if self.scene.volume is None:
             return

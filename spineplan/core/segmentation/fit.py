@@ -95,7 +95,7 @@ def check_labels_fit_image(volume: Volume, labels: Volume) -> LabelsFit:
     volume : Volume
         The image (CT in HU).
     labels : Volume
-        Labels on ``volume``'s grid (VerSe numbering), e.g. from ``labelmaps.read_labels``.
+        Labels on ``volume``'s grid (VerSe numbering), e.g. from ``importers.read_labels``.
 
     Returns
     -------

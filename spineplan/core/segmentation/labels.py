@@ -13,7 +13,7 @@ __all__ = [
     "VERTEBRA_NAMES", "VERTEBRA_LABELS", "LABEL_FROM_NAME", "SACRUM", "CANAL", "CORD", "DISC_OFFSET",
     "vertebra_name", "vertebra_label", "disc_label", "is_vertebra", "is_disc",
     "vertebra_above_disc", "craniocaudal_order", "next_caudal", "motor_unit_name",
-    "parse_motor_unit", "disc_name", "label_counts",
+    "parse_motor_unit", "disc_name", "segment_name", "label_from_segment_name", "label_counts",
 ]
 
 SACRUM = 26
@@ -112,6 +112,31 @@ def parse_motor_unit(name: str) -> tuple[int, int]:
     if not _adjacent(up, low):
         raise ValueError(f"'{name}' does not name two adjacent vertebrae")
     return up, low
+
+
+def segment_name(label: int) -> str:
+    """The name of a label as a structure (DICOM SEG segment label): ``"L4"``, ``"L4/L5"``,
+    ``"spinal canal"``, ``"spinal cord"``."""
+    if label == CANAL:
+        return "spinal canal"
+    if label == CORD:
+        return "spinal cord"
+    if is_disc(label):
+        return disc_name(label)
+    return vertebra_name(label)
+
+
+def label_from_segment_name(name: str) -> int | None:
+    """The label a structure name stands for (inverse of :func:`segment_name`), else None."""
+    n = name.strip()
+    if n == "spinal canal":
+        return CANAL
+    if n == "spinal cord":
+        return CORD
+    if "/" in n:
+        up = n.split("/")[0].upper()
+        return disc_label(vertebra_label(up)) if up in LABEL_FROM_NAME else None
+    return LABEL_FROM_NAME.get(n.upper())
 
 
 _COUNT_CHUNK = 1 << 20
