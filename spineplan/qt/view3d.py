@@ -141,10 +141,11 @@ class View3D(QVTKRenderWindowInteractor):
             self._mesh_job.supersede()
             self._show_meshes({})
             return
-        from ..render.rehearsal import label_meshes_lps
+        from ..core import meshes
 
         snapshot = self.scene.labels_snapshot()  # subscribed to the scene: these are its labels
-        self._mesh_job.start(lambda progress=None, cancel=None: label_meshes_lps(snapshot))
+        self._mesh_job.start(lambda progress=None, cancel=None: meshes.label_meshes_lps(
+            snapshot, voxel_mm=meshes.DISPLAY_VOXEL_MM, max_triangles=meshes.DISPLAY_MAX_TRIANGLES))
 
     @property
     def meshes_pending(self) -> bool:

@@ -24,6 +24,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from ..core.errors import InvalidInputError, SpineplanError
+from ..core import meshes
 from ..core.segmentation import labels as L
 from ..core.tasks import Cancelled
 from ..core.teaching import (INSTRUMENT_VIEW_DISTANCE_MM, Camera, FrameState, Step,
@@ -32,8 +33,7 @@ from ..core.teaching import (INSTRUMENT_VIEW_DISTANCE_MM, Camera, FrameState, St
 from ..core.volume import Volume
 
 __all__ = ["Rehearsal", "render_rehearsal", "render_comparison", "comparison_camera",
-           "write_animation", "write_handout", "project_lps_to_pixel", "label_meshes_lps",
-           "iso_surface_lps", "INSTRUMENT_RGB"]
+           "write_animation", "write_handout", "project_lps_to_pixel", "INSTRUMENT_RGB"]
 
 # Colours (RGB 0..1), high contrast on a dark background (readable on a projector).
 BACKGROUND_RGB = (0.04, 0.04, 0.07)
@@ -52,15 +52,9 @@ INSTRUMENT_RGB = (0.0, 1.0, 1.0)
 INSTRUMENT_MIN_VISUAL_RADIUS_MM = 1.0
 #: How far the instrument sticks out of the skin (mm).
 INSTRUMENT_OUTSIDE_MM = 40.0
-#: Voxel size (mm) of the meshes: labels, skin and soft-tissue hull.
-LABEL_MESH_VOXEL_MM = 1.5
-SKIN_MESH_VOXEL_MM = 3.0
 SKIN_HU = -300.0
 SOFT_TISSUE_HU = -30.0
 BONE_HU = 200.0
-#: Triangle budget of each CT surface (software OpenGL stays interactive).
-MAX_TRIANGLES_PER_LAYER = 40_000
-MAX_TRIANGLES_PER_LABEL = 6_000
 #: Inset "view down the instrument": viewport (x0, y0, x1, y1) and distance behind the tip (mm).
 INSET_VIEWPORT = (0.70, 0.46, 0.99, 0.84)
 INSET_DISTANCE_MM = INSTRUMENT_VIEW_DISTANCE_MM
@@ -78,9 +72,6 @@ def _ensure_headless_default() -> None:
         os.environ.setdefault("VTK_DEFAULT_OPENGL_WINDOW", "vtkEGLRenderWindow")
 
 
-# --------------------------------------------------------------------------------------
-# Meshes
-# --------------------------------------------------------------------------------------
 def _vtk():
     _ensure_headless_default()
     import vtkmodules.vtkRenderingOpenGL2  # noqa: F401  (registers the OpenGL factories)
@@ -89,175 +80,6 @@ def _vtk():
     import vtkmodules.all as vtk
 
     return vtk
-
-
-def _image_from_array(arr: np.ndarray):
-    """vtkImageData in index space (spacing 1, origin 0) from an array indexed [k, j, i]."""
-    vtk = _vtk()
-    from vtkmodules.util import numpy_support
-
-    arr = np.ascontiguousarray(arr)
-    img = vtk.vtkImageData()
-    img.SetDimensions(arr.shape[2], arr.shape[1], arr.shape[0])
-    img.GetPointData().SetScalars(numpy_support.numpy_to_vtk(arr.ravel(order="C"), deep=True))
-    return img
-
-
-def _lps_transform(vol: Volume, offset_ijk=(0, 0, 0), stride=(1, 1, 1)):
-    """vtkTransform from (strided, offset) index space of ``vol`` to LPS mm."""
-    vtk = _vtk()
-    m = vol.lps_from_ijk() @ np.array([[stride[0], 0, 0, offset_ijk[0]],
-                                       [0, stride[1], 0, offset_ijk[1]],
-                                       [0, 0, stride[2], offset_ijk[2]],
-                                       [0, 0, 0, 1]], float)
-    t = vtk.vtkTransform()
-    t.SetMatrix(m.ravel().tolist())
-    return t
-
-
-def _finish_mesh(poly, transform, smooth_iterations: int = 12):
-    vtk = _vtk()
-    src = poly
-    if smooth_iterations and poly.GetNumberOfPoints() > 0:
-        sm = vtk.vtkWindowedSincPolyDataFilter()
-        sm.SetInputData(poly)
-        sm.SetNumberOfIterations(smooth_iterations)
-        sm.SetPassBand(0.1)
-        sm.NonManifoldSmoothingOn()
-        sm.NormalizeCoordinatesOn()
-        sm.Update()
-        src = sm.GetOutput()
-    tf = vtk.vtkTransformFilter()
-    tf.SetInputData(src)
-    tf.SetTransform(transform)
-    nm = vtk.vtkPolyDataNormals()
-    nm.SetInputConnection(tf.GetOutputPort())
-    nm.SplittingOff()
-    nm.ConsistencyOn()
-    nm.Update()
-    out = vtk.vtkPolyData()
-    out.DeepCopy(nm.GetOutput())
-    return out
-
-
-def _strides(vol: Volume, voxel_mm: float) -> tuple[int, int, int]:
-    return tuple(max(1, int(round(voxel_mm / s))) for s in vol.spacing)
-
-
-def label_meshes_lps(labels: Volume, values: Sequence[int] | None = None,
-                     voxel_mm: float = LABEL_MESH_VOXEL_MM,
-                     max_triangles: int = MAX_TRIANGLES_PER_LABEL) -> dict[int, object]:
-    """Smoothed surface (vtkPolyData, LPS mm) of each label value present.
-
-    Each label is meshed on its own bounding box (flying edges on the binary mask,
-    downsampled to about ``voxel_mm``), then mapped to LPS with the volume's full affine,
-    so any acquisition direction is handled. Each mesh is reduced to ``max_triangles``.
-    """
-    from scipy import ndimage
-
-    vtk = _vtk()
-    sk, sj, si = _strides(labels, voxel_mm)[::-1]
-    arr = labels.array[::sk, ::sj, ::si]
-    present = [int(v) for v in np.unique(arr) if v != 0]
-    if values is not None:
-        present = [v for v in present if v in set(int(x) for x in values)]
-    out: dict[int, object] = {}
-    if not present:
-        return out
-    lab_int = arr.astype(np.int32, copy=False)
-    boxes = ndimage.find_objects(np.where(np.isin(lab_int, present), lab_int, 0))
-    for v in present:
-        if v - 1 >= len(boxes) or boxes[v - 1] is None:
-            continue
-        sl = tuple(slice(max(s.start - 1, 0), s.stop + 1) for s in boxes[v - 1])
-        mask = np.zeros(tuple(s.stop - s.start + 2 for s in sl), np.uint8)
-        sub = (lab_int[sl] == v).astype(np.uint8)
-        mask[1:1 + sub.shape[0], 1:1 + sub.shape[1], 1:1 + sub.shape[2]] = sub
-        img = _image_from_array(mask)
-        fe = vtk.vtkFlyingEdges3D()
-        fe.SetInputData(img)
-        fe.SetValue(0, 0.5)
-        fe.ComputeNormalsOff()
-        fe.Update()
-        off = (sl[2].start - 1, sl[1].start - 1, sl[0].start - 1)  # (i, j, k) in the strided grid
-        t = _lps_transform(labels, (off[0] * si, off[1] * sj, off[2] * sk), (si, sj, sk))
-        out[v] = _finish_mesh(_decimate(fe.GetOutput(), max_triangles), t)
-    return out
-
-
-def _decimate(poly, max_triangles: int):
-    """Reduce a mesh to at most about ``max_triangles`` (fast quadric clustering).
-
-    Clustering cells start at the mesh's mean edge scale and grow until the budget is met;
-    a no-op when the mesh is already small enough.
-    """
-    vtk = _vtk()
-    n = poly.GetNumberOfPolys()
-    if n <= max_triangles or n == 0:
-        return poly
-    b = np.array(poly.GetBounds(), float).reshape(3, 2)
-    ext = np.maximum(b[:, 1] - b[:, 0], 1e-3)  # index units (the mesh is not yet in LPS)
-    # iso-surfaces in index space have edges of about one unit: clustering on cells of
-    # sqrt(n / budget) units keeps about the budget
-    cell = 1.2 * float(np.sqrt(n / max_triangles))
-    out = poly
-    for _ in range(6):
-        q = vtk.vtkQuadricClustering()
-        q.SetInputData(poly)
-        q.SetNumberOfDivisions(*[max(2, int(np.ceil(e / cell))) for e in ext])
-        q.AutoAdjustNumberOfDivisionsOff()
-        q.Update()
-        out = q.GetOutput()
-        if out.GetNumberOfPolys() <= max_triangles:
-            break
-        cell *= 1.3
-    res = vtk.vtkPolyData()
-    res.DeepCopy(out)
-    return res
-
-
-def iso_surface_lps(ct: Volume, hu: float, voxel_mm: float = SKIN_MESH_VOXEL_MM,
-                    smooth_iterations: int = 8, outer_only: bool = False,
-                    max_triangles: int = MAX_TRIANGLES_PER_LAYER):
-    """Iso-surface of a CT at ``hu`` (vtkPolyData, LPS mm), downsampled to about ``voxel_mm``.
-
-    With ``outer_only`` only the outer envelope is kept: the largest connected region above
-    ``hu`` with its cavities filled (no bowel gas, lungs or organ boundaries inside), which is
-    what the skin and the soft-tissue hull need. Decimated to ``max_triangles``.
-    """
-    vtk = _vtk()
-    si, sj, sk = _strides(ct, voxel_mm)
-    arr = np.asarray(ct.array[::sk, ::sj, ::si], dtype=np.float32)
-    level = float(hu)
-    if outer_only:
-        from scipy import ndimage
-
-        mask = arr > hu
-        lab, n = ndimage.label(mask)
-        if n > 1:
-            sizes = np.bincount(lab.ravel())
-            sizes[0] = 0
-            mask = lab == int(np.argmax(sizes))
-        mask = ndimage.binary_fill_holes(mask)
-        # also fill cavities open at the scan's cranial/caudal ends: slice by slice along
-        # the array axis closest to the patient's head-feet axis
-        ax = int(np.argmax(np.abs(ct.direction[2, :])))  # 0 = i, 1 = j, 2 = k
-        np_axis = 2 - ax
-        mask = np.stack([ndimage.binary_fill_holes(m) for m in np.moveaxis(mask, np_axis, 0)], 0)
-        mask = np.moveaxis(mask, 0, np_axis)
-        arr = ndimage.gaussian_filter(mask.astype(np.float32), 0.7)
-        level = 0.5
-    # pad so the surface closes at the edges of the scan
-    arr = np.pad(arr, 1, constant_values=min(float(arr.min()), level - 1000.0))
-    img = _image_from_array(arr)
-    fe = vtk.vtkFlyingEdges3D()
-    fe.SetInputData(img)
-    fe.SetValue(0, level)
-    fe.ComputeNormalsOff()
-    fe.ComputeScalarsOff()
-    fe.Update()
-    poly = _decimate(fe.GetOutput(), max_triangles)
-    return _finish_mesh(poly, _lps_transform(ct, (-si, -sj, -sk), (si, sj, sk)), smooth_iterations)
 
 
 # --------------------------------------------------------------------------------------
@@ -402,20 +224,21 @@ def _anatomy_actors(ct: Volume | None, labels: Volume | None, rep=lambda f, m: N
     skin = soft = None
     if ct is not None:
         rep(0.05, "skin surface")
-        skin = _actor(iso_surface_lps(ct, SKIN_HU, outer_only=True), SKIN_RGB)
+        skin = _actor(meshes.iso_surface_lps(ct, SKIN_HU, outer_only=True), SKIN_RGB)
         rep(0.15, "soft-tissue hull")
-        soft = _actor(iso_surface_lps(ct, SOFT_TISSUE_HU, outer_only=True), SOFT_RGB)
+        soft = _actor(meshes.iso_surface_lps(ct, SOFT_TISSUE_HU, outer_only=True), SOFT_RGB)
     label_actors: dict[int, object] = {}
     bone_actors: list = []
     if labels is not None:
         rep(0.3, "label meshes")
-        for v, poly in label_meshes_lps(labels).items():
+        for v, poly in meshes.label_meshes_lps(labels, voxel_mm=meshes.DISPLAY_VOXEL_MM,
+                                               max_triangles=meshes.DISPLAY_MAX_TRIANGLES).items():
             a = _actor(poly, _label_rgb(v))
             a._base_rgb = _label_rgb(v)  # type: ignore[attr-defined]
             label_actors[v] = a
     elif ct is not None:
         rep(0.3, "bone surface")
-        bone_actors.append(_actor(iso_surface_lps(ct, BONE_HU, voxel_mm=LABEL_MESH_VOXEL_MM), BONE_RGB))
+        bone_actors.append(_actor(meshes.iso_surface_lps(ct, BONE_HU, voxel_mm=meshes.DISPLAY_VOXEL_MM), BONE_RGB))
     return skin, soft, label_actors, bone_actors
 
 

@@ -13,6 +13,7 @@ if not os.environ.get("DISPLAY"):
     os.environ.setdefault("VTK_DEFAULT_OPENGL_WINDOW", "vtkEGLRenderWindow")
 
 from spineplan.cli import main  # noqa: E402
+from spineplan.core import meshes as M  # noqa: E402
 from spineplan.core import teaching as T  # noqa: E402
 from spineplan.core.errors import InvalidInputError  # noqa: E402
 from spineplan.core.persistence import save_plan  # noqa: E402
@@ -111,14 +112,15 @@ def test_label_meshes_and_iso_surface_in_lps(phantom):
     from vtkmodules.util import numpy_support
 
     lab = phantom.labels
-    meshes = R.label_meshes_lps(lab, values=[23, 300])
+    meshes = M.label_meshes_lps(lab, values=[23, 300], voxel_mm=M.DISPLAY_VOXEL_MM,
+                                max_triangles=M.DISPLAY_MAX_TRIANGLES)
     pts = numpy_support.vtk_to_numpy(meshes[23].GetPoints().GetData())
     k, j, i = np.nonzero(lab.array == 23)
     vox = lab.lps_points_from_ijk(np.stack([i, j, k], 1))
     half = np.array(lab.spacing) / 2  # the surface lies between voxel centres
     assert np.all(pts.min(0) >= vox.min(0) - half - 0.5) and np.all(pts.max(0) <= vox.max(0) + half + 0.5)
     assert np.allclose(pts.min(0), vox.min(0), atol=2.5) and np.allclose(pts.max(0), vox.max(0), atol=2.5)
-    bead = R.iso_surface_lps(phantom.ct, 2000.0, voxel_mm=2.0, smooth_iterations=0)
+    bead = M.iso_surface_lps(phantom.ct, 2000.0, voxel_mm=2.0, smooth_iterations=0)
     bp = numpy_support.vtk_to_numpy(bead.GetPoints().GetData())
     assert np.allclose(bp.mean(0), phantom.truth["left_marker_lps"], atol=1.5)  # the LEFT bead, +x
     # the same label map stored with flipped i and j axes (direction diag(-1, -1, 1))
@@ -126,7 +128,9 @@ def test_label_meshes_and_iso_surface_in_lps(phantom):
     flipped = lab.with_array(np.ascontiguousarray(lab.array[:, ::-1, ::-1]),
                              direction=np.diag([-1.0, -1.0, 1.0]),
                              origin=tuple(lab.lps_points_from_ijk([ni - 1, nj - 1, 0])))
-    fl = numpy_support.vtk_to_numpy(R.label_meshes_lps(flipped, values=[23])[23].GetPoints().GetData())
+    fl = numpy_support.vtk_to_numpy(M.label_meshes_lps(flipped, values=[23], voxel_mm=M.DISPLAY_VOXEL_MM,
+                                                   max_triangles=M.DISPLAY_MAX_TRIANGLES)[23]
+                                    .GetPoints().GetData())
     assert np.allclose(fl.mean(0), pts.mean(0), atol=1.0)
 
 
@@ -336,6 +340,23 @@ def test_outputs_are_ordinary_readable_files(tmp_path, rendered):
     _, frames, _ = rendered
     gif = R.write_animation(frames[:2], tmp_path / "p.gif")
     assert gif.stat().st_mode & 0o044 == 0o044  # group/others may read teaching material
+
+
+def test_rehearsal_shows_the_3d_views_label_meshes(phantom):
+    """The rehearsal's anatomy is core.meshes' display meshes (the 3D view's and, at full
+    resolution, the STL export's), not a mesher of its own."""
+    from vtkmodules.util import numpy_support
+
+    scene = R.Rehearsal(needle_plan(phantom), None, phantom.labels, size=(96, 72), inset=False)
+    try:
+        display = M.label_meshes_lps(phantom.labels, voxel_mm=M.DISPLAY_VOXEL_MM,
+                                     max_triangles=M.DISPLAY_MAX_TRIANGLES)
+        assert sorted(scene.label_actors) == sorted(display)
+        for v, a in scene.label_actors.items():
+            shown = numpy_support.vtk_to_numpy(a.GetMapper().GetInput().GetPoints().GetData())
+            assert np.allclose(shown, numpy_support.vtk_to_numpy(display[v].GetPoints().GetData()))
+    finally:
+        scene.close()
 
 
 def test_scene_draws_into_a_given_render_window(phantom):
