@@ -6,9 +6,8 @@ canonical JSON (sorted keys, compact separators, UTF-8) of every other key. Any 
 made outside spineplan therefore fails to load ("tampered"). Patient identity is
 written only when the caller passes it explicitly.
 
-Every write goes to a temporary file in the destination folder, is flushed and
-fsync'ed, then renamed over the destination with ``os.replace``: a crash or an error
-mid-way never leaves a partial file and the previous file survives.
+Every write is atomic (``core.atomic``): a crash or an error mid-way never leaves a
+partial file and the previous file survives.
 
 Autosave: :class:`Autosaver` writes ``<name>.autosave.json`` beside the case/plan
 path (throttled); :func:`find_recovery` returns its content when it is newer than the
@@ -24,20 +23,19 @@ import hashlib
 import json
 import math
 import os
-import tempfile
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import numpy as np
 
+from .atomic import atomic_write_text
 from .errors import PlanFileError
 from .segmentation.labels import parse_motor_unit
 
 __all__ = [
     "FORMAT_VERSION", "GENERATOR", "PROCEDURES", "SIDES", "SEVERITIES",
-    "canonical_json", "compute_checksum", "atomic_write_bytes", "atomic_write_text",
-    "atomic_output_path", "save_plan", "load_plan", "validate_plan", "check_plan_matches_volume",
+    "canonical_json", "compute_checksum", "save_plan", "load_plan", "validate_plan", "check_plan_matches_volume",
     "source_from_volume", "save_case", "load_case", "autosave_path", "Autosaver",
     "find_recovery", "discard_autosave", "as_plan_dict",
 ]
@@ -101,85 +99,6 @@ def canonical_json(doc: dict) -> str:
 def compute_checksum(doc: dict) -> str:
     """SHA-256 hex digest of :func:`canonical_json` of ``doc``."""
     return hashlib.sha256(canonical_json(doc).encode("utf-8")).hexdigest()
-
-
-# --------------------------------------------------------------------------- atomic writes
-def _fsync_dir(folder: Path) -> None:
-    with contextlib.suppress(OSError):
-        fd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
-def _current_umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-_UMASK = _current_umask()
-
-
-def _set_final_mode(tmp: str | os.PathLike, dest: Path) -> None:
-    """Give the temp file the mode a normally created file would have (mkstemp uses 0600)."""
-    try:
-        mode = dest.stat().st_mode & 0o7777
-    except OSError:
-        mode = 0o666 & ~_UMASK
-    with contextlib.suppress(OSError):
-        os.chmod(tmp, mode)
-
-
-@contextlib.contextmanager
-def atomic_output_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path in ``path``'s folder; on success it replaces ``path``.
-
-    For writers that want a file name (VTK, reportlab). On any exception the
-    temporary file is removed and ``path`` is left untouched.
-    """
-    dest = Path(path)
-    folder = dest.parent if str(dest.parent) else Path(".")
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=folder)
-    os.close(fd)
-    tmp_path = Path(tmp)
-    try:
-        yield tmp_path
-        with open(tmp_path, "rb+") as f:
-            os.fsync(f.fileno())
-        _set_final_mode(tmp_path, dest)
-        os.replace(tmp_path, dest)
-        _fsync_dir(folder)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp_path.unlink()
-        raise
-
-
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
-    """Write ``data`` to ``path`` atomically (temp file in the same folder, fsync, os.replace)."""
-    dest = Path(path)
-    folder = dest.parent if str(dest.parent) else Path(".")
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        _set_final_mode(tmp, dest)
-        os.replace(tmp, dest)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    _fsync_dir(folder)
-    return dest
-
-
-def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
-    """UTF-8 text version of :func:`atomic_write_bytes`."""
-    return atomic_write_bytes(path, text.encode("utf-8"))
 
 
 # --------------------------------------------------------------------------- documents

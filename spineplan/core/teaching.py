@@ -28,6 +28,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from .atomic import atomic_output_path
 from .errors import InvalidInputError, PlanFileError
 from .segmentation import labels as L
 
@@ -924,12 +925,10 @@ def write_teaching_set(path: str | os.PathLike, cases: Sequence[dict], title: st
                     "cases": entries}
         (tmp / _MANIFEST).write_text(json.dumps(manifest, indent=2))
         if as_zip:
-            tmpzip = parent / f".{path.name}.tmp"
-            with zipfile.ZipFile(tmpzip, "w", zipfile.ZIP_DEFLATED) as zf:
+            with atomic_output_path(path) as tmpzip, zipfile.ZipFile(tmpzip, "w", zipfile.ZIP_DEFLATED) as zf:
                 for f in sorted(tmp.rglob("*")):
                     if f.is_file():
                         zf.write(f, f.relative_to(tmp).as_posix())
-            os.replace(tmpzip, path)
         else:
             if path.exists():
                 path.rmdir()

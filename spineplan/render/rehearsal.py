@@ -16,13 +16,13 @@ from :func:`spineplan.core.teaching.rehearsal_steps`; this module only draws the
 from __future__ import annotations
 
 import os
-import tempfile
 import textwrap
 from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
 
+from ..core.atomic import atomic_output_path
 from ..core.errors import InvalidInputError, SpineplanError
 from ..core import meshes
 from ..core.segmentation import labels as L
@@ -675,15 +675,6 @@ def render_comparison(reference: dict, attempt: dict, ct: Volume | None, labels:
 # --------------------------------------------------------------------------------------
 # Export
 # --------------------------------------------------------------------------------------
-def _tmp_beside(path: Path) -> Path:
-    """A temporary file beside ``path`` (same folder, same extension) with normal permissions."""
-    fd, name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix="".join(path.suffixes[-1:]),
-                                dir=path.parent)
-    os.close(fd)
-    os.chmod(name, 0o644)  # mkstemp creates 0600; outputs are ordinary files
-    return Path(name)
-
-
 def write_animation(frames: Sequence[np.ndarray], path: str | os.PathLike, fps: float = 8.0) -> Path:
     """Write frames as an animated GIF (loops) or an MP4 (H.264), atomically.
 
@@ -708,8 +699,7 @@ def write_animation(frames: Sequence[np.ndarray], path: str | os.PathLike, fps: 
     import imageio.v2 as iio
 
     stack = [np.ascontiguousarray(f[..., :3], dtype=np.uint8) for f in frames]
-    tmp = _tmp_beside(path)
-    try:
+    with atomic_output_path(path) as tmp:
         if ext == ".gif":
             iio.mimwrite(tmp, stack, format="GIF", duration=1000.0 / fps, loop=0)
         else:
@@ -725,10 +715,6 @@ def write_animation(frames: Sequence[np.ndarray], path: str | os.PathLike, fps: 
                                 pixelformat="yuv420p", macro_block_size=1, quality=7) as wr:
                 for f in stack:
                     wr.append_data(f)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
     return path
 
 
@@ -760,8 +746,7 @@ def write_handout(steps: Sequence[Step], images: Sequence[np.ndarray], path: str
     body = styles["BodyText"].clone("narr", fontSize=14, leading=18)
     risk = styles["BodyText"].clone("risk", fontSize=12, leading=15, textColor="#b00000")
     W, H = landscape(A4)
-    tmp = _tmp_beside(path)
-    try:
+    with atomic_output_path(path) as tmp:
         c = canvas.Canvas(str(tmp), pagesize=(W, H))
         c.setTitle(title)
         c.setAuthor("spineplan")
@@ -789,8 +774,4 @@ def write_handout(steps: Sequence[Step], images: Sequence[np.ndarray], path: str
                                           "for clinical judgement. Geometry in LPS mm.")
             c.showPage()
         c.save()
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
     return path

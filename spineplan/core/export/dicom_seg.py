@@ -14,8 +14,8 @@ import numpy as np
 import pydicom
 
 from ... import __version__
+from ..atomic import atomic_output_path
 from ..errors import InvalidInputError
-from ..persistence import atomic_output_path
 from ..segmentation import labels as L
 from ..volume import Volume
 

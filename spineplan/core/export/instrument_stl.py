@@ -14,7 +14,8 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import PlanningError
-from ..persistence import as_plan_dict, atomic_output_path
+from ..atomic import atomic_output_path
+from ..persistence import as_plan_dict
 
 __all__ = ["trajectory_axis_lps", "tube_segment_lps", "cage_frame_lps", "cage_corners_lps",
            "needle_polydata", "tube_polydata", "cage_polydata", "instrument_polydata",

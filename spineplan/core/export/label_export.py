@@ -12,10 +12,10 @@ from pathlib import Path
 
 import numpy as np
 
+from ..atomic import atomic_output_path
 from ..dicom.load import write_volume
 from ..errors import InvalidInputError
 from ..meshes import label_meshes_lps
-from ..persistence import atomic_output_path
 from ..segmentation import labels as L
 from ..volume import Volume
 

@@ -25,7 +25,8 @@ from xml.sax.saxutils import escape
 import numpy as np
 
 from ..errors import InvalidInputError
-from ..persistence import as_plan_dict, atomic_write_bytes
+from ..atomic import atomic_write_bytes
+from ..persistence import as_plan_dict
 
 __all__ = ["write_report", "report_pdf_bytes", "render_overview_images",
            "render_trajectory_diagrams", "sorted_checks"]
