@@ -31,10 +31,11 @@ import numpy as np
 
 from .atomic import atomic_write_text
 from .errors import PlanFileError
+from .planning.kinds import PROCEDURES, SEVERITIES, SIDES
 from .segmentation.labels import parse_motor_unit
 
 __all__ = [
-    "FORMAT_VERSION", "GENERATOR", "PROCEDURES", "SIDES", "SEVERITIES",
+    "FORMAT_VERSION", "GENERATOR",
     "canonical_json", "compute_checksum", "save_plan", "load_plan", "validate_plan", "check_plan_matches_volume",
     "source_from_volume", "save_case", "load_case", "autosave_path", "Autosaver",
     "find_recovery", "discard_autosave", "as_plan_dict",
@@ -42,9 +43,6 @@ __all__ = [
 
 FORMAT_VERSION = 1
 GENERATOR = "spineplan 0.1.0"
-PROCEDURES = ("needle", "tube", "cage")
-SIDES = ("left", "right")
-SEVERITIES = ("ok", "warning", "error")
 CASE_KIND = "spineplan-case"
 GEOMETRY_TOL_MM = 0.01
 MAX_FILE_BYTES = 64 * 2**20  # a plan/case is a few kB; refuse to parse anything huge
@@ -228,7 +226,7 @@ def validate_plan(plan: dict, name: str = "plan") -> None:
     if not _level_ok(plan["level"]):
         raise bad(f"level {plan['level']!r} is not a motor-unit name such as L4-L5 or L5-S1")
     if plan["side"] not in SIDES:
-        raise bad(f"side must be 'left' or 'right', got {plan['side']!r}")
+        raise bad(f"side must be {' or '.join(repr(s) for s in SIDES)}, got {plan['side']!r}")
     if plan["procedure"] not in PROCEDURES:
         raise bad(f"procedure must be one of {', '.join(PROCEDURES)}, got {plan['procedure']!r}")
     for key in ("entry_lps", "target_lps"):

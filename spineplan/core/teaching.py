@@ -30,6 +30,7 @@ import numpy as np
 
 from .atomic import atomic_output_path
 from .errors import InvalidInputError, PlanFileError
+from .planning.kinds import PROCEDURES, SIDES
 from .segmentation import labels as L
 
 __all__ = [
@@ -67,7 +68,6 @@ ROOT_REGION_CRANIAL_MM = 8.0
 #: Sampling step (mm) along the trajectory when a label map locates the stations.
 TRAJECTORY_SAMPLE_MM = 0.5
 
-PROCEDURES = ("needle", "tube", "cage")
 
 
 @dataclass(frozen=True)
@@ -194,7 +194,7 @@ def _procedure(plan: dict) -> str:
 
 def _side(plan: dict) -> str:
     side = plan.get("side")
-    if side not in ("left", "right"):
+    if side not in SIDES:
         raise PlanFileError(f"plan side {side!r} must be 'left' or 'right'")
     return side
 

@@ -13,6 +13,7 @@ from PySide6.QtWidgets import (QApplication, QCheckBox, QComboBox, QDoubleSpinBo
                                QPushButton, QSplitter, QTableWidget, QTableWidgetItem, QTabWidget,
                                QVBoxLayout, QWidget)
 
+from ..core.planning.kinds import SIDES
 from ..core.scene import Scene
 from ..core.segmentation import labels as L
 from .slice_view import BRUSH_TOOLS, LabelBrush, SliceView
@@ -155,7 +156,7 @@ class MainWindow(QMainWindow):
         f = QFormLayout(plan)
         self.level_box = QComboBox()
         self.side_box = QComboBox()
-        self.side_box.addItems(["left", "right"])
+        self.side_box.addItems(list(SIDES))
         self.proc_box = QComboBox()
         self.proc_box.addItems(["tube", "needle", "cage"])
         self.zone_box = QComboBox()

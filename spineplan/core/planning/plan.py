@@ -14,13 +14,12 @@ from ..errors import PlanningError
 from ..segmentation import labels as L
 from ..segmentation.motor_units import MotorUnit, compute_motor_units
 from ..volume import Volume
+from .kinds import PROCEDURES, SIDES
 from .safety import PARAMETERS, Check
 
-__all__ = ["Plan", "Anatomy", "FORMAT_VERSION", "PROCEDURES", "SIDES"]
+__all__ = ["Plan", "Anatomy", "FORMAT_VERSION"]
 
 FORMAT_VERSION = 1
-PROCEDURES = ("needle", "tube", "cage")
-SIDES = ("left", "right")
 
 
 class Anatomy:
