@@ -32,19 +32,19 @@ import numpy as np
 from .atomic import atomic_write_text
 from .errors import PlanFileError
 from .planning.kinds import PROCEDURES, SEVERITIES, SIDES
+from .volume import geometry_differences
 from .segmentation.labels import parse_motor_unit
 
 __all__ = [
     "FORMAT_VERSION", "GENERATOR",
     "canonical_json", "compute_checksum", "save_plan", "load_plan", "validate_plan", "check_plan_matches_volume",
-    "source_from_volume", "save_case", "load_case", "autosave_path", "Autosaver",
+    "save_case", "load_case", "autosave_path", "Autosaver",
     "find_recovery", "discard_autosave", "as_plan_dict",
 ]
 
 FORMAT_VERSION = 1
 GENERATOR = "spineplan 0.1.0"
 CASE_KIND = "spineplan-case"
-GEOMETRY_TOL_MM = 0.01
 MAX_FILE_BYTES = 64 * 2**20  # a plan/case is a few kB; refuse to parse anything huge
 
 # Migrations from an older format_version to the next one: {old_version: fn(doc) -> doc}.
@@ -267,58 +267,20 @@ def validate_plan(plan: dict, name: str = "plan") -> None:
                 raise bad(f"parameters.{key} must be 3 finite numbers (LPS)")
 
 
-def source_from_volume(volume) -> dict:
-    """The ``source`` block of a plan for a :class:`~spineplan.core.volume.Volume`."""
-    return {
-        "series_uid": str(volume.meta.get("series_uid", "")),
-        "modality": volume.modality,
-        "size": [int(x) for x in volume.size_ijk],
-        "spacing": [float(x) for x in volume.spacing],
-        "origin": [float(x) for x in volume.origin],
-        "direction": [float(x) for x in np.asarray(volume.direction).ravel()],
-        "description": str(volume.meta.get("description", "")),
-    }
-
-
-def _corners_lps(size, spacing, origin, direction) -> np.ndarray:
-    m = np.asarray(direction, float).reshape(3, 3) @ np.diag(np.asarray(spacing, float))
-    ni, nj, nk = size
-    ijk = np.array([[i, j, k] for i in (0, ni - 1) for j in (0, nj - 1) for k in (0, nk - 1)],
-                   float)
-    return ijk @ m.T + np.asarray(origin, float)
-
-
 def check_plan_matches_volume(plan: dict, volume, name: str = "plan") -> None:
-    """Refuse a plan made on another series: UID or geometry (beyond 0.01 mm) differ.
+    """Refuse a plan made on another series: UID or geometry (``volume.geometry_differences``,
+    beyond ``GEOMETRY_TOL_MM``) differ. The one check of a plan against an image: loading
+    a plan or case onto the loaded series, and ``rehearse``.
 
     Raises PlanFileError saying which of series UID, size, spacing, origin or
     direction differs.
     """
     src = plan.get("source") or {}
-    here = source_from_volume(volume)
-    uid = src.get("series_uid", "")
-    if uid and here["series_uid"] and uid != here["series_uid"]:
+    uid, here = src.get("series_uid", ""), str(volume.meta.get("series_uid", ""))
+    if uid and here and uid != here:
         raise PlanFileError(f"{name} was made on another series (series UID differs from the "
                             f"loaded one): open the series it was planned on")
-    problems = []
-    if "size" in src and list(src["size"]) != here["size"]:
-        problems.append(f"size {src['size']} vs {here['size']}")
-    if "spacing" in src:
-        d = float(np.max(np.abs(np.subtract(src["spacing"], here["spacing"]))))
-        if d > GEOMETRY_TOL_MM:
-            problems.append(f"spacing differs by {d:.3g} mm")
-    if "origin" in src:
-        d = float(np.linalg.norm(np.subtract(src["origin"], here["origin"])))
-        if d > GEOMETRY_TOL_MM:
-            problems.append(f"origin differs by {d:.3g} mm")
-    if "direction" in src and "size" in src and not problems:
-        spacing = src.get("spacing", here["spacing"])
-        origin = src.get("origin", here["origin"])
-        a = _corners_lps(src["size"], spacing, origin, src["direction"])
-        b = _corners_lps(src["size"], spacing, origin, here["direction"])
-        d = float(np.max(np.linalg.norm(a - b, axis=1)))
-        if d > GEOMETRY_TOL_MM:
-            problems.append(f"direction differs (grid corners move {d:.3g} mm)")
+    problems = geometry_differences(src, volume)
     if problems:
         raise PlanFileError(f"{name} does not match the loaded series geometry ("
                             + "; ".join(problems) + "): open the series it was planned on")

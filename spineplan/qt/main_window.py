@@ -1157,7 +1157,7 @@ class MainWindow(QMainWindow):
     # ------------------------------------------------------------------ case files
     def case_state(self) -> dict:
         """The case as saved: measurements, plan, clinical case, and the image it belongs to."""
-        from ..core.persistence import source_from_volume
+        from ..core.volume import source_from_volume
 
         vol = self.scene.volume
         return {"source": source_from_volume(vol) if vol is not None else None,

@@ -308,7 +308,7 @@ def test_presentation_text_never_shows_identity(phantom, tmp_path):
 def test_rehearsal_on_real_ct_with_reference_labels(shared_data):
     """Real CT (RAS NIfTI, 3 mm) with TotalSegmentator labels: Kambin's triangle is found in the
     L4/L5 disc along a left posterolateral path and the playback renders the instrument."""
-    from spineplan.cli_handlers.rehearse import load_volume
+    from spineplan.core.dicom.load import load_volume
 
     d = shared_data / "ct_lumbar_totalseg"
     ct = load_volume(d / "example_ct.nii.gz")
@@ -428,3 +428,35 @@ def test_handout_images_have_no_narration_overlay(phantom):
     assert diff.mean() > 0.02
     rows = np.nonzero(diff.any(axis=1))[0]
     assert rows.max() > 240 * 0.7  # the narration box at the bottom is gone
+
+
+def test_plan_made_from_a_nifti_rehearses(sample_dicom, tmp_path, capsys):
+    """`plan` on a NIfTI, then `rehearse` on that NIfTI and on the series it was converted from:
+    one loader and one plan/image check (persistence.check_plan_matches_volume), so the plan
+    that `plan` wrote is accepted; a grid moved by 0.5 mm is still refused."""
+    import imageio.v2 as iio
+
+    from spineplan.core.persistence import load_plan
+
+    nii, plan, gif = tmp_path / "ct.nii.gz", tmp_path / "plan.json", tmp_path / "r.gif"
+    ref = sample_dicom / "reference"
+    assert main(["convert", str(sample_dicom), "-o", str(nii)]) == 0
+    assert main(["plan", str(nii), "--level", "L4-L5", "--procedure", "needle", "--side", "left",
+                 "--labels", str(ref / "vertebrae_verse.nii.gz"), "--labels", str(ref / "discs_verse.nii.gz"),
+                 "-o", str(plan)]) == 0
+    capsys.readouterr()
+    for image in (nii, sample_dicom):
+        rc = main(["rehearse", str(plan), "--image", str(image), "--labels", str(ref / "vertebrae_verse.nii.gz"),
+                   "-o", str(gif), "--size", "160x120", "--frames-per-step", "1", "--no-inset"])
+        assert rc == 0, capsys.readouterr().err
+        assert len(iio.mimread(gif)) == 3
+        gif.unlink()
+        capsys.readouterr()
+    moved = load_plan(plan)
+    moved["source"]["origin"][2] += 0.5
+    save_plan(moved, tmp_path / "moved.json")
+    rc = main(["rehearse", str(tmp_path / "moved.json"), "--image", str(nii), "-o", str(gif),
+               "--size", "160x120", "--frames-per-step", "1"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "origin differs by 0.5 mm" in err and err.count("\n") == 1, err
+    assert not gif.exists()
