@@ -23,6 +23,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from ..core.atomic import atomic_output_path
+from ..core.export.instrument_stl import cage_frame_lps, cage_polydata
 from ..core.errors import InvalidInputError, SpineplanError
 from ..core import meshes
 from ..core.segmentation import labels as L
@@ -99,25 +100,6 @@ def _cylinder(p0: np.ndarray, p1: np.ndarray, radius: float, sides: int = 24):
     return tube.GetOutput()
 
 
-def _box(center: np.ndarray, axes: np.ndarray, size: Sequence[float]):
-    """Box centred at ``center`` with unit edge directions ``axes`` (3x3 columns) and ``size``."""
-    vtk = _vtk()
-    cube = vtk.vtkCubeSource()
-    cube.SetXLength(float(size[0]))
-    cube.SetYLength(float(size[1]))
-    cube.SetZLength(float(size[2]))
-    m = np.eye(4)
-    m[:3, :3] = axes
-    m[:3, 3] = center
-    t = vtk.vtkTransform()
-    t.SetMatrix(m.ravel().tolist())
-    tf = vtk.vtkTransformFilter()
-    tf.SetInputConnection(cube.GetOutputPort())
-    tf.SetTransform(t)
-    tf.Update()
-    return tf.GetOutput()
-
-
 def _append(polys):
     vtk = _vtk()
     ap = vtk.vtkAppendPolyData()
@@ -139,18 +121,10 @@ def _instrument_poly(step: Step, tip: np.ndarray, plan: dict):
     if kind == "tube":
         length = float(params.get("length_mm") or (depth + INSTRUMENT_OUTSIDE_MM))
         return _cylinder(tip, tip - d * length, r, sides=48)
-    if kind == "cage":
-        axis = np.asarray(params.get("axis_lps") or d, float)
-        axis = axis / np.linalg.norm(axis)
-        sup = np.array([0.0, 0.0, 1.0])
-        hz = sup - axis * float(sup @ axis)
-        hz = hz / np.linalg.norm(hz) if np.linalg.norm(hz) > 1e-6 else np.array([0.0, 1.0, 0.0])
-        wd = np.cross(hz, axis)
-        size = (float(params.get("length_mm", 26.0)), float(params.get("width_mm", 10.0)),
-                float(params.get("height_mm", 11.0)))
-        cage = _box(tip, np.stack([axis, wd, hz], axis=1), size)
-        back = tip - axis * size[0] / 2
-        return _append([cage, _cylinder(back, outside, 2.0)])
+    if kind == "cage":  # the plan's cage (its frame and size), on its way in to the tip
+        _, axis, _, _, (length, _, _) = cage_frame_lps(plan, tip)
+        back = tip - axis * length / 2
+        return _append([cage_polydata(plan, tip), _cylinder(back, outside, 2.0)])
     return _cylinder(tip, outside, r)
 
 

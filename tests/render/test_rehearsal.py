@@ -460,3 +460,28 @@ def test_plan_made_from_a_nifti_rehearses(sample_dicom, tmp_path, capsys):
     err = capsys.readouterr().err
     assert rc == 2 and "origin differs by 0.5 mm" in err and err.count("\n") == 1, err
     assert not gif.exists()
+
+
+def test_rehearsal_cage_is_the_plans_cage(phantom):
+    """One cage frame: the rehearsal's cage at the last step is the STL export's box (same
+    corners), and a cage plan without its size is refused rather than drawn at a default."""
+    from vtkmodules.util import numpy_support
+
+    from spineplan.core.errors import PlanningError
+    from spineplan.core.export.instrument_stl import cage_corners_lps
+
+    c = np.array(phantom.truth["discs"]["L4-L5"]["center_lps"])
+    plan = needle_plan(phantom)
+    plan.update(procedure="cage", target_lps=(c + [0.0, -4.0, 0.0]).tolist(),
+                entry_lps=(c + [70.0, 90.0, 0.0]).tolist())
+    plan["parameters"] = {"length_mm": 30.0, "width_mm": 12.0, "height_mm": 9.0,
+                          "axis_lps": (-np.array([70.0, 90.0, 0.0]) / np.hypot(70.0, 90.0)).tolist()}
+    step = [s for s in T.rehearsal_steps(plan) if s.instrument == "cage"][-1]
+    tip = np.asarray(step.tip_lps)
+    drawn = numpy_support.vtk_to_numpy(R._instrument_poly(step, tip, plan).GetPoints().GetData())
+    corners = cage_corners_lps(dict(plan, parameters=dict(plan["parameters"], center_lps=tip.tolist())))
+    for corner in corners:  # every corner of the planned box is a vertex of the drawn cage
+        assert np.min(np.linalg.norm(drawn - corner, axis=1)) < 1e-3
+    del plan["parameters"]["width_mm"]
+    with pytest.raises(PlanningError, match="width_mm"):
+        R._instrument_poly(step, tip, plan)
