@@ -153,7 +153,7 @@ class View3D(QVTKRenderWindowInteractor):
         return self._mesh_job.pending
 
     def _show_meshes(self, polys: dict):
-        from ..render.slicing import LABEL_COLORS
+        from ..core.segmentation.labels import label_rgb
 
         for a in self._mesh_actors:
             self.renderer.RemoveActor(a)
@@ -167,7 +167,7 @@ class View3D(QVTKRenderWindowInteractor):
             m.ScalarVisibilityOff()
             a = vtk.vtkActor()
             a.SetMapper(m)
-            a.GetProperty().SetColor(*(LABEL_COLORS[min(v, 399), :3] / 255.0))
+            a.GetProperty().SetColor(*(c / 255.0 for c in label_rgb(v)))
             a.GetProperty().SetSpecular(0.2)
             self._mesh_by_label[v] = a
             self._mesh_actors.append(a)

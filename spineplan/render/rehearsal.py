@@ -40,9 +40,7 @@ __all__ = ["Rehearsal", "render_rehearsal", "render_comparison", "comparison_cam
 BACKGROUND_RGB = (0.04, 0.04, 0.07)
 SKIN_RGB = (0.93, 0.74, 0.60)
 SOFT_RGB = (0.80, 0.35, 0.35)
-BONE_RGB = (0.93, 0.90, 0.80)
-DISC_RGB = (0.55, 0.65, 0.95)
-SAC_RGB = (1.00, 0.85, 0.15)
+BONE_RGB = (0.93, 0.90, 0.80)  # the bone iso-surface when there is no label map
 TARGET_RGB = (0.15, 0.85, 0.25)
 RISK_RGB = (1.00, 0.12, 0.08)
 PATH_RGB = (1.00, 1.00, 1.00)
@@ -184,13 +182,8 @@ def project_lps_to_pixel(camera: Camera, size: tuple[int, int], point_lps,
 
 
 def _label_rgb(v: int) -> tuple[float, float, float]:
-    if L.is_vertebra(v):
-        return BONE_RGB
-    if L.is_disc(v):
-        return DISC_RGB
-    if v in (L.CANAL, L.CORD):
-        return SAC_RGB
-    return (0.7, 0.7, 0.7)
+    """A label's colour (0..1): the labels' palette, as in the 3D view."""
+    return tuple(c / 255.0 for c in L.label_rgb(v))
 
 
 def _anatomy_actors(ct: Volume | None, labels: Volume | None, rep=lambda f, m: None):
