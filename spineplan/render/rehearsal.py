@@ -25,6 +25,7 @@ import numpy as np
 from ..core.atomic import atomic_output_path
 from ..core.export.instrument_stl import cage_frame_lps, cage_polydata
 from ..core.errors import InvalidInputError, SpineplanError
+from ..core.hounsfield import BONE_HU
 from ..core import meshes
 from ..core.segmentation import labels as L
 from ..core.tasks import Cancelled
@@ -53,7 +54,6 @@ INSTRUMENT_MIN_VISUAL_RADIUS_MM = 1.0
 INSTRUMENT_OUTSIDE_MM = 40.0
 SKIN_HU = -300.0
 SOFT_TISSUE_HU = -30.0
-BONE_HU = 200.0
 #: Inset "view down the instrument": viewport (x0, y0, x1, y1) and distance behind the tip (mm).
 INSET_VIEWPORT = (0.70, 0.46, 0.99, 0.84)
 INSET_DISTANCE_MM = INSTRUMENT_VIEW_DISTANCE_MM
