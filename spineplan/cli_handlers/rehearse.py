@@ -84,16 +84,18 @@ def run(args) -> int:
         labels = read_labels([args.labels], ct)
 
     from ..core.teaching import rehearsal_steps
-    from ..render.rehearsal import render_rehearsal, write_animation, write_handout
+    from ..core.export.animation import write_animation
+    from ..core.export.handout import write_handout
+    from ..render.rehearsal import render_rehearsal
 
     title = getattr(args, "title", None)
+    steps = rehearsal_steps(plan, labels)  # the storyboard, once: frames and handout
     step_images: list = []
     frames = render_rehearsal(plan, ct, labels, size=size, frames_per_step=fps_step,
                               inset=not getattr(args, "no_inset", False), title=title,
-                              step_images=step_images)
+                              step_images=step_images, steps=steps)
     write_animation(frames, out, fps=fps)
     if handout is not None:
-        steps = rehearsal_steps(plan, labels)
         name = title or f"{plan.get('level')} {str(plan.get('side')).upper()} {plan.get('procedure')}"
         write_handout(steps, step_images, handout, title=name)
     print(f"wrote {out} ({len(frames)} frames)" + (f" and {handout}" if handout else ""),

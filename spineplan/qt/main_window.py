@@ -1079,7 +1079,9 @@ class MainWindow(QMainWindow):
     def export_rehearsal(self, out, handout=None, *, size=(640, 480), frames_per_step=8, block=False):
         """Render the guided rehearsal of the current plan in a worker; GIF/MP4 + handout PDF."""
         from ..core import teaching
-        from ..render.rehearsal import render_rehearsal, write_animation, write_handout
+        from ..core.export.animation import write_animation
+        from ..core.export.handout import write_handout
+        from ..render.rehearsal import render_rehearsal
 
         plan = self.scene.plan.to_dict()
         if self.presentation:
@@ -1090,11 +1092,12 @@ class MainWindow(QMainWindow):
 
         def job(progress=None, cancel=None):
             imgs: list = []
+            steps = teaching.rehearsal_steps(plan, labels)  # the storyboard, once
             frames = render_rehearsal(plan, ct, labels, size=size, frames_per_step=frames_per_step,
-                                      progress=progress, cancel=cancel, step_images=imgs)
+                                      progress=progress, cancel=cancel, step_images=imgs, steps=steps)
             write_animation(frames, out)
             if handout:
-                write_handout(teaching.rehearsal_steps(plan, labels), imgs, handout)
+                write_handout(steps, imgs, handout)
             return len(frames)
 
         if block:

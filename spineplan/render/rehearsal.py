@@ -1,4 +1,4 @@
-"""Offscreen VTK rendering of a guided rehearsal, and its export (GIF/MP4, handout PDF).
+"""Offscreen VTK rendering of a guided rehearsal and of the practice comparison image.
 
 No Qt here: the scene is rendered in an offscreen render window (EGL or Xvfb, see
 docs/HEADLESS notes) and returned as RGB numpy frames, row 0 at the top. The steps come
@@ -17,14 +17,12 @@ from __future__ import annotations
 
 import os
 import textwrap
-from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
 
-from ..core.atomic import atomic_output_path
 from ..core.export.instrument_stl import cage_frame_lps, cage_polydata
-from ..core.errors import InvalidInputError, SpineplanError
+from ..core.errors import InvalidInputError
 from ..core.hounsfield import BONE_HU
 from ..core import meshes
 from ..core.segmentation import labels as L
@@ -35,7 +33,7 @@ from ..core.teaching import (INSTRUMENT_VIEW_DISTANCE_MM, Camera, FrameState, St
 from ..core.volume import Volume
 
 __all__ = ["Rehearsal", "render_rehearsal", "render_comparison", "comparison_camera",
-           "write_animation", "write_handout", "project_lps_to_pixel", "INSTRUMENT_RGB"]
+           "project_lps_to_pixel", "INSTRUMENT_RGB"]
 
 # Colours (RGB 0..1), high contrast on a dark background (readable on a projector).
 BACKGROUND_RGB = (0.04, 0.04, 0.07)
@@ -240,19 +238,21 @@ class Rehearsal:
 
     def __init__(self, plan: dict, ct: Volume | None, labels: Volume | None,
                  size: tuple[int, int] = (640, 480), inset: bool = True, title: str | None = None,
-                 progress: Callable[[float, str], None] | None = None, render_window=None):
+                 progress: Callable[[float, str], None] | None = None, render_window=None,
+                 steps: Sequence[Step] | None = None):
         """Build the scene.
 
         ``render_window``: draw into an existing vtkRenderWindow (e.g. the GUI's presentation
         view: call :meth:`apply` then ``render_window.Render()``); by default an offscreen
-        window of ``size`` is created and owned (released by :meth:`close`).
+        window of ``size`` is created and owned (released by :meth:`close`). ``steps``: the
+        plan's storyboard when the caller has built it (else built here, once).
         """
         vtk = _vtk()
         self.plan = plan
         self.size = (int(size[0]), int(size[1]))
         if self.size[0] < 64 or self.size[1] < 48:
             raise InvalidInputError("rehearsal frames must be at least 64 x 48 pixels")
-        self.steps = rehearsal_steps(plan, labels)
+        self.steps = list(steps) if steps is not None else rehearsal_steps(plan, labels)
         self.entry, self.target, self.direction, self.depth = trajectory_lps(plan)
         rep = progress or (lambda f, m: None)
 
@@ -470,7 +470,8 @@ def render_rehearsal(plan: dict, ct: Volume | None, labels: Volume | None = None
                      inset: bool = True, title: str | None = None,
                      progress: Callable[[float, str], None] | None = None,
                      cancel: Callable[[], bool] | None = None,
-                     step_images: list | None = None) -> list[np.ndarray]:
+                     step_images: list | None = None,
+                     steps: Sequence[Step] | None = None) -> list[np.ndarray]:
     """Render a guided rehearsal of a plan as RGB frames.
 
     Parameters
@@ -494,6 +495,9 @@ def render_rehearsal(plan: dict, ct: Volume | None, labels: Volume | None = None
     step_images : list, optional
         When given, the last frame of each step, without the narration overlay, is
         appended to it (handout images).
+    steps : sequence of Step, optional
+        The plan's storyboard (``teaching.rehearsal_steps``) when the caller built it for the
+        handout too; built here otherwise.
 
     Returns
     -------
@@ -502,7 +506,7 @@ def render_rehearsal(plan: dict, ct: Volume | None, labels: Volume | None = None
     """
     rep = progress or (lambda f, m: None)
     scene = Rehearsal(plan, ct, labels, size=size, inset=inset, title=title,
-                      progress=lambda f, m: rep(0.3 * f, m))
+                      progress=lambda f, m: rep(0.3 * f, m), steps=steps)
     try:
         states = playback_frames(scene.steps, frames_per_step)
         frames = []
@@ -637,108 +641,3 @@ def render_comparison(reference: dict, attempt: dict, ct: Volume | None, labels:
         return np.ascontiguousarray(a[::-1])
     finally:
         rw.Finalize()
-
-
-# --------------------------------------------------------------------------------------
-# Export
-# --------------------------------------------------------------------------------------
-def write_animation(frames: Sequence[np.ndarray], path: str | os.PathLike, fps: float = 8.0) -> Path:
-    """Write frames as an animated GIF (loops) or an MP4 (H.264), atomically.
-
-    Raises
-    ------
-    InvalidInputError
-        No frames, frames of different sizes, or an unsupported extension.
-    SpineplanError
-        MP4 requested but the ``imageio-ffmpeg`` package is not installed.
-    """
-    path = Path(path)
-    ext = path.suffix.lower()
-    if ext not in (".gif", ".mp4"):
-        raise InvalidInputError(f"animation must be .gif or .mp4, not '{ext or path.name}'")
-    if not frames:
-        raise InvalidInputError("no frames to write")
-    shapes = {f.shape for f in frames}
-    if len(shapes) != 1:
-        raise InvalidInputError("all frames must have the same size")
-    if not path.parent.is_dir():
-        raise InvalidInputError(f"output folder {path.parent} does not exist")
-    import imageio.v2 as iio
-
-    stack = [np.ascontiguousarray(f[..., :3], dtype=np.uint8) for f in frames]
-    with atomic_output_path(path) as tmp:
-        if ext == ".gif":
-            iio.mimwrite(tmp, stack, format="GIF", duration=1000.0 / fps, loop=0)
-        else:
-            try:
-                import imageio_ffmpeg  # noqa: F401
-            except ImportError:
-                raise SpineplanError("MP4 export needs the imageio-ffmpeg package "
-                                     "(pip install imageio-ffmpeg), or write a .gif") from None
-            h, w = stack[0].shape[:2]
-            if h % 2 or w % 2:  # H.264 (yuv420p) needs even sizes
-                stack = [f[: h - h % 2, : w - w % 2] for f in stack]
-            with iio.get_writer(tmp, format="FFMPEG", mode="I", fps=fps, codec="libx264",
-                                pixelformat="yuv420p", macro_block_size=1, quality=7) as wr:
-                for f in stack:
-                    wr.append_data(f)
-    return path
-
-
-def write_handout(steps: Sequence[Step], images: Sequence[np.ndarray], path: str | os.PathLike,
-                  title: str = "Rehearsal") -> Path:
-    """Write a PDF handout: one page per step with its image and narration (atomic).
-
-    Raises
-    ------
-    InvalidInputError
-        When the number of images differs from the number of steps.
-    """
-    path = Path(path)
-    if len(steps) != len(images) or not steps:
-        raise InvalidInputError(f"handout needs one image per step ({len(steps)} steps, "
-                                f"{len(images)} images)")
-    if not path.parent.is_dir():
-        raise InvalidInputError(f"output folder {path.parent} does not exist")
-    from PIL import Image
-    from reportlab.lib.pagesizes import A4, landscape
-    from reportlab.lib.styles import getSampleStyleSheet
-    from reportlab.lib.units import mm
-    from reportlab.lib.utils import ImageReader
-    from reportlab.platypus import Paragraph
-    from reportlab.pdfgen import canvas
-    from xml.sax.saxutils import escape
-
-    styles = getSampleStyleSheet()
-    body = styles["BodyText"].clone("narr", fontSize=14, leading=18)
-    risk = styles["BodyText"].clone("risk", fontSize=12, leading=15, textColor="#b00000")
-    W, H = landscape(A4)
-    with atomic_output_path(path) as tmp:
-        c = canvas.Canvas(str(tmp), pagesize=(W, H))
-        c.setTitle(title)
-        c.setAuthor("spineplan")
-        for st, img in zip(steps, images):
-            c.setFont("Helvetica-Bold", 20)
-            c.drawString(15 * mm, H - 18 * mm, f"{title} - step {st.index + 1}/{len(steps)}: {st.title}")
-            im = Image.fromarray(np.asarray(img, np.uint8)[..., :3])
-            iw, ih = im.size
-            box_w, box_h = W * 0.58, H - 40 * mm
-            s = min(box_w / iw, box_h / ih)
-            c.drawImage(ImageReader(im), 15 * mm, H - 25 * mm - ih * s, iw * s, ih * s)
-            x0 = 15 * mm + box_w + 8 * mm
-            fw = W - x0 - 12 * mm
-            text = st.narration.split(" At risk: ")[0]
-            p = Paragraph(escape(text), body)
-            _, ph = p.wrap(fw, H)
-            p.drawOn(c, x0, H - 25 * mm - ph)
-            y = H - 25 * mm - ph - 8 * mm
-            if st.at_risk:
-                r = Paragraph("<b>At risk:</b> " + escape(", ".join(s.name for s in st.at_risk)), risk)
-                _, rh = r.wrap(fw, H)
-                r.drawOn(c, x0, y - rh)
-            c.setFont("Helvetica", 8)
-            c.drawString(15 * mm, 8 * mm, "spineplan teaching handout - planning aid, not a substitute "
-                                          "for clinical judgement. Geometry in LPS mm.")
-            c.showPage()
-        c.save()
-    return path

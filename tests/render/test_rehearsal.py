@@ -18,6 +18,8 @@ from spineplan.core import teaching as T  # noqa: E402
 from spineplan.core.errors import InvalidInputError  # noqa: E402
 from spineplan.core.persistence import save_plan  # noqa: E402
 from spineplan.core.phantom import make_phantom  # noqa: E402
+from spineplan.core.export.animation import write_animation  # noqa: E402
+from spineplan.core.export.handout import write_handout  # noqa: E402
 from spineplan.render import rehearsal as R  # noqa: E402
 
 SIZE = (320, 240)
@@ -158,12 +160,12 @@ def test_write_gif_and_mp4_frame_count(tmp_path, rendered):
     import imageio.v2 as iio
 
     _, frames, _ = rendered
-    gif = R.write_animation(frames, tmp_path / "r.gif", fps=5)
+    gif = write_animation(frames, tmp_path / "r.gif", fps=5)
     back = iio.mimread(gif)
     assert len(back) == len(frames)
     assert np.asarray(back[0]).shape[:2] == (SIZE[1], SIZE[0])
     pytest.importorskip("imageio_ffmpeg")
-    mp4 = R.write_animation(frames, tmp_path / "r.mp4", fps=5)
+    mp4 = write_animation(frames, tmp_path / "r.mp4", fps=5)
     rd = iio.get_reader(mp4)
     try:
         assert rd.count_frames() == len(frames)
@@ -171,23 +173,23 @@ def test_write_gif_and_mp4_frame_count(tmp_path, rendered):
         rd.close()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temp files left
     with pytest.raises(InvalidInputError):
-        R.write_animation(frames, tmp_path / "r.avi")
+        write_animation(frames, tmp_path / "r.avi")
     with pytest.raises(InvalidInputError):
-        R.write_animation([], tmp_path / "e.gif")
+        write_animation([], tmp_path / "e.gif")
 
 
 def test_handout_one_page_per_step(tmp_path, rendered):
     pypdf = pytest.importorskip("pypdf")
     plan, _, step_images = rendered
     steps = T.rehearsal_steps(plan)
-    pdf = R.write_handout(steps, step_images, tmp_path / "h.pdf", title="Case 1")
+    pdf = write_handout(steps, step_images, tmp_path / "h.pdf", title="Case 1")
     reader = pypdf.PdfReader(str(pdf))
     assert len(reader.pages) == len(steps)
     for page, st in zip(reader.pages, steps):
         text = page.extract_text()
         assert st.title in text and "Case 1" in text
     with pytest.raises(InvalidInputError):
-        R.write_handout(steps, step_images[:-1], tmp_path / "bad.pdf")
+        write_handout(steps, step_images[:-1], tmp_path / "bad.pdf")
 
 
 # ----------------------------------------------------------------------------- CLI
@@ -298,7 +300,7 @@ def test_presentation_text_never_shows_identity(phantom, tmp_path):
     assert "Case 7: L4-L5" in blob and "LEFT" in blob
     for secret in ("DOE", "Doe", "JANE", "PID-778"):
         assert secret not in blob
-    pdf = R.write_handout(scene.steps, [np.zeros((24, 32, 3), np.uint8)] * len(scene.steps),
+    pdf = write_handout(scene.steps, [np.zeros((24, 32, 3), np.uint8)] * len(scene.steps),
                           tmp_path / "h.pdf", title="Case 7: L4-L5")
     text = "".join(p.extract_text() for p in pypdf.PdfReader(str(pdf)).pages)
     assert "Case 7" in text and "DOE" not in text and "PID-778" not in text
@@ -338,7 +340,7 @@ def test_rehearsal_on_real_ct_with_reference_labels(shared_data):
 
 def test_outputs_are_ordinary_readable_files(tmp_path, rendered):
     _, frames, _ = rendered
-    gif = R.write_animation(frames[:2], tmp_path / "p.gif")
+    gif = write_animation(frames[:2], tmp_path / "p.gif")
     assert gif.stat().st_mode & 0o044 == 0o044  # group/others may read teaching material
 
 
@@ -397,7 +399,7 @@ def test_mp4_without_ffmpeg_is_a_clear_error(tmp_path, rendered, monkeypatch):
     _, frames, _ = rendered
     monkeypatch.setitem(sys.modules, "imageio_ffmpeg", None)  # import fails
     with pytest.raises(SpineplanError, match="imageio-ffmpeg"):
-        R.write_animation(frames, tmp_path / "r.mp4")
+        write_animation(frames, tmp_path / "r.mp4")
     assert not list(tmp_path.iterdir())  # nothing left behind
 
 
@@ -485,3 +487,22 @@ def test_rehearsal_cage_is_the_plans_cage(phantom):
     del plan["parameters"]["width_mm"]
     with pytest.raises(PlanningError, match="width_mm"):
         R._instrument_poly(step, tip, plan)
+
+
+def test_storyboard_is_built_once_for_frames_and_handout(phantom, tmp_path, monkeypatch):
+    """The caller's storyboard drives the frames (no second rehearsal_steps), and the same
+    steps make the handout: one page per step, one handout image per step."""
+    pypdf = pytest.importorskip("pypdf")
+    plan = needle_plan(phantom)
+    steps = T.rehearsal_steps(plan, phantom.labels)
+
+    def again(*a, **k):
+        raise AssertionError("storyboard built a second time")
+
+    monkeypatch.setattr(R, "rehearsal_steps", again)
+    imgs: list = []
+    frames = R.render_rehearsal(plan, None, phantom.labels, size=(96, 72), frames_per_step=2,
+                                inset=False, step_images=imgs, steps=steps)
+    assert len(frames) == 2 * len(steps) and len(imgs) == len(steps)
+    pdf = write_handout(steps, imgs, tmp_path / "h.pdf")
+    assert len(pypdf.PdfReader(str(pdf)).pages) == len(steps)
