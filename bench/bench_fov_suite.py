@@ -54,7 +54,7 @@ def case_specs(quick: bool) -> list[dict]:
 
 def _load(spec):
     from spineplan.core.dicom.load import read_image_file
-    from spineplan.core.labelmaps import read_labels
+    from spineplan.core.segmentation.importers import read_labels
     from spineplan.core.phantom import make_phantom
 
     c = spec["case"]

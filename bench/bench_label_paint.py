@@ -61,7 +61,7 @@ def _reset_peak() -> bool:
 
 def cases(small_only: bool):
     from spineplan.core.dicom.load import load_volume
-    from spineplan.core.labelmaps import read_labels
+    from spineplan.core.segmentation.importers import read_labels
     from spineplan.core.phantom import make_phantom
 
     s = ROOT / "sample_dicom"

@@ -54,7 +54,7 @@ def cases():
     sample = Path(__file__).resolve().parent.parent / "sample_dicom"
     if (sample / "reference").is_dir():
         from spineplan.core.dicom.load import load_volume
-        from spineplan.core.labelmaps import read_labels
+        from spineplan.core.segmentation.importers import read_labels
 
         vol = load_volume(sample)
         lab = read_labels([sample / "reference" / "vertebrae_verse.nii.gz",

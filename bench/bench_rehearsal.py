@@ -22,6 +22,7 @@ if not os.environ.get("DISPLAY"):
 
 from spineplan.core.phantom import make_phantom  # noqa: E402
 from spineplan.core.teaching import playback_frames  # noqa: E402
+from spineplan.core.export.animation import write_animation  # noqa: E402
 from spineplan.render import rehearsal as R  # noqa: E402
 
 
@@ -88,11 +89,11 @@ def main() -> None:
     rows.append((f"render_rehearsal total ({len(frames)} frames)", time.perf_counter() - t))
     with tempfile.TemporaryDirectory() as d:
         t = time.perf_counter()
-        R.write_animation(frames, Path(d) / "r.gif")
+        write_animation(frames, Path(d) / "r.gif")
         rows.append(("write GIF", time.perf_counter() - t))
         try:
             t = time.perf_counter()
-            R.write_animation(frames, Path(d) / "r.mp4")
+            write_animation(frames, Path(d) / "r.mp4")
             rows.append(("write MP4", time.perf_counter() - t))
         except Exception as exc:  # noqa: BLE001 - report, do not fail the benchmark
             rows.append((f"write MP4 unavailable: {exc}", float("nan")))

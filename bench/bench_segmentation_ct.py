@@ -38,7 +38,7 @@ if case.startswith("phantom"):  # written beforehand: the peak is the segmenter'
     ref = read_image_file(sys.argv[4] + "_labels.nii").array
 else:
     from spineplan.core.dicom.load import read_image_file, load_volume
-    from spineplan.core.labelmaps import read_labels
+    from spineplan.core.segmentation.importers import read_labels
     d = sys.argv[4]
     if case == "real":
         ct = read_image_file(d + "/example_ct.nii.gz")

@@ -25,7 +25,7 @@ import numpy as np
 from scipy import ndimage
 sys.path.insert(0, sys.argv[1])
 from spineplan.core.dicom.load import read_image_file
-from spineplan.core.labelmaps import read_labels
+from spineplan.core.segmentation.importers import read_labels
 from spineplan.core.segmentation import labels as L
 from spineplan.core.segmentation.mri import segment_mri
 image, ref_path, method = sys.argv[2], sys.argv[3], sys.argv[4]

@@ -13,6 +13,7 @@ import sys
 import warnings
 
 from .core.errors import SpineplanError
+from .core.planning.kinds import PROCEDURES, SIDES
 
 __all__ = ["main", "build_parser"]
 
@@ -57,8 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
     pl = sub.add_parser("plan", help="plan one procedure on one motor unit")
     pl.add_argument("path")
     pl.add_argument("--level", required=True, help=LEVEL_HELP)
-    pl.add_argument("--procedure", required=True, choices=["needle", "tube", "cage"])
-    pl.add_argument("--side", required=True, choices=["left", "right"])
+    pl.add_argument("--procedure", required=True, choices=PROCEDURES)
+    pl.add_argument("--side", required=True, choices=SIDES)
     pl.add_argument("--labels", metavar="LABELS.nii.gz", action="append",
                     help="label map(s) in our numbering; repeat to merge (e.g. vertebrae + discs)")
     pl.add_argument("--zone", choices=["central", "paracentral", "subarticular", "foraminal",

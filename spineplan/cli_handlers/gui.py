@@ -26,7 +26,7 @@ def run(args) -> int:
     if args.screenshot:
         # load synchronously so that loading errors become exit code 2
         from ..core.dicom.load import load_volume
-        from ..core.labelmaps import read_labels
+        from ..core.segmentation.importers import read_labels
 
         vol = load_volume(path)
         win.scene.set_volume(vol, source_path=path)

@@ -7,7 +7,7 @@ import sys
 
 from ..core.dicom.load import load_volume
 from ..core.errors import InvalidInputError, SegmentationError
-from ..core.labelmaps import read_labels
+from ..core.segmentation.importers import read_labels
 from ..core.persistence import save_plan
 from ..core.planning.case import Case
 from ..core.planning.plan import Anatomy

@@ -2,103 +2,33 @@
 
 The image comes from ``--image``, else from the plan's ``source.path``, else the bundled
 sample series; ``--labels`` adds the anatomy (vertebrae, discs, dural sac) and lets the
-steps find Kambin's triangle in the label map. The image must match the plan's source
-geometry (a plan is never shown on another scan).
+steps find Kambin's triangle in the label map. Image and labels are read as ``plan`` reads
+them (``core.dicom.load.load_volume``, ``importers.read_labels``), and the image must match
+the plan's source (``persistence.check_plan_matches_volume``: a plan is never shown on
+another scan).
 """
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
-import numpy as np
+from ..core.dicom.load import load_volume
+from ..core.errors import InvalidInputError
+from ..core.persistence import check_plan_matches_volume
 
-from ..core.errors import InvalidInputError, PlanFileError
-from ..core.volume import Volume
-
-__all__ = ["run", "read_plan", "load_volume"]
-
-IMAGE_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd")
+__all__ = ["run", "read_plan"]
 
 
 def read_plan(path: str | Path) -> dict:
-    """Read and validate a plan file (the project's loader when present, else plain JSON)."""
+    """Read and validate a plan file (``persistence.load_plan``, then the teaching checks)."""
     from ..core import teaching
+    from ..core.persistence import load_plan
 
     path = Path(path)
     if not path.is_file():
         raise InvalidInputError(f"plan file not found: {path}")
-    plan = None
-    try:
-        from ..core.persistence import load_plan  # type: ignore[attr-defined]
-    except ImportError:
-        load_plan = None
-    if load_plan is not None:
-        obj = load_plan(path)
-        plan = obj if isinstance(obj, dict) else obj.to_dict()
-    else:
-        try:
-            plan = json.loads(path.read_text(encoding="utf-8"))
-        except (UnicodeDecodeError, ValueError):
-            raise PlanFileError(f"{path.name} is not a JSON plan file") from None
-    if not isinstance(plan, dict):
-        raise PlanFileError(f"{path.name} is not a plan (expected a JSON object)")
-    return teaching.check_plan(plan)
-
-
-def load_volume(path: str | Path) -> Volume:
-    """Load a CT or label map (NIfTI/NRRD/MHA file or a DICOM series folder) as a Volume."""
-    import SimpleITK as sitk
-
-    path = Path(path)
-    if not path.exists():
-        raise InvalidInputError(f"image not found: {path}")
-    try:
-        from ..core.dicom.load import load_volume as project_loader  # type: ignore[attr-defined]
-    except ImportError:
-        project_loader = None
-    if project_loader is not None and path.is_dir():
-        vol = project_loader(path)
-        if isinstance(vol, Volume):
-            return vol
-    try:
-        if path.is_dir():
-            reader = sitk.ImageSeriesReader()
-            ids = reader.GetGDCMSeriesIDs(str(path))
-            if not ids:
-                raise InvalidInputError(f"no DICOM series in {path}")
-            reader.SetFileNames(reader.GetGDCMSeriesFileNames(str(path), ids[0]))
-            img = reader.Execute()
-            modality = "CT"
-        else:
-            img = sitk.ReadImage(str(path))
-            modality = ""
-    except RuntimeError:
-        raise InvalidInputError(f"cannot read {path.name} as an image "
-                                f"(NIfTI, NRRD, MHA or a DICOM folder)") from None
-    try:
-        return Volume.from_sitk(img, modality=modality)
-    except ValueError as exc:
-        raise InvalidInputError(f"{path.name}: {exc}") from None
-
-
-def _check_matches_source(vol: Volume, plan: dict, what: str) -> None:
-    """Refuse an image whose geometry differs from the plan's source series."""
-    src = plan.get("source") or {}
-    problems = []
-    if "size" in src and list(map(int, src["size"])) != list(vol.size_ijk):
-        problems.append("size")
-    if "spacing" in src and not np.allclose(src["spacing"], vol.spacing, atol=1e-3):
-        problems.append("spacing")
-    if "origin" in src and not np.allclose(src["origin"], vol.origin, atol=1e-2):
-        problems.append("origin")
-    if "direction" in src and not np.allclose(np.asarray(src["direction"], float).reshape(3, 3),
-                                              vol.direction, atol=1e-4):
-        problems.append("direction")
-    if problems:
-        raise InvalidInputError(f"{what} does not match the plan's series ({', '.join(problems)} "
-                                f"differ); pass the image the plan was made on")
+    return teaching.check_plan(load_plan(path))
 
 
 def _parse_size(text: str) -> tuple[int, int]:
@@ -146,24 +76,26 @@ def run(args) -> int:
     if not image:
         raise InvalidInputError("no image for this plan: pass --image CT (the series the plan was made on)")
     ct = load_volume(image)
-    _check_matches_source(ct, plan, "the image")
+    check_plan_matches_volume(plan, ct, Path(args.plan).name)
     labels = None
     if getattr(args, "labels", None):
-        labels = load_volume(args.labels)
-        if labels.array.dtype.kind == "f":
-            labels = labels.with_array(np.rint(labels.array).astype(np.int32))
+        from ..core.segmentation.importers import read_labels
+
+        labels = read_labels([args.labels], ct)
 
     from ..core.teaching import rehearsal_steps
-    from ..render.rehearsal import render_rehearsal, write_animation, write_handout
+    from ..core.export.animation import write_animation
+    from ..core.export.handout import write_handout
+    from ..render.rehearsal import render_rehearsal
 
     title = getattr(args, "title", None)
+    steps = rehearsal_steps(plan, labels)  # the storyboard, once: frames and handout
     step_images: list = []
     frames = render_rehearsal(plan, ct, labels, size=size, frames_per_step=fps_step,
                               inset=not getattr(args, "no_inset", False), title=title,
-                              step_images=step_images)
+                              step_images=step_images, steps=steps)
     write_animation(frames, out, fps=fps)
     if handout is not None:
-        steps = rehearsal_steps(plan, labels)
         name = title or f"{plan.get('level')} {str(plan.get('side')).upper()} {plan.get('procedure')}"
         write_handout(steps, step_images, handout, title=name)
     print(f"wrote {out} ({len(frames)} frames)" + (f" and {handout}" if handout else ""),

@@ -1,4 +1,7 @@
-"""Reading label maps onto an image grid (through world coordinates, never array indices)."""
+"""Label maps onto an image grid (through world coordinates, never array indices).
+
+Reading label files (numberings, DICOM SEG, folders) is ``segmentation.importers``.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +10,7 @@ import numpy as np
 from .errors import InvalidInputError
 from .volume import Volume
 
-__all__ = ["labels_on_grid", "read_labels"]
+__all__ = ["labels_on_grid"]
 
 
 def labels_on_grid(labels: Volume, image: Volume) -> Volume:
@@ -21,20 +24,3 @@ def labels_on_grid(labels: Volume, image: Volume) -> Volume:
     if not arr.any():
         raise InvalidInputError("the label map does not overlap the image (another patient or series?)")
     return image.with_array(arr, modality="SEG")
-
-
-def read_labels(paths, image: Volume) -> Volume:
-    """Read one or more label files (our/VerSe or TotalSegmentator numbering, DICOM SEG) and
-    merge them onto ``image``'s grid (later files win where non-zero)."""
-    from .segmentation.importers import import_labels  # numbering detection, DICOM SEG, folders
-
-    out = None
-    for p in paths:
-        lab = import_labels(p, image)
-        if out is None:
-            out = lab
-        else:
-            out.array = np.where(lab.array > 0, lab.array, out.array)
-    if out is None:
-        raise InvalidInputError("no label file given")
-    return out

@@ -9,7 +9,7 @@ from .volume import Volume
 __all__ = ["guess_modality"]
 
 AIR_HU = -500.0   # CT air is near -1000 HU (outside the body, bowel, lungs)
-BONE_HU = 300.0   # CT cortical bone is well above this
+CORTEX_HU = 300.0  # CT cortical bone is well above this (not hounsfield.BONE_HU: is there cortex at all?)
 
 
 def guess_modality(volume: Volume) -> str:
@@ -19,4 +19,4 @@ def guess_modality(volume: Volume) -> str:
     step = max(a.size // 2_000_000, 1)
     s = a[::step]
     lo, hi = np.percentile(s, [0.5, 99.9])
-    return "CT" if lo <= AIR_HU and hi >= BONE_HU else "MR"
+    return "CT" if lo <= AIR_HU and hi >= CORTEX_HU else "MR"

@@ -8,11 +8,11 @@ user's choice, one file per SOP instance.
 from __future__ import annotations
 
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
+from .atomic import atomic_output_path
 from .errors import InvalidInputError, SpineplanError
 from .tasks import Reporter
 
@@ -126,14 +126,8 @@ def get_series(node: PacsNode, study_uid: str, series_uid: str, out_dir: str | o
         ds = event.dataset
         ds.file_meta = event.file_meta
         name = "".join(ch for ch in str(ds.SOPInstanceUID) if ch.isdigit() or ch == ".") + ".dcm"
-        fd, tmp = tempfile.mkstemp(dir=out, suffix=".part")
-        os.close(fd)
-        try:
+        with atomic_output_path(out / name) as tmp:
             ds.save_as(tmp, enforce_file_format=True)
-            os.replace(tmp, out / name)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
         written.append(out / name)
         return 0x0000
 

@@ -6,9 +6,8 @@ canonical JSON (sorted keys, compact separators, UTF-8) of every other key. Any 
 made outside spineplan therefore fails to load ("tampered"). Patient identity is
 written only when the caller passes it explicitly.
 
-Every write goes to a temporary file in the destination folder, is flushed and
-fsync'ed, then renamed over the destination with ``os.replace``: a crash or an error
-mid-way never leaves a partial file and the previous file survives.
+Every write is atomic (``core.atomic``): a crash or an error mid-way never leaves a
+partial file and the previous file survives.
 
 Autosave: :class:`Autosaver` writes ``<name>.autosave.json`` beside the case/plan
 path (throttled); :func:`find_recovery` returns its content when it is newer than the
@@ -24,31 +23,28 @@ import hashlib
 import json
 import math
 import os
-import tempfile
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import numpy as np
 
+from .atomic import atomic_write_text
 from .errors import PlanFileError
+from .planning.kinds import PROCEDURES, SEVERITIES, SIDES
+from .volume import geometry_differences
 from .segmentation.labels import parse_motor_unit
 
 __all__ = [
-    "FORMAT_VERSION", "GENERATOR", "PROCEDURES", "SIDES", "SEVERITIES",
-    "canonical_json", "compute_checksum", "atomic_write_bytes", "atomic_write_text",
-    "atomic_output_path", "save_plan", "load_plan", "validate_plan", "check_plan_matches_volume",
-    "source_from_volume", "save_case", "load_case", "autosave_path", "Autosaver",
+    "FORMAT_VERSION", "GENERATOR",
+    "canonical_json", "compute_checksum", "save_plan", "load_plan", "validate_plan", "check_plan_matches_volume",
+    "save_case", "load_case", "autosave_path", "Autosaver",
     "find_recovery", "discard_autosave", "as_plan_dict",
 ]
 
 FORMAT_VERSION = 1
 GENERATOR = "spineplan 0.1.0"
-PROCEDURES = ("needle", "tube", "cage")
-SIDES = ("left", "right")
-SEVERITIES = ("ok", "warning", "error")
 CASE_KIND = "spineplan-case"
-GEOMETRY_TOL_MM = 0.01
 MAX_FILE_BYTES = 64 * 2**20  # a plan/case is a few kB; refuse to parse anything huge
 
 # Migrations from an older format_version to the next one: {old_version: fn(doc) -> doc}.
@@ -101,85 +97,6 @@ def canonical_json(doc: dict) -> str:
 def compute_checksum(doc: dict) -> str:
     """SHA-256 hex digest of :func:`canonical_json` of ``doc``."""
     return hashlib.sha256(canonical_json(doc).encode("utf-8")).hexdigest()
-
-
-# --------------------------------------------------------------------------- atomic writes
-def _fsync_dir(folder: Path) -> None:
-    with contextlib.suppress(OSError):
-        fd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
-def _current_umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-_UMASK = _current_umask()
-
-
-def _set_final_mode(tmp: str | os.PathLike, dest: Path) -> None:
-    """Give the temp file the mode a normally created file would have (mkstemp uses 0600)."""
-    try:
-        mode = dest.stat().st_mode & 0o7777
-    except OSError:
-        mode = 0o666 & ~_UMASK
-    with contextlib.suppress(OSError):
-        os.chmod(tmp, mode)
-
-
-@contextlib.contextmanager
-def atomic_output_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path in ``path``'s folder; on success it replaces ``path``.
-
-    For writers that want a file name (VTK, reportlab). On any exception the
-    temporary file is removed and ``path`` is left untouched.
-    """
-    dest = Path(path)
-    folder = dest.parent if str(dest.parent) else Path(".")
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=folder)
-    os.close(fd)
-    tmp_path = Path(tmp)
-    try:
-        yield tmp_path
-        with open(tmp_path, "rb+") as f:
-            os.fsync(f.fileno())
-        _set_final_mode(tmp_path, dest)
-        os.replace(tmp_path, dest)
-        _fsync_dir(folder)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp_path.unlink()
-        raise
-
-
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
-    """Write ``data`` to ``path`` atomically (temp file in the same folder, fsync, os.replace)."""
-    dest = Path(path)
-    folder = dest.parent if str(dest.parent) else Path(".")
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        _set_final_mode(tmp, dest)
-        os.replace(tmp, dest)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    _fsync_dir(folder)
-    return dest
-
-
-def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
-    """UTF-8 text version of :func:`atomic_write_bytes`."""
-    return atomic_write_bytes(path, text.encode("utf-8"))
 
 
 # --------------------------------------------------------------------------- documents
@@ -309,7 +226,7 @@ def validate_plan(plan: dict, name: str = "plan") -> None:
     if not _level_ok(plan["level"]):
         raise bad(f"level {plan['level']!r} is not a motor-unit name such as L4-L5 or L5-S1")
     if plan["side"] not in SIDES:
-        raise bad(f"side must be 'left' or 'right', got {plan['side']!r}")
+        raise bad(f"side must be {' or '.join(repr(s) for s in SIDES)}, got {plan['side']!r}")
     if plan["procedure"] not in PROCEDURES:
         raise bad(f"procedure must be one of {', '.join(PROCEDURES)}, got {plan['procedure']!r}")
     for key in ("entry_lps", "target_lps"):
@@ -350,58 +267,20 @@ def validate_plan(plan: dict, name: str = "plan") -> None:
                 raise bad(f"parameters.{key} must be 3 finite numbers (LPS)")
 
 
-def source_from_volume(volume) -> dict:
-    """The ``source`` block of a plan for a :class:`~spineplan.core.volume.Volume`."""
-    return {
-        "series_uid": str(volume.meta.get("series_uid", "")),
-        "modality": volume.modality,
-        "size": [int(x) for x in volume.size_ijk],
-        "spacing": [float(x) for x in volume.spacing],
-        "origin": [float(x) for x in volume.origin],
-        "direction": [float(x) for x in np.asarray(volume.direction).ravel()],
-        "description": str(volume.meta.get("description", "")),
-    }
-
-
-def _corners_lps(size, spacing, origin, direction) -> np.ndarray:
-    m = np.asarray(direction, float).reshape(3, 3) @ np.diag(np.asarray(spacing, float))
-    ni, nj, nk = size
-    ijk = np.array([[i, j, k] for i in (0, ni - 1) for j in (0, nj - 1) for k in (0, nk - 1)],
-                   float)
-    return ijk @ m.T + np.asarray(origin, float)
-
-
 def check_plan_matches_volume(plan: dict, volume, name: str = "plan") -> None:
-    """Refuse a plan made on another series: UID or geometry (beyond 0.01 mm) differ.
+    """Refuse a plan made on another series: UID or geometry (``volume.geometry_differences``,
+    beyond ``GEOMETRY_TOL_MM``) differ. The one check of a plan against an image: loading
+    a plan or case onto the loaded series, and ``rehearse``.
 
     Raises PlanFileError saying which of series UID, size, spacing, origin or
     direction differs.
     """
     src = plan.get("source") or {}
-    here = source_from_volume(volume)
-    uid = src.get("series_uid", "")
-    if uid and here["series_uid"] and uid != here["series_uid"]:
+    uid, here = src.get("series_uid", ""), str(volume.meta.get("series_uid", ""))
+    if uid and here and uid != here:
         raise PlanFileError(f"{name} was made on another series (series UID differs from the "
                             f"loaded one): open the series it was planned on")
-    problems = []
-    if "size" in src and list(src["size"]) != here["size"]:
-        problems.append(f"size {src['size']} vs {here['size']}")
-    if "spacing" in src:
-        d = float(np.max(np.abs(np.subtract(src["spacing"], here["spacing"]))))
-        if d > GEOMETRY_TOL_MM:
-            problems.append(f"spacing differs by {d:.3g} mm")
-    if "origin" in src:
-        d = float(np.linalg.norm(np.subtract(src["origin"], here["origin"])))
-        if d > GEOMETRY_TOL_MM:
-            problems.append(f"origin differs by {d:.3g} mm")
-    if "direction" in src and "size" in src and not problems:
-        spacing = src.get("spacing", here["spacing"])
-        origin = src.get("origin", here["origin"])
-        a = _corners_lps(src["size"], spacing, origin, src["direction"])
-        b = _corners_lps(src["size"], spacing, origin, here["direction"])
-        d = float(np.max(np.linalg.norm(a - b, axis=1)))
-        if d > GEOMETRY_TOL_MM:
-            problems.append(f"direction differs (grid corners move {d:.3g} mm)")
+    problems = geometry_differences(src, volume)
     if problems:
         raise PlanFileError(f"{name} does not match the loaded series geometry ("
                             + "; ".join(problems) + "): open the series it was planned on")

@@ -13,7 +13,12 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["Volume", "orientation_code"]
+__all__ = ["Volume", "orientation_code", "GEOMETRY_TOL_MM", "grid_corners_lps", "source_from_volume",
+           "geometry_differences"]
+
+#: Two grids are the same when they place every voxel within this distance (mm) of each
+#: other: far below a voxel, above the rounding of a header written as float32 (NIfTI).
+GEOMETRY_TOL_MM = 0.01
 
 
 @dataclass
@@ -115,11 +120,10 @@ class Volume:
         """LPS position of the centre of the grid."""
         return self.lps_points_from_ijk((np.array(self.size_ijk) - 1) / 2.0)
 
-    def same_grid(self, other: "Volume", tol: float = 1e-3) -> bool:
-        """True when ``other`` has the same size and voxel-to-LPS mapping."""
-        return self.array.shape == other.array.shape and bool(
-            np.allclose(self.lps_from_ijk(), other.lps_from_ijk(), atol=tol)
-        )
+    def same_grid(self, other: "Volume", tol: float = GEOMETRY_TOL_MM) -> bool:
+        """True when ``other`` has the same size and places every voxel within ``tol`` mm."""
+        return self.array.shape == other.array.shape and not geometry_differences(
+            source_from_volume(other), self, tol)
 
     def with_array(self, array: np.ndarray, **changes: Any) -> "Volume":
         """A new Volume on the same grid holding ``array`` (e.g. a label map)."""
@@ -184,3 +188,55 @@ def orientation_code(direction: np.ndarray) -> str:
         a = int(np.argmax(np.abs(col)))
         out.append(pos[a] if col[a] > 0 else neg[a])
     return "".join(out)
+
+
+def grid_corners_lps(size, spacing, origin, direction) -> np.ndarray:
+    """LPS (mm) of the 8 corner voxel centres of a grid, ``(8, 3)``."""
+    m = np.asarray(direction, float).reshape(3, 3) @ np.diag(np.asarray(spacing, float))
+    ni, nj, nk = size
+    ijk = np.array([[i, j, k] for i in (0, ni - 1) for j in (0, nj - 1) for k in (0, nk - 1)], float)
+    return ijk @ m.T + np.asarray(origin, float)
+
+
+def source_from_volume(volume: Volume) -> dict:
+    """The record of the series an image came from: series UID, modality, grid geometry
+    (size, spacing, origin, direction as 9 numbers) and description. A plan's ``source``."""
+    return {
+        "series_uid": str(volume.meta.get("series_uid", "")),
+        "modality": volume.modality,
+        "size": [int(x) for x in volume.size_ijk],
+        "spacing": [float(x) for x in volume.spacing],
+        "origin": [float(x) for x in volume.origin],
+        "direction": [float(x) for x in np.asarray(volume.direction).ravel()],
+        "description": str(volume.meta.get("description", "")),
+    }
+
+
+def geometry_differences(source: dict, volume: Volume, tol_mm: float = GEOMETRY_TOL_MM) -> list[str]:
+    """How the grid recorded in ``source`` (see :func:`source_from_volume`) differs from
+    ``volume``'s beyond ``tol_mm``: ``[]`` when they are the same grid.
+
+    Size must be equal; spacing and origin within ``tol_mm``; the direction within ``tol_mm``
+    at the grid's corners. Keys missing from ``source`` are not compared.
+    """
+    here = source_from_volume(volume)
+    problems = []
+    if "size" in source and [int(x) for x in source["size"]] != here["size"]:
+        problems.append(f"size {list(source['size'])} vs {here['size']}")
+    if "spacing" in source:
+        d = float(np.max(np.abs(np.subtract(source["spacing"], here["spacing"]))))
+        if d > tol_mm:
+            problems.append(f"spacing differs by {d:.3g} mm")
+    if "origin" in source:
+        d = float(np.linalg.norm(np.subtract(source["origin"], here["origin"])))
+        if d > tol_mm:
+            problems.append(f"origin differs by {d:.3g} mm")
+    if "direction" in source and "size" in source and not problems:
+        spacing = source.get("spacing", here["spacing"])
+        origin = source.get("origin", here["origin"])
+        a = grid_corners_lps(source["size"], spacing, origin, source["direction"])
+        b = grid_corners_lps(source["size"], spacing, origin, here["direction"])
+        d = float(np.max(np.linalg.norm(a - b, axis=1)))
+        if d > tol_mm:
+            problems.append(f"direction differs (grid corners move {d:.3g} mm)")
+    return problems

@@ -13,6 +13,7 @@ from PySide6.QtWidgets import (QApplication, QCheckBox, QComboBox, QDoubleSpinBo
                                QPushButton, QSplitter, QTableWidget, QTableWidgetItem, QTabWidget,
                                QVBoxLayout, QWidget)
 
+from ..core.planning.kinds import SIDES
 from ..core.scene import Scene
 from ..core.segmentation import labels as L
 from .slice_view import BRUSH_TOOLS, LabelBrush, SliceView
@@ -155,7 +156,7 @@ class MainWindow(QMainWindow):
         f = QFormLayout(plan)
         self.level_box = QComboBox()
         self.side_box = QComboBox()
-        self.side_box.addItems(["left", "right"])
+        self.side_box.addItems(list(SIDES))
         self.proc_box = QComboBox()
         self.proc_box.addItems(["tube", "needle", "cage"])
         self.zone_box = QComboBox()
@@ -542,7 +543,7 @@ class MainWindow(QMainWindow):
             self.load_labels([f])
 
     def load_labels(self, paths):
-        from ..core.labelmaps import read_labels
+        from ..core.segmentation.importers import read_labels
 
         if self.scene.volume is None:
             return
@@ -1078,7 +1079,9 @@ class MainWindow(QMainWindow):
     def export_rehearsal(self, out, handout=None, *, size=(640, 480), frames_per_step=8, block=False):
         """Render the guided rehearsal of the current plan in a worker; GIF/MP4 + handout PDF."""
         from ..core import teaching
-        from ..render.rehearsal import render_rehearsal, write_animation, write_handout
+        from ..core.export.animation import write_animation
+        from ..core.export.handout import write_handout
+        from ..render.rehearsal import render_rehearsal
 
         plan = self.scene.plan.to_dict()
         if self.presentation:
@@ -1089,11 +1092,12 @@ class MainWindow(QMainWindow):
 
         def job(progress=None, cancel=None):
             imgs: list = []
+            steps = teaching.rehearsal_steps(plan, labels)  # the storyboard, once
             frames = render_rehearsal(plan, ct, labels, size=size, frames_per_step=frames_per_step,
-                                      progress=progress, cancel=cancel, step_images=imgs)
+                                      progress=progress, cancel=cancel, step_images=imgs, steps=steps)
             write_animation(frames, out)
             if handout:
-                write_handout(teaching.rehearsal_steps(plan, labels), imgs, handout)
+                write_handout(steps, imgs, handout)
             return len(frames)
 
         if block:
@@ -1156,7 +1160,7 @@ class MainWindow(QMainWindow):
     # ------------------------------------------------------------------ case files
     def case_state(self) -> dict:
         """The case as saved: measurements, plan, clinical case, and the image it belongs to."""
-        from ..core.persistence import source_from_volume
+        from ..core.volume import source_from_volume
 
         vol = self.scene.volume
         return {"source": source_from_volume(vol) if vol is not None else None,

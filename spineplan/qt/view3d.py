@@ -141,10 +141,11 @@ class View3D(QVTKRenderWindowInteractor):
             self._mesh_job.supersede()
             self._show_meshes({})
             return
-        from ..render.rehearsal import label_meshes_lps
+        from ..core import meshes
 
         snapshot = self.scene.labels_snapshot()  # subscribed to the scene: these are its labels
-        self._mesh_job.start(lambda progress=None, cancel=None: label_meshes_lps(snapshot))
+        self._mesh_job.start(lambda progress=None, cancel=None: meshes.label_meshes_lps(
+            snapshot, voxel_mm=meshes.DISPLAY_VOXEL_MM, max_triangles=meshes.DISPLAY_MAX_TRIANGLES))
 
     @property
     def meshes_pending(self) -> bool:
@@ -152,7 +153,7 @@ class View3D(QVTKRenderWindowInteractor):
         return self._mesh_job.pending
 
     def _show_meshes(self, polys: dict):
-        from ..render.slicing import LABEL_COLORS
+        from ..core.segmentation.labels import label_rgb
 
         for a in self._mesh_actors:
             self.renderer.RemoveActor(a)
@@ -166,7 +167,7 @@ class View3D(QVTKRenderWindowInteractor):
             m.ScalarVisibilityOff()
             a = vtk.vtkActor()
             a.SetMapper(m)
-            a.GetProperty().SetColor(*(LABEL_COLORS[min(v, 399), :3] / 255.0))
+            a.GetProperty().SetColor(*(c / 255.0 for c in label_rgb(v)))
             a.GetProperty().SetSpecular(0.2)
             self._mesh_by_label[v] = a
             self._mesh_actors.append(a)

@@ -1,4 +1,4 @@
-"""Offscreen VTK rendering of a guided rehearsal, and its export (GIF/MP4, handout PDF).
+"""Offscreen VTK rendering of a guided rehearsal and of the practice comparison image.
 
 No Qt here: the scene is rendered in an offscreen render window (EGL or Xvfb, see
 docs/HEADLESS notes) and returned as RGB numpy frames, row 0 at the top. The steps come
@@ -16,14 +16,15 @@ from :func:`spineplan.core.teaching.rehearsal_steps`; this module only draws the
 from __future__ import annotations
 
 import os
-import tempfile
 import textwrap
-from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
 
-from ..core.errors import InvalidInputError, SpineplanError
+from ..core.export.instrument_stl import cage_frame_lps, cage_polydata
+from ..core.errors import InvalidInputError
+from ..core.hounsfield import BONE_HU
+from ..core import meshes
 from ..core.segmentation import labels as L
 from ..core.tasks import Cancelled
 from ..core.teaching import (INSTRUMENT_VIEW_DISTANCE_MM, Camera, FrameState, Step,
@@ -32,16 +33,13 @@ from ..core.teaching import (INSTRUMENT_VIEW_DISTANCE_MM, Camera, FrameState, St
 from ..core.volume import Volume
 
 __all__ = ["Rehearsal", "render_rehearsal", "render_comparison", "comparison_camera",
-           "write_animation", "write_handout", "project_lps_to_pixel", "label_meshes_lps",
-           "iso_surface_lps", "INSTRUMENT_RGB"]
+           "project_lps_to_pixel", "INSTRUMENT_RGB"]
 
 # Colours (RGB 0..1), high contrast on a dark background (readable on a projector).
 BACKGROUND_RGB = (0.04, 0.04, 0.07)
 SKIN_RGB = (0.93, 0.74, 0.60)
 SOFT_RGB = (0.80, 0.35, 0.35)
-BONE_RGB = (0.93, 0.90, 0.80)
-DISC_RGB = (0.55, 0.65, 0.95)
-SAC_RGB = (1.00, 0.85, 0.15)
+BONE_RGB = (0.93, 0.90, 0.80)  # the bone iso-surface when there is no label map
 TARGET_RGB = (0.15, 0.85, 0.25)
 RISK_RGB = (1.00, 0.12, 0.08)
 PATH_RGB = (1.00, 1.00, 1.00)
@@ -52,15 +50,8 @@ INSTRUMENT_RGB = (0.0, 1.0, 1.0)
 INSTRUMENT_MIN_VISUAL_RADIUS_MM = 1.0
 #: How far the instrument sticks out of the skin (mm).
 INSTRUMENT_OUTSIDE_MM = 40.0
-#: Voxel size (mm) of the meshes: labels, skin and soft-tissue hull.
-LABEL_MESH_VOXEL_MM = 1.5
-SKIN_MESH_VOXEL_MM = 3.0
 SKIN_HU = -300.0
 SOFT_TISSUE_HU = -30.0
-BONE_HU = 200.0
-#: Triangle budget of each CT surface (software OpenGL stays interactive).
-MAX_TRIANGLES_PER_LAYER = 40_000
-MAX_TRIANGLES_PER_LABEL = 6_000
 #: Inset "view down the instrument": viewport (x0, y0, x1, y1) and distance behind the tip (mm).
 INSET_VIEWPORT = (0.70, 0.46, 0.99, 0.84)
 INSET_DISTANCE_MM = INSTRUMENT_VIEW_DISTANCE_MM
@@ -78,9 +69,6 @@ def _ensure_headless_default() -> None:
         os.environ.setdefault("VTK_DEFAULT_OPENGL_WINDOW", "vtkEGLRenderWindow")
 
 
-# --------------------------------------------------------------------------------------
-# Meshes
-# --------------------------------------------------------------------------------------
 def _vtk():
     _ensure_headless_default()
     import vtkmodules.vtkRenderingOpenGL2  # noqa: F401  (registers the OpenGL factories)
@@ -89,175 +77,6 @@ def _vtk():
     import vtkmodules.all as vtk
 
     return vtk
-
-
-def _image_from_array(arr: np.ndarray):
-    """vtkImageData in index space (spacing 1, origin 0) from an array indexed [k, j, i]."""
-    vtk = _vtk()
-    from vtkmodules.util import numpy_support
-
-    arr = np.ascontiguousarray(arr)
-    img = vtk.vtkImageData()
-    img.SetDimensions(arr.shape[2], arr.shape[1], arr.shape[0])
-    img.GetPointData().SetScalars(numpy_support.numpy_to_vtk(arr.ravel(order="C"), deep=True))
-    return img
-
-
-def _lps_transform(vol: Volume, offset_ijk=(0, 0, 0), stride=(1, 1, 1)):
-    """vtkTransform from (strided, offset) index space of ``vol`` to LPS mm."""
-    vtk = _vtk()
-    m = vol.lps_from_ijk() @ np.array([[stride[0], 0, 0, offset_ijk[0]],
-                                       [0, stride[1], 0, offset_ijk[1]],
-                                       [0, 0, stride[2], offset_ijk[2]],
-                                       [0, 0, 0, 1]], float)
-    t = vtk.vtkTransform()
-    t.SetMatrix(m.ravel().tolist())
-    return t
-
-
-def _finish_mesh(poly, transform, smooth_iterations: int = 12):
-    vtk = _vtk()
-    src = poly
-    if smooth_iterations and poly.GetNumberOfPoints() > 0:
-        sm = vtk.vtkWindowedSincPolyDataFilter()
-        sm.SetInputData(poly)
-        sm.SetNumberOfIterations(smooth_iterations)
-        sm.SetPassBand(0.1)
-        sm.NonManifoldSmoothingOn()
-        sm.NormalizeCoordinatesOn()
-        sm.Update()
-        src = sm.GetOutput()
-    tf = vtk.vtkTransformFilter()
-    tf.SetInputData(src)
-    tf.SetTransform(transform)
-    nm = vtk.vtkPolyDataNormals()
-    nm.SetInputConnection(tf.GetOutputPort())
-    nm.SplittingOff()
-    nm.ConsistencyOn()
-    nm.Update()
-    out = vtk.vtkPolyData()
-    out.DeepCopy(nm.GetOutput())
-    return out
-
-
-def _strides(vol: Volume, voxel_mm: float) -> tuple[int, int, int]:
-    return tuple(max(1, int(round(voxel_mm / s))) for s in vol.spacing)
-
-
-def label_meshes_lps(labels: Volume, values: Sequence[int] | None = None,
-                     voxel_mm: float = LABEL_MESH_VOXEL_MM,
-                     max_triangles: int = MAX_TRIANGLES_PER_LABEL) -> dict[int, object]:
-    """Smoothed surface (vtkPolyData, LPS mm) of each label value present.
-
-    Each label is meshed on its own bounding box (flying edges on the binary mask,
-    downsampled to about ``voxel_mm``), then mapped to LPS with the volume's full affine,
-    so any acquisition direction is handled. Each mesh is reduced to ``max_triangles``.
-    """
-    from scipy import ndimage
-
-    vtk = _vtk()
-    sk, sj, si = _strides(labels, voxel_mm)[::-1]
-    arr = labels.array[::sk, ::sj, ::si]
-    present = [int(v) for v in np.unique(arr) if v != 0]
-    if values is not None:
-        present = [v for v in present if v in set(int(x) for x in values)]
-    out: dict[int, object] = {}
-    if not present:
-        return out
-    lab_int = arr.astype(np.int32, copy=False)
-    boxes = ndimage.find_objects(np.where(np.isin(lab_int, present), lab_int, 0))
-    for v in present:
-        if v - 1 >= len(boxes) or boxes[v - 1] is None:
-            continue
-        sl = tuple(slice(max(s.start - 1, 0), s.stop + 1) for s in boxes[v - 1])
-        mask = np.zeros(tuple(s.stop - s.start + 2 for s in sl), np.uint8)
-        sub = (lab_int[sl] == v).astype(np.uint8)
-        mask[1:1 + sub.shape[0], 1:1 + sub.shape[1], 1:1 + sub.shape[2]] = sub
-        img = _image_from_array(mask)
-        fe = vtk.vtkFlyingEdges3D()
-        fe.SetInputData(img)
-        fe.SetValue(0, 0.5)
-        fe.ComputeNormalsOff()
-        fe.Update()
-        off = (sl[2].start - 1, sl[1].start - 1, sl[0].start - 1)  # (i, j, k) in the strided grid
-        t = _lps_transform(labels, (off[0] * si, off[1] * sj, off[2] * sk), (si, sj, sk))
-        out[v] = _finish_mesh(_decimate(fe.GetOutput(), max_triangles), t)
-    return out
-
-
-def _decimate(poly, max_triangles: int):
-    """Reduce a mesh to at most about ``max_triangles`` (fast quadric clustering).
-
-    Clustering cells start at the mesh's mean edge scale and grow until the budget is met;
-    a no-op when the mesh is already small enough.
-    """
-    vtk = _vtk()
-    n = poly.GetNumberOfPolys()
-    if n <= max_triangles or n == 0:
-        return poly
-    b = np.array(poly.GetBounds(), float).reshape(3, 2)
-    ext = np.maximum(b[:, 1] - b[:, 0], 1e-3)  # index units (the mesh is not yet in LPS)
-    # iso-surfaces in index space have edges of about one unit: clustering on cells of
-    # sqrt(n / budget) units keeps about the budget
-    cell = 1.2 * float(np.sqrt(n / max_triangles))
-    out = poly
-    for _ in range(6):
-        q = vtk.vtkQuadricClustering()
-        q.SetInputData(poly)
-        q.SetNumberOfDivisions(*[max(2, int(np.ceil(e / cell))) for e in ext])
-        q.AutoAdjustNumberOfDivisionsOff()
-        q.Update()
-        out = q.GetOutput()
-        if out.GetNumberOfPolys() <= max_triangles:
-            break
-        cell *= 1.3
-    res = vtk.vtkPolyData()
-    res.DeepCopy(out)
-    return res
-
-
-def iso_surface_lps(ct: Volume, hu: float, voxel_mm: float = SKIN_MESH_VOXEL_MM,
-                    smooth_iterations: int = 8, outer_only: bool = False,
-                    max_triangles: int = MAX_TRIANGLES_PER_LAYER):
-    """Iso-surface of a CT at ``hu`` (vtkPolyData, LPS mm), downsampled to about ``voxel_mm``.
-
-    With ``outer_only`` only the outer envelope is kept: the largest connected region above
-    ``hu`` with its cavities filled (no bowel gas, lungs or organ boundaries inside), which is
-    what the skin and the soft-tissue hull need. Decimated to ``max_triangles``.
-    """
-    vtk = _vtk()
-    si, sj, sk = _strides(ct, voxel_mm)
-    arr = np.asarray(ct.array[::sk, ::sj, ::si], dtype=np.float32)
-    level = float(hu)
-    if outer_only:
-        from scipy import ndimage
-
-        mask = arr > hu
-        lab, n = ndimage.label(mask)
-        if n > 1:
-            sizes = np.bincount(lab.ravel())
-            sizes[0] = 0
-            mask = lab == int(np.argmax(sizes))
-        mask = ndimage.binary_fill_holes(mask)
-        # also fill cavities open at the scan's cranial/caudal ends: slice by slice along
-        # the array axis closest to the patient's head-feet axis
-        ax = int(np.argmax(np.abs(ct.direction[2, :])))  # 0 = i, 1 = j, 2 = k
-        np_axis = 2 - ax
-        mask = np.stack([ndimage.binary_fill_holes(m) for m in np.moveaxis(mask, np_axis, 0)], 0)
-        mask = np.moveaxis(mask, 0, np_axis)
-        arr = ndimage.gaussian_filter(mask.astype(np.float32), 0.7)
-        level = 0.5
-    # pad so the surface closes at the edges of the scan
-    arr = np.pad(arr, 1, constant_values=min(float(arr.min()), level - 1000.0))
-    img = _image_from_array(arr)
-    fe = vtk.vtkFlyingEdges3D()
-    fe.SetInputData(img)
-    fe.SetValue(0, level)
-    fe.ComputeNormalsOff()
-    fe.ComputeScalarsOff()
-    fe.Update()
-    poly = _decimate(fe.GetOutput(), max_triangles)
-    return _finish_mesh(poly, _lps_transform(ct, (-si, -sj, -sk), (si, sj, sk)), smooth_iterations)
 
 
 # --------------------------------------------------------------------------------------
@@ -275,25 +94,6 @@ def _cylinder(p0: np.ndarray, p1: np.ndarray, radius: float, sides: int = 24):
     tube.CappingOn()
     tube.Update()
     return tube.GetOutput()
-
-
-def _box(center: np.ndarray, axes: np.ndarray, size: Sequence[float]):
-    """Box centred at ``center`` with unit edge directions ``axes`` (3x3 columns) and ``size``."""
-    vtk = _vtk()
-    cube = vtk.vtkCubeSource()
-    cube.SetXLength(float(size[0]))
-    cube.SetYLength(float(size[1]))
-    cube.SetZLength(float(size[2]))
-    m = np.eye(4)
-    m[:3, :3] = axes
-    m[:3, 3] = center
-    t = vtk.vtkTransform()
-    t.SetMatrix(m.ravel().tolist())
-    tf = vtk.vtkTransformFilter()
-    tf.SetInputConnection(cube.GetOutputPort())
-    tf.SetTransform(t)
-    tf.Update()
-    return tf.GetOutput()
 
 
 def _append(polys):
@@ -317,18 +117,10 @@ def _instrument_poly(step: Step, tip: np.ndarray, plan: dict):
     if kind == "tube":
         length = float(params.get("length_mm") or (depth + INSTRUMENT_OUTSIDE_MM))
         return _cylinder(tip, tip - d * length, r, sides=48)
-    if kind == "cage":
-        axis = np.asarray(params.get("axis_lps") or d, float)
-        axis = axis / np.linalg.norm(axis)
-        sup = np.array([0.0, 0.0, 1.0])
-        hz = sup - axis * float(sup @ axis)
-        hz = hz / np.linalg.norm(hz) if np.linalg.norm(hz) > 1e-6 else np.array([0.0, 1.0, 0.0])
-        wd = np.cross(hz, axis)
-        size = (float(params.get("length_mm", 26.0)), float(params.get("width_mm", 10.0)),
-                float(params.get("height_mm", 11.0)))
-        cage = _box(tip, np.stack([axis, wd, hz], axis=1), size)
-        back = tip - axis * size[0] / 2
-        return _append([cage, _cylinder(back, outside, 2.0)])
+    if kind == "cage":  # the plan's cage (its frame and size), on its way in to the tip
+        _, axis, _, _, (length, _, _) = cage_frame_lps(plan, tip)
+        back = tip - axis * length / 2
+        return _append([cage_polydata(plan, tip), _cylinder(back, outside, 2.0)])
     return _cylinder(tip, outside, r)
 
 
@@ -388,13 +180,8 @@ def project_lps_to_pixel(camera: Camera, size: tuple[int, int], point_lps,
 
 
 def _label_rgb(v: int) -> tuple[float, float, float]:
-    if L.is_vertebra(v):
-        return BONE_RGB
-    if L.is_disc(v):
-        return DISC_RGB
-    if v in (L.CANAL, L.CORD):
-        return SAC_RGB
-    return (0.7, 0.7, 0.7)
+    """A label's colour (0..1): the labels' palette, as in the 3D view."""
+    return tuple(c / 255.0 for c in L.label_rgb(v))
 
 
 def _anatomy_actors(ct: Volume | None, labels: Volume | None, rep=lambda f, m: None):
@@ -402,20 +189,21 @@ def _anatomy_actors(ct: Volume | None, labels: Volume | None, rep=lambda f, m: N
     skin = soft = None
     if ct is not None:
         rep(0.05, "skin surface")
-        skin = _actor(iso_surface_lps(ct, SKIN_HU, outer_only=True), SKIN_RGB)
+        skin = _actor(meshes.iso_surface_lps(ct, SKIN_HU, outer_only=True), SKIN_RGB)
         rep(0.15, "soft-tissue hull")
-        soft = _actor(iso_surface_lps(ct, SOFT_TISSUE_HU, outer_only=True), SOFT_RGB)
+        soft = _actor(meshes.iso_surface_lps(ct, SOFT_TISSUE_HU, outer_only=True), SOFT_RGB)
     label_actors: dict[int, object] = {}
     bone_actors: list = []
     if labels is not None:
         rep(0.3, "label meshes")
-        for v, poly in label_meshes_lps(labels).items():
+        for v, poly in meshes.label_meshes_lps(labels, voxel_mm=meshes.DISPLAY_VOXEL_MM,
+                                               max_triangles=meshes.DISPLAY_MAX_TRIANGLES).items():
             a = _actor(poly, _label_rgb(v))
             a._base_rgb = _label_rgb(v)  # type: ignore[attr-defined]
             label_actors[v] = a
     elif ct is not None:
         rep(0.3, "bone surface")
-        bone_actors.append(_actor(iso_surface_lps(ct, BONE_HU, voxel_mm=LABEL_MESH_VOXEL_MM), BONE_RGB))
+        bone_actors.append(_actor(meshes.iso_surface_lps(ct, BONE_HU, voxel_mm=meshes.DISPLAY_VOXEL_MM), BONE_RGB))
     return skin, soft, label_actors, bone_actors
 
 
@@ -450,19 +238,21 @@ class Rehearsal:
 
     def __init__(self, plan: dict, ct: Volume | None, labels: Volume | None,
                  size: tuple[int, int] = (640, 480), inset: bool = True, title: str | None = None,
-                 progress: Callable[[float, str], None] | None = None, render_window=None):
+                 progress: Callable[[float, str], None] | None = None, render_window=None,
+                 steps: Sequence[Step] | None = None):
         """Build the scene.
 
         ``render_window``: draw into an existing vtkRenderWindow (e.g. the GUI's presentation
         view: call :meth:`apply` then ``render_window.Render()``); by default an offscreen
-        window of ``size`` is created and owned (released by :meth:`close`).
+        window of ``size`` is created and owned (released by :meth:`close`). ``steps``: the
+        plan's storyboard when the caller has built it (else built here, once).
         """
         vtk = _vtk()
         self.plan = plan
         self.size = (int(size[0]), int(size[1]))
         if self.size[0] < 64 or self.size[1] < 48:
             raise InvalidInputError("rehearsal frames must be at least 64 x 48 pixels")
-        self.steps = rehearsal_steps(plan, labels)
+        self.steps = list(steps) if steps is not None else rehearsal_steps(plan, labels)
         self.entry, self.target, self.direction, self.depth = trajectory_lps(plan)
         rep = progress or (lambda f, m: None)
 
@@ -680,7 +470,8 @@ def render_rehearsal(plan: dict, ct: Volume | None, labels: Volume | None = None
                      inset: bool = True, title: str | None = None,
                      progress: Callable[[float, str], None] | None = None,
                      cancel: Callable[[], bool] | None = None,
-                     step_images: list | None = None) -> list[np.ndarray]:
+                     step_images: list | None = None,
+                     steps: Sequence[Step] | None = None) -> list[np.ndarray]:
     """Render a guided rehearsal of a plan as RGB frames.
 
     Parameters
@@ -704,6 +495,9 @@ def render_rehearsal(plan: dict, ct: Volume | None, labels: Volume | None = None
     step_images : list, optional
         When given, the last frame of each step, without the narration overlay, is
         appended to it (handout images).
+    steps : sequence of Step, optional
+        The plan's storyboard (``teaching.rehearsal_steps``) when the caller built it for the
+        handout too; built here otherwise.
 
     Returns
     -------
@@ -712,7 +506,7 @@ def render_rehearsal(plan: dict, ct: Volume | None, labels: Volume | None = None
     """
     rep = progress or (lambda f, m: None)
     scene = Rehearsal(plan, ct, labels, size=size, inset=inset, title=title,
-                      progress=lambda f, m: rep(0.3 * f, m))
+                      progress=lambda f, m: rep(0.3 * f, m), steps=steps)
     try:
         states = playback_frames(scene.steps, frames_per_step)
         frames = []
@@ -847,127 +641,3 @@ def render_comparison(reference: dict, attempt: dict, ct: Volume | None, labels:
         return np.ascontiguousarray(a[::-1])
     finally:
         rw.Finalize()
-
-
-# --------------------------------------------------------------------------------------
-# Export
-# --------------------------------------------------------------------------------------
-def _tmp_beside(path: Path) -> Path:
-    """A temporary file beside ``path`` (same folder, same extension) with normal permissions."""
-    fd, name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix="".join(path.suffixes[-1:]),
-                                dir=path.parent)
-    os.close(fd)
-    os.chmod(name, 0o644)  # mkstemp creates 0600; outputs are ordinary files
-    return Path(name)
-
-
-def write_animation(frames: Sequence[np.ndarray], path: str | os.PathLike, fps: float = 8.0) -> Path:
-    """Write frames as an animated GIF (loops) or an MP4 (H.264), atomically.
-
-    Raises
-    ------
-    InvalidInputError
-        No frames, frames of different sizes, or an unsupported extension.
-    SpineplanError
-        MP4 requested but the ``imageio-ffmpeg`` package is not installed.
-    """
-    path = Path(path)
-    ext = path.suffix.lower()
-    if ext not in (".gif", ".mp4"):
-        raise InvalidInputError(f"animation must be .gif or .mp4, not '{ext or path.name}'")
-    if not frames:
-        raise InvalidInputError("no frames to write")
-    shapes = {f.shape for f in frames}
-    if len(shapes) != 1:
-        raise InvalidInputError("all frames must have the same size")
-    if not path.parent.is_dir():
-        raise InvalidInputError(f"output folder {path.parent} does not exist")
-    import imageio.v2 as iio
-
-    stack = [np.ascontiguousarray(f[..., :3], dtype=np.uint8) for f in frames]
-    tmp = _tmp_beside(path)
-    try:
-        if ext == ".gif":
-            iio.mimwrite(tmp, stack, format="GIF", duration=1000.0 / fps, loop=0)
-        else:
-            try:
-                import imageio_ffmpeg  # noqa: F401
-            except ImportError:
-                raise SpineplanError("MP4 export needs the imageio-ffmpeg package "
-                                     "(pip install imageio-ffmpeg), or write a .gif") from None
-            h, w = stack[0].shape[:2]
-            if h % 2 or w % 2:  # H.264 (yuv420p) needs even sizes
-                stack = [f[: h - h % 2, : w - w % 2] for f in stack]
-            with iio.get_writer(tmp, format="FFMPEG", mode="I", fps=fps, codec="libx264",
-                                pixelformat="yuv420p", macro_block_size=1, quality=7) as wr:
-                for f in stack:
-                    wr.append_data(f)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return path
-
-
-def write_handout(steps: Sequence[Step], images: Sequence[np.ndarray], path: str | os.PathLike,
-                  title: str = "Rehearsal") -> Path:
-    """Write a PDF handout: one page per step with its image and narration (atomic).
-
-    Raises
-    ------
-    InvalidInputError
-        When the number of images differs from the number of steps.
-    """
-    path = Path(path)
-    if len(steps) != len(images) or not steps:
-        raise InvalidInputError(f"handout needs one image per step ({len(steps)} steps, "
-                                f"{len(images)} images)")
-    if not path.parent.is_dir():
-        raise InvalidInputError(f"output folder {path.parent} does not exist")
-    from PIL import Image
-    from reportlab.lib.pagesizes import A4, landscape
-    from reportlab.lib.styles import getSampleStyleSheet
-    from reportlab.lib.units import mm
-    from reportlab.lib.utils import ImageReader
-    from reportlab.platypus import Paragraph
-    from reportlab.pdfgen import canvas
-    from xml.sax.saxutils import escape
-
-    styles = getSampleStyleSheet()
-    body = styles["BodyText"].clone("narr", fontSize=14, leading=18)
-    risk = styles["BodyText"].clone("risk", fontSize=12, leading=15, textColor="#b00000")
-    W, H = landscape(A4)
-    tmp = _tmp_beside(path)
-    try:
-        c = canvas.Canvas(str(tmp), pagesize=(W, H))
-        c.setTitle(title)
-        c.setAuthor("spineplan")
-        for st, img in zip(steps, images):
-            c.setFont("Helvetica-Bold", 20)
-            c.drawString(15 * mm, H - 18 * mm, f"{title} - step {st.index + 1}/{len(steps)}: {st.title}")
-            im = Image.fromarray(np.asarray(img, np.uint8)[..., :3])
-            iw, ih = im.size
-            box_w, box_h = W * 0.58, H - 40 * mm
-            s = min(box_w / iw, box_h / ih)
-            c.drawImage(ImageReader(im), 15 * mm, H - 25 * mm - ih * s, iw * s, ih * s)
-            x0 = 15 * mm + box_w + 8 * mm
-            fw = W - x0 - 12 * mm
-            text = st.narration.split(" At risk: ")[0]
-            p = Paragraph(escape(text), body)
-            _, ph = p.wrap(fw, H)
-            p.drawOn(c, x0, H - 25 * mm - ph)
-            y = H - 25 * mm - ph - 8 * mm
-            if st.at_risk:
-                r = Paragraph("<b>At risk:</b> " + escape(", ".join(s.name for s in st.at_risk)), risk)
-                _, rh = r.wrap(fw, H)
-                r.drawOn(c, x0, y - rh)
-            c.setFont("Helvetica", 8)
-            c.drawString(15 * mm, 8 * mm, "spineplan teaching handout - planning aid, not a substitute "
-                                          "for clinical judgement. Geometry in LPS mm.")
-            c.showPage()
-        c.save()
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return path

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
+from ..core.segmentation import labels as L
 from ..core.volume import Volume
 
 __all__ = ["ORIENTATIONS", "plane_axes", "trajectory_axes", "letter_of", "SliceRequest", "reslice", "edge_letters", "window_to_gray",
@@ -127,21 +128,14 @@ def window_to_gray(img: np.ndarray, level: float, width: float) -> np.ndarray:
 
 
 def _make_colors() -> np.ndarray:
-    rng = np.random.default_rng(7)
-    lut = np.zeros((400, 4), np.uint8)
-    base = [(230, 159, 0), (86, 180, 233), (0, 158, 115), (240, 228, 66), (0, 114, 178), (213, 94, 0),
-            (204, 121, 167), (120, 200, 80), (200, 120, 60)]
-    for lab in range(1, 30):
-        lut[lab, :3] = base[lab % len(base)]
-        lut[lab, 3] = 110
-    for lab in range(100, 130):
-        lut[lab] = (250, 80, 200, 140)  # discs: one distinct colour
-    lut[300] = (255, 255, 120, 90)
-    lut[301] = (255, 255, 0, 120)
-    rest = (lut[:, 3] == 0)
-    rest[0] = False
-    lut[rest, :3] = rng.integers(60, 255, (rest.sum(), 3))
-    lut[rest, 3] = 110
+    """RGBA overlay table: the labels' palette (``segmentation.labels.LABEL_RGB``) with an
+    opacity per kind (discs a little more opaque, the canal less)."""
+    lut = np.zeros((len(L.LABEL_RGB), 4), np.uint8)
+    lut[:, :3] = L.LABEL_RGB
+    lut[1:, 3] = 110
+    lut[[v for v in range(100, 130) if L.is_disc(v)], 3] = 140
+    lut[L.CANAL, 3] = 90
+    lut[L.CORD, 3] = 120
     return lut
 
 

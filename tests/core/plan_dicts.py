@@ -9,7 +9,7 @@ import functools
 
 import numpy as np
 
-from spineplan.core.persistence import source_from_volume
+from spineplan.core.volume import source_from_volume
 from spineplan.core.phantom import make_phantom
 
 

@@ -72,7 +72,7 @@ def test_json_contract_and_nifti_output(phantom, stub, tmp_path, capsys):
 def test_dicom_source_with_dcm_output_writes_a_seg(phantom, stub, tmp_path, capsys):
     import pydicom
 
-    from spineplan.core.export.dicom_seg import read_dicom_seg
+    from spineplan.core.segmentation.importers import read_dicom_seg
 
     write_series(phantom.ct, tmp_path / "dcm")
     out = tmp_path / "seg.dcm"

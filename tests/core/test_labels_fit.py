@@ -10,7 +10,8 @@ import pytest
 
 from spineplan.core.dicom.load import load_volume, read_image_file
 from spineplan.core.export.label_export import write_label_map
-from spineplan.core.labelmaps import labels_on_grid, read_labels
+from spineplan.core.labelmaps import labels_on_grid
+from spineplan.core.segmentation.importers import read_labels
 from spineplan.core.phantom import make_phantom
 from spineplan.core.segmentation.fit import check_labels_fit_image
 

@@ -84,7 +84,7 @@ def test_plan_with_a_label_file_records_it(sample_dicom, tmp_path):
 
 def test_core_gate_and_undoable_confirmation(sample_ct):
     """The gate lives in core (make_plan), the confirmation is an undoable scene command."""
-    from spineplan.core.labelmaps import read_labels
+    from spineplan.core.segmentation.importers import read_labels
     from spineplan.paths import sample_dicom_dir
 
     ref = sample_dicom_dir() / "reference"

@@ -8,6 +8,7 @@ import os
 import numpy as np
 import pytest
 
+from spineplan.core import atomic as A
 from spineplan.core import persistence as P
 from spineplan.core.errors import PlanFileError
 from spineplan.core.volume import Volume
@@ -230,14 +231,14 @@ def test_atomic_save_failure_keeps_previous_file(tmp_path, monkeypatch):
 
 def test_atomic_write_failure_in_replace(tmp_path, monkeypatch):
     f = tmp_path / "a.bin"
-    P.atomic_write_bytes(f, b"old")
+    A.atomic_write_bytes(f, b"old")
 
     def fail(*a, **k):
         raise OSError("disk vanished")
 
     monkeypatch.setattr(P.os, "replace", fail)
     with pytest.raises(OSError):
-        P.atomic_write_bytes(f, b"new" * 1000)
+        A.atomic_write_bytes(f, b"new" * 1000)
     assert f.read_bytes() == b"old"
     assert [p.name for p in tmp_path.iterdir()] == ["a.bin"]
 
@@ -245,11 +246,11 @@ def test_atomic_write_failure_in_replace(tmp_path, monkeypatch):
 def test_atomic_output_path_cleans_up(tmp_path):
     f = tmp_path / "out.stl"
     with pytest.raises(RuntimeError):
-        with P.atomic_output_path(f) as tmp:
+        with A.atomic_output_path(f) as tmp:
             tmp.write_bytes(b"partial")
             raise RuntimeError("writer crashed")
     assert not list(tmp_path.iterdir())
-    with P.atomic_output_path(f) as tmp:
+    with A.atomic_output_path(f) as tmp:
         tmp.write_bytes(b"whole")
     assert f.read_bytes() == b"whole" and len(list(tmp_path.iterdir())) == 1
 

@@ -366,7 +366,7 @@ def test_real_ct_pubis_is_not_sacrum(shared_data):
 
 def test_sample_ct_levels_match_the_reference(sample_dicom):
     from spineplan.core.dicom.load import load_volume
-    from spineplan.core.labelmaps import read_labels
+    from spineplan.core.segmentation.importers import read_labels
 
     ct = load_volume(sample_dicom)
     ref = read_labels([sample_dicom / "reference" / "vertebrae_verse.nii.gz",
@@ -455,7 +455,7 @@ def test_real_thoracic_dicom_named_from_its_ribs(shared_data):
     """The 20-slice (40 mm) thoracic DICOM series: both vertebrae carry ribs, so the lowest is
     named T12 (flagged: it could be a higher one), not S1 as before."""
     from spineplan.core.dicom.load import load_volume
-    from spineplan.core.labelmaps import read_labels
+    from spineplan.core.segmentation.importers import read_labels
 
     d = shared_data / "ct_lumbar_totalseg"
     ct = load_volume(d / "example_ct_dicom")

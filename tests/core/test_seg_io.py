@@ -196,7 +196,8 @@ def test_segment_cli_without_segmenter_is_clear_error(tmp_path, phantom, monkeyp
 
 def test_dicom_seg_round_trip_on_the_sample_series(sample_dicom, tmp_path):
     from spineplan.core.dicom.load import load_volume
-    from spineplan.core.export.dicom_seg import read_dicom_seg, write_dicom_seg
+    from spineplan.core.export.dicom_seg import write_dicom_seg
+    from spineplan.core.segmentation.importers import read_dicom_seg
 
     ct = load_volume(sample_dicom)
     ref = sample_dicom / "reference"
@@ -297,7 +298,7 @@ def test_full_totalsegmentator_map_with_organs_and_ribs_is_not_read_as_verse(pha
 def test_read_labels_detects_totalsegmentator_numbering(phantom, tmp_path):
     """`plan --labels` and the GUI read label files through the importer: a TotalSegmentator
     map is renumbered, not taken for our numbering (which would mislabel every level)."""
-    from spineplan.core.labelmaps import read_labels
+    from spineplan.core.segmentation.importers import read_labels
 
     vert = np.where(np.isin(phantom.labels.array, list(L.VERTEBRA_NAMES)), phantom.labels.array, 0)
     write_volume(phantom.labels.with_array(_to_totalseg(vert).astype(np.uint8)), tmp_path / "ts.nii.gz")

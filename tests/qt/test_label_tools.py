@@ -293,15 +293,15 @@ def test_trajectory_view_paints_a_sphere_and_plan_handles_still_drag(window, pha
 
 
 def test_3d_meshes_are_rebuilt_once_per_stroke(qtbot, tmp_path, phantom, monkeypatch):
-    import spineplan.render.rehearsal as rehearsal
+    import spineplan.core.meshes as meshes
 
     w = _make_window(qtbot, tmp_path, with_3d=True)
     try:
         _open(w, phantom, qtbot)
         _set_labels(w, phantom.labels)
         built = []
-        real = rehearsal.label_meshes_lps
-        monkeypatch.setattr(rehearsal, "label_meshes_lps", lambda lab, *a, **k: built.append(1) or real(lab, *a, **k))
+        real = meshes.label_meshes_lps
+        monkeypatch.setattr(meshes, "label_meshes_lps", lambda lab, *a, **k: built.append(1) or real(lab, *a, **k))
         centre = np.array(phantom.truth["vertebrae"]["L3"]["center_lps"])
         w.scene.set_cursor(centre)
         w.vertebra_box.setCurrentText("L3")
@@ -322,14 +322,14 @@ def test_3d_meshes_are_rebuilt_once_per_stroke(qtbot, tmp_path, phantom, monkeyp
 def test_3d_meshes_are_built_off_the_gui_thread_and_only_the_newest_shows(qtbot, tmp_path, phantom, monkeypatch):
     import threading
 
-    import spineplan.render.rehearsal as rehearsal
+    import spineplan.core.meshes as meshes
 
     w = _make_window(qtbot, tmp_path, with_3d=True)
     try:
         _open(w, phantom, qtbot)
         threads, shown = [], []
-        real = rehearsal.label_meshes_lps
-        monkeypatch.setattr(rehearsal, "label_meshes_lps",
+        real = meshes.label_meshes_lps
+        monkeypatch.setattr(meshes, "label_meshes_lps",
                             lambda lab, *a, **k: threads.append(threading.current_thread()) or real(lab, *a, **k))
         real_show = w.view3d._show_meshes
         monkeypatch.setattr(w.view3d, "_show_meshes", lambda polys: shown.append(sorted(polys)) or real_show(polys))

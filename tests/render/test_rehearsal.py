@@ -13,10 +13,13 @@ if not os.environ.get("DISPLAY"):
     os.environ.setdefault("VTK_DEFAULT_OPENGL_WINDOW", "vtkEGLRenderWindow")
 
 from spineplan.cli import main  # noqa: E402
+from spineplan.core import meshes as M  # noqa: E402
 from spineplan.core import teaching as T  # noqa: E402
 from spineplan.core.errors import InvalidInputError  # noqa: E402
 from spineplan.core.persistence import save_plan  # noqa: E402
 from spineplan.core.phantom import make_phantom  # noqa: E402
+from spineplan.core.export.animation import write_animation  # noqa: E402
+from spineplan.core.export.handout import write_handout  # noqa: E402
 from spineplan.render import rehearsal as R  # noqa: E402
 
 SIZE = (320, 240)
@@ -111,14 +114,15 @@ def test_label_meshes_and_iso_surface_in_lps(phantom):
     from vtkmodules.util import numpy_support
 
     lab = phantom.labels
-    meshes = R.label_meshes_lps(lab, values=[23, 300])
+    meshes = M.label_meshes_lps(lab, values=[23, 300], voxel_mm=M.DISPLAY_VOXEL_MM,
+                                max_triangles=M.DISPLAY_MAX_TRIANGLES)
     pts = numpy_support.vtk_to_numpy(meshes[23].GetPoints().GetData())
     k, j, i = np.nonzero(lab.array == 23)
     vox = lab.lps_points_from_ijk(np.stack([i, j, k], 1))
     half = np.array(lab.spacing) / 2  # the surface lies between voxel centres
     assert np.all(pts.min(0) >= vox.min(0) - half - 0.5) and np.all(pts.max(0) <= vox.max(0) + half + 0.5)
     assert np.allclose(pts.min(0), vox.min(0), atol=2.5) and np.allclose(pts.max(0), vox.max(0), atol=2.5)
-    bead = R.iso_surface_lps(phantom.ct, 2000.0, voxel_mm=2.0, smooth_iterations=0)
+    bead = M.iso_surface_lps(phantom.ct, 2000.0, voxel_mm=2.0, smooth_iterations=0)
     bp = numpy_support.vtk_to_numpy(bead.GetPoints().GetData())
     assert np.allclose(bp.mean(0), phantom.truth["left_marker_lps"], atol=1.5)  # the LEFT bead, +x
     # the same label map stored with flipped i and j axes (direction diag(-1, -1, 1))
@@ -126,7 +130,9 @@ def test_label_meshes_and_iso_surface_in_lps(phantom):
     flipped = lab.with_array(np.ascontiguousarray(lab.array[:, ::-1, ::-1]),
                              direction=np.diag([-1.0, -1.0, 1.0]),
                              origin=tuple(lab.lps_points_from_ijk([ni - 1, nj - 1, 0])))
-    fl = numpy_support.vtk_to_numpy(R.label_meshes_lps(flipped, values=[23])[23].GetPoints().GetData())
+    fl = numpy_support.vtk_to_numpy(M.label_meshes_lps(flipped, values=[23], voxel_mm=M.DISPLAY_VOXEL_MM,
+                                                   max_triangles=M.DISPLAY_MAX_TRIANGLES)[23]
+                                    .GetPoints().GetData())
     assert np.allclose(fl.mean(0), pts.mean(0), atol=1.0)
 
 
@@ -154,12 +160,12 @@ def test_write_gif_and_mp4_frame_count(tmp_path, rendered):
     import imageio.v2 as iio
 
     _, frames, _ = rendered
-    gif = R.write_animation(frames, tmp_path / "r.gif", fps=5)
+    gif = write_animation(frames, tmp_path / "r.gif", fps=5)
     back = iio.mimread(gif)
     assert len(back) == len(frames)
     assert np.asarray(back[0]).shape[:2] == (SIZE[1], SIZE[0])
     pytest.importorskip("imageio_ffmpeg")
-    mp4 = R.write_animation(frames, tmp_path / "r.mp4", fps=5)
+    mp4 = write_animation(frames, tmp_path / "r.mp4", fps=5)
     rd = iio.get_reader(mp4)
     try:
         assert rd.count_frames() == len(frames)
@@ -167,23 +173,23 @@ def test_write_gif_and_mp4_frame_count(tmp_path, rendered):
         rd.close()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temp files left
     with pytest.raises(InvalidInputError):
-        R.write_animation(frames, tmp_path / "r.avi")
+        write_animation(frames, tmp_path / "r.avi")
     with pytest.raises(InvalidInputError):
-        R.write_animation([], tmp_path / "e.gif")
+        write_animation([], tmp_path / "e.gif")
 
 
 def test_handout_one_page_per_step(tmp_path, rendered):
     pypdf = pytest.importorskip("pypdf")
     plan, _, step_images = rendered
     steps = T.rehearsal_steps(plan)
-    pdf = R.write_handout(steps, step_images, tmp_path / "h.pdf", title="Case 1")
+    pdf = write_handout(steps, step_images, tmp_path / "h.pdf", title="Case 1")
     reader = pypdf.PdfReader(str(pdf))
     assert len(reader.pages) == len(steps)
     for page, st in zip(reader.pages, steps):
         text = page.extract_text()
         assert st.title in text and "Case 1" in text
     with pytest.raises(InvalidInputError):
-        R.write_handout(steps, step_images[:-1], tmp_path / "bad.pdf")
+        write_handout(steps, step_images[:-1], tmp_path / "bad.pdf")
 
 
 # ----------------------------------------------------------------------------- CLI
@@ -294,7 +300,7 @@ def test_presentation_text_never_shows_identity(phantom, tmp_path):
     assert "Case 7: L4-L5" in blob and "LEFT" in blob
     for secret in ("DOE", "Doe", "JANE", "PID-778"):
         assert secret not in blob
-    pdf = R.write_handout(scene.steps, [np.zeros((24, 32, 3), np.uint8)] * len(scene.steps),
+    pdf = write_handout(scene.steps, [np.zeros((24, 32, 3), np.uint8)] * len(scene.steps),
                           tmp_path / "h.pdf", title="Case 7: L4-L5")
     text = "".join(p.extract_text() for p in pypdf.PdfReader(str(pdf)).pages)
     assert "Case 7" in text and "DOE" not in text and "PID-778" not in text
@@ -304,7 +310,7 @@ def test_presentation_text_never_shows_identity(phantom, tmp_path):
 def test_rehearsal_on_real_ct_with_reference_labels(shared_data):
     """Real CT (RAS NIfTI, 3 mm) with TotalSegmentator labels: Kambin's triangle is found in the
     L4/L5 disc along a left posterolateral path and the playback renders the instrument."""
-    from spineplan.cli_handlers.rehearse import load_volume
+    from spineplan.core.dicom.load import load_volume
 
     d = shared_data / "ct_lumbar_totalseg"
     ct = load_volume(d / "example_ct.nii.gz")
@@ -334,8 +340,25 @@ def test_rehearsal_on_real_ct_with_reference_labels(shared_data):
 
 def test_outputs_are_ordinary_readable_files(tmp_path, rendered):
     _, frames, _ = rendered
-    gif = R.write_animation(frames[:2], tmp_path / "p.gif")
+    gif = write_animation(frames[:2], tmp_path / "p.gif")
     assert gif.stat().st_mode & 0o044 == 0o044  # group/others may read teaching material
+
+
+def test_rehearsal_shows_the_3d_views_label_meshes(phantom):
+    """The rehearsal's anatomy is core.meshes' display meshes (the 3D view's and, at full
+    resolution, the STL export's), not a mesher of its own."""
+    from vtkmodules.util import numpy_support
+
+    scene = R.Rehearsal(needle_plan(phantom), None, phantom.labels, size=(96, 72), inset=False)
+    try:
+        display = M.label_meshes_lps(phantom.labels, voxel_mm=M.DISPLAY_VOXEL_MM,
+                                     max_triangles=M.DISPLAY_MAX_TRIANGLES)
+        assert sorted(scene.label_actors) == sorted(display)
+        for v, a in scene.label_actors.items():
+            shown = numpy_support.vtk_to_numpy(a.GetMapper().GetInput().GetPoints().GetData())
+            assert np.allclose(shown, numpy_support.vtk_to_numpy(display[v].GetPoints().GetData()))
+    finally:
+        scene.close()
 
 
 def test_scene_draws_into_a_given_render_window(phantom):
@@ -376,7 +399,7 @@ def test_mp4_without_ffmpeg_is_a_clear_error(tmp_path, rendered, monkeypatch):
     _, frames, _ = rendered
     monkeypatch.setitem(sys.modules, "imageio_ffmpeg", None)  # import fails
     with pytest.raises(SpineplanError, match="imageio-ffmpeg"):
-        R.write_animation(frames, tmp_path / "r.mp4")
+        write_animation(frames, tmp_path / "r.mp4")
     assert not list(tmp_path.iterdir())  # nothing left behind
 
 
@@ -407,3 +430,79 @@ def test_handout_images_have_no_narration_overlay(phantom):
     assert diff.mean() > 0.02
     rows = np.nonzero(diff.any(axis=1))[0]
     assert rows.max() > 240 * 0.7  # the narration box at the bottom is gone
+
+
+def test_plan_made_from_a_nifti_rehearses(sample_dicom, tmp_path, capsys):
+    """`plan` on a NIfTI, then `rehearse` on that NIfTI and on the series it was converted from:
+    one loader and one plan/image check (persistence.check_plan_matches_volume), so the plan
+    that `plan` wrote is accepted; a grid moved by 0.5 mm is still refused."""
+    import imageio.v2 as iio
+
+    from spineplan.core.persistence import load_plan
+
+    nii, plan, gif = tmp_path / "ct.nii.gz", tmp_path / "plan.json", tmp_path / "r.gif"
+    ref = sample_dicom / "reference"
+    assert main(["convert", str(sample_dicom), "-o", str(nii)]) == 0
+    assert main(["plan", str(nii), "--level", "L4-L5", "--procedure", "needle", "--side", "left",
+                 "--labels", str(ref / "vertebrae_verse.nii.gz"), "--labels", str(ref / "discs_verse.nii.gz"),
+                 "-o", str(plan)]) == 0
+    capsys.readouterr()
+    for image in (nii, sample_dicom):
+        rc = main(["rehearse", str(plan), "--image", str(image), "--labels", str(ref / "vertebrae_verse.nii.gz"),
+                   "-o", str(gif), "--size", "160x120", "--frames-per-step", "1", "--no-inset"])
+        assert rc == 0, capsys.readouterr().err
+        assert len(iio.mimread(gif)) == 3
+        gif.unlink()
+        capsys.readouterr()
+    moved = load_plan(plan)
+    moved["source"]["origin"][2] += 0.5
+    save_plan(moved, tmp_path / "moved.json")
+    rc = main(["rehearse", str(tmp_path / "moved.json"), "--image", str(nii), "-o", str(gif),
+               "--size", "160x120", "--frames-per-step", "1"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "origin differs by 0.5 mm" in err and err.count("\n") == 1, err
+    assert not gif.exists()
+
+
+def test_rehearsal_cage_is_the_plans_cage(phantom):
+    """One cage frame: the rehearsal's cage at the last step is the STL export's box (same
+    corners), and a cage plan without its size is refused rather than drawn at a default."""
+    from vtkmodules.util import numpy_support
+
+    from spineplan.core.errors import PlanningError
+    from spineplan.core.export.instrument_stl import cage_corners_lps
+
+    c = np.array(phantom.truth["discs"]["L4-L5"]["center_lps"])
+    plan = needle_plan(phantom)
+    plan.update(procedure="cage", target_lps=(c + [0.0, -4.0, 0.0]).tolist(),
+                entry_lps=(c + [70.0, 90.0, 0.0]).tolist())
+    plan["parameters"] = {"length_mm": 30.0, "width_mm": 12.0, "height_mm": 9.0,
+                          "axis_lps": (-np.array([70.0, 90.0, 0.0]) / np.hypot(70.0, 90.0)).tolist()}
+    step = [s for s in T.rehearsal_steps(plan) if s.instrument == "cage"][-1]
+    tip = np.asarray(step.tip_lps)
+    drawn = numpy_support.vtk_to_numpy(R._instrument_poly(step, tip, plan).GetPoints().GetData())
+    corners = cage_corners_lps(dict(plan, parameters=dict(plan["parameters"], center_lps=tip.tolist())))
+    for corner in corners:  # every corner of the planned box is a vertex of the drawn cage
+        assert np.min(np.linalg.norm(drawn - corner, axis=1)) < 1e-3
+    del plan["parameters"]["width_mm"]
+    with pytest.raises(PlanningError, match="width_mm"):
+        R._instrument_poly(step, tip, plan)
+
+
+def test_storyboard_is_built_once_for_frames_and_handout(phantom, tmp_path, monkeypatch):
+    """The caller's storyboard drives the frames (no second rehearsal_steps), and the same
+    steps make the handout: one page per step, one handout image per step."""
+    pypdf = pytest.importorskip("pypdf")
+    plan = needle_plan(phantom)
+    steps = T.rehearsal_steps(plan, phantom.labels)
+
+    def again(*a, **k):
+        raise AssertionError("storyboard built a second time")
+
+    monkeypatch.setattr(R, "rehearsal_steps", again)
+    imgs: list = []
+    frames = R.render_rehearsal(plan, None, phantom.labels, size=(96, 72), frames_per_step=2,
+                                inset=False, step_images=imgs, steps=steps)
+    assert len(frames) == 2 * len(steps) and len(imgs) == len(steps)
+    pdf = write_handout(steps, imgs, tmp_path / "h.pdf")
+    assert len(pypdf.PdfReader(str(pdf)).pages) == len(steps)

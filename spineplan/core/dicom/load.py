@@ -11,7 +11,6 @@ opened read-only and never written.
 from __future__ import annotations
 
 import os
-import tempfile
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -19,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pydicom
 
+from ..atomic import atomic_output_path
 from ..errors import DicomError, InvalidInputError
 from ..tasks import Reporter
 from ..volume import Volume
@@ -555,14 +555,6 @@ def write_volume(volume: Volume, path: str | os.PathLike) -> Path:
     if not name.endswith((".nii", ".nii.gz", ".nrrd", ".mha")):
         raise InvalidInputError(f"{p.name}: output must end in .nii.gz, .nii, .nrrd or .mha")
     p.parent.mkdir(parents=True, exist_ok=True)
-    suffix = ".nii.gz" if name.endswith(".nii.gz") else p.suffix
-    fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=".spineplan-", suffix=suffix)
-    os.close(fd)
-    try:
-        sitk.WriteImage(volume.to_sitk(), tmp, useCompression=name.endswith((".gz", ".nrrd", ".mha")))
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, p)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_output_path(p) as tmp:
+        sitk.WriteImage(volume.to_sitk(), str(tmp), useCompression=name.endswith((".gz", ".nrrd", ".mha")))
     return p

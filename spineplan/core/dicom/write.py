@@ -16,6 +16,7 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import (CTImageStorage, ExplicitVRLittleEndian, MRImageStorage, PYDICOM_IMPLEMENTATION_UID,
                          generate_uid)
 
+from ..atomic import atomic_output_path
 from ..volume import Volume
 
 __all__ = ["write_series"]
@@ -132,8 +133,7 @@ def write_series(volume: Volume, folder: str | os.PathLike, *,
         ds.PixelData = np.ascontiguousarray(stored[k]).tobytes()
         name = file_names[n] if file_names is not None else f"IM{n + 1:04d}.dcm"
         path = folder / name
-        tmp = folder / (name + ".part")
-        ds.save_as(tmp, enforce_file_format=True)
-        os.replace(tmp, path)
+        with atomic_output_path(path) as tmp:
+            ds.save_as(tmp, enforce_file_format=True)
         written[k] = path
     return [written[k] for k in sorted(written)]

@@ -1,8 +1,8 @@
-"""DICOM SEG export and import (highdicom), referencing the source series.
+"""DICOM SEG export (highdicom), referencing the source series.
 
-Each label value present becomes one segment named by its level ("L4", "L4/L5", "spinal
-canal"), coded with SNOMED CT. Import maps segments back to our numbering by those names
-and resamples onto the image grid through world (LPS) coordinates.
+Each label value present becomes one segment named by its level (``labels.segment_name``:
+"L4", "L4/L5", "spinal canal"), coded with SNOMED CT. Reading a DICOM SEG back is an import
+(``segmentation.importers.read_dicom_seg``).
 """
 
 from __future__ import annotations
@@ -14,13 +14,12 @@ import numpy as np
 import pydicom
 
 from ... import __version__
+from ..atomic import atomic_output_path
 from ..errors import InvalidInputError
-from ..labelmaps import labels_on_grid
-from ..persistence import atomic_output_path
 from ..segmentation import labels as L
 from ..volume import Volume
 
-__all__ = ["write_dicom_seg", "read_dicom_seg", "segment_name", "label_from_segment_name"]
+__all__ = ["write_dicom_seg"]
 
 _VERTEBRA = ("51282000", "Vertebra")
 _SACRUM = ("54735007", "Sacrum")
@@ -28,28 +27,6 @@ _DISC = ("360499006", "Intervertebral disc structure")
 _CANAL = ("61496007", "Vertebral canal structure")
 _CORD = ("2748008", "Spinal cord")
 _CATEGORY = ("91723000", "Anatomical Structure")
-
-
-def segment_name(label: int) -> str:
-    if label == L.CANAL:
-        return "spinal canal"
-    if label == L.CORD:
-        return "spinal cord"
-    if L.is_disc(label):
-        return L.disc_name(label)
-    return L.vertebra_name(label)
-
-
-def label_from_segment_name(name: str) -> int | None:
-    n = name.strip()
-    if n == "spinal canal":
-        return L.CANAL
-    if n == "spinal cord":
-        return L.CORD
-    if "/" in n:
-        up = n.split("/")[0].upper()
-        return L.disc_label(L.vertebra_label(up)) if up in L.LABEL_FROM_NAME else None
-    return L.LABEL_FROM_NAME.get(n.upper())
 
 
 def _code(label: int):
@@ -93,12 +70,12 @@ def write_dicom_seg(labels: Volume, source_files, path: str | os.PathLike, *, ma
     for n, v in enumerate(present, start=1):
         lut[v] = n
         descriptions.append(hd.seg.SegmentDescription(
-            segment_number=n, segment_label=segment_name(v),
+            segment_number=n, segment_label=L.segment_name(v),
             segmented_property_category=Code(_CATEGORY[0], "SCT", _CATEGORY[1]),
             segmented_property_type=_code(v),
             algorithm_type=(hd.seg.SegmentAlgorithmTypeValues.MANUAL if manual
                             else hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC),
-            algorithm_identification=algo, tracking_uid=hd.UID(), tracking_id=segment_name(v)))
+            algorithm_identification=algo, tracking_uid=hd.UID(), tracking_id=L.segment_name(v)))
     seg = hd.seg.Segmentation(
         source_images=sources, pixel_array=lut[labels.array.astype(np.int64)],
         segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
@@ -111,32 +88,3 @@ def write_dicom_seg(labels: Volume, source_files, path: str | os.PathLike, *, ma
     with atomic_output_path(dest) as tmp:
         seg.save_as(tmp)
     return dest
-
-
-def read_dicom_seg(path: str | os.PathLike, reference: Volume) -> Volume:
-    """Read a DICOM SEG into our numbering on ``reference``'s grid (through LPS coordinates)."""
-    import highdicom as hd
-
-    try:
-        seg = hd.seg.segread(str(path))
-    except Exception as exc:  # noqa: BLE001
-        raise InvalidInputError(f"{Path(path).name} is not a readable DICOM SEG ({type(exc).__name__})") from None
-    mapping = {}
-    for d in seg.SegmentSequence:
-        lab = label_from_segment_name(str(d.SegmentLabel))
-        if lab is not None:
-            mapping[int(d.SegmentNumber)] = lab
-    if not mapping:
-        raise InvalidInputError(f"{Path(path).name}: no segment names a vertebra, disc or the canal")
-    vol = seg.get_volume(combine_segments=True, relabel=False)
-    arr = np.asarray(vol.array)  # (slices, rows, columns)
-    A = np.asarray(vol.affine, float)  # (slice, row, column, 1) -> LPS
-    m = np.stack([A[:3, 2], A[:3, 1], A[:3, 0]], axis=1)  # columns: i (column), j (row), k (slice)
-    spacing = np.linalg.norm(m, axis=0)
-    lut = np.zeros(int(arr.max()) + 1, np.uint16)
-    for n, lab in mapping.items():
-        if n < len(lut):
-            lut[n] = lab
-    ours = Volume(lut[arr.astype(np.int64)], spacing=tuple(spacing), origin=tuple(A[:3, 3]),
-                  direction=m / spacing, modality="SEG")
-    return labels_on_grid(ours, reference)

@@ -14,7 +14,8 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import PlanningError
-from ..persistence import as_plan_dict, atomic_output_path
+from ..atomic import atomic_output_path
+from ..persistence import as_plan_dict
 
 __all__ = ["trajectory_axis_lps", "tube_segment_lps", "cage_frame_lps", "cage_corners_lps",
            "needle_polydata", "tube_polydata", "cage_polydata", "instrument_polydata",
@@ -46,16 +47,22 @@ def tube_segment_lps(plan: dict) -> tuple[np.ndarray, np.ndarray]:
     return target - length * axis, target
 
 
-def cage_frame_lps(plan: dict):
-    """Cage centre and orthonormal frame (LPS).
+def cage_frame_lps(plan: dict, center_lps=None):
+    """Cage centre and orthonormal frame (LPS): the one cage frame (STL, markups, rehearsal).
 
     Returns ``(center, axis, width_dir, height_dir, (length, width, height))``:
-    ``axis`` is the insertion direction (``parameters.axis_lps``, else entry -> target),
-    ``height_dir`` is the patient's superior direction made orthogonal to the axis,
-    ``width_dir = height_dir x axis`` (right-handed frame).
+    ``center`` is ``center_lps`` when given (the rehearsal's cage on its way in), else
+    ``parameters.center_lps``, else the target; ``axis`` is the insertion direction
+    (``parameters.axis_lps``, else entry -> target), ``height_dir`` is the patient's superior
+    direction made orthogonal to the axis, ``width_dir = height_dir x axis`` (right-handed).
+    PlanningError when the plan does not give the cage's length, width and height.
     """
     par = plan["parameters"]
-    center = np.asarray(par.get("center_lps", plan["target_lps"]), float)
+    missing = [k for k in ("length_mm", "width_mm", "height_mm") if k not in par]
+    if missing:
+        raise PlanningError(f"cage plan without {', '.join(missing)}: re-plan the cage")
+    center = np.asarray(center_lps if center_lps is not None else
+                        par.get("center_lps", plan["target_lps"]), float)
     axis = _unit(par["axis_lps"]) if "axis_lps" in par else trajectory_axis_lps(plan)
     up = np.array([0.0, 0.0, 1.0])
     if abs(axis @ up) > 0.95:  # a cage inserted cranio-caudally (never clinically): use posterior
@@ -125,11 +132,12 @@ def tube_polydata(plan: dict):
     return _cylinder_polydata(outer, dock, d)
 
 
-def cage_polydata(plan: dict):
-    """Cage: a box length x width x height with its length along the insertion axis."""
+def cage_polydata(plan: dict, center_lps=None):
+    """Cage: a box length x width x height with its length along the insertion axis
+    (centred at ``center_lps`` when given, see :func:`cage_frame_lps`)."""
     from vtkmodules.vtkFiltersSources import vtkCubeSource
 
-    c, a, w, h, (L, W, H) = cage_frame_lps(plan)
+    c, a, w, h, (L, W, H) = cage_frame_lps(plan, center_lps)
     src = vtkCubeSource()
     src.SetXLength(L)
     src.SetYLength(W)

@@ -24,8 +24,10 @@ from xml.sax.saxutils import escape
 
 import numpy as np
 
+from ..atomic import atomic_write_bytes
 from ..errors import InvalidInputError
-from ..persistence import as_plan_dict, atomic_write_bytes
+from ..segmentation import labels as L
+from ..persistence import as_plan_dict
 
 __all__ = ["write_report", "report_pdf_bytes", "render_overview_images",
            "render_trajectory_diagrams", "sorted_checks"]
@@ -42,15 +44,8 @@ def sorted_checks(checks: Iterable[dict]) -> list[dict]:
 
 # --------------------------------------------------------------------------- overview images
 def _label_colour(lab: np.ndarray) -> np.ndarray:
-    rgb = np.zeros(lab.shape + (3,), float)
-    vert = (lab >= 1) & (lab < 100)
-    disc = (lab >= 100) & (lab < 200)
-    canal = lab >= 300
-    hue = (lab * 0.618034) % 1.0
-    rgb[vert] = np.stack([0.9 - 0.4 * hue[vert], 0.55 + 0.3 * hue[vert], 0.3 + 0.2 * hue[vert]], -1)
-    rgb[disc] = (0.2, 0.8, 0.9)
-    rgb[canal] = (0.95, 0.9, 0.2)
-    return rgb
+    """RGB 0..1 of each label (the labels' palette, as on screen)."""
+    return L.LABEL_RGB[np.clip(lab, 0, len(L.LABEL_RGB) - 1)] / 255.0
 
 
 def _draw_disc(img: np.ndarray, r: float, c: float, radius: float, colour) -> None:

@@ -18,7 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..persistence import as_plan_dict, atomic_write_text
+from ..atomic import atomic_write_text
+from ..persistence import as_plan_dict
 from .instrument_stl import cage_corners_lps
 
 __all__ = ["MARKUPS_SCHEMA_URL", "markups_document", "write_markups", "ras_from_lps_points"]

@@ -13,14 +13,13 @@ from ... import __version__
 from ..errors import PlanningError
 from ..segmentation import labels as L
 from ..segmentation.motor_units import MotorUnit, compute_motor_units
-from ..volume import Volume
+from ..volume import Volume, source_from_volume
+from .kinds import PROCEDURES, SIDES
 from .safety import PARAMETERS, Check
 
-__all__ = ["Plan", "Anatomy", "FORMAT_VERSION", "PROCEDURES", "SIDES"]
+__all__ = ["Plan", "Anatomy", "FORMAT_VERSION"]
 
 FORMAT_VERSION = 1
-PROCEDURES = ("needle", "tube", "cage")
-SIDES = ("left", "right")
 
 
 class Anatomy:
@@ -28,8 +27,7 @@ class Anatomy:
 
     def __init__(self, image: Volume, labels: Volume, units: list[MotorUnit] | None = None,
                  segmentation: Any = None):
-        if image.array.shape != labels.array.shape or not np.allclose(
-                image.lps_from_ijk(), labels.lps_from_ijk(), atol=1e-2):
+        if not image.same_grid(labels):
             raise PlanningError("the label map is not on the image grid (resample it first)")
         self.image, self.labels = image, labels
         self.units = units if units is not None else compute_motor_units(labels, image)
@@ -81,11 +79,8 @@ class Anatomy:
         return self._canal_tree or None
 
     def source(self) -> dict:
-        v = self.image
-        return {"series_uid": v.meta.get("series_uid", ""), "modality": v.modality,
-                "size": list(v.size_ijk), "spacing": list(v.spacing), "origin": list(v.origin),
-                "direction": [float(x) for x in v.direction.ravel()],
-                "description": v.meta.get("description", "")}
+        """The plan's record of the image it is made on (``volume.source_from_volume``)."""
+        return source_from_volume(self.image)
 
 
 @dataclass

@@ -9,6 +9,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from ..hounsfield import BONE_HU
 from ..segmentation import labels as L
 
 __all__ = ["Check", "PARAMETERS", "units_touched", "worst_severity"]
@@ -33,7 +34,7 @@ PARAMETERS = {
     "cage_angle_to_sagittal_deg": (25.0, 45.0),
     "cage_max_over_neighbours_mm": 2.0,
     "dural_sac_clearance_mm": 2.0,
-    "bone_hu": 250.0,                            # unlabelled bone (ilium) in CT
+    "bone_hu": BONE_HU,                          # unlabelled bone (ilium) in CT (hounsfield.py)
 }
 
 

@@ -63,6 +63,7 @@ class FunctionSegmenter:
 
 
 _REGISTRY: dict[str, Any] = {}
+_optional_loaded = False
 
 
 def register(segmenter: Any) -> Any:
@@ -72,8 +73,17 @@ def register(segmenter: Any) -> Any:
 
 
 def _load_optional() -> None:
-    """Register optional backends (they report their own availability)."""
-    from . import totalseg  # noqa: F401
+    """Register the optional backends (they report their own availability) on first use.
+
+    The registry imports them, never the reverse: a backend module knows nothing of the
+    registry it is listed in.
+    """
+    global _optional_loaded
+    if not _optional_loaded:
+        from .totalseg import TotalSegmentatorBackend
+
+        register(TotalSegmentatorBackend())
+        _optional_loaded = True
 
 
 def get(name: str) -> Any:

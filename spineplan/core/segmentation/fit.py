@@ -13,14 +13,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..hounsfield import BONE_HU  # a voxel at or above it is counted as bone
 from ..volume import Volume
 from . import labels as L
 
-__all__ = ["LabelsFit", "check_labels_fit_image", "BONE_HU", "MIN_BONE_CONTRAST",
+__all__ = ["LabelsFit", "check_labels_fit_image", "MIN_BONE_CONTRAST",
            "MAX_SHIFT_GAIN_HU"]
 
-BONE_HU = 200.0
-"""A voxel at or above this is counted as bone (cortex and dense cancellous bone)."""
 MAX_SHIFT_GAIN_HU = 25.0
 """Labels whose vertebrae would be this much denser (mean HU) a few mm away do not fit."""
 MIN_BONE_CONTRAST = 2.0
@@ -95,7 +94,7 @@ def check_labels_fit_image(volume: Volume, labels: Volume) -> LabelsFit:
     volume : Volume
         The image (CT in HU).
     labels : Volume
-        Labels on ``volume``'s grid (VerSe numbering), e.g. from ``labelmaps.read_labels``.
+        Labels on ``volume``'s grid (VerSe numbering), e.g. from ``importers.read_labels``.
 
     Returns
     -------

@@ -2,12 +2,15 @@
 
 Supported: our/VerSe numbering, TotalSegmentator v2 "total" numbering (one multi-label
 file) or a TotalSegmentator folder of per-class masks (``vertebrae_L4.nii.gz``, ...), and
-DICOM SEG (``.dcm``, segments named by level).
-Resampling onto the image always goes through world coordinates (never array indices).
+DICOM SEG (``.dcm``, segments named by level, ``labels.segment_name``).
+Resampling onto the image always goes through world coordinates (never array indices,
+``labelmaps.labels_on_grid``). :func:`read_labels` merges several files: what the command
+line's and the GUI's ``--labels`` read.
 """
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -20,7 +23,7 @@ from ..volume import Volume
 from . import labels as L
 
 __all__ = ["TOTALSEG_TO_VERSE", "TOTALSEG_CLASS_NAMES", "detect_numbering", "renumber",
-           "import_labels"]
+           "import_labels", "read_labels", "read_dicom_seg"]
 
 # TotalSegmentator v2 "total" task: vertebrae_S1 = 26, L5 = 27 ... T1 = 43, C7 = 44 ... C1 = 50;
 # sacrum = 25; spinal_cord = 79.
@@ -101,8 +104,6 @@ def import_labels(path, reference: Volume, numbering: str = "auto") -> Volume:
     if p.is_dir():
         return _from_mask_folder(p, reference)
     if p.suffix.lower() == ".dcm":
-        from ..export.dicom_seg import read_dicom_seg
-
         return read_dicom_seg(p, reference)
     lab = read_image_file(p)
     arr = lab.array
@@ -125,3 +126,51 @@ def import_labels(path, reference: Volume, numbering: str = "auto") -> Volume:
             out.warnings.append(f"{p.name}: ignored label values not in the VerSe convention: "
                                 f"{', '.join(map(str, unknown[:10]))}{' ...' if len(unknown) > 10 else ''}")
     return out
+
+
+def read_labels(paths, image: Volume) -> Volume:
+    """Read one or more label files (our/VerSe or TotalSegmentator numbering, DICOM SEG) and
+    merge them onto ``image``'s grid (later files win where non-zero)."""
+    out = None
+    for p in paths:
+        lab = import_labels(p, image)
+        if out is None:
+            out = lab
+        else:
+            out.array = np.where(lab.array > 0, lab.array, out.array)
+    if out is None:
+        raise InvalidInputError("no label file given")
+    return out
+
+
+def read_dicom_seg(path: str | os.PathLike, reference: Volume) -> Volume:
+    """Read a DICOM SEG into our numbering on ``reference``'s grid (through LPS coordinates).
+
+    Segments are mapped by their names (``labels.label_from_segment_name``), as
+    ``export.dicom_seg.write_dicom_seg`` names them.
+    """
+    import highdicom as hd
+
+    try:
+        seg = hd.seg.segread(str(path))
+    except Exception as exc:  # noqa: BLE001
+        raise InvalidInputError(f"{Path(path).name} is not a readable DICOM SEG ({type(exc).__name__})") from None
+    mapping = {}
+    for d in seg.SegmentSequence:
+        lab = L.label_from_segment_name(str(d.SegmentLabel))
+        if lab is not None:
+            mapping[int(d.SegmentNumber)] = lab
+    if not mapping:
+        raise InvalidInputError(f"{Path(path).name}: no segment names a vertebra, disc or the canal")
+    vol = seg.get_volume(combine_segments=True, relabel=False)
+    arr = np.asarray(vol.array)  # (slices, rows, columns)
+    A = np.asarray(vol.affine, float)  # (slice, row, column, 1) -> LPS
+    m = np.stack([A[:3, 2], A[:3, 1], A[:3, 0]], axis=1)  # columns: i (column), j (row), k (slice)
+    spacing = np.linalg.norm(m, axis=0)
+    lut = np.zeros(int(arr.max()) + 1, np.uint16)
+    for n, lab in mapping.items():
+        if n < len(lut):
+            lut[n] = lab
+    ours = Volume(lut[arr.astype(np.int64)], spacing=tuple(spacing), origin=tuple(A[:3, 3]),
+                  direction=m / spacing, modality="SEG")
+    return labels_on_grid(ours, reference)

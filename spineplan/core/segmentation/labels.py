@@ -1,8 +1,11 @@
-"""Label convention (VerSe numbering) and level names.
+"""Label convention (VerSe numbering), level names and the one colour palette of labels.
 
 1–7 C1–C7, 8–19 T1–T12, 20–24 L1–L5, 25 L6, 26 sacrum (S1), 28 T13;
 disc = 100 + label of the vertebra above (L4/L5 = 123, L5/S1 = 124);
 300 spinal canal (dural sac), 301 spinal cord.
+
+Colours (``LABEL_RGB``, ``label_rgb``) are the same in the slice views, the 3D view, the
+rehearsal and the report.
 """
 
 from __future__ import annotations
@@ -13,7 +16,9 @@ __all__ = [
     "VERTEBRA_NAMES", "VERTEBRA_LABELS", "LABEL_FROM_NAME", "SACRUM", "CANAL", "CORD", "DISC_OFFSET",
     "vertebra_name", "vertebra_label", "disc_label", "is_vertebra", "is_disc",
     "vertebra_above_disc", "craniocaudal_order", "next_caudal", "motor_unit_name",
-    "parse_motor_unit", "disc_name", "label_counts",
+    "parse_motor_unit", "disc_name", "segment_name", "label_from_segment_name", "label_counts",
+    "VERTEBRA_RGB", "TRANSITIONAL_RGB", "DISC_RGB", "CANAL_RGB", "CORD_RGB", "OTHER_RGB",
+    "LABEL_RGB", "label_rgb",
 ]
 
 SACRUM = 26
@@ -114,6 +119,31 @@ def parse_motor_unit(name: str) -> tuple[int, int]:
     return up, low
 
 
+def segment_name(label: int) -> str:
+    """The name of a label as a structure (DICOM SEG segment label): ``"L4"``, ``"L4/L5"``,
+    ``"spinal canal"``, ``"spinal cord"``."""
+    if label == CANAL:
+        return "spinal canal"
+    if label == CORD:
+        return "spinal cord"
+    if is_disc(label):
+        return disc_name(label)
+    return vertebra_name(label)
+
+
+def label_from_segment_name(name: str) -> int | None:
+    """The label a structure name stands for (inverse of :func:`segment_name`), else None."""
+    n = name.strip()
+    if n == "spinal canal":
+        return CANAL
+    if n == "spinal cord":
+        return CORD
+    if "/" in n:
+        up = n.split("/")[0].upper()
+        return disc_label(vertebra_label(up)) if up in LABEL_FROM_NAME else None
+    return LABEL_FROM_NAME.get(n.upper())
+
+
 _COUNT_CHUNK = 1 << 20
 
 
@@ -132,3 +162,46 @@ def label_counts(arr: np.ndarray, minlength: int = 0) -> np.ndarray:
             out = np.concatenate([out, np.zeros(c.size - out.size, np.int64)])
         out[:c.size] += c
     return out
+
+
+# ----------------------------------------------------------------------------- colours
+#: Vertebra colours (RGB 0-255), given in cranio-caudal order C1 ... L5, S1 and repeating:
+#: ivory, teal, plum, khaki, brown, rose. Any two vertebrae within two levels of each other
+#: differ by a CIE76 colour difference of at least 47 (before, L4 and S1 were both orange,
+#: 25 apart); none is within 35 of the discs' blue (L5's pink was 40 from the discs' magenta),
+#: the canal's yellow, or the colours the rehearsal draws over the anatomy (instrument cyan,
+#: structures at risk red, target and reference green, the resident's attempt orange).
+VERTEBRA_RGB = ((235, 225, 200), (40, 120, 110), (120, 50, 100), (190, 190, 130), (140, 80, 40),
+                (215, 120, 160))
+#: Transitional vertebrae (T13, L6) stand out in grey: their naming needs a second look.
+TRANSITIONAL_RGB = (150, 150, 150)
+DISC_RGB = (70, 150, 230)
+CANAL_RGB = (255, 255, 120)
+CORD_RGB = (255, 255, 0)
+OTHER_RGB = (170, 170, 170)
+
+_COLOUR_ORDER = list(range(1, 25)) + [SACRUM]  # C1 ... L5, S1: consecutive levels
+
+
+def _make_label_rgb() -> np.ndarray:
+    lut = np.tile(np.array(OTHER_RGB, np.uint8), (400, 1))
+    lut[0] = 0
+    for n, v in enumerate(_COLOUR_ORDER):
+        lut[v] = VERTEBRA_RGB[n % len(VERTEBRA_RGB)]
+    for v in (25, 28):  # L6, T13
+        lut[v] = TRANSITIONAL_RGB
+    for v in range(DISC_OFFSET, DISC_OFFSET + 30):
+        if is_disc(v):
+            lut[v] = DISC_RGB
+    lut[CANAL], lut[CORD] = CANAL_RGB, CORD_RGB
+    lut.setflags(write=False)
+    return lut
+
+
+#: RGB (uint8) of every label value 0..399, indexed by the label (0 = background, black).
+LABEL_RGB = _make_label_rgb()
+
+
+def label_rgb(label: int) -> tuple[int, int, int]:
+    """The palette's RGB (0-255) of one label value."""
+    return tuple(int(c) for c in LABEL_RGB[min(max(int(label), 0), len(LABEL_RGB) - 1)])

@@ -2,6 +2,7 @@
 
 Available only when the executable is on PATH (with its weights installed by the user);
 otherwise it reports itself unavailable with the reason. spineplan never downloads weights.
+``segmentation.base`` lists it in the registry.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ from ..dicom.load import write_volume
 from ..errors import SegmentationError
 from ..tasks import Cancelled, Reporter
 from ..volume import Volume
-from .base import register
 from .result import Anchor, Flag, FlagKind, LevelEvidence, SegmentationResult
 from .importers import import_labels
 from . import labels as L
@@ -99,5 +99,3 @@ class TotalSegmentatorBackend:
                                               "discs not labelled by TotalSegmentator's total task")],
                                   evidence=LevelEvidence(Anchor.LABELS_FILE), backend=self.name)
 
-
-register(TotalSegmentatorBackend())
