@@ -38,6 +38,32 @@ def _labels_present(arr: np.ndarray) -> set[int]:
     return set(np.flatnonzero(L.label_counts(arr)).tolist()) if arr.size else set()
 
 
+#: Motor-unit table columns: header and the measurement names (MotorUnit.measurements) shown.
+UNIT_TABLE_COLUMNS = (
+    ("unit", ()), ("disc A/M/P mm", ("disc_height_anterior_mm", "disc_height_middle_mm", "disc_height_posterior_mm")),
+    ("angle°", ("segmental_angle_deg",)), ("slip mm", ("slip_mm",)), ("canal mm", ("canal_ap_mm",)),
+    ("sac mm²", ("sac_area_mm2",)), ("facets", ()), ("notes", ()))
+
+
+def unit_table_cells(u) -> list[tuple[str, list[str]]]:
+    """(text, implausible measurement names) of each column of a motor unit's table row; an
+    implausible value reads '⚠ value?' so that it is never taken for a plain number."""
+    m, bad = u.measurements(), set(u.implausible)
+    cells = []
+    for header, keys in UNIT_TABLE_COLUMNS:
+        if header == "unit":
+            cells.append((u.name, []))
+        elif header == "facets":
+            cells.append(("L+R" if u.facet_left_lps and u.facet_right_lps else "?", []))
+        elif header == "notes":
+            notes = list(u.warnings) + ([f"IMPLAUSIBLE: {', '.join(sorted(bad))}"] if bad else [])
+            cells.append(("; ".join(notes) or u.canal_grade, sorted(bad)))
+        else:
+            parts = [("-" if k not in m else f"⚠ {m[k]:.1f}?" if k in bad else f"{m[k]:.1f}") for k in keys]
+            cells.append(("/".join(parts), [k for k in keys if k in bad]))
+    return cells
+
+
 class MainWindow(QMainWindow):
     """Reading workstation. ``with_3d=False`` skips the VTK view (tests of 2D behaviour)."""
 
@@ -143,9 +169,8 @@ class MainWindow(QMainWindow):
         self.confirm_levels_button.setEnabled(False)
         self.confirm_levels_button.clicked.connect(self.confirm_levels)
         v.addWidget(self.confirm_levels_button)
-        self.unit_table = QTableWidget(0, 7)
-        self.unit_table.setHorizontalHeaderLabels(["unit", "disc A/M/P mm", "angle°", "slip mm",
-                                                   "canal mm", "facets", "notes"])
+        self.unit_table = QTableWidget(0, len(UNIT_TABLE_COLUMNS))
+        self.unit_table.setHorizontalHeaderLabels([h for h, _ in UNIT_TABLE_COLUMNS])
         self.unit_table.cellClicked.connect(lambda r, c: self.level_box.setCurrentText(
             self.unit_table.item(r, 0).text()))
         v.addWidget(self.unit_table)
@@ -830,16 +855,13 @@ class MainWindow(QMainWindow):
         if cur:
             self.level_box.setCurrentText(cur)
         for r, u in enumerate(units):
-            g = u.disc_geometry
-            vals = [u.name,
-                    f"{g.anterior_height_mm:.1f}/{g.middle_height_mm:.1f}/{g.posterior_height_mm:.1f}" if g else "-",
-                    f"{u.segmental_angle_deg:.1f}" if u.segmental_angle_deg is not None else "-",
-                    f"{u.slip_mm:.1f}" if u.slip_mm is not None else "-",
-                    f"{u.canal_ap_mm:.1f}" if u.canal_ap_mm is not None else "-",
-                    "L+R" if u.facet_left_lps and u.facet_right_lps else "?",
-                    "; ".join(u.warnings) or u.canal_grade]
-            for c, t in enumerate(vals):
-                self.unit_table.setItem(r, c, QTableWidgetItem(t))
+            for c, (t, bad) in enumerate(unit_table_cells(u)):
+                item = QTableWidgetItem(t)
+                if bad:  # an impossible number is marked, never shown plain
+                    item.setForeground(QColor(235, 60, 60))
+                    item.setToolTip("implausible: " + "; ".join(bad) + ". A measurement failure: "
+                                    "check the labels of this unit.")
+                self.unit_table.setItem(r, c, item)
 
     # ------------------------------------------------------------------ planning
     plan_pending = False  # a proposal is being computed

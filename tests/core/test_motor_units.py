@@ -153,3 +153,86 @@ def test_a_vertebra_missing_from_the_labels_is_no_unit(coarse):
     arr[arr == L.vertebra_label("L2")] = 0
     names = _names(lab, arr)
     assert "L1-L3" not in names and "L1-L2" not in names and "L3-L4" in names
+
+
+# ------------------------------------------------------------- implausible numbers are marked
+def shifted_vertebra(labels_volume, name: str, posterior_mm: float):
+    """The label map with one vertebra's label moved posteriorly (+y, LPS) by ``posterior_mm``:
+    a labelling error that reads as an impossible retrolisthesis below it."""
+    assert np.allclose(labels_volume.direction, np.eye(3))
+    arr = labels_volume.array.copy()
+    lab = L.vertebra_label(name)
+    m = arr == lab
+    arr[m] = 0
+    shift = int(round(posterior_mm / labels_volume.spacing[1]))
+    moved = np.roll(m, shift, axis=1)  # array axis 1 = j = +y
+    arr[moved] = lab
+    return labels_volume.with_array(arr)
+
+
+@pytest.fixture(scope="module")
+def bad_slip():
+    ph = make_phantom(spacing=2.5)
+    return ph, shifted_vertebra(ph.labels, "L1", 20.0)
+
+
+def test_shifted_vertebra_is_an_implausible_slip(bad_slip):
+    from spineplan.core.segmentation.motor_units import PLAUSIBLE_RANGES
+
+    _ph, lab = bad_slip
+    units = {u.name: u for u in compute_motor_units(lab)}
+    u = units["L1-L2"]
+    assert u.slip_mm < PLAUSIBLE_RANGES["slip_mm"].low and "slip_mm" in u.implausible
+    assert all(not units[n].implausible for n in ("L2-L3", "L3-L4", "L4-L5", "L5-S1"))
+    d = u.summary_dict()
+    assert d["level"] == "L1-L2" and "slip_mm" in d["implausible"] and d["measurements"]["slip_mm"] < -12
+
+
+def test_implausible_slip_marked_in_segment_json_and_report(bad_slip, tmp_path, monkeypatch, capsys):
+    import json
+
+    from pypdf import PdfReader
+
+    from spineplan import cli
+    from spineplan.core.dicom.load import write_volume
+    from spineplan.core.export.report import write_report
+    from spineplan.core.planning.plan import Anatomy
+    from spineplan.core.planning.planner import make_plan
+    from spineplan.core.segmentation import base
+    from spineplan.core.segmentation.base import SegmentationResult
+
+    ph, lab = bad_slip
+
+    class Stub:
+        name, modalities = "stub", ("CT",)
+        missing_dependencies: list = []
+
+        def is_available(self):
+            return True
+
+        def segment(self, volume, *, progress=None, cancel=None):
+            return SegmentationResult(lab, levels=["T12", "L1", "L2", "L3", "L4", "L5", "S1"])
+
+    base._load_optional()
+    monkeypatch.setattr(base, "_REGISTRY", {"stub": Stub()})
+    write_volume(ph.ct, tmp_path / "ct.nii.gz")
+    rc = cli.main(["segment", str(tmp_path / "ct.nii.gz"), "-o", str(tmp_path / "l.nii.gz"), "--json"])
+    doc = json.loads(capsys.readouterr().out)
+    assert rc == 0
+    by = {u["level"]: u for u in doc["motor_units"]}
+    assert list(by) == ["T12-L1", "L1-L2", "L2-L3", "L3-L4", "L4-L5", "L5-S1"]
+    assert set(by["L1-L2"]["measurements"]) >= {"disc_height_anterior_mm", "disc_height_middle_mm",
+                                                "disc_height_posterior_mm", "segmental_angle_deg",
+                                                "slip_mm", "canal_ap_mm", "sac_area_mm2"}
+    assert "slip_mm" in by["L1-L2"]["implausible"] and by["L4-L5"]["implausible"] == []
+    # text mode says it too
+    cli.main(["segment", str(tmp_path / "ct.nii.gz"), "-o", str(tmp_path / "l.nii.gz")])
+    assert "implausible: L1-L2 slip_mm" in capsys.readouterr().out
+
+    plan = make_plan(Anatomy(ph.ct, lab), "L1-L2", "tube", "left")
+    assert "slip_mm" in plan.motor_unit["implausible"]
+    pdf = write_report(plan.to_dict(), tmp_path / "r.pdf")
+    text = " ".join(" ".join((p.extract_text() or "").split()) for p in PdfReader(str(pdf)).pages)
+    slip = plan.motor_unit["measurements"]["slip_mm"]
+    assert f"Slip (anterolisthesis +) IMPLAUSIBLE ({slip:.1f} mm measured" in text
+    assert "Bony canal AP" in text

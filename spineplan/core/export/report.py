@@ -264,13 +264,42 @@ def _measurement_rows(plan: dict) -> list[list[str]]:
                 unit = m.get("unit", "")
                 label = f"{m['level']} {name}".strip() if "level" in m and m.get("name") else name
                 rows.append([str(label), f"{_fmt(value)} {unit}".strip(), _fmt(rest) if rest else ""])
-    mu = plan.get("motor_unit")
-    if isinstance(mu, dict):
-        inner = mu.get("measurements", mu)
-        if isinstance(inner, dict):
-            for k, v in inner.items():
-                rows.append([f"{mu.get('name', plan.get('level', ''))} {k}".strip(), _fmt(v), ""])
     return rows
+
+
+#: Readable names of the motor-unit measurements (MotorUnit.measurements keys).
+MEASUREMENT_NAMES = {
+    "disc_height_anterior_mm": "Disc height, anterior", "disc_height_middle_mm": "Disc height, middle",
+    "disc_height_posterior_mm": "Disc height, posterior", "segmental_angle_deg": "Segmental angle (lordosis +)",
+    "slip_mm": "Slip (anterolisthesis +)", "canal_ap_mm": "Bony canal AP", "sac_area_mm2": "Dural sac area",
+}
+
+
+def motor_unit_rows(mu: dict) -> list[tuple[str, str, bool]]:
+    """(readable name, value text, implausible) of a ``{level, measurements, implausible}`` dict;
+    an implausible value is never given as a plain number: its text says IMPLAUSIBLE and the
+    plausible range."""
+    from ..segmentation.motor_units import PLAUSIBLE_RANGES
+
+    meas = mu.get("measurements") if isinstance(mu, dict) else None
+    if not isinstance(meas, dict):
+        return []
+    bad = set(mu.get("implausible") or [])
+    out = []
+    for k, v in meas.items():
+        r = PLAUSIBLE_RANGES.get(k)
+        unit = r.unit if r else ""
+        name = MEASUREMENT_NAMES.get(k, k.replace("_", " "))
+        try:
+            num = f"{float(v):.1f} {unit}".strip()
+        except (TypeError, ValueError):
+            num = str(v)
+        if k in bad:
+            rng = f"{r.low:g} to {r.high:g} {unit}" if r else "its physiological range"
+            out.append((name, f"IMPLAUSIBLE ({num} measured, outside {rng}): check the labels", True))
+        else:
+            out.append((name, num, False))
+    return out
 
 
 def report_pdf_bytes(plan: dict, *, images=None, identity: bool = False, volume=None,
@@ -394,6 +423,16 @@ def report_pdf_bytes(plan: dict, *, images=None, identity: bool = False, volume=
                   table([["Measurement", "Value", "Other"]] + [[escape(a), escape(b), escape(c)]
                                                                for a, b, c in mrows],
                         [6 * cm, 4 * cm, 7 * cm])]
+
+    murows = motor_unit_rows(plan.get("motor_unit") or {})
+    if murows:
+        lvl = (plan.get("motor_unit") or {}).get("level", level)
+        extra_mu = [("BACKGROUND", (0, n), (-1, n), colors.HexColor("#fde0e0"))
+                    for n, (_a, _b, bad) in enumerate(murows, start=1) if bad]
+        story += [P(f"Motor unit {escape(str(lvl))}", h2),
+                  table([["Measurement", "Value"]] +
+                        [[escape(a), f'<font color="#c62828"><b>{escape(b)}</b></font>' if bad else escape(b)]
+                         for a, b, bad in murows], [6 * cm, 11 * cm], extra=extra_mu)]
 
     items = list(images or [])
     if not items and volume is not None:

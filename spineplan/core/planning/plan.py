@@ -106,6 +106,7 @@ class Plan:
     source: dict = field(default_factory=dict)
     created: str = ""
     segmentation: dict = field(default_factory=dict)  # SegmentationResult.summary_dict()
+    motor_unit: dict = field(default_factory=dict)    # the target unit's MotorUnit.summary_dict()
 
     def __post_init__(self):
         if self.procedure not in PROCEDURES:
@@ -151,6 +152,7 @@ class Plan:
             "case": self.case,
             "clinical_parameters": {k: v for k, v in PARAMETERS.items()},
             "segmentation": self.segmentation,
+            "motor_unit": self.motor_unit,
         })
 
     @classmethod
@@ -163,6 +165,7 @@ class Plan:
                        motor_units_touched=list(d.get("motor_units_touched", [])),
                        checks=[Check(**c) for c in d.get("checks", [])],
                        case=dict(d.get("case", {})), source=dict(d.get("source", {})),
-                       created=d.get("created", ""), segmentation=dict(d.get("segmentation") or {}))
+                       created=d.get("created", ""), segmentation=dict(d.get("segmentation") or {}),
+                       motor_unit=dict(d.get("motor_unit") or {}))
         except (KeyError, TypeError) as exc:
             raise PlanningError(f"not a valid plan: missing or bad field {exc}") from None

@@ -18,7 +18,7 @@ from ..volume import Volume
 from . import labels as L
 
 __all__ = ["DiscGeometry", "MotorUnit", "compute_motor_units", "label_points_lps", "PLAUSIBLE_RANGES",
-           "PlausibleRange", "implausible_measurements", "units_from_present",
+           "PlausibleRange", "implausible_measurements", "implausible_lines", "units_from_present",
            "CANAL_ABSOLUTE_STENOSIS_MM", "CANAL_RELATIVE_STENOSIS_MM", "meyerding_grade"]
 
 CANAL_ABSOLUTE_STENOSIS_MM = 10.0   # bony AP diameter on CT
@@ -79,6 +79,17 @@ def implausible_measurements(measurements: dict) -> list[str]:
         r = PLAUSIBLE_RANGES.get(k)
         if r is not None and v is not None and not (np.isfinite(v) and r.contains(v)):
             out.append(k)
+    return out
+
+
+def implausible_lines(unit: "MotorUnit") -> list[str]:
+    """One line per implausible measurement of a unit: name, value and the plausible range."""
+    m = unit.measurements()
+    out = []
+    for k in unit.implausible:
+        r = PLAUSIBLE_RANGES[k]
+        out.append(f"{unit.name} {k} {m[k]:.1f} {r.unit} (outside {r.low:g}..{r.high:g} {r.unit}: "
+                   "a measurement failure, check the labels)")
     return out
 
 
@@ -354,7 +365,6 @@ def _measure(mu: MotorUnit, ind: _Indicators, c, n, lr, ap, step: float, has_dis
             def height(a):
                 return float((kt * a + top0) - (kb * a + bot0))
 
-            q = ind_points = None  # noqa: F841 (width from the disc-plane section below)
             sec = ind.plane(mu.disc, c, ap, lr, t, np.arange(-45.0, 45.0 + SAMPLE_MM, SAMPLE_MM))
             cols = np.where(sec.max(axis=0) >= 0.5)[0]
             lr_lo = float(-45.0 + SAMPLE_MM * cols.min()) if cols.size else 0.0
