@@ -967,9 +967,16 @@ class MainWindow(QMainWindow):
         if plan is None:
             return
         colours = {"ok": QColor(60, 200, 90), "warning": QColor(240, 170, 30), "error": QColor(235, 60, 60)}
+        n = plan.check_counts()
+        head = QListWidgetItem(f"{n['red']} red · {n['amber']} amber ({n['not_evaluated']} not evaluated) · "
+                               f"{n['green']} green")
+        head.setForeground(colours["error" if n["red"] else "warning" if n["amber"] else "ok"])
+        self.check_list.addItem(head)
         for c in sorted(plan.checks, key=lambda c: {"error": 0, "warning": 1, "ok": 2}[c.severity]):
-            it = QListWidgetItem(f"● {c.name}: {c.detail}")
+            it = QListWidgetItem(f"● {c.name}: {c.detail}")  # a not-evaluated detail says so and why
             it.setForeground(colours[c.severity])
+            it.setToolTip(f"{c.name} ({c.status.replace('_', ' ')}): {c.detail}")
+            it.setData(Qt.UserRole, c.id)
             self.check_list.addItem(it)
 
     def _plan_dict(self):

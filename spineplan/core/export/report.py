@@ -371,18 +371,24 @@ def report_pdf_bytes(plan: dict, *, images=None, identity: bool = False, volume=
     bt.setStyle(TableStyle([("BACKGROUND", (0, 0), (-1, -1), colors.HexColor(colour)),
                             ("TOPPADDING", (0, 0), (-1, -1), 6),
                             ("BOTTOMPADDING", (0, 0), (-1, -1), 6)]))
-    story += [bt, Spacer(1, 0.2 * cm), P("Check summary", h2)]
+    from ..planning.safety import check_counts
+
+    cnt = check_counts(checks)
+    story += [bt, Spacer(1, 0.2 * cm), P("Check summary", h2),
+              P(f"Checks: {cnt['red']} red, {cnt['amber']} amber ({cnt['not_evaluated']} not evaluated), "
+                f"{cnt['green']} green.")]
     rows = [["Status", "Check", "Detail"]]
     extra = []
     for n, c in enumerate(checks, start=1):
         sev = c.get("severity", "ok")
         col = _SEV_COLOUR.get(sev, "#000000")
-        rows.append([f'<font color="{col}"><b>{_SEV_TEXT.get(sev, sev)}</b></font>',
+        status = "NOT EVALUATED" if c.get("status") == "not_evaluated" else _SEV_TEXT.get(sev, sev)
+        rows.append([f'<font color="{col}"><b>{status}</b></font>',
                      f'<font color="{col}">{escape(str(c.get("name", "")))}</font>',
                      escape(str(c.get("detail", "")))])
         if sev == "error":
             extra.append(("BACKGROUND", (0, n), (-1, n), colors.HexColor("#fde0e0")))
-    story.append(table(rows, [2.2 * cm, 5.3 * cm, 9.5 * cm], extra=extra) if checks
+    story.append(table(rows, [3.0 * cm, 4.8 * cm, 9.2 * cm], extra=extra) if checks
                  else P("No checks in this plan."))
 
     entry, target = plan.get("entry_lps", [0, 0, 0]), plan.get("target_lps", [0, 0, 0])

@@ -14,7 +14,7 @@ from ..errors import PlanningError
 from ..segmentation import labels as L
 from ..segmentation.motor_units import MotorUnit, compute_motor_units
 from ..volume import Volume
-from .safety import PARAMETERS, Check
+from .safety import PARAMETERS, Check, CheckId, check_counts
 
 __all__ = ["Plan", "Anatomy", "FORMAT_VERSION", "PROCEDURES", "SIDES"]
 
@@ -119,11 +119,20 @@ class Plan:
     def errors(self) -> list[Check]:
         return [c for c in self.checks if c.severity == "error"]
 
-    def check(self, name: str) -> Check:
+    def check(self, check_id: "CheckId | str") -> Check:
+        """The check with this :class:`CheckId` (or its value); KeyError when absent."""
+        try:
+            key = CheckId(check_id).value
+        except ValueError:
+            raise KeyError(f"{check_id!r} is not a check id (CheckId)") from None
         for c in self.checks:
-            if c.name == name:
+            if c.id == key:
                 return c
-        raise KeyError(name)
+        raise KeyError(key)
+
+    def check_counts(self) -> dict[str, int]:
+        """Red/amber/green (and not evaluated) counts of the checks."""
+        return check_counts(self.checks)
 
     def to_dict(self) -> dict[str, Any]:
         """The plan-file dict (PLAN_SCHEMA): persistence adds checksum and identity."""
@@ -149,6 +158,7 @@ class Plan:
             "parameters": self.parameters, "metrics": self.metrics,
             "motor_units_touched": list(self.motor_units_touched),
             "checks": [c.to_dict() for c in self.checks],
+            "check_summary": check_counts(self.checks),
             "case": self.case,
             "clinical_parameters": {k: v for k, v in PARAMETERS.items()},
             "segmentation": self.segmentation,
