@@ -110,3 +110,13 @@ def test_cli_plan_exits_3_when_the_plan_has_a_red_check(phantom, tmp_path):
     r = _cli("plan", tmp_path / "clean.nii.gz", *args, "-o", tmp_path / "q.json")
     assert r.returncode == 0, r.stderr
     assert "checks: 0 red, 0 amber (0 not evaluated)" in r.stdout
+
+
+def test_check_status_values_match_the_plan_file_schema(tmp_path, phantom):
+    from spineplan.core import persistence as P
+    from spineplan.core.errors import PlanFileError
+
+    d = make_plan(Anatomy(phantom.ct, phantom.labels), "L4-L5", "needle", "left").to_dict()
+    d["checks"][0]["status"] = "maybe"
+    with pytest.raises(PlanFileError, match="status must be one of"):
+        P.validate_plan(d)
