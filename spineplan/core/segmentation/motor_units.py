@@ -220,18 +220,20 @@ class _Indicators:
     and orientation (voxel-centre extremes are biased by half a voxel on coarse grids).
     """
 
-    def __init__(self, labels: Volume, crop):
+    def __init__(self, labels: Volume, crop, crops=None):
         self.labels, self.crop = labels, crop
-        self.sub = labels.array[crop]
-        self.start = np.array([s.start for s in crop], float)  # k, j, i
+        self.crops = dict(crops or {})   # value -> its own crop (the canal may lie outside ``crop``)
         self._ind: dict = {}
 
     def sample(self, value: int, pts_lps: np.ndarray) -> np.ndarray:
         if value not in self._ind:
-            self._ind[value] = (self.sub == value).astype(np.float32)
+            crop = self.crops.get(value, self.crop)
+            self._ind[value] = ((self.labels.array[crop] == value).astype(np.float32),
+                                np.array([s.start for s in crop], float))  # k, j, i
+        ind, start = self._ind[value]
         ijk = self.labels.ijk_points_from_lps(pts_lps.reshape(-1, 3))
-        kji = ijk[:, ::-1].T - self.start[:, None]
-        out = ndimage.map_coordinates(self._ind[value], kji, order=1, mode="constant", cval=0.0)
+        kji = ijk[:, ::-1].T - start[:, None]
+        out = ndimage.map_coordinates(ind, kji, order=1, mode="constant", cval=0.0)
         return out.reshape(pts_lps.shape[:-1])
 
     def plane(self, value: int, origin, e1, e2, t1, t2, e3=None, offsets=(0.0,)) -> np.ndarray:
@@ -293,6 +295,7 @@ WALL_ROWS_MM = (1.5, 6.0)  # rows beside an endplate where a body's posterior wa
 ARCH_SEARCH_MM = 14.0      # the posterior arch is searched within this distance of the disc plane
 MIN_CANAL_GAP_MM = 3.0     # a gap in the bone narrower than this is a hole, not the canal
 SAC_SECTION_OFFSETS_MM = tuple(np.arange(-1.0, 1.01, 0.25))  # disc-plane sections for the sac area
+CANAL_REACH_MM = 40.0      # the dural sac is looked for this far around the unit's vertebrae
 MIN_DISC_COLUMNS = 4       # mid-sagittal disc columns needed for heights and angle
 
 
@@ -476,12 +479,19 @@ def compute_motor_units(labels: Volume, image: Volume | None = None) -> list[Mot
         cache[key] = label_points_lps(labels, value, objs[value - 1], surface)
         return cache[key]
 
-    def bbox(values, margin=3):
+    def bbox(values, margin=3, within=None):
         boxes = [objs[v - 1] for v in values if v - 1 < len(objs) and objs[v - 1] is not None]
         lo = np.min([[s.start for s in b] for b in boxes], axis=0) - margin
         hi = np.max([[s.stop for s in b] for b in boxes], axis=0) + margin
         lo, hi = np.maximum(lo, 0), np.minimum(hi, arr.shape)
+        if within is not None:  # intersect with another box
+            lo = np.maximum(lo, [s.start for s in within])
+            hi = np.maximum(lo, np.minimum(hi, [s.stop for s in within]))
         return tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))
+
+    # the canal is sampled in its own box near each unit (label maps of the bodies alone do
+    # not enclose it); margin in voxels for CANAL_REACH_MM along every axis
+    reach = np.ceil(CANAL_REACH_MM / np.asarray(labels.spacing, float)[::-1]).astype(int)
 
     has_canal = counts.size > L.CANAL and counts[L.CANAL] > 0
     units: list[MotorUnit] = []
@@ -504,7 +514,9 @@ def compute_motor_units(labels: Volume, image: Volume | None = None) -> list[Mot
             mu.disc = disc
             c, n, lr, ap = _disc_frame(D, labels)
         step = _voxel_step_along(labels, ap)
-        ind = _Indicators(labels, bbox([up, low] + ([disc] if mu.disc else [])))
+        box = bbox([up, low] + ([disc] if mu.disc else []))
+        crops = {L.CANAL: bbox([L.CANAL], 1, within=bbox([up, low], reach))} if has_canal else {}
+        ind = _Indicators(labels, box, crops)
         _measure(mu, ind, c, n, lr, ap, step, mu.disc is not None, has_canal)
         # facet joints: closest approach of the upper and lower vertebra posterolateral to the canal
         for side, sgn in (("left", 1.0), ("right", -1.0)):
