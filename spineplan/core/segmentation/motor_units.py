@@ -26,7 +26,7 @@ CANAL_RELATIVE_STENOSIS_MM = 13.0
 SAC_ABSOLUTE_STENOSIS_MM2 = 75.0    # dural sac area on MRI
 SAC_RELATIVE_STENOSIS_MM2 = 100.0
 MIN_VERTEBRA_MM3 = 2000.0           # smaller fragments (e.g. a vertebra's tip at the edge) are ignored
-MIDLINE_HALF_WIDTH_MM = 5.0         # band around the mid-sagittal plane used for AP measurements
+MIDLINE_HALF_WIDTH_MM = 3.0         # band around the mid-sagittal plane used for AP measurements
 FACET_SEARCH_MM = 16.0              # facet joints are searched within this distance of the disc plane
 FACET_MAX_GAP_MM = 6.0              # closest approach of the two articular processes
 
@@ -290,7 +290,7 @@ def _line_fit(x, y):
 
 
 SAMPLE_MM = 0.5            # spacing of the resampled mid-sagittal and disc-plane grids
-MIDLINE_OFFSETS_MM = (-3.0, -2.0, -1.0, 0.0, 1.0, 2.0, 3.0)  # the mid-sagittal band, averaged
+MIDLINE_OFFSETS_MM = tuple(np.arange(-MIDLINE_HALF_WIDTH_MM, MIDLINE_HALF_WIDTH_MM + 1e-6, 1.0))  # averaged
 WALL_ROWS_MM = (1.5, 6.0)  # rows beside an endplate where a body's posterior wall is taken
 ARCH_SEARCH_MM = 14.0      # the posterior arch is searched within this distance of the disc plane
 MIN_CANAL_GAP_MM = 3.0     # a gap in the bone narrower than this is a hole, not the canal
