@@ -40,9 +40,13 @@ def _labels_present(arr: np.ndarray) -> set[int]:
 
 #: Motor-unit table columns: header and the measurement names (MotorUnit.measurements) shown.
 UNIT_TABLE_COLUMNS = (
-    ("unit", ()), ("disc A/M/P mm", ("disc_height_anterior_mm", "disc_height_middle_mm", "disc_height_posterior_mm")),
-    ("angle°", ("segmental_angle_deg",)), ("slip mm", ("slip_mm",)), ("canal mm", ("canal_ap_mm",)),
+    ("unit", ()), ("disc A/M/P", ("disc_height_anterior_mm", "disc_height_middle_mm", "disc_height_posterior_mm")),
+    ("angle°", ("segmental_angle_deg",)), ("slip", ("slip_mm",)), ("canal", ("canal_ap_mm",)),
     ("sac mm²", ("sac_area_mm2",)), ("facets", ()), ("notes", ()))
+#: Header tooltips (units) of the motor-unit table.
+UNIT_TABLE_TIPS = {"disc A/M/P": "disc height anterior / middle / posterior, mm", "angle°": "segmental angle, "
+                   "degrees (lordosis +)", "slip": "slip, mm (anterolisthesis +, retrolisthesis -)",
+                   "canal": "bony canal AP at the disc level, mm", "sac mm²": "dural sac area at the disc plane"}
 
 
 def unit_table_cells(u) -> list[tuple[str, list[str]]]:
@@ -171,6 +175,10 @@ class MainWindow(QMainWindow):
         v.addWidget(self.confirm_levels_button)
         self.unit_table = QTableWidget(0, len(UNIT_TABLE_COLUMNS))
         self.unit_table.setHorizontalHeaderLabels([h for h, _ in UNIT_TABLE_COLUMNS])
+        for c, (h, _k) in enumerate(UNIT_TABLE_COLUMNS):
+            self.unit_table.horizontalHeaderItem(c).setToolTip(UNIT_TABLE_TIPS.get(h, h))
+        self.unit_table.horizontalHeader().setStretchLastSection(True)
+        self.unit_table.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
         self.unit_table.cellClicked.connect(lambda r, c: self.level_box.setCurrentText(
             self.unit_table.item(r, 0).text()))
         v.addWidget(self.unit_table)
@@ -847,6 +855,8 @@ class MainWindow(QMainWindow):
             return
 
     def _on_units(self, units):
+        from ..core.segmentation.motor_units import implausible_lines
+
         self.anatomy = None
         self.unit_table.setRowCount(len(units))
         cur = self.level_box.currentText()
@@ -862,6 +872,11 @@ class MainWindow(QMainWindow):
                     item.setToolTip("implausible: " + "; ".join(bad) + ". A measurement failure: "
                                     "check the labels of this unit.")
                 self.unit_table.setItem(r, c, item)
+            notes = self.unit_table.item(r, len(UNIT_TABLE_COLUMNS) - 1)
+            notes.setToolTip("\n".join([notes.text()] + implausible_lines(u)))
+        # every column in view (no horizontal scrolling): numbers sized to their contents,
+        # the notes column takes the rest and elides (the full text is its tooltip)
+        self.unit_table.resizeColumnsToContents()
 
     # ------------------------------------------------------------------ planning
     plan_pending = False  # a proposal is being computed
