@@ -81,6 +81,33 @@ def test_bodies_only_labels_keep_the_sac_area_and_slip():
     assert abs(units["L4-L5"].slip_mm - ph.truth["discs"]["L4-L5"]["slip_posterior_wall_mm"]) <= 1.0
 
 
+def test_without_disc_labels_the_bodies_give_the_endplates():
+    """Vertebra-only label maps (no discs): slip and angle from the bodies' facing endplates
+    (a flat guess of the endplates read a 17.8 mm slip on an MRI dev case)."""
+    ph = make_phantom(spacing=2.0, slip_mm=SLIPS)
+    arr = ph.labels.array.copy()
+    arr[(arr > 100) & (arr < 200)] = 0
+    units = compute_motor_units(ph.labels.with_array(arr))
+    assert len(units) == 6
+    for u in units:
+        t = ph.truth["discs"][u.name]
+        assert u.disc_geometry is None and "no disc labelled" in u.warnings[0]
+        assert abs(u.slip_mm - t["slip_posterior_wall_mm"]) <= 1.0, (u.name, u.slip_mm)
+        assert abs(u.segmental_angle_deg - t["angle_deg"]) <= 3.5, (u.name, u.segmental_angle_deg)
+        assert not u.implausible
+
+
+def test_mri_bodies_only_dev_cases_are_plausible(shared_data):
+    from spineplan.core.dicom.load import read_image_file
+
+    for case in ("case01", "case02", "case05"):
+        units = compute_motor_units(read_image_file(
+            shared_data / "mri_lumbar_vb_dev" / f"{case}_vertebrae_verse.nii.gz"))
+        assert [u.name for u in units] == ["L1-L2", "L2-L3", "L3-L4", "L4-L5"], case
+        for u in units:
+            assert abs(u.slip_mm) <= 6.0 and -5.0 <= u.segmental_angle_deg <= 20.0, (case, u.name)
+
+
 def _lumbar_sanity(units, has_sac):
     for u in units:
         if not u.name.startswith(("L", "T12")) or u.disc_geometry is None:

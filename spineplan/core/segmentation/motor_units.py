@@ -321,6 +321,36 @@ def _posterior_wall(ind, value, origin, e_along, e_up, s_values, lr, t, min_gap)
     return np.asarray(origin) + float(np.median(walls)) * e_along, float(np.median(depths))
 
 
+def _endplates_from_bodies(ind, mu, c, n, lr, ap, t, step):
+    """(kt, top0, kb, bot0): lines (w = k a + w0 in the unit's frame) of the upper body's
+    inferior and the lower body's superior endplate, from mid-sagittal columns where both
+    bodies face each other across a gap; None when fewer than MIN_DISC_COLUMNS columns."""
+    w = np.arange(-30.0, 30.0 + SAMPLE_MM, SAMPLE_MM)
+    U = ind.plane(mu.upper, c, ap, n, t, w, lr, MIDLINE_OFFSETS_MM)
+    Lo = ind.plane(mu.lower, c, ap, n, t, w, lr, MIDLINE_OFFSETS_MM)
+    xs, tops, bots = [], [], []
+    for a, cu, cl in zip(t, U, Lo):
+        ru, _ = _crossings(cu, w)
+        _, fl = _crossings(cl, w)
+        up = [x for x in ru if x > -15.0]
+        low = [x for x in fl if x < 15.0]
+        if up and low and up[0] > low[-1]:
+            xs.append(a), tops.append(up[0]), bots.append(low[-1])
+    if len(xs) < MIN_DISC_COLUMNS:
+        return None
+    xs = np.array(xs)
+    # the bodies only: their AP extent is the longest run of facing columns
+    br = np.where(np.diff(xs) > max(2.0, 1.5 * step))[0]
+    seg = np.split(np.arange(len(xs)), br + 1)
+    keep = max(seg, key=len)
+    if len(keep) < MIN_DISC_COLUMNS:
+        return None
+    xs, tops, bots = xs[keep], np.array(tops)[keep], np.array(bots)[keep]
+    kt, top0 = _line_fit(xs, tops)
+    kb, bot0 = _line_fit(xs, bots)
+    return kt, top0, kb, bot0
+
+
 def _measure(mu: MotorUnit, ind: _Indicators, c, n, lr, ap, step: float, has_disc: bool,
              has_canal: bool) -> None:
     """Fill the unit's disc geometry, segmental angle, slip, canal AP and dural-sac area.
@@ -379,6 +409,11 @@ def _measure(mu: MotorUnit, ind: _Indicators, c, n, lr, ap, step: float, has_dis
                 anterior_height_mm=height(lo), middle_height_mm=height(mid),
                 posterior_height_mm=height(hi), ap_depth_mm=hi - lo,
                 width_mm=lr_hi - lr_lo, ap_range_mm=(lo, hi), lr_range_mm=(lr_lo, lr_hi))
+            mu.segmental_angle_deg = float(np.degrees(np.arctan(kb) - np.arctan(kt)))
+    else:  # no disc labelled: the endplates are the facing surfaces of the two bodies
+        ends = _endplates_from_bodies(ind, mu, c, n, lr, ap, t, step)
+        if ends is not None:
+            kt, top0, kb, bot0 = ends
             mu.segmental_angle_deg = float(np.degrees(np.arctan(kb) - np.arctan(kt)))
     # endplate frames (mid-sagittal): AP directions along each endplate and their normals
     e_up, e_low = _unit(ap + kt * n), _unit(ap + kb * n)
