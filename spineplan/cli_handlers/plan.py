@@ -13,6 +13,9 @@ from ..core.planning.case import Case
 from ..core.planning.plan import Anatomy
 from ..core.planning.planner import make_plan
 
+#: Exit code of ``spineplan plan`` when the plan it wrote has a red (error) check.
+EXIT_RED_CHECK = 3
+
 
 def labels_for(args, volume):
     """(labels, level status): the given label maps, or the built-in segmenter's result with
@@ -65,14 +68,20 @@ def run(args) -> int:
         from ..core.export.report import write_report
 
         write_report(d, args.report, volume=vol, labels=labels, identity=args.identify)
-    errors = [c for c in plan.checks if c.severity == "error"]
+    errors = plan.errors()
+    counts = plan.check_counts()
     if args.json:
         print(json.dumps({"plan_file": args.output, "motor_units_touched": d["motor_units_touched"],
-                          "errors": [c.name for c in errors], "metrics": d["metrics"]}))
+                          "errors": [c.name for c in errors], "error_ids": [c.id for c in errors],
+                          "check_summary": counts,
+                          "not_evaluated": [c.id for c in plan.checks if not c.evaluated],
+                          "metrics": d["metrics"]}))
     else:
         print(f"{args.procedure} plan at {args.level} ({args.side}): touches "
-              f"{', '.join(d['motor_units_touched']) or 'nothing'}; {len(errors)} error(s)")
+              f"{', '.join(d['motor_units_touched']) or 'nothing'}; checks: {counts['red']} red, "
+              f"{counts['amber']} amber ({counts['not_evaluated']} not evaluated), {counts['green']} green")
         for c in plan.checks:
             if c.severity != "ok":
                 print(f"  {c.severity}: {c.name}: {c.detail}", file=sys.stderr)
-    return 0
+    # the plan was written; exit 3 tells scripts it has an error check (ARCHITECTURE.md)
+    return EXIT_RED_CHECK if errors else 0

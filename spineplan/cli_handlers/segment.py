@@ -9,7 +9,7 @@ from ..core.dicom.load import load_volume
 from ..core.errors import InvalidInputError, SegmentationError
 from ..core.export.label_export import write_label_map
 from ..core.segmentation.base import default_for, get
-from ..core.segmentation.motor_units import compute_motor_units
+from ..core.segmentation.motor_units import compute_motor_units, implausible_lines
 
 
 def _source_files(args, vol) -> list:
@@ -67,9 +67,11 @@ def run(args) -> int:
                                 "--modality CT|MR, or load a label map with --labels)") from None
     seconds = time.perf_counter() - t
     _write_output(res.labels, args, vol)
-    units = [u.name for u in compute_motor_units(res.labels)]
+    units = compute_motor_units(res.labels)
     if args.json:
-        print(json.dumps({"levels": res.levels, "motor_units": units, "seconds": round(seconds, 3),
+        # each unit: {level, measurements: {contract names, rounded}, implausible: [names]}
+        print(json.dumps({"levels": res.levels, "motor_units": [u.summary_dict() for u in units],
+                          "seconds": round(seconds, 3),
                           "labels_file": str(args.output), "confidence": res.confidence,
                           "flags": [f.to_dict() for f in res.flags], "evidence": res.evidence.to_dict(),
                           "needs_confirmation": res.needs_confirmation, "backend": seg.name,
@@ -80,6 +82,9 @@ def run(args) -> int:
         print(f"{seg.name}: {', '.join(res.levels)} in {seconds:.1f} s -> {args.output}")
         for f in res.flags:
             print(f"  flag: {f.message}")
+        for u in units:
+            for line in implausible_lines(u):
+                print(f"  implausible: {line}")
         if res.needs_confirmation:
             print(f"  levels not established (lowest confidence {res.min_confidence:.2f}): "
                   "confirm or name one level before planning")

@@ -32,6 +32,7 @@ import numpy as np
 from .atomic import atomic_write_text
 from .errors import PlanFileError
 from .planning.kinds import PROCEDURES, SEVERITIES, SIDES
+from .planning.safety import CheckStatus
 from .volume import geometry_differences
 from .segmentation.labels import parse_motor_unit
 
@@ -197,6 +198,9 @@ def _level_ok(v: Any) -> bool:
     return True
 
 
+_CHECK_STATUSES = {s.value for s in CheckStatus}
+
+
 def validate_plan(plan: dict, name: str = "plan") -> None:
     """Check the keys and types of a plan dict; raise PlanFileError naming the first problem."""
     def bad(msg: str) -> PlanFileError:
@@ -253,6 +257,8 @@ def validate_plan(plan: dict, name: str = "plan") -> None:
                 and isinstance(c.get("ok"), bool) and c.get("severity") in SEVERITIES
                 and isinstance(c.get("detail", ""), str)):
             raise bad(f"checks[{n}] must be {{name, ok, severity (ok/warning/error), detail}}")
+        if c.get("status", "passed") not in _CHECK_STATUSES:
+            raise bad(f"checks[{n}].status must be one of {', '.join(sorted(_CHECK_STATUSES))}")
     seg = plan.get("segmentation", {})
     if not isinstance(seg, dict) or not isinstance(seg.get("flags", []), list) or not all(
             isinstance(f, dict) and isinstance(f.get("kind"), str) and isinstance(f.get("message", ""), str)

@@ -242,12 +242,14 @@ def make_phantom(levels: Sequence[str] = ("T12", "L1", "L2", "L3", "L4", "L5"),
         for d in discs:
             yield d["center"], d["R"], (-d["hm"] / 2 - 3, d["hm"] / 2 + 3)
 
+    # (each segment ends at its own w range: a segment running on beyond it, tilted against its
+    # neighbour, would widen the canal's cross-section at the disc planes beyond the truth)
     for c, R, wr in canal_segments():
         box = [(-CANAL_A, CANAL_A), (CANAL_V - CANAL_B, CANAL_V + CANAL_B), wr]
-        cv.paint(c, R, box, lambda U, V, W: (U / CANAL_A) ** 2 + ((V - CANAL_V) / CANAL_B) ** 2 <= 1,
-                 HU["epidural"])
-        cv.paint(c, R, box, lambda U, V, W: (U / SAC_A) ** 2 + ((V - CANAL_V) / SAC_B) ** 2 <= 1,
-                 HU["csf"], label=L.CANAL)
+        cv.paint(c, R, box, lambda U, V, W, wr=wr: ((U / CANAL_A) ** 2 + ((V - CANAL_V) / CANAL_B) ** 2 <= 1)
+                 & (W >= wr[0]) & (W <= wr[1]), HU["epidural"])
+        cv.paint(c, R, box, lambda U, V, W, wr=wr: ((U / SAC_A) ** 2 + ((V - CANAL_V) / SAC_B) ** 2 <= 1)
+                 & (W >= wr[0]) & (W <= wr[1]), HU["csf"], label=L.CANAL)
 
     # discs (wedges between the endplates; nucleus = inner half)
     for d in discs:
@@ -398,6 +400,7 @@ def make_phantom(levels: Sequence[str] = ("T12", "L1", "L2", "L3", "L4", "L5"),
         left_marker_lps=None if marker_lps is None else marker_lps.tolist(),
         herniation=hern_truth,
         canal_ap_mm=2 * CANAL_B, canal_width_mm=2 * CANAL_A,
+        sac_area_mm2=float(np.pi * SAC_A * SAC_B),  # dural-sac cross-section at every disc plane
         body_depth_mm=2 * BODY_B, body_width_mm=2 * BODY_A, body_height_mm=BODY_H,
         skin_posterior_y=SKIN_POSTERIOR_Y,
     )
@@ -407,6 +410,12 @@ def make_phantom(levels: Sequence[str] = ("T12", "L1", "L2", "L3", "L4", "L5"),
             label=d["label"], center_lps=d["center"].tolist(), normal_lps=R[:, 2].tolist(),
             anterior_height_mm=d["ha"], posterior_height_mm=d["hp"], middle_height_mm=d["hm"],
             angle_deg=float(d["angle"]), slip_mm=d["slip"],
+            # the radiological slip: posterior-inferior corner of the upper body over the
+            # posterior-superior corner of the lower one, along the lower endplate's AP axis
+            # (differs from the nominal slip by the disc's wedge, < 1 mm)
+            slip_posterior_wall_mm=float(((d["low_top"] + d["R_low"][:, 1] * (
+                CANAL_V - CANAL_B if d["lower"] == "S1" else BODY_B))  # the sacral block reaches the canal
+                                          - (d["up_bottom"] + d["R_up"][:, 1] * BODY_B)) @ d["R_low"][:, 1]),
             slip_percent=100.0 * d["slip"] / (2 * BODY_B),
         )
         gap_u = sum(FACET_GAP_U) / 2

@@ -39,6 +39,36 @@ def _labels_present(arr: np.ndarray) -> set[int]:
     return set(np.flatnonzero(L.label_counts(arr)).tolist()) if arr.size else set()
 
 
+#: Motor-unit table columns: header and the measurement names (MotorUnit.measurements) shown.
+UNIT_TABLE_COLUMNS = (
+    ("unit", ()), ("disc A/M/P", ("disc_height_anterior_mm", "disc_height_middle_mm", "disc_height_posterior_mm")),
+    ("angle°", ("segmental_angle_deg",)), ("slip", ("slip_mm",)), ("canal", ("canal_ap_mm",)),
+    ("sac mm²", ("sac_area_mm2",)), ("facets", ()), ("notes", ()))
+#: Header tooltips (units) of the motor-unit table.
+UNIT_TABLE_TIPS = {"disc A/M/P": "disc height anterior / middle / posterior, mm", "angle°": "segmental angle, "
+                   "degrees (lordosis +)", "slip": "slip, mm (anterolisthesis +, retrolisthesis -)",
+                   "canal": "bony canal AP at the disc level, mm", "sac mm²": "dural sac area at the disc plane"}
+
+
+def unit_table_cells(u) -> list[tuple[str, list[str]]]:
+    """(text, implausible measurement names) of each column of a motor unit's table row; an
+    implausible value reads '⚠ value?' so that it is never taken for a plain number."""
+    m, bad = u.measurements(), set(u.implausible)
+    cells = []
+    for header, keys in UNIT_TABLE_COLUMNS:
+        if header == "unit":
+            cells.append((u.name, []))
+        elif header == "facets":
+            cells.append(("L+R" if u.facet_left_lps and u.facet_right_lps else "?", []))
+        elif header == "notes":
+            notes = list(u.warnings) + ([f"IMPLAUSIBLE: {', '.join(sorted(bad))}"] if bad else [])
+            cells.append(("; ".join(notes) or u.canal_grade, sorted(bad)))
+        else:
+            parts = [("-" if k not in m else f"⚠ {m[k]:.1f}?" if k in bad else f"{m[k]:.1f}") for k in keys]
+            cells.append(("/".join(parts), [k for k in keys if k in bad]))
+    return cells
+
+
 class MainWindow(QMainWindow):
     """Reading workstation. ``with_3d=False`` skips the VTK view (tests of 2D behaviour)."""
 
@@ -144,9 +174,12 @@ class MainWindow(QMainWindow):
         self.confirm_levels_button.setEnabled(False)
         self.confirm_levels_button.clicked.connect(self.confirm_levels)
         v.addWidget(self.confirm_levels_button)
-        self.unit_table = QTableWidget(0, 7)
-        self.unit_table.setHorizontalHeaderLabels(["unit", "disc A/M/P mm", "angle°", "slip mm",
-                                                   "canal mm", "facets", "notes"])
+        self.unit_table = QTableWidget(0, len(UNIT_TABLE_COLUMNS))
+        self.unit_table.setHorizontalHeaderLabels([h for h, _ in UNIT_TABLE_COLUMNS])
+        for c, (h, _k) in enumerate(UNIT_TABLE_COLUMNS):
+            self.unit_table.horizontalHeaderItem(c).setToolTip(UNIT_TABLE_TIPS.get(h, h))
+        self.unit_table.horizontalHeader().setStretchLastSection(True)
+        self.unit_table.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
         self.unit_table.cellClicked.connect(lambda r, c: self.level_box.setCurrentText(
             self.unit_table.item(r, 0).text()))
         v.addWidget(self.unit_table)
@@ -847,6 +880,8 @@ class MainWindow(QMainWindow):
             return
 
     def _on_units(self, units):
+        from ..core.segmentation.motor_units import implausible_lines
+
         self.anatomy = None
         self.unit_table.setRowCount(len(units))
         cur = self.level_box.currentText()
@@ -855,16 +890,18 @@ class MainWindow(QMainWindow):
         if cur:
             self.level_box.setCurrentText(cur)
         for r, u in enumerate(units):
-            g = u.disc_geometry
-            vals = [u.name,
-                    f"{g.anterior_height_mm:.1f}/{g.middle_height_mm:.1f}/{g.posterior_height_mm:.1f}" if g else "-",
-                    f"{u.segmental_angle_deg:.1f}" if u.segmental_angle_deg is not None else "-",
-                    f"{u.slip_mm:.1f}" if u.slip_mm is not None else "-",
-                    f"{u.canal_ap_mm:.1f}" if u.canal_ap_mm is not None else "-",
-                    "L+R" if u.facet_left_lps and u.facet_right_lps else "?",
-                    "; ".join(u.warnings) or u.canal_grade]
-            for c, t in enumerate(vals):
-                self.unit_table.setItem(r, c, QTableWidgetItem(t))
+            for c, (t, bad) in enumerate(unit_table_cells(u)):
+                item = QTableWidgetItem(t)
+                if bad:  # an impossible number is marked, never shown plain
+                    item.setForeground(QColor(235, 60, 60))
+                    item.setToolTip("implausible: " + "; ".join(bad) + ". A measurement failure: "
+                                    "check the labels of this unit.")
+                self.unit_table.setItem(r, c, item)
+            notes = self.unit_table.item(r, len(UNIT_TABLE_COLUMNS) - 1)
+            notes.setToolTip("\n".join([notes.text()] + implausible_lines(u)))
+        # every column in view (no horizontal scrolling): numbers sized to their contents,
+        # the notes column takes the rest and elides (the full text is its tooltip)
+        self.unit_table.resizeColumnsToContents()
 
     # ------------------------------------------------------------------ planning
     plan_pending = False  # a proposal is being computed
@@ -970,9 +1007,16 @@ class MainWindow(QMainWindow):
         if plan is None:
             return
         colours = {"ok": QColor(60, 200, 90), "warning": QColor(240, 170, 30), "error": QColor(235, 60, 60)}
+        n = plan.check_counts()
+        head = QListWidgetItem(f"{n['red']} red · {n['amber']} amber ({n['not_evaluated']} not evaluated) · "
+                               f"{n['green']} green")
+        head.setForeground(colours["error" if n["red"] else "warning" if n["amber"] else "ok"])
+        self.check_list.addItem(head)
         for c in sorted(plan.checks, key=lambda c: {"error": 0, "warning": 1, "ok": 2}[c.severity]):
-            it = QListWidgetItem(f"● {c.name}: {c.detail}")
+            it = QListWidgetItem(f"● {c.name}: {c.detail}")  # a not-evaluated detail says so and why
             it.setForeground(colours[c.severity])
+            it.setToolTip(f"{c.name} ({c.status.replace('_', ' ')}): {c.detail}")
+            it.setData(Qt.UserRole, c.id)
             self.check_list.addItem(it)
 
     def _plan_dict(self):

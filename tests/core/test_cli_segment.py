@@ -62,7 +62,11 @@ def test_json_contract_and_nifti_output(phantom, stub, tmp_path, capsys):
     doc = json.loads(capsys.readouterr().out)
     assert rc == 0 and stub.calls == 1
     assert doc["levels"] == ["T12", "L1", "L2", "L3", "L4", "L5", "S1"]
-    assert doc["motor_units"] == ["T12-L1", "L1-L2", "L2-L3", "L3-L4", "L4-L5", "L5-S1"]
+    assert [u["level"] for u in doc["motor_units"]] == ["T12-L1", "L1-L2", "L2-L3", "L3-L4", "L4-L5", "L5-S1"]
+    for u in doc["motor_units"]:  # each unit an object with its measurements (contract)
+        assert set(u) == {"level", "measurements", "implausible"} and u["implausible"] == []
+        assert 5.0 <= u["measurements"]["disc_height_middle_mm"] <= 15.0
+        assert abs(u["measurements"]["canal_ap_mm"] - phantom.truth["canal_ap_mm"]) <= 2.0
     assert doc["labels_file"] == str(out) and doc["seconds"] >= 0
     assert doc["confidence"] == {"L5": 0.9} and doc["flags"] == [{"kind": "incomplete_labels", "levels": [], "message": "stub flag"}]
     back = read_image_file(out)

@@ -131,7 +131,7 @@ def test_older_version_is_migrated(tmp_path, monkeypatch):
     (lambda d: d.update(target_lps=[1.0, "a", 3.0]), "target_lps must be 3 finite"),
     (lambda d: d.update(side="middle"), "side must be"),
     (lambda d: d.update(procedure="screw"), "procedure must be"),
-    (lambda d: d.update(level="L4-L6"), "motor-unit name"),
+    (lambda d: d.update(level="L3-L5"), "motor-unit name"),
     (lambda d: d.update(level="X9-X10"), "motor-unit name"),
     (lambda d: d.pop("checks"), "missing checks"),
     (lambda d: d.update(checks=[{"name": "x", "ok": "yes", "severity": "ok", "detail": ""}]),

@@ -7,6 +7,7 @@ import pytest
 
 from spineplan.core.errors import PlanningError
 from spineplan.core.phantom import make_phantom
+from spineplan.core.planning.safety import CheckId
 from spineplan.core.planning import cage, needle, tube
 from spineplan.core.planning.case import Case, concordance
 from spineplan.core.planning.plan import Anatomy, Plan
@@ -75,7 +76,7 @@ def test_plan_moved_one_level_up_fails_scope(anatomy):
     moved.entry_lps = plan.entry_lps + (up - here)
     moved.target_lps = plan.target_lps + (up - here)
     evaluate(moved, anatomy)
-    c = moved.check("motor units touched")
+    c = moved.check(CheckId.MOTOR_UNITS_TOUCHED)
     assert not c.ok and c.severity == "error" and "L3-L4" in c.detail
 
 
@@ -86,7 +87,7 @@ def test_needle_through_facet_fails_collision(anatomy):
     # aim from the entry straight through the left facet joint region into the disc
     forced.entry_lps = plan.target_lps + 2.5 * (facet - plan.target_lps)
     evaluate(forced, anatomy)
-    c = forced.check("needle-bone collision")
+    c = forced.check(CheckId.NEEDLE_BONE)
     assert not c.ok and c.severity == "error"
 
 
@@ -95,7 +96,7 @@ def test_tube_22mm_fails_incision(anatomy):
     wide = Plan.from_dict(plan.to_dict())
     wide.parameters["diameter_mm"] = 22.0
     evaluate(wide, anatomy)
-    c = wide.check("incision length")
+    c = wide.check(CheckId.INCISION)
     assert not c.ok and c.severity == "error" and "2.2 cm" in c.detail
 
 
@@ -104,7 +105,7 @@ def test_cage_too_long_fails_footprint(anatomy):
     long = Plan.from_dict(plan.to_dict())
     long.parameters["length_mm"] = 40.0
     evaluate(long, anatomy)
-    c = long.check("cage footprint inside endplates")
+    c = long.check(CheckId.CAGE_FOOTPRINT)
     assert not c.ok and c.severity == "error"
 
 
@@ -138,13 +139,13 @@ def test_plan_dict_round_trip(anatomy):
 # ----------------------------------------------------------------------------- concordance
 def test_concordance_rules():
     bad = concordance(Case(level="L3-L4", zone="paracentral", suspected_root="L5"))
-    assert any(c.name == "root concordance" and c.severity == "warning" for c in bad)
+    assert any(c.id == CheckId.ROOT_CONCORDANCE and c.severity == "warning" for c in bad)
     good = concordance(Case(level="L4-L5", zone="paracentral", suspected_root="L5"))
     assert all(c.ok for c in good)
     foraminal = concordance(Case(level="L4-L5", zone="foraminal", suspected_root="L4"))
     assert all(c.ok for c in foraminal)
     side = concordance(Case(level="L4-L5", side="right", symptom_side="left"))
-    assert any(c.name == "side concordance" and not c.ok for c in side)
+    assert any(c.id == CheckId.SIDE_CONCORDANCE and not c.ok for c in side)
 
 
 # -------------------------------------------------------------------------------- real CT
@@ -167,7 +168,7 @@ def real_anatomy(shared_data):
                                                   ("L4-L5", "cage", "left")])
 def test_real_ct_plans_touch_only_their_unit(real_anatomy, level, procedure, side):
     plan = make_plan(real_anatomy, level, procedure, side)
-    assert plan.motor_units_touched == [level], plan.check("motor units touched").detail
+    assert plan.motor_units_touched == [level], plan.check(CheckId.MOTOR_UNITS_TOUCHED).detail
     m = plan.metrics
     if procedure == "needle":
         assert 30 <= m["angle_to_sagittal_deg"] <= 60

@@ -200,13 +200,16 @@ def test_trajectory_diagram_without_images(tmp_path, side):
 
 def test_motor_unit_measurement_table(tmp_path):
     plan = make_plan("cage", "left")
-    plan["motor_unit"] = {"name": "L4-L5", "measurements": {"disc_height_posterior_mm": 8.0,
-                                                          "segmental_angle_deg": 8.9}}
+    plan["motor_unit"] = {"level": "L4-L5", "measurements": {"disc_height_posterior_mm": 8.0,
+                                                           "segmental_angle_deg": 8.9},
+                          "implausible": []}
     plan["measurements"] = {"canal_ap_mm": 16.0}
     text = " ".join(pages_text(write_report(plan, tmp_path / "m.pdf")))
     assert "Measurements" in text
-    for s in ("L4-L5 disc_height_posterior_mm", "8.9", "canal_ap_mm", "16.0"):
+    for s in ("Motor unit L4-L5", "Disc height, posterior 8.0 mm", "Segmental angle (lordosis +) 8.9 deg",
+              "canal_ap_mm", "16.0"):
         assert s in text
+    assert "IMPLAUSIBLE" not in text
 
 
 def test_bad_image_and_bad_output_folder(tmp_path, capsys):

@@ -308,7 +308,7 @@ def test_cli_segment_mri_nifti(t2_phantom, tmp_path, capsys):
     rc = cli.main(["segment", str(src), "-o", str(out), "--modality", "MR", "--json"])
     doc = json.loads(capsys.readouterr().out)
     assert rc == 0 and doc["backend"] == "classical-mri"
-    assert doc["levels"][-6:] == LUMBAR + ["S1"] and "L4-L5" in doc["motor_units"]
+    assert doc["levels"][-6:] == LUMBAR + ["S1"] and "L4-L5" in [u["level"] for u in doc["motor_units"]]
     back = read_image_file(out)
     assert back.same_grid(mri)
     assert _dice(back.array == 22, ref.array == 22) > 0.8

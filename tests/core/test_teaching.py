@@ -193,7 +193,7 @@ def test_structures_at_risk(phantom):
 def test_bad_plans_raise_one_line_errors(phantom):
     plan = make_plan(phantom)
     for key, value in (("target_lps", None), ("procedure", "laser"), ("side", "both"),
-                       ("level", "L4-L6"), ("entry_lps", plan["target_lps"])):
+                       ("level", "L3-L5"), ("entry_lps", plan["target_lps"])):
         bad = copy.deepcopy(plan)
         bad[key] = value
         with pytest.raises(SpineplanError) as exc:
@@ -394,3 +394,19 @@ def test_teaching_set_refuses_identified_dicom(tmp_path, phantom):
     # an internal set may keep identified images when asked explicitly
     T.write_teaching_set(tmp_path / "c", [{"title": "C", "image_path": named, "reference_plan": plan}],
                          allow_identified_images=True)
+
+
+def test_a_red_check_caps_the_score_at_a_fail(phantom):
+    """Issue 15: practice mode scored a plan with a red bone-collision check 70/100."""
+    ref = make_plan(phantom, "needle")
+    att = copy.deepcopy(ref)
+    clean = T.score_attempt(ref, att)
+    assert clean.overall > T.PASS_SCORE and clean.passed and "Pass" in T.score_summary(clean)
+    att["checks"][0].update(ok=False, severity="error")
+    s = T.score_attempt(ref, att)
+    assert s.overall <= T.RED_CHECK_SCORE_CAP < T.PASS_SCORE and not s.passed
+    assert s.red_checks == (att["checks"][0]["name"],)
+    assert any("capped" in r for r in s.remarks) and "Pass" not in T.score_summary(s)
+    warn = copy.deepcopy(ref)
+    warn["checks"][0].update(ok=False, severity="warning")  # amber is not capped
+    assert T.score_attempt(ref, warn).overall > T.RED_CHECK_SCORE_CAP

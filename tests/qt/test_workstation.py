@@ -14,9 +14,11 @@ import pytest
 pytest.importorskip("PySide6")
 
 from PySide6.QtCore import QSettings  # noqa: E402
+from PySide6.QtGui import QColor  # noqa: E402
 
 from spineplan.core.measurements import Measurement  # noqa: E402
 from spineplan.core.phantom import make_phantom  # noqa: E402
+from spineplan.core.planning.safety import CheckId  # noqa: E402
 from spineplan.core.segmentation import labels as L  # noqa: E402
 from spineplan.core.volume import Volume  # noqa: E402
 from spineplan.qt.main_window import MainWindow  # noqa: E402
@@ -246,7 +248,9 @@ def test_plan_on_phantom_drag_recheck_and_undo(window, phantom, qtbot):
     _propose(window)
     plan = window.scene.plan
     assert plan is not None and not plan.errors()
-    assert window.check_list.count() == len(plan.checks)
+    assert window.check_list.count() == len(plan.checks) + 1  # the red/amber/green counts first
+    n = plan.check_counts()
+    assert window.check_list.item(0).text().startswith(f"{n['red']} red · {n['amber']} amber")
     v = window.views["axial"]
     window.scene.set_cursor(plan.entry_lps)
     v.repaint()
@@ -258,8 +262,11 @@ def test_plan_on_phantom_drag_recheck_and_undo(window, phantom, qtbot):
     qtbot.mouseRelease(v, Qt.LeftButton, pos=QPoint(int(mid_x), int(ey)))
     moved = window.scene.plan
     assert moved is not plan and moved.entry_lps[0] < moved.target_lps[0]  # now on the right
-    assert moved.check("entry on planned side").severity == "error"
-    assert any("entry on planned side" in window.check_list.item(i).text() for i in range(window.check_list.count()))
+    assert moved.check(CheckId.ENTRY_SIDE).severity == "error"
+    items = [window.check_list.item(i) for i in range(window.check_list.count())]
+    assert not items[0].text().startswith("0 red")
+    red = [it for it in items if it.data(Qt.UserRole) == CheckId.ENTRY_SIDE]
+    assert len(red) == 1 and red[0].foreground().color() == QColor(235, 60, 60)
     window.undo_action.trigger()  # the whole drag is one step
     assert window.scene.plan is plan
 
@@ -427,7 +434,7 @@ def test_typed_plan_values_recheck(window, phantom, qtbot, monkeypatch):
     mirrored[0] = 2 * plan.target_lps[0] - e[0]  # typed onto the other side
     window.point_edits["entry"].setText(", ".join(str(v) for v in mirrored))
     assert window.type_plan_point("entry")
-    assert window.scene.plan.check("entry on planned side").severity == "error"
+    assert window.scene.plan.check(CheckId.ENTRY_SIDE).severity == "error"
     shown = []
     monkeypatch.setattr("PySide6.QtWidgets.QMessageBox.critical", lambda *a: shown.append(a))
     window.point_edits["target"].setText("1, 2")

@@ -259,12 +259,6 @@ def _measurement_rows(plan: dict) -> list[list[str]]:
                 unit = m.get("unit", "")
                 label = f"{m['level']} {name}".strip() if "level" in m and m.get("name") else name
                 rows.append([str(label), f"{_fmt(value)} {unit}".strip(), _fmt(rest) if rest else ""])
-    mu = plan.get("motor_unit")
-    if isinstance(mu, dict):
-        inner = mu.get("measurements", mu)
-        if isinstance(inner, dict):
-            for k, v in inner.items():
-                rows.append([f"{mu.get('name', plan.get('level', ''))} {k}".strip(), _fmt(v), ""])
     return rows
 
 
@@ -287,6 +281,41 @@ def _level_evidence(seg: dict | None, P, escape, small) -> list:
         out.append(P(f'<font color="#c62828"><b>Level flag:</b> {escape(f.message)}</font>', small))
     if seg.get("needs_confirmation") and ev.anchor.value not in ("user", "labels_file"):
         out.append(P('<font color="#c62828"><b>LEVELS NOT ESTABLISHED: not confirmed by the user.</b></font>'))
+    return out
+
+
+#: Readable names of the motor-unit measurements (MotorUnit.measurements keys).
+MEASUREMENT_NAMES = {
+    "disc_height_anterior_mm": "Disc height, anterior", "disc_height_middle_mm": "Disc height, middle",
+    "disc_height_posterior_mm": "Disc height, posterior", "segmental_angle_deg": "Segmental angle (lordosis +)",
+    "slip_mm": "Slip (anterolisthesis +)", "canal_ap_mm": "Bony canal AP", "sac_area_mm2": "Dural sac area",
+}
+
+
+def motor_unit_rows(mu: dict) -> list[tuple[str, str, bool]]:
+    """(readable name, value text, implausible) of a ``{level, measurements, implausible}`` dict;
+    an implausible value is never given as a plain number: its text says IMPLAUSIBLE and the
+    plausible range."""
+    from ..segmentation.motor_units import PLAUSIBLE_RANGES
+
+    meas = mu.get("measurements") if isinstance(mu, dict) else None
+    if not isinstance(meas, dict):
+        return []
+    bad = set(mu.get("implausible") or [])
+    out = []
+    for k, v in meas.items():
+        r = PLAUSIBLE_RANGES.get(k)
+        unit = r.unit if r else ""
+        name = MEASUREMENT_NAMES.get(k, k.replace("_", " "))
+        try:
+            num = f"{float(v):.1f} {unit}".strip()
+        except (TypeError, ValueError):
+            num = str(v)
+        if k in bad:
+            rng = f"{r.low:g} to {r.high:g} {unit}" if r else "its physiological range"
+            out.append((name, f"IMPLAUSIBLE ({num} measured, outside {rng}): check the labels", True))
+        else:
+            out.append((name, num, False))
     return out
 
 
@@ -360,18 +389,24 @@ def report_pdf_bytes(plan: dict, *, images=None, identity: bool = False, volume=
     bt.setStyle(TableStyle([("BACKGROUND", (0, 0), (-1, -1), colors.HexColor(colour)),
                             ("TOPPADDING", (0, 0), (-1, -1), 6),
                             ("BOTTOMPADDING", (0, 0), (-1, -1), 6)]))
-    story += [bt, Spacer(1, 0.2 * cm), P("Check summary", h2)]
+    from ..planning.safety import check_counts
+
+    cnt = check_counts(checks)
+    story += [bt, Spacer(1, 0.2 * cm), P("Check summary", h2),
+              P(f"Checks: {cnt['red']} red, {cnt['amber']} amber ({cnt['not_evaluated']} not evaluated), "
+                f"{cnt['green']} green.")]
     rows = [["Status", "Check", "Detail"]]
     extra = []
     for n, c in enumerate(checks, start=1):
         sev = c.get("severity", "ok")
         col = _SEV_COLOUR.get(sev, "#000000")
-        rows.append([f'<font color="{col}"><b>{_SEV_TEXT.get(sev, sev)}</b></font>',
+        status = "NOT EVALUATED" if c.get("status") == "not_evaluated" else _SEV_TEXT.get(sev, sev)
+        rows.append([f'<font color="{col}"><b>{status}</b></font>',
                      f'<font color="{col}">{escape(str(c.get("name", "")))}</font>',
                      escape(str(c.get("detail", "")))])
         if sev == "error":
             extra.append(("BACKGROUND", (0, n), (-1, n), colors.HexColor("#fde0e0")))
-    story.append(table(rows, [2.2 * cm, 5.3 * cm, 9.5 * cm], extra=extra) if checks
+    story.append(table(rows, [3.0 * cm, 4.8 * cm, 9.2 * cm], extra=extra) if checks
                  else P("No checks in this plan."))
 
     entry, target = plan.get("entry_lps", [0, 0, 0]), plan.get("target_lps", [0, 0, 0])
@@ -412,6 +447,16 @@ def report_pdf_bytes(plan: dict, *, images=None, identity: bool = False, volume=
                   table([["Measurement", "Value", "Other"]] + [[escape(a), escape(b), escape(c)]
                                                                for a, b, c in mrows],
                         [6 * cm, 4 * cm, 7 * cm])]
+
+    murows = motor_unit_rows(plan.get("motor_unit") or {})
+    if murows:
+        lvl = (plan.get("motor_unit") or {}).get("level", level)
+        extra_mu = [("BACKGROUND", (0, n), (-1, n), colors.HexColor("#fde0e0"))
+                    for n, (_a, _b, bad) in enumerate(murows, start=1) if bad]
+        story += [P(f"Motor unit {escape(str(lvl))}", h2),
+                  table([["Measurement", "Value"]] +
+                        [[escape(a), f'<font color="#c62828"><b>{escape(b)}</b></font>' if bad else escape(b)]
+                         for a, b, bad in murows], [6 * cm, 11 * cm], extra=extra_mu)]
 
     items = list(images or [])
     if not items and volume is not None:

@@ -11,7 +11,7 @@ from .common import (VERTEBRA_LABELS, bone_label_name, isolated_bone, facet_hits
 from .geometry import sampling_stride, box_voxels, cylinder_voxels, points_along, skin_exit_lps, unit
 from .implants import load_catalogue
 from .plan import Anatomy, Plan
-from .safety import PARAMETERS, Check
+from .safety import PARAMETERS, Check, CheckId
 
 __all__ = ["propose", "evaluate", "cage_axes", "footprint_points"]
 
@@ -49,30 +49,32 @@ def evaluate(plan: Plan, anat: Anatomy) -> Plan:
     fp = footprint_points(center, axes, length, width, PARAMETERS["cage_margin_mm"])
     lab, _ = labels_at(anat, fp)
     outside = int(np.sum(lab != u.disc))
-    checks.append(Check("cage footprint inside endplates", outside == 0, "ok" if outside == 0 else "error",
+    checks.append(Check(CheckId.CAGE_FOOTPRINT, outside == 0, "ok" if outside == 0 else "error",
                         f"{length:g} x {width:g} mm footprint with {PARAMETERS['cage_margin_mm']:g} mm margins "
                         + ("fits the disc" if outside == 0 else
                            f"leaves the disc at {outside} of {len(fp)} margin points (too long or misplaced)")))
     neigh = [v.disc_geometry.middle_height_mm for v in anat.neighbours(plan.level) if v.disc_geometry]
-    if neigh:
+    if not neigh:
+        checks.append(Check.not_evaluated(CheckId.CAGE_HEIGHT, "no neighbouring disc labelled to compare with"))
+    else:
         ref = float(np.mean(neigh))
         over = height - ref
         lim = PARAMETERS["cage_max_over_neighbours_mm"]
-        checks.append(Check("cage height", over <= lim, "ok" if over <= lim else "warning",
+        checks.append(Check(CheckId.CAGE_HEIGHT, over <= lim, "ok" if over <= lim else "warning",
                             f"{height:g} mm vs neighbouring discs {ref:.1f} mm "
                             f"({over:+.1f} mm; no more than {lim:g} mm above)"))
     q = center - c
     mid = abs(float(q @ lr))
     lim = PARAMETERS["cage_center_from_midline_max_mm"]
-    checks.append(Check("cage centre near midline", mid <= lim, "ok" if mid <= lim else "warning",
+    checks.append(Check(CheckId.CAGE_MIDLINE, mid <= lim, "ok" if mid <= lim else "warning",
                         f"centre {mid:.1f} mm from the midline (<= {lim:g} mm)"))
     lo, hi = g.ap_range_mm
     anterior_half = float(q @ ap) <= (lo + hi) / 2 + 1e-6
-    checks.append(Check("cage in anterior half", anterior_half, "ok" if anterior_half else "warning",
+    checks.append(Check(CheckId.CAGE_ANTERIOR_HALF, anterior_half, "ok" if anterior_half else "warning",
                         "centre in the anterior half of the disc" if anterior_half else
                         "centre in the posterior half of the disc"))
     ang = float(np.degrees(np.arcsin(min(1.0, abs(axes[:, 0][0])))))
-    checks.append(range_check("insertion angle to sagittal", ang, *PARAMETERS["cage_angle_to_sagittal_deg"], "deg"))
+    checks.append(range_check(CheckId.CAGE_ANGLE, ang, *PARAMETERS["cage_angle_to_sagittal_deg"], "deg"))
     # insertion corridor from the skin to the cage's entry end, cage-wide
     start = center - axes[:, 0] * length / 2
     r = width / 2
@@ -82,17 +84,20 @@ def evaluate(plan: Plan, anat: Anatomy) -> Plan:
     bidx, blps = box_voxels(anat.labels, center, axes, (length / 2, width / 2, height / 2))
     blab = anat.labels.array[bidx[:, 2], bidx[:, 1], bidx[:, 0]]
     tree = anat.canal_tree()
-    if tree is not None:
+    if tree is None:
+        checks.append(Check.not_evaluated(CheckId.DURAL_SAC_CLEARANCE,
+                                          "no dural sac (label 300) in the label map"))
+    else:
         axis_pts = points_along(plan.entry_lps, start, 1.0)
         clear = float(tree.query(axis_pts)[0].min()) - r
         need = PARAMETERS["dural_sac_clearance_mm"]
-        checks.append(Check("dural sac clearance", clear >= need, "ok" if clear >= need else "error",
+        checks.append(Check(CheckId.DURAL_SAC_CLEARANCE, clear >= need, "ok" if clear >= need else "error",
                             f"corridor {clear:.1f} mm from the dural sac (needs >= {need:g} mm)"))
     unl = (clab == 0) & (cval > PARAMETERS["bone_hu"]) if anat.image.modality == "CT" else np.zeros(0, bool)
     if np.any(unl):
         unl[unl] = isolated_bone(anat, cidx[unl])
     if np.any(unl):
-        checks.append(Check("iliac crest" if plan.level.endswith("S1") else "unlabelled bone", False, "error",
+        checks.append(Check(CheckId.ILIAC_CREST if plan.level.endswith("S1") else CheckId.UNLABELLED_BONE, False, "error",
                             "unlabelled bone (iliac crest?) in the insertion corridor"))
     bone = np.isin(clab, VERTEBRA_LABELS)
     voxel_cm3 = float(np.prod(anat.labels.spacing)) * sampling_stride(anat.labels) ** 3 / 1000.0
@@ -103,9 +108,13 @@ def evaluate(plan: Plan, anat: Anatomy) -> Plan:
     contra = "right" if plan.side == "left" else "left"
     hits = facet_hits(anat, np.vstack([clps[bone], blps]) if bone.any() else blps, 2.0)
     contra_hit = (plan.level, contra) in hits
-    checks.append(Check("contralateral facet preserved", not contra_hit, "ok" if not contra_hit else "error",
-                        f"{contra} {plan.level} facet joint " + ("touched" if contra_hit else "preserved")))
-    checks.append(Check("facetectomy", True, "ok",
+    if u.facet_lps(contra) is None:
+        checks.append(Check.not_evaluated(CheckId.CONTRALATERAL_FACET,
+                                          f"the {contra} {plan.level} facet joint was not found in the labels"))
+    else:
+        checks.append(Check(CheckId.CONTRALATERAL_FACET, not contra_hit, "ok" if not contra_hit else "error",
+                            f"{contra} {plan.level} facet joint " + ("touched" if contra_hit else "preserved")))
+    checks.append(Check(CheckId.FACETECTOMY, True, "ok",
                         f"{plan.side} {plan.level} facetectomy for the approach ({p['bone_removed_cm3']:.2f} cm3 bone)"))
     m = path_metrics(plan, u)
     plan.metrics = m
@@ -152,7 +161,7 @@ def propose(anat: Anatomy, level: str, side: str, *, case: dict | None = None,
                                         "incision_mm": 25.0},
                             case=dict(case or {}), source=anat.source())
                 evaluate(plan, anat)
-                fits = plan.check("cage footprint inside endplates").ok
+                fits = plan.check(CheckId.CAGE_FOOTPRINT).ok
                 if not fits:
                     continue
                 errs = len(plan.errors())

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 from ..segmentation import labels as L
-from .safety import Check
+from .safety import Check, CheckId
 
 __all__ = ["Case", "ZONES", "PATHOLOGIES", "ROOTS", "concordance", "roots_explained"]
 
@@ -65,24 +65,24 @@ def concordance(case: Case) -> list[Check]:
     """Checks that the marked level/side/zone can explain the clinical findings."""
     out: list[Check] = []
     if not case.level:
-        return [Check("level marked", False, "warning", "no diseased motor unit marked yet")]
+        return [Check(CheckId.LEVEL_MARKED, False, "warning", "no diseased motor unit marked yet")]
     try:
         L.parse_motor_unit(case.level)
     except ValueError as exc:
-        return [Check("level marked", False, "error", str(exc))]
+        return [Check(CheckId.LEVEL_MARKED, False, "error", str(exc))]
     if case.suspected_root:
         roots = roots_explained(case.level, case.zone)
         if case.suspected_root in roots:
-            out.append(Check("root concordance", True, "ok",
+            out.append(Check(CheckId.ROOT_CONCORDANCE, True, "ok",
                              f"{case.zone} {case.level} lesion explains the {case.suspected_root} root"))
         else:
-            out.append(Check("root concordance", False, "warning",
+            out.append(Check(CheckId.ROOT_CONCORDANCE, False, "warning",
                              f"{case.suspected_root} signs are not explained by a {case.zone} lesion at "
                              f"{case.level} (it compresses {', '.join(roots)}); re-check the level and zone"))
     if case.symptom_side in ("left", "right") and case.side in ("left", "right"):
         if case.symptom_side != case.side:
-            out.append(Check("side concordance", False, "warning",
+            out.append(Check(CheckId.SIDE_CONCORDANCE, False, "warning",
                              f"symptoms are {case.symptom_side} but the plan approaches from the {case.side}"))
         else:
-            out.append(Check("side concordance", True, "ok", f"symptoms and approach both {case.side}"))
+            out.append(Check(CheckId.SIDE_CONCORDANCE, True, "ok", f"symptoms and approach both {case.side}"))
     return out

@@ -7,7 +7,7 @@ import numpy as np
 from ..segmentation import labels as L
 from .geometry import angle_to_axial_deg, angle_to_sagittal_deg, points_along, unit
 from .plan import Anatomy, Plan
-from .safety import PARAMETERS, Check, units_touched
+from .safety import PARAMETERS, Check, CheckId, units_touched
 
 __all__ = ["VERTEBRA_LABELS", "isolated_bone", "frame", "side_sign", "path_metrics", "labels_at", "scope_checks", "side_check",
            "facet_hits", "bone_label_name", "range_check"]
@@ -101,7 +101,7 @@ def side_check(plan: Plan, unit_) -> Check:
     c, n, lr, ap = frame(unit_)
     lateral = float((plan.entry_lps - c) @ lr) * side_sign(plan.side)
     ok = lateral > 0
-    return Check("entry on planned side", ok, "ok" if ok else "error",
+    return Check(CheckId.ENTRY_SIDE, ok, "ok" if ok else "error",
                  f"entry is {abs(lateral):.0f} mm to the patient's "
                  f"{plan.side if ok else ('right' if plan.side == 'left' else 'left')} of the midline"
                  + ("" if ok else f" but the plan is for the {plan.side} side"))
@@ -115,7 +115,7 @@ def scope_checks(plan: Plan, anat: Anatomy, hit_labels: np.ndarray, hit_lps: np.
         touched[name] = touched.get(name, 0) + 1
     plan.motor_units_touched = sorted(touched, key=lambda n: [u.name for u in anat.units].index(n))
     others = [n for n in plan.motor_units_touched if n != plan.level]
-    out = [Check("motor units touched", not others and plan.level in touched or not others,
+    out = [Check(CheckId.MOTOR_UNITS_TOUCHED, not others and plan.level in touched or not others,
                  "ok" if not others else "error",
                  f"touches {', '.join(plan.motor_units_touched) or 'nothing labelled'}"
                  + (f"; outside the target unit {plan.level}: {', '.join(others)}" if others else
@@ -125,11 +125,11 @@ def scope_checks(plan: Plan, anat: Anatomy, hit_labels: np.ndarray, hit_lps: np.
     disc_hit = sorted(L.disc_name(d) for d in set(np.unique(hit_labels).tolist()) & neigh_discs)
     facet_hit = [f"{n} {s}" for n, s in facets if n != plan.level]
     bad = disc_hit + facet_hit
-    out.append(Check("adjacent discs and facet joints untouched", not bad, "ok" if not bad else "error",
+    out.append(Check(CheckId.ADJACENT_UNTOUCHED, not bad, "ok" if not bad else "error",
                      "none touched" if not bad else "touched: " + ", ".join(bad)))
     own = [s for n, s in facets if n == plan.level and s not in allowed_facets]
     if own:
-        out.append(Check("target facet joints", False, "warning",
+        out.append(Check(CheckId.TARGET_FACETS, False, "warning",
                          f"the instrument reaches the {', '.join(own)} {plan.level} facet joint"))
     return out
 

@@ -9,7 +9,7 @@ from .common import (VERTEBRA_LABELS, bone_label_name, isolated_bone, facet_hits
                      range_check, scope_checks, side_check, side_sign)
 from .geometry import skin_exit_lps, unit
 from .plan import Anatomy, Plan
-from .safety import PARAMETERS, Check
+from .safety import PARAMETERS, Check, CheckId
 
 __all__ = ["propose", "evaluate"]
 
@@ -38,22 +38,25 @@ def evaluate(plan: Plan, anat: Anatomy) -> Plan:
     if hit.size:
         names = sorted({bone_label_name(int(x)) for x in lab[before][hit]})
         iliac = any("unlabelled" in s for s in names) and plan.level.endswith("S1")
-        checks.append(Check("needle-bone collision", False, "error",
+        checks.append(Check(CheckId.NEEDLE_BONE, False, "error",
                             f"the needle meets bone before the disc: {', '.join(names)}"))
-        checks.append(Check("iliac crest", not iliac, "error" if iliac else "ok",
+        checks.append(Check(CheckId.ILIAC_CREST, not iliac, "error" if iliac else "ok",
                             "iliac crest in the way at L5-S1: steepen or move the entry" if iliac
                             else "not in the way"))
     else:
-        checks.append(Check("needle-bone collision", True, "ok", "no bone on the path"))
+        checks.append(Check(CheckId.NEEDLE_BONE, True, "ok", "no bone on the path"))
         if plan.level.endswith("S1"):
-            checks.append(Check("iliac crest", True, "ok", "not in the way"))
+            checks.append(Check(CheckId.ILIAC_CREST, True, "ok", "not in the way"))
     canal = np.any(lab[before] == L.CANAL)
     tree = anat.canal_tree()
-    clear = float(tree.query(P[before])[0].min()) if tree is not None and first > 0 else np.inf
-    checks.append(Check("canal clearance", not canal, "error" if canal else "ok",
-                        "the path enters the spinal canal" if canal else
-                        (f"{clear:.1f} mm from the dural sac" if np.isfinite(clear) else
-                         "the path stays outside the canal (dural sac not labelled)")))
+    if tree is None:  # the canal is found by its label: without it the path cannot be judged
+        checks.append(Check.not_evaluated(CheckId.CANAL_CLEARANCE,
+                                          "no dural sac (label 300) in the label map"))
+    else:
+        clear = float(tree.query(P[before])[0].min()) if first > 0 else np.inf
+        checks.append(Check(CheckId.CANAL_CLEARANCE, not canal, "error" if canal else "ok",
+                            "the path enters the spinal canal" if canal else
+                            f"{clear:.1f} mm from the dural sac"))
     # not anterior to the posterior two thirds laterally (bowel, vessels)
     q = P[before] - c
     a, l = q @ ap, q @ lr
@@ -61,36 +64,39 @@ def evaluate(plan: Plan, anat: Anatomy) -> Plan:
     limit = hi - (2.0 / 3.0) * (hi - lo)
     lateral = np.abs(l) > max(abs(g.lr_range_mm[0]), abs(g.lr_range_mm[1]))
     too_anterior = np.any(lateral & (a < limit))
-    checks.append(Check("lateral corridor", not too_anterior, "error" if too_anterior else "ok",
+    checks.append(Check(CheckId.LATERAL_CORRIDOR, not too_anterior, "error" if too_anterior else "ok",
                         "the path passes anterior to the posterior two thirds of the disc laterally "
                         "(bowel, vessels)" if too_anterior else "posterior two thirds respected"))
     tip = plan.target_lps - c
     ta, tl = float(tip @ ap), float(tip @ lr)
     margin = ta - lo
     mneed = PARAMETERS["needle_anterior_annulus_margin_mm"]
-    checks.append(Check("anterior annulus margin", margin >= mneed, "ok" if margin >= mneed else "error",
+    checks.append(Check(CheckId.ANTERIOR_ANNULUS, margin >= mneed, "ok" if margin >= mneed else "error",
                         f"tip {margin:.1f} mm from the anterior annulus (needs >= {mneed:g} mm)"))
     half_d, half_w = (hi - lo) / 2, (g.lr_range_mm[1] - g.lr_range_mm[0]) / 2
     mid_a = (hi + lo) / 2
     rho = np.hypot((ta - mid_a) / half_d, tl / half_w)
-    checks.append(Check("nucleus reach", rho <= 0.5, "ok" if rho <= 0.5 else "warning",
+    checks.append(Check(CheckId.NUCLEUS_REACH, rho <= 0.5, "ok" if rho <= 0.5 else "warning",
                         f"tip at {100 * rho:.0f} % of the way from the disc centre to the annulus "
                         "(nucleus = inner 50 %)"))
     m = path_metrics(plan, u)
     plan.metrics = m
-    checks.append(range_check("angle to sagittal plane", m["angle_to_sagittal_deg"],
+    checks.append(range_check(CheckId.NEEDLE_ANGLE, m["angle_to_sagittal_deg"],
                               *PARAMETERS["needle_angle_to_sagittal_deg"], "deg"))
-    checks.append(range_check("skin entry from midline", m["entry_midline_distance_mm"],
+    checks.append(range_check(CheckId.NEEDLE_ENTRY_MIDLINE, m["entry_midline_distance_mm"],
                               *PARAMETERS["needle_entry_from_midline_mm"], "mm"))
     # indication
     ratio = u.height_ratio_to_neighbours
-    if ratio is not None:
+    if ratio is None:
+        checks.append(Check.not_evaluated(CheckId.INDICATION_DISC_HEIGHT,
+                                          "no neighbouring disc height to compare with"))
+    else:
         ok = ratio >= 0.5
-        checks.append(Check("indication: disc height", ok, "ok" if ok else "warning",
+        checks.append(Check(CheckId.INDICATION_DISC_HEIGHT, ok, "ok" if ok else "warning",
                             f"disc height {100 * ratio:.0f} % of the neighbours'"
                             + ("" if ok else " (< 50 %: ablation not indicated)")))
     if plan.case.get("pathology") == "sequestration":
-        checks.append(Check("indication: sequestration", False, "warning",
+        checks.append(Check(CheckId.INDICATION_SEQUESTRATION, False, "warning",
                             "a sequestered fragment is not treated by disc ablation"))
     hits = facet_hits(anat, P[before], PARAMETERS["needle_diameter_mm"] / 2 + 2.0)
     touched_idx = np.where((lab != 0) & (lab != L.CANAL))[0]

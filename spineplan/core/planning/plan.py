@@ -15,7 +15,7 @@ from ..segmentation import labels as L
 from ..segmentation.motor_units import MotorUnit, compute_motor_units
 from ..volume import Volume, source_from_volume
 from .kinds import PROCEDURES, SIDES
-from .safety import PARAMETERS, Check
+from .safety import PARAMETERS, Check, CheckId, check_counts
 
 __all__ = ["Plan", "Anatomy", "FORMAT_VERSION"]
 
@@ -101,6 +101,7 @@ class Plan:
     source: dict = field(default_factory=dict)
     created: str = ""
     segmentation: dict = field(default_factory=dict)  # SegmentationResult.summary_dict()
+    motor_unit: dict = field(default_factory=dict)    # the target unit's MotorUnit.summary_dict()
 
     def __post_init__(self):
         if self.procedure not in PROCEDURES:
@@ -113,11 +114,20 @@ class Plan:
     def errors(self) -> list[Check]:
         return [c for c in self.checks if c.severity == "error"]
 
-    def check(self, name: str) -> Check:
+    def check(self, check_id: "CheckId | str") -> Check:
+        """The check with this :class:`CheckId` (or its value); KeyError when absent."""
+        try:
+            key = CheckId(check_id).value
+        except ValueError:
+            raise KeyError(f"{check_id!r} is not a check id (CheckId)") from None
         for c in self.checks:
-            if c.name == name:
+            if c.id == key:
                 return c
-        raise KeyError(name)
+        raise KeyError(key)
+
+    def check_counts(self) -> dict[str, int]:
+        """Red/amber/green (and not evaluated) counts of the checks."""
+        return check_counts(self.checks)
 
     def to_dict(self) -> dict[str, Any]:
         """The plan-file dict (PLAN_SCHEMA): persistence adds checksum and identity."""
@@ -143,9 +153,11 @@ class Plan:
             "parameters": self.parameters, "metrics": self.metrics,
             "motor_units_touched": list(self.motor_units_touched),
             "checks": [c.to_dict() for c in self.checks],
+            "check_summary": check_counts(self.checks),
             "case": self.case,
             "clinical_parameters": {k: v for k, v in PARAMETERS.items()},
             "segmentation": self.segmentation,
+            "motor_unit": self.motor_unit,
         })
 
     @classmethod
@@ -158,6 +170,7 @@ class Plan:
                        motor_units_touched=list(d.get("motor_units_touched", [])),
                        checks=[Check(**c) for c in d.get("checks", [])],
                        case=dict(d.get("case", {})), source=dict(d.get("source", {})),
-                       created=d.get("created", ""), segmentation=dict(d.get("segmentation") or {}))
+                       created=d.get("created", ""), segmentation=dict(d.get("segmentation") or {}),
+                       motor_unit=dict(d.get("motor_unit") or {}))
         except (KeyError, TypeError) as exc:
             raise PlanningError(f"not a valid plan: missing or bad field {exc}") from None

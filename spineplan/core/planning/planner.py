@@ -46,6 +46,7 @@ def make_plan(anatomy: Anatomy, level: str, procedure: str, side: str,
     plan = mod.propose(anatomy, level, side, case=case_d.to_dict() if case_d else None, **params)
     if anatomy.segmentation is not None:
         plan.segmentation = anatomy.segmentation.summary_dict()
+    plan.motor_unit = anatomy.unit(level).summary_dict()  # measurements for the report
     return evaluate(_with_case(plan, case_d), anatomy)
 
 

@@ -10,7 +10,7 @@ from .common import (VERTEBRA_LABELS, bone_label_name, isolated_bone, facet_hits
                      side_check, side_sign)
 from .geometry import sampling_stride, cylinder_voxels, skin_exit_lps, unit
 from .plan import Anatomy, Plan
-from .safety import PARAMETERS, Check
+from .safety import PARAMETERS, Check, CheckId
 
 __all__ = ["propose", "evaluate"]
 
@@ -67,30 +67,34 @@ def evaluate(plan: Plan, anat: Anatomy) -> Plan:
     if np.any(unl):
         unl[unl] = isolated_bone(anat, idx[unl])
     if np.any(unl):
-        checks.append(Check("iliac crest" if plan.level.endswith("S1") else "unlabelled bone", False,
+        checks.append(Check(CheckId.ILIAC_CREST if plan.level.endswith("S1") else CheckId.UNLABELLED_BONE, False,
                             "error", f"{unl.sum() * voxel_cm3:.2f} cm3 of unlabelled bone (iliac crest?) "
                             "in the tube bore"))
     outside = [k for k in per if k not in (L.vertebra_name(u.upper), L.vertebra_name(u.lower))]
-    checks.append(Check("bone in the bore", not outside, "ok" if not outside else "error",
+    checks.append(Check(CheckId.BONE_IN_BORE, not outside, "ok" if not outside else "error",
                         f"laminotomy {total:.2f} cm3: " + (", ".join(f"{k} {v:.2f}" for k, v in per.items())
                                                            or "no bone")
                         + (f"; bone of {', '.join(outside)} is outside the target unit" if outside else "")))
     lo, hi = PARAMETERS["incision_range_mm"]
-    checks.append(Check("incision length", lo <= dia <= hi, "ok" if lo <= dia <= hi else "error",
+    checks.append(Check(CheckId.INCISION, lo <= dia <= hi, "ok" if lo <= dia <= hi else "error",
                         f"incision {dia / 10:.1f} cm for a {dia:g} mm tube (allowed {lo / 10:.1f}-{hi / 10:.1f} cm)"))
     pres = facet_preservation_pct(anat, u, plan.side, idx[bone])
     if pres is not None:
         plan.parameters["facet_preservation_pct"] = round(pres, 1)
         mn, good = PARAMETERS["facet_preservation_min_pct"], PARAMETERS["facet_preservation_good_pct"]
         sev = "ok" if pres >= mn else "warning"
-        checks.append(Check("facet preservation", pres >= mn, sev,
+        checks.append(Check(CheckId.FACET_PRESERVATION, pres >= mn, sev,
                             f"{pres:.0f} % of the {plan.side} {plan.level} facet joint preserved "
                             f"({'good' if pres >= good else 'acceptable' if pres >= mn else 'below'} "
                             f"{mn:g} %/{good:g} %)"))
     else:
-        checks.append(Check("facet preservation", True, "warning", "facet joint not found in the labels"))
+        checks.append(Check.not_evaluated(CheckId.FACET_PRESERVATION,
+                                          f"the {plan.side} {plan.level} facet joint was not found in the labels"))
     tree = anat.canal_tree()
-    if tree is not None and len(lps):
+    if tree is None:
+        checks.append(Check.not_evaluated(CheckId.DURAL_SAC_CLEARANCE,
+                                          "no dural sac (label 300) in the label map"))
+    elif len(lps):
         # the approach (skin to docking point) must stay off the dural sac; the laminotomy
         # below the docking point works beside it by design
         # distance of the sac to the approach segment (skin -> dock) minus the tube radius
@@ -103,7 +107,7 @@ def evaluate(plan: Plan, anat: Anatomy) -> Plan:
         axial = np.maximum(np.maximum(-t, t - length), 0.0)  # beyond the ends of the bore
         d = np.hypot(axial, np.maximum(radial - dia / 2, 0.0))  # distance to the solid cylinder
         dist = float(d.min()) if len(sac) else np.inf
-        checks.append(Check("dural sac clearance", dist > 0.5, "ok" if dist > 0.5 else "error",
+        checks.append(Check(CheckId.DURAL_SAC_CLEARANCE, dist > 0.5, "ok" if dist > 0.5 else "error",
                             f"approach {dist:.1f} mm from the dural sac"
                             + ("" if dist > 0.5 else " (the tube would dock on the dura)")))
     m = path_metrics(plan, u)
@@ -112,7 +116,7 @@ def evaluate(plan: Plan, anat: Anatomy) -> Plan:
     fit = [x for x in lengths if x >= depth]
     plan.parameters["length_mm"] = fit[0] if fit else lengths[-1]
     if not fit:
-        checks.append(Check("tube length", False, "warning",
+        checks.append(Check(CheckId.TUBE_LENGTH, False, "warning",
                             f"skin-to-lamina depth {depth:.0f} mm exceeds the longest tube ({lengths[-1]} mm)"))
     d = unit(plan.target_lps - plan.entry_lps)
     horiz = d - n * (d @ n)
@@ -121,13 +125,13 @@ def evaluate(plan: Plan, anat: Anatomy) -> Plan:
     plan.metrics = m
     tilt = float(plan.parameters.get("contralateral_tilt_deg", 0.0))
     if tilt:
-        checks.append(range_check("contralateral tilt", tilt, *PARAMETERS["tube_contralateral_tilt_deg"], "deg"))
+        checks.append(range_check(CheckId.CONTRALATERAL_TILT, tilt, *PARAMETERS["tube_contralateral_tilt_deg"], "deg"))
     else:
-        checks.append(range_check("medial angulation", medial, *PARAMETERS["tube_medial_angulation_deg"], "deg"))
-        checks.append(range_check("skin entry from midline", m["entry_midline_distance_mm"],
+        checks.append(range_check(CheckId.MEDIAL_ANGULATION, medial, *PARAMETERS["tube_medial_angulation_deg"], "deg"))
+        checks.append(range_check(CheckId.TUBE_ENTRY_MIDLINE, m["entry_midline_distance_mm"],
                                   *PARAMETERS["tube_entry_from_midline_mm"], "mm"))
     par = m["angle_to_disc_plane_deg"]
-    checks.append(Check("parallel to disc plane", par <= 10.0, "ok" if par <= 10.0 else "warning",
+    checks.append(Check(CheckId.PARALLEL_TO_DISC, par <= 10.0, "ok" if par <= 10.0 else "warning",
                         f"{par:.1f} deg to the disc plane in the lateral view"))
     hits = facet_hits(anat, lps[bone], 1.0) if bone.any() else []
     hit_mask = (lab != 0) & (lab != L.CANAL)

@@ -101,8 +101,15 @@ def disc_name(disc: int) -> str:
     return f"{vertebra_name(up)}/{vertebra_name(low)}"
 
 
+#: Lower neighbours beyond ``label + 1``: transitional vertebrae (T13, L6) and the counting
+#: variants a level shift or rename produces (11 thoracic: T11-L1; 4 lumbar: L4-S1; a renamed
+#: L5: L4-L6), so that every unit between labelled vertebrae has a valid name.
+NAMED_NEIGHBOURS = {18: (19, 20, 28), 19: (20, 28), 28: (20,), 23: (24, 25, SACRUM),
+                    24: (25, SACRUM), 25: (SACRUM,)}
+
+
 def _adjacent(up: int, low: int) -> bool:
-    special = {19: (20, 28), 28: (20,), 24: (25, SACRUM), 25: (SACRUM,)}
+    special = NAMED_NEIGHBOURS
     if up in special:
         return low in special[up]
     return 1 <= up < 24 and low == up + 1

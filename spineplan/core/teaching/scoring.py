@@ -9,7 +9,8 @@ import numpy as np
 
 from .plans import check_plan, side_matches_geometry, trajectory_lps
 
-__all__ = ["SCORE_TOLERANCES", "SCORE_WEIGHTS", "Score", "score_attempt", "score_summary"]
+__all__ = ["SCORE_TOLERANCES", "SCORE_WEIGHTS", "PASS_SCORE", "RED_CHECK_SCORE_CAP", "Score", "score_attempt",
+           "score_summary"]
 
 
 #: Weights of the overall 0-100 score (sum 1). Each geometric term is
@@ -19,6 +20,11 @@ __all__ = ["SCORE_TOLERANCES", "SCORE_WEIGHTS", "Score", "score_attempt", "score
 SCORE_WEIGHTS = {"entry": 0.25, "angle": 0.25, "target": 0.25, "checks": 0.10, "motor_units": 0.15}
 #: Error (mm or degrees) at which a geometric term reaches 0 points.
 SCORE_TOLERANCES = {"entry_mm": 20.0, "angle_deg": 20.0, "target_mm": 10.0}
+#: An attempt passes from this overall score up.
+PASS_SCORE = 60.0
+#: The highest score of an attempt with a red (error) check: a failing one, however close the
+#: trajectory (a plan through bone or the canal is not 70 % right).
+RED_CHECK_SCORE_CAP = 40.0
 
 
 @dataclass(frozen=True)
@@ -40,6 +46,12 @@ class Score:
     components: dict[str, float]
     overall: float
     remarks: tuple[str, ...] = ()
+    red_checks: tuple[str, ...] = ()   # the attempt's error checks (they cap the score)
+
+    @property
+    def passed(self) -> bool:
+        """True from :data:`PASS_SCORE` up; never with a red check."""
+        return self.overall >= PASS_SCORE and not self.red_checks
 
     def to_dict(self) -> dict:
         return {k: (list(v) if isinstance(v, tuple) else v) for k, v in self.__dict__.items()}
@@ -73,11 +85,13 @@ def score_attempt(reference_plan: dict, attempt_plan: dict) -> Score:
     target_err = float(np.linalg.norm(t_a - t_r))
     angle = _angle_deg(d_r, d_a)
 
-    passed, failed = [], []
+    passed, failed, red = [], [], []
     for c in attempt_plan.get("checks") or []:
         name = str(c.get("name", "check"))
         ok = bool(c.get("ok")) and c.get("severity", "ok") != "error"
         (passed if ok else failed).append(name)
+        if c.get("severity") == "error":
+            red.append(name)
     mu_r = tuple(sorted(str(u) for u in reference_plan.get("motor_units_touched") or []))
     mu_a = tuple(sorted(str(u) for u in attempt_plan.get("motor_units_touched") or []))
     same_side = reference_plan.get("side") == attempt_plan.get("side")
@@ -108,6 +122,9 @@ def score_attempt(reference_plan: dict, attempt_plan: dict) -> Score:
                        f"{reference_plan.get('procedure')}")
     if remarks:
         overall = 0.0
+    if red and overall > RED_CHECK_SCORE_CAP:
+        overall = RED_CHECK_SCORE_CAP
+        remarks.append(f"capped at {RED_CHECK_SCORE_CAP:.0f}/100 (a fail): red checks: {', '.join(red)}")
     if failed:
         remarks.append("failed checks: " + ", ".join(failed))
     if mu_a != mu_r:
@@ -117,7 +134,7 @@ def score_attempt(reference_plan: dict, attempt_plan: dict) -> Score:
                  checks_failed=tuple(failed), motor_units_reference=mu_r, motor_units_attempt=mu_a,
                  motor_units_match=mu_a == mu_r, same_side=same_side, same_level=same_level,
                  same_procedure=same_proc, components=comp, overall=round(overall, 2),
-                 remarks=tuple(remarks))
+                 remarks=tuple(remarks), red_checks=tuple(red))
 
 
 def score_summary(score: Score) -> list[str]:
@@ -125,6 +142,7 @@ def score_summary(score: Score) -> list[str]:
     n_checks = len(score.checks_passed) + len(score.checks_failed)
     lines = [
         f"Score {score.overall:.0f}/100",
+        ("Pass" if score.passed else f"Fail (pass from {PASS_SCORE:.0f}; no red check)"),
         f"Entry point {score.entry_error_mm:.1f} mm off",
         f"Trajectory angle {score.angle_difference_deg:.1f} deg off",
         f"Target {score.target_error_mm:.1f} mm off",
