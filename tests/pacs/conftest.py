@@ -37,7 +37,7 @@ def _mr_study(folder):
 
 @pytest.fixture(scope="session")
 def orthanc(tmp_path_factory, sample_dicom):
-    """A running Orthanc with the sample CT (114 images) and a 6-image MR study uploaded."""
+    """A running Orthanc with the sample CT (112 images) and a 12-image MR study uploaded."""
     _need_orthanc()
     work = tmp_path_factory.mktemp("orthanc")
     server = OrthancServer(work).start()
