@@ -182,6 +182,10 @@ class DimseClient:
         try:
             for status, answer in assoc.send_c_find(ident, FIND):
                 if not status or "Status" not in status:
+                    if not out:
+                        raise PacsError(PacsErrorKind.REFUSED, f"{self.describe()} dropped the C-FIND "
+                                        f"(does it allow queries from our AE title "
+                                        f"'{self.node.calling_aet}'?)")
                     raise PacsError(PacsErrorKind.ABORTED,
                                     f"{self.describe()} stopped answering the C-FIND")
                 if status.Status in _PENDING and answer is not None:

@@ -64,6 +64,11 @@ class SeriesSink:
         """Distinct images of the series in the staging folder."""
         return len(self._have)
 
+    def has(self, sop_uid: str) -> bool:
+        """True when the image ``sop_uid`` is already in the staging folder."""
+        with self._lock:
+            return sop_uid in self._have
+
     def set_expected(self, n: int | None) -> None:
         """Record the image count the PACS announced for the retrieve (keeps the largest)."""
         if n and (self.expected is None or n > self.expected):

@@ -76,6 +76,7 @@ class DicomWebClient:
         elif endpoint.auth is AuthKind.BEARER:
             session.headers["Authorization"] = f"Bearer {secret or ''}"
         self._client = DICOMwebClient(endpoint.url, session=session, timeout=endpoint.timeout_s)
+        self._client.set_http_retry_params(retry=False)   # errors surface at once, one line
 
     def describe(self) -> str:
         return self.endpoint.describe()
@@ -137,29 +138,27 @@ class DicomWebClient:
         return [series_from_dataset(Dataset.from_json(j), study) for j in found]
 
     def retrieve(self, series: SeriesRecord, sink: SeriesSink) -> None:
-        """WADO-RS of the series, image by image, into ``sink``."""
+        """WADO-RS of the series image by image into ``sink``, skipping images it already has."""
         from ..tasks import Cancelled
-        import requests
 
-        if not sink.expected:
-            inst = self._call(self._client.search_for_instances, study_instance_uid=series.study_uid,
-                              series_instance_uid=series.series_uid)
-            sink.set_expected(len(inst))
-        it = self._call(self._client.iter_series, series.study_uid, series.series_uid)
-        try:
-            while True:
-                try:
-                    ds = next(it)
-                except StopIteration:
-                    break
-                except (requests.exceptions.RequestException, ValueError, OSError):
+        found = self._call(self._client.search_for_instances, study_instance_uid=series.study_uid,
+                           series_instance_uid=series.series_uid, fields=["SOPInstanceUID"])
+        uids = [str(Dataset.from_json(j).get("SOPInstanceUID", "")) for j in found]
+        if not uids:
+            raise PacsError(PacsErrorKind.NO_SUCH_SERIES,
+                            f"{self.describe()} has no images of series {series.series_uid}")
+        sink.set_expected(len(uids))
+        for uid in uids:
+            if sink.has(uid):
+                continue
+            if sink.cancelled():
+                raise Cancelled()
+            try:
+                ds = self._call(self._client.retrieve_instance, series.study_uid, series.series_uid, uid)
+            except PacsError as exc:
+                if exc.kind in (PacsErrorKind.UNREACHABLE, PacsErrorKind.TIMEOUT):
                     raise PacsError(PacsErrorKind.ABORTED, f"{self.describe()} stopped during the "
                                     f"WADO-RS retrieve ({sink.received} images kept; retrieve again "
                                     "to resume)") from None
-                sink.store(ds)
-                if sink.cancelled():
-                    raise Cancelled()
-        finally:
-            close = getattr(it, "close", None)
-            if close:
-                close()
+                raise
+            sink.store(ds)
