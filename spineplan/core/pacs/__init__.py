@@ -22,3 +22,9 @@ __all__ = ["CacheEntry", "CaseCache", "DimseClient", "PacsNode", "RetrieveMethod
            "PacsErrorKind", "Query", "SeriesRecord", "StudyRecord", "parse_date_range", "SeriesSink",
            "download_series", "locate_series", "search", "AuthKind", "DicomWebClient",
            "DicomWebEndpoint"]
+
+from .settings import (NodeSettings, PacsSettings, PlaintextSecretsWarning, SecretBackend,  # noqa: E402
+                       SecretStore, config_dir, load_settings, save_settings)
+
+__all__ += ["NodeSettings", "PacsSettings", "PlaintextSecretsWarning", "SecretBackend", "SecretStore",
+            "config_dir", "load_settings", "save_settings"]
