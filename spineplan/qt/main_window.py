@@ -288,7 +288,8 @@ class MainWindow(QMainWindow):
         for txt, fn, key in (("Open folder…", self.ask_open_folder, QKeySequence.Open),
                              ("Open file…", self.ask_open_file, None),
                              ("Save case…", self.ask_save_case, QKeySequence.Save),
-                             ("Open case…", self.ask_open_case, None), ("Quit", self.close, QKeySequence.Quit)):
+                             ("Open case…", self.ask_open_case, None),
+                             ("Open from PACS…", self.ask_open_pacs, None), ("Quit", self.close, QKeySequence.Quit)):
             a = QAction(txt, self)
             a.triggered.connect(fn)
             if key is not None:
@@ -346,6 +347,25 @@ class MainWindow(QMainWindow):
         urls = e.mimeData().urls()
         if urls:
             self.open_path(urls[0].toLocalFile())
+
+    def ask_open_pacs(self):
+        """The PACS browser (qt/pacs_browser.py) on the configured nodes; a retrieved series opens."""
+        from ..core.pacs import load_settings
+        from .pacs_browser import PacsBrowser, clients_from_settings
+
+        try:
+            settings = load_settings()
+            clients = clients_from_settings(settings)
+        except Exception as exc:  # noqa: BLE001
+            self.show_error("PACS settings", str(exc))
+            return
+        if not clients:
+            self.show_error("PACS", "No PACS node configured: add one to the PACS settings file "
+                            "(see README, 'Getting images from a PACS').")
+            return
+        dlg = PacsBrowser(clients, settings.cache(), self)
+        dlg.series_ready.connect(lambda folder: (dlg.accept(), self.open_path(folder)))
+        dlg.show()
 
     def open_path(self, path: str, *, block: bool = False, series_uid: str | None = None):
         """Load in a worker with progress and Cancel; errors as a dialog, the open case stays."""

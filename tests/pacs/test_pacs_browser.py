@@ -1,0 +1,68 @@
+"""The PACS browser driven by pytest-qt against Orthanc: it lists the studies, a double click opens."""
+
+from __future__ import annotations
+
+import pytest
+
+pytest.importorskip("PySide6")
+
+from spineplan.core.pacs import CaseCache  # noqa: E402
+from spineplan.qt.pacs_browser import SERIES_ROLE, PacsBrowser  # noqa: E402
+
+from .test_query_retrieve import N_SAMPLE, SAMPLE_SERIES, dimse, web  # noqa: E402
+
+
+def _series_items(dlg):
+    out = {}
+    for i in range(dlg.tree.topLevelItemCount()):
+        top = dlg.tree.topLevelItem(i)
+        for j in range(top.childCount()):
+            ch = top.child(j)
+            out[ch.data(0, SERIES_ROLE).series_uid] = ch
+    return out
+
+
+def test_browser_lists_studies_and_double_click_opens(qtbot, orthanc, tmp_path):
+    cache = CaseCache(tmp_path / "cache")
+    dlg = PacsBrowser({"orthanc dimse": dimse(orthanc), "orthanc web": web(orthanc)}, cache)
+    qtbot.addWidget(dlg)
+    dlg.show()
+    for source in ("orthanc dimse", "orthanc web"):
+        dlg.source.setCurrentText(source)
+        dlg.search_button.click()
+        qtbot.waitUntil(lambda: dlg.tree.topLevelItemCount() == 2 and dlg.search_button.isEnabled(),
+                        timeout=20000)
+        assert {dlg.tree.topLevelItem(i).text(5) for i in range(2)} == {"SAMPLE", "MR-2"}
+        assert _series_items(dlg)[SAMPLE_SERIES].text(3) == str(N_SAMPLE)
+
+    dlg.patient_id.setText("MR-2")
+    dlg.search_button.click()
+    qtbot.waitUntil(lambda: dlg.tree.topLevelItemCount() == 1 and dlg.search_button.isEnabled(),
+                    timeout=20000)
+    dlg.patient_id.setText("")
+    dlg.search_button.click()
+    qtbot.waitUntil(lambda: dlg.tree.topLevelItemCount() == 2 and dlg.search_button.isEnabled(),
+                    timeout=20000)
+
+    item = _series_items(dlg)[SAMPLE_SERIES]
+    with qtbot.waitSignal(dlg.series_ready, timeout=60000) as sig:
+        dlg.tree.itemDoubleClicked.emit(item, 0)
+    folder = sig.args[0]
+    assert folder == str(cache.series_dir(SAMPLE_SERIES))
+    assert cache.entries()[SAMPLE_SERIES].n_images == N_SAMPLE
+    assert dlg.progress.value() == 1000
+    assert dlg.status.text().startswith("Opened")
+
+
+def test_browser_cancel_leaves_nothing_complete(qtbot, orthanc, tmp_path):
+    cache = CaseCache(tmp_path / "cache")
+    dlg = PacsBrowser({"orthanc": dimse(orthanc)}, cache)
+    qtbot.addWidget(dlg)
+    dlg.search_button.click()
+    qtbot.waitUntil(lambda: dlg.tree.topLevelItemCount() == 2 and dlg.search_button.isEnabled(),
+                    timeout=20000)
+    dlg.progress.valueChanged.connect(lambda v: dlg.cancel_button.click() if v > 100 else None)
+    dlg.retrieve_item(_series_items(dlg)[SAMPLE_SERIES])
+    qtbot.waitUntil(lambda: dlg.status.text() == "Cancelled", timeout=60000)
+    assert cache.entries() == {}
+    assert 0 < cache.partial_count(SAMPLE_SERIES) < N_SAMPLE
