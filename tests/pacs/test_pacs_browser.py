@@ -66,3 +66,35 @@ def test_browser_cancel_leaves_nothing_complete(qtbot, orthanc, tmp_path):
     qtbot.waitUntil(lambda: dlg.status.text() == "Cancelled", timeout=60000)
     assert cache.entries() == {}
     assert 0 < cache.partial_count(SAMPLE_SERIES) < N_SAMPLE
+
+
+def test_open_from_pacs_menu_opens_the_series_in_the_workstation(qtbot, orthanc, tmp_path, monkeypatch,
+                                                                 sample_dicom):
+    import numpy as np
+    from PySide6.QtCore import QSettings
+
+    from spineplan.core.dicom.load import load_volume
+    from spineplan.core.pacs import NodeSettings, PacsSettings, save_settings
+    from spineplan.qt.main_window import MainWindow
+
+    monkeypatch.setenv("SPINEPLAN_CONFIG_DIR", str(tmp_path / "cfg"))
+    node = dimse(orthanc).node
+    save_settings(PacsSettings(nodes={"orthanc": NodeSettings(node)}, cache_dir=str(tmp_path / "cache")))
+    qs = QSettings(str(tmp_path / "settings.ini"), QSettings.IniFormat)
+    qs.setValue("autosave_dir", str(tmp_path / "autosave"))
+    w = MainWindow(settings=qs, with_3d=False)
+    qtbot.addWidget(w)
+    w.show()
+    action = [a for a in w.menuBar().actions()[0].menu().actions() if a.text() == "Open from PACS…"]
+    assert action
+    action[0].trigger()
+    dlg = w.findChild(PacsBrowser)
+    assert dlg is not None and dlg.isVisible()
+    dlg.search_button.click()
+    qtbot.waitUntil(lambda: dlg.tree.topLevelItemCount() == 2 and dlg.search_button.isEnabled(),
+                    timeout=20000)
+    dlg.tree.itemDoubleClicked.emit(_series_items(dlg)[SAMPLE_SERIES], 0)
+    qtbot.waitUntil(lambda: w.scene.volume is not None, timeout=60000)
+    want = load_volume(sample_dicom)
+    assert np.array_equal(w.scene.volume.array, want.array)
+    assert np.allclose(w.scene.volume.origin, want.origin)
