@@ -92,7 +92,10 @@ class OrthancServer:
         cfg = self.workdir / "orthanc.json"
         cfg.write_text(json.dumps(self.config(), indent=1))
         self.log_file = open(self.log_path, "ab")
-        self.proc = subprocess.Popen([ORTHANC_BIN, str(cfg)], stdout=self.log_file,
+        # DCMTK in Debian's Orthanc leaves Nagle's algorithm on: 50 ms per C-GET/C-MOVE image
+        # on loopback (6 s for the sample) instead of 9 ms with TCP_NODELAY=1
+        env = dict(os.environ, TCP_NODELAY="1")
+        self.proc = subprocess.Popen([ORTHANC_BIN, str(cfg)], stdout=self.log_file, env=env,
                                      stderr=subprocess.STDOUT, start_new_session=True)
         t0 = time.monotonic()
         while time.monotonic() - t0 < timeout_s:
