@@ -54,6 +54,8 @@ class PacsBrowser(QDialog):
                          ("Patient ID", self.patient_id), ("Accession", self.accession),
                          ("Study date", self.dates), ("Modality", self.modality)):
             form.addRow(label, w)
+        self.test_button = QPushButton("Test connection")
+        self.test_button.clicked.connect(self.test_connection)
         self.search_button = QPushButton("Search")
         self.search_button.clicked.connect(self.run_search)
         self.tree = QTreeWidget()
@@ -68,7 +70,7 @@ class PacsBrowser(QDialog):
         self.progress.setRange(0, 1000)
         self.status = QLabel("")
         buttons = QHBoxLayout()
-        for b in (self.search_button, self.retrieve_button, self.cancel_button):
+        for b in (self.test_button, self.search_button, self.retrieve_button, self.cancel_button):
             buttons.addWidget(b)
         lay = QVBoxLayout(self)
         lay.addLayout(form)
@@ -90,6 +92,7 @@ class PacsBrowser(QDialog):
 
     def _busy(self, busy: bool) -> None:
         self.search_button.setEnabled(not busy)
+        self.test_button.setEnabled(not busy)
         self.retrieve_button.setEnabled(not busy)
         self.cancel_button.setEnabled(busy)
 
@@ -107,6 +110,16 @@ class PacsBrowser(QDialog):
             self.status.setText(message)
 
     # -- actions -----------------------------------------------------------------------------
+    def test_connection(self) -> None:
+        """C-ECHO, or a QIDO-RS query with limit=1, in the background."""
+        client = self.client()
+        self.status.setText("Testing…")
+
+        def echo(progress=None, cancel=None):
+            client.echo()
+            return client.describe()
+        self._start(echo, lambda who: self.status.setText(f"Connection to {who}: ok"))
+
     def run_search(self) -> None:
         """Query in the background; the table fills when the answer lands."""
         try:

@@ -9,6 +9,7 @@ import pytest
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
 
+from spineplan.core.errors import InvalidInputError
 from spineplan.core.pacs import (DimseClient, PacsError, PacsErrorKind, PacsNode, Query,
                                  download_series, locate_series)
 
@@ -123,3 +124,12 @@ def test_cli_pacs_connection_refused_exit_2():
                            capture_output=True, text=True)
         assert r.returncode == 2 and "cannot reach" in r.stderr, r.stderr
         assert len(r.stderr.strip().splitlines()) == 1
+
+
+def test_tls_files_are_checked(tmp_path):
+    with pytest.raises(InvalidInputError, match="both a certificate and its key"):
+        PacsNode("pacs", 2762, tls_cert=str(tmp_path / "c.pem"))
+    node = PacsNode("pacs", 2762, tls_ca=str(tmp_path / "missing-ca.pem"))
+    with pytest.raises(InvalidInputError, match="cannot use the TLS files"):
+        node.tls_args()
+    assert PacsNode("pacs", 104).tls_args() is None

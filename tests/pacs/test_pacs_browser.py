@@ -98,3 +98,18 @@ def test_open_from_pacs_menu_opens_the_series_in_the_workstation(qtbot, orthanc,
     want = load_volume(sample_dicom)
     assert np.array_equal(w.scene.volume.array, want.array)
     assert np.allclose(w.scene.volume.origin, want.origin)
+
+
+def test_browser_test_connection(qtbot, orthanc, tmp_path):
+    from spineplan.core.pacs import DimseClient, PacsNode
+
+    wrong = DimseClient(PacsNode("127.0.0.1", orthanc.dicom_port, called_aet="NOTORTHANC", timeout_s=5))
+    dlg = PacsBrowser({"good": dimse(orthanc), "web": web(orthanc), "wrong": wrong},
+                      CaseCache(tmp_path / "cache"))
+    qtbot.addWidget(dlg)
+    for source, expect in (("good", "ok"), ("web", "ok"), ("wrong", "Called AE title not recognised")):
+        dlg.source.setCurrentText(source)
+        dlg.test_button.click()
+        qtbot.waitUntil(lambda: dlg.test_button.isEnabled(), timeout=20000)
+        assert expect in dlg.status.text(), dlg.status.text()
+    assert dlg.status.text().startswith("Error:")
