@@ -133,3 +133,17 @@ def test_tls_files_are_checked(tmp_path):
     with pytest.raises(InvalidInputError, match="cannot use the TLS files"):
         node.tls_args()
     assert PacsNode("pacs", 104).tls_args() is None
+
+
+def test_busy_store_port_is_a_clear_error(tmp_path):
+    from spineplan.core.pacs import SeriesRecord, SeriesSink, StorageSCP
+
+    with socket.socket() as s:
+        s.bind(("", 0))
+        s.listen()
+        node = PacsNode("127.0.0.1", 104, called_aet="PEER", store_port=s.getsockname()[1])
+        sink = SeriesSink(tmp_path / "in", SeriesRecord("1.2", "1.2.3", n_images=1))
+        with pytest.raises(PacsError) as e:
+            with StorageSCP(node, sink):
+                pass
+    assert e.value.kind is PacsErrorKind.STORE_PORT and "cannot listen on store port" in str(e.value)
