@@ -289,7 +289,8 @@ class MainWindow(QMainWindow):
                              ("Open file…", self.ask_open_file, None),
                              ("Save case…", self.ask_save_case, QKeySequence.Save),
                              ("Open case…", self.ask_open_case, None),
-                             ("Open from PACS…", self.ask_open_pacs, None), ("Quit", self.close, QKeySequence.Quit)):
+                             ("Open from PACS…", self.ask_open_pacs, None),
+                             ("PACS settings…", self.ask_pacs_settings, None), ("Quit", self.close, QKeySequence.Quit)):
             a = QAction(txt, self)
             a.triggered.connect(fn)
             if key is not None:
@@ -348,6 +349,18 @@ class MainWindow(QMainWindow):
         if urls:
             self.open_path(urls[0].toLocalFile())
 
+    def ask_pacs_settings(self):
+        """The PACS settings dialog (qt/pacs_settings.py)."""
+        from ..core.pacs import load_settings
+        from .pacs_settings import PacsSettingsDialog
+
+        try:
+            settings = load_settings()
+        except Exception as exc:  # noqa: BLE001
+            self.show_error("PACS settings", str(exc))
+            return
+        PacsSettingsDialog(settings, parent=self).show()
+
     def ask_open_pacs(self):
         """The PACS browser (qt/pacs_browser.py) on the configured nodes; a retrieved series opens."""
         from ..core.pacs import load_settings
@@ -360,7 +373,7 @@ class MainWindow(QMainWindow):
             self.show_error("PACS settings", str(exc))
             return
         if not clients:
-            self.show_error("PACS", "No PACS node configured: add one to the PACS settings file "
+            self.show_error("PACS", "No PACS node configured: add one in File > PACS settings… "
                             "(see README, 'Getting images from a PACS').")
             return
         dlg = PacsBrowser(clients, settings.cache(), self)
