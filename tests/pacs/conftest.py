@@ -12,7 +12,7 @@ import pytest
 from spineplan.core.dicom.write import write_series
 from spineplan.core.volume import Volume
 
-from .orthanc import ORTHANC_BIN, OrthancServer, dicomweb_plugin
+from .orthanc import ORTHANC_BIN, OrthancServer
 
 
 def pytest_collection_modifyitems(config, items):
@@ -45,7 +45,6 @@ def orthanc(tmp_path_factory, sample_dicom):
         server.upload(sorted(sample_dicom.glob("*.dcm")))
         server.mr_files = _mr_study(work / "mr")
         server.upload(server.mr_files)
-        server.has_dicomweb = dicomweb_plugin() is not None
         yield server
     finally:
         server.stop()

@@ -64,6 +64,10 @@ class OrthancServer:
         return f"http://127.0.0.1:{self.http_port}"
 
     @property
+    def has_dicomweb(self) -> bool:
+        return dicomweb_plugin() is not None
+
+    @property
     def dicomweb_url(self) -> str:
         return f"{self.url}/dicom-web"
 

@@ -30,6 +30,8 @@ def dimse(orthanc, method=RetrieveMethod.GET, **kw):
 
 
 def web(orthanc):
+    if not orthanc.has_dicomweb:
+        pytest.skip("the Orthanc DICOMweb plugin is not installed (apt-get install orthanc-dicomweb)")
     return DicomWebClient(DicomWebEndpoint(orthanc.dicomweb_url))
 
 
