@@ -11,7 +11,7 @@ VENV=.venv
 
 SYS_PKGS="xvfb xauth libxcb-icccm4 libxcb-keysyms1 libxcb-cursor0 libxkbcommon-x11-0 libgl1 libegl1 \
 libgl1-mesa-dri libglx-mesa0 libegl-mesa0 libxcb-image0 libxcb-render-util0 libxcb-shape0 \
-libxcb-randr0 libxcb-xkb1 libfontconfig1 libdbus-1-3 poppler-utils"
+libxcb-randr0 libxcb-xkb1 libfontconfig1 libdbus-1-3 poppler-utils orthanc orthanc-dicomweb"
 
 ensure_system() {
   command -v dpkg-query >/dev/null 2>&1 || return 0

@@ -95,16 +95,28 @@ def build_parser() -> argparse.ArgumentParser:
     rh.add_argument("--title", help="case title shown instead of any identity")
     rh.add_argument("--no-inset", action="store_true", help="no 'view down the instrument' inset")
 
-    pa = sub.add_parser("pacs", help="query/retrieve from a configured PACS node")
+    pa = sub.add_parser("pacs", help="query/retrieve from a PACS (DIMSE or DICOMweb)")
     pa.add_argument("action", choices=["echo", "find", "get"])
-    pa.add_argument("--host", required=True)
-    pa.add_argument("--port", type=int, required=True)
-    pa.add_argument("--aet", default="SPINEPLAN", help="our AE title")
-    pa.add_argument("--aec", default="ANY-SCP", help="called AE title")
+    pa.add_argument("--host", help="DIMSE node address")
+    pa.add_argument("--port", type=int, help="DIMSE node port")
+    pa.add_argument("--called-aet", "--aec", dest="called_aet", default="ANY-SCP",
+                    help="the node's AE title")
+    pa.add_argument("--aet", "--calling-aet", dest="aet", default="SPINEPLAN", help="our AE title")
+    pa.add_argument("--dicomweb", metavar="URL", help="DICOMweb base URL (instead of a DIMSE node)")
+    pa.add_argument("--node", metavar="NAME", help="a node or endpoint named in the PACS settings")
+    pa.add_argument("--timeout", type=float, default=10.0, help="seconds (default 10)")
     pa.add_argument("--patient-id")
+    pa.add_argument("--patient-name", help="may use * wildcards")
+    pa.add_argument("--accession")
+    pa.add_argument("--modality", help="e.g. CT or MR")
+    pa.add_argument("--study-date", metavar="RANGE", help="YYYYMMDD, YYYYMMDD-YYYYMMDD, -YYYYMMDD, YYYYMMDD-")
+    pa.add_argument("--json", action="store_true", help="find: print JSON")
     pa.add_argument("--study-uid")
-    pa.add_argument("--series-uid")
-    pa.add_argument("-o", "--output", help="folder for retrieved files")
+    pa.add_argument("--series", "--series-uid", dest="series_uid", metavar="UID", help="get: the series")
+    pa.add_argument("-o", "--output", help="get: folder for the retrieved series (created)")
+    pa.add_argument("--move", action="store_true", help="get by C-MOVE to our storage SCP")
+    pa.add_argument("--store-port", type=int, default=11113,
+                    help="C-MOVE: port of our storage SCP (default 11113)")
     return p
 
 

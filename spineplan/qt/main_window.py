@@ -328,7 +328,9 @@ class MainWindow(QMainWindow):
         for txt, fn, key in (("Open folder…", self.ask_open_folder, QKeySequence.Open),
                              ("Open file…", self.ask_open_file, None),
                              ("Save case…", self.ask_save_case, QKeySequence.Save),
-                             ("Open case…", self.ask_open_case, None), ("Quit", self.close, QKeySequence.Quit)):
+                             ("Open case…", self.ask_open_case, None),
+                             ("Open from PACS…", self.ask_open_pacs, None),
+                             ("PACS settings…", self.ask_pacs_settings, None), ("Quit", self.close, QKeySequence.Quit)):
             a = QAction(txt, self)
             a.triggered.connect(fn)
             if key is not None:
@@ -386,6 +388,37 @@ class MainWindow(QMainWindow):
         urls = e.mimeData().urls()
         if urls:
             self.open_path(urls[0].toLocalFile())
+
+    def ask_pacs_settings(self):
+        """The PACS settings dialog (qt/pacs_settings.py)."""
+        from ..core.pacs import load_settings
+        from .pacs_settings import PacsSettingsDialog
+
+        try:
+            settings = load_settings()
+        except Exception as exc:  # noqa: BLE001
+            self.show_error("PACS settings", str(exc))
+            return
+        PacsSettingsDialog(settings, parent=self).show()
+
+    def ask_open_pacs(self):
+        """The PACS browser (qt/pacs_browser.py) on the configured nodes; a retrieved series opens."""
+        from ..core.pacs import load_settings
+        from .pacs_browser import PacsBrowser, clients_from_settings
+
+        try:
+            settings = load_settings()
+            clients = clients_from_settings(settings)
+        except Exception as exc:  # noqa: BLE001
+            self.show_error("PACS settings", str(exc))
+            return
+        if not clients:
+            self.show_error("PACS", "No PACS node configured: add one in File > PACS settings… "
+                            "(see README, 'Getting images from a PACS').")
+            return
+        dlg = PacsBrowser(clients, settings.cache(), self)
+        dlg.series_ready.connect(lambda folder: (dlg.accept(), self.open_path(folder)))
+        dlg.show()
 
     def open_path(self, path: str, *, block: bool = False, series_uid: str | None = None):
         """Load in a worker with progress and Cancel; errors as a dialog, the open case stays."""

@@ -1,5 +1,6 @@
-"""PACS query/retrieve against a pynetdicom SCP on loopback (no outside network)."""
+"""PACS without Orthanc: a pynetdicom SCP on loopback, unreachable nodes, CLI argument errors."""
 
+import socket
 import subprocess
 import sys
 
@@ -8,7 +9,9 @@ import pytest
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
 
-from spineplan.core.pacs import PacsError, PacsNode, echo, find_series, get_series
+from spineplan.core.errors import InvalidInputError
+from spineplan.core.pacs import (DimseClient, PacsError, PacsErrorKind, PacsNode, Query,
+                                 download_series, locate_series)
 
 pynetdicom = pytest.importorskip("pynetdicom")
 
@@ -44,7 +47,7 @@ def scp():
 
     def on_find(event):
         q = event.identifier
-        if q.get("PatientID") not in ("", None, "P1"):
+        if q.get("SeriesInstanceUID") not in ("", None, series):
             return
         ident = Dataset()
         ident.QueryRetrieveLevel = "SERIES"
@@ -73,31 +76,74 @@ def scp():
 
 def test_echo_find_get(scp, tmp_path):
     node, study, series = scp
-    assert echo(node)
-    found = find_series(node, patient_id="P1")
-    assert [(s["series_uid"], s["modality"]) for s in found] == [(series, "CT")]
-    files = get_series(node, study, series, tmp_path / "got")
-    assert len(files) == 3
+    c = DimseClient(node)
+    c.echo()
+    found = c.find_series(Query(study_uid=study))
+    assert [(s.series_uid, s.modality, s.n_images) for s in found] == [(series, "CT", 3)]
+    rec = locate_series(c, series, study)
+    out = download_series(c, rec, tmp_path / "got", tmp_path / "staging")
     import pydicom
 
-    zs = sorted(float(pydicom.dcmread(f).ImagePositionPatient[2]) for f in files)
+    zs = sorted(float(pydicom.dcmread(f).ImagePositionPatient[2]) for f in out.glob("*.dcm"))
     assert zs == [0.0, 1.0, 2.0]
-    assert not list((tmp_path / "got").glob("*.part"))
+    assert not (tmp_path / "staging").exists() and not list(out.glob("*.part"))
 
 
-def test_unreachable_node_is_clear_error():
-    import socket
-
+def _closed_port():
     s = socket.socket()
     s.bind(("127.0.0.1", 0))
     port = s.getsockname()[1]
     s.close()  # nothing listens here now
-    with pytest.raises(PacsError, match="could not associate"):
-        echo(PacsNode("127.0.0.1", port, timeout_s=2))
+    return port
 
 
-def test_cli_pacs_echo_bad_node_exit_2():
-    r = subprocess.run([sys.executable, "-m", "spineplan", "pacs", "echo", "--host", "127.0.0.1",
-                        "--port", "70000"], capture_output=True, text=True)
-    assert r.returncode == 2 and r.stderr.startswith("spineplan: error:")
-    assert "Traceback" not in r.stderr
+def test_unreachable_node_is_typed_error():
+    with pytest.raises(PacsError) as e:
+        DimseClient(PacsNode("127.0.0.1", _closed_port(), timeout_s=2)).echo()
+    assert e.value.kind is PacsErrorKind.UNREACHABLE and "connection refused" in str(e.value)
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["echo", "--host", "127.0.0.1", "--port", "70000"], "port must be 1-65535"),
+    (["echo"], "give --host"),
+    (["find", "--host", "127.0.0.1", "--port", "104", "--study-date", "2024-01-01"], "YYYYMMDD"),
+    (["get", "--host", "127.0.0.1", "--port", "104"], "needs --series"),
+    (["echo", "--dicomweb", "ftp://x"], "must start with http"),
+])
+def test_cli_pacs_bad_arguments_exit_2(argv, needle):
+    r = subprocess.run([sys.executable, "-m", "spineplan", "pacs", *argv], capture_output=True, text=True)
+    assert r.returncode == 2 and r.stderr.startswith("spineplan: error:"), r.stderr
+    assert needle in r.stderr and "Traceback" not in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+
+
+def test_cli_pacs_connection_refused_exit_2():
+    port = _closed_port()
+    for extra in (["--host", "127.0.0.1", "--port", str(port)], ["--dicomweb", f"http://127.0.0.1:{port}"]):
+        r = subprocess.run([sys.executable, "-m", "spineplan", "pacs", "echo", *extra],
+                           capture_output=True, text=True)
+        assert r.returncode == 2 and "cannot reach" in r.stderr, r.stderr
+        assert len(r.stderr.strip().splitlines()) == 1
+
+
+def test_tls_files_are_checked(tmp_path):
+    with pytest.raises(InvalidInputError, match="both a certificate and its key"):
+        PacsNode("pacs", 2762, tls_cert=str(tmp_path / "c.pem"))
+    node = PacsNode("pacs", 2762, tls_ca=str(tmp_path / "missing-ca.pem"))
+    with pytest.raises(InvalidInputError, match="cannot use the TLS files"):
+        node.tls_args()
+    assert PacsNode("pacs", 104).tls_args() is None
+
+
+def test_busy_store_port_is_a_clear_error(tmp_path):
+    from spineplan.core.pacs import SeriesRecord, SeriesSink, StorageSCP
+
+    with socket.socket() as s:
+        s.bind(("", 0))
+        s.listen()
+        node = PacsNode("127.0.0.1", 104, called_aet="PEER", store_port=s.getsockname()[1])
+        sink = SeriesSink(tmp_path / "in", SeriesRecord("1.2", "1.2.3", n_images=1))
+        with pytest.raises(PacsError) as e:
+            with StorageSCP(node, sink):
+                pass
+    assert e.value.kind is PacsErrorKind.STORE_PORT and "cannot listen on store port" in str(e.value)
