@@ -43,8 +43,12 @@ def _current_umask() -> int:
 _UMASK = _current_umask()
 
 
-def _set_final_mode(tmp: str | os.PathLike, dest: Path) -> None:
-    """Give the temp file the mode a normally created file would have (mkstemp uses 0600)."""
+def _set_final_mode(tmp: str | os.PathLike, dest: Path, mode: int | None = None) -> None:
+    """Give the temp file ``mode``, or the mode a normally created file would have (mkstemp
+    uses 0600)."""
+    if mode is not None:
+        os.chmod(tmp, mode)
+        return
     try:
         mode = dest.stat().st_mode & 0o7777
     except OSError:
@@ -78,8 +82,9 @@ def atomic_output_path(path: str | os.PathLike) -> Iterator[Path]:
         raise
 
 
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
-    """Write ``data`` to ``path`` atomically (temp file in the same folder, fsync, os.replace)."""
+def atomic_write_bytes(path: str | os.PathLike, data: bytes, *, mode: int | None = None) -> Path:
+    """Write ``data`` to ``path`` atomically (temp file in the same folder, fsync, os.replace);
+    ``mode`` (e.g. 0o600 for a file holding secrets) is set before the file appears."""
     dest = Path(path)
     folder = dest.parent if str(dest.parent) else Path(".")
     fd, tmp = _temp_in_folder(dest)
@@ -88,7 +93,7 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
-        _set_final_mode(tmp, dest)
+        _set_final_mode(tmp, dest, mode)
         os.replace(tmp, dest)
     except BaseException:
         with contextlib.suppress(OSError):
@@ -98,6 +103,6 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     return dest
 
 
-def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
+def atomic_write_text(path: str | os.PathLike, text: str, *, mode: int | None = None) -> Path:
     """UTF-8 text version of :func:`atomic_write_bytes`."""
-    return atomic_write_bytes(path, text.encode("utf-8"))
+    return atomic_write_bytes(path, text.encode("utf-8"), mode=mode)

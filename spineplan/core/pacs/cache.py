@@ -9,13 +9,12 @@ the index; a cached series opens without any network request.
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from ..atomic import atomic_write_text
 from ..errors import InvalidInputError
 from .model import SeriesRecord, check_uid
 from .transfer import PacsClient, download_series
@@ -75,10 +74,7 @@ class CaseCache:
 
     def _write(self, entries: dict[str, CacheEntry]) -> None:
         data = {"version": INDEX_VERSION, "series": {u: asdict(e) for u, e in entries.items()}}
-        fd, tmp = tempfile.mkstemp(dir=self.root, suffix=".json.part")
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=1)
-        os.replace(tmp, self.index_path)
+        atomic_write_text(self.index_path, json.dumps(data, indent=1))
 
     def series_dir(self, series_uid: str) -> Path:
         return self.root / "series" / check_uid(series_uid, "series UID")

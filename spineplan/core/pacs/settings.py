@@ -10,11 +10,11 @@ from __future__ import annotations
 import enum
 import json
 import os
-import tempfile
 import warnings
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
+from ..atomic import atomic_write_text
 from ..errors import InvalidInputError
 from .cache import DEFAULT_CACHE_BYTES, CaseCache
 from .dimse import DimseClient, PacsNode, RetrieveMethod
@@ -81,15 +81,7 @@ def _node_dict(ns: NodeSettings) -> dict:
 
 def _atomic_write(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".part")
-    try:
-        os.fchmod(fd, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    atomic_write_text(path, text, mode=0o600)
 
 
 def save_settings(settings: PacsSettings, path: str | os.PathLike | None = None) -> Path:
