@@ -268,55 +268,17 @@ def scan(path: str | os.PathLike, *, progress=None, cancel=None) -> ScanResult:
             rep.step(n / max(len(files), 1), "reading headers")
         try:
             ds = pydicom.dcmread(f, stop_before_pixels=True, specific_tags=_TAGS)
-        except (InvalidDicomError, OSError, EOFError, ValueError, KeyError, TypeError,
-                AttributeError, IndexError, RecursionError, OverflowError, MemoryError) as exc:
-            warnings.append(f"{f.name}: not a readable DICOM file ({type(exc).__name__})")
-            continue
-        if "SOPClassUID" not in ds and "Modality" not in ds:
-            warnings.append(f"{f.name}: not a DICOM object")
-            continue
-        kind = _non_image_kind(ds)
-        uid = str(ds.get("SeriesInstanceUID", "") or "")
-        modality = str(ds.get("Modality", "") or "")
-        if kind is not None:
-            others.append(OtherObject(f, kind, modality, uid))
-            continue
-        image_type = [str(x).upper() for x in (ds.get("ImageType") or [])]
-        reason = _unsupported_image(ds, image_type)
-        if reason:
-            warnings.append(f"{f.name}: {reason}")
-            continue
-        if "LOCALIZER" in image_type or "SCOUT" in image_type:
-            others.append(OtherObject(f, "localizer", modality, uid))
+        except _HEADER_ERRORS as exc:
+            warnings.append(f"{f.name}: {_header_error_text(exc)}")
             continue
         try:
-            if int(ds.get("NumberOfFrames", 1) or 1) > 1:
-                full = pydicom.dcmread(f, stop_before_pixels=True)
-                refs = _frame_refs(full, f)
-            else:
-                ipp = _floats(ds.get("ImagePositionPatient"), 3)
-                iop = _floats(ds.get("ImageOrientationPatient"), 6)
-                ps = _floats(ds.get("PixelSpacing"), 2)
-                if ipp is None or iop is None or ps is None:
-                    warnings.append(f"{f.name}: image without patient geometry, ignored")
-                    continue
-                refs = [SliceRef(f, None, ipp, iop, (float(ps[0]), float(ps[1])),
-                                 float(ds.get("RescaleSlope", 1.0) or 1.0),
-                                 float(ds.get("RescaleIntercept", 0.0) or 0.0),
-                                 int(ds.get("InstanceNumber", 0) or 0), _raw_format(ds))]
+            _add_file(f, ds, groups, meta, others, warnings)
         except DicomError as exc:
             warnings.append(str(exc))
-            continue
-        for r in refs:
-            key = (uid or f"folder:{f.parent}",
-                   tuple(np.round(r.iop, 3)), int(ds.Rows), int(ds.Columns),
-                   str(ds.get("EchoNumbers", "")))
-            groups[key].append((r, ds.get("AcquisitionNumber", None)))
-            meta.setdefault(key, dict(uid=uid, modality=modality,
-                                      description=str(ds.get("SeriesDescription", "") or ""),
-                                      rows=int(ds.Rows), cols=int(ds.Columns),
-                                      number=ds.get("SeriesNumber", None),
-                                      frame_of_reference=str(ds.get("FrameOfReferenceUID", "") or "")))
+        except _HEADER_ERRORS as exc:
+            # a header that parsed but holds values of the wrong shape or type (a multi-valued
+            # Rows, a sequence nested too deep to follow, ...): the file is skipped, by name
+            warnings.append(f"{f.name}: {_header_error_text(exc)}")
     rep.step(0.95, "grouping series")
     series = _build_series(groups, meta, others)
     # sub-series that share a UID with a larger one and hold 1-3 slices of another
@@ -341,6 +303,92 @@ def scan(path: str | os.PathLike, *, progress=None, cancel=None) -> ScanResult:
     final.sort(key=lambda s: (-len(s.slices), s.uid))
     rep.step(1.0, "done")
     return ScanResult(final, others, warnings)
+
+
+_HEADER_ERRORS = (InvalidDicomError, OSError, EOFError, ValueError, KeyError, TypeError,
+                  AttributeError, IndexError, RecursionError, OverflowError, MemoryError)
+
+
+def _header_error_text(exc: BaseException) -> str:
+    """Why a file's header could not be read, in words (no library text, no paths)."""
+    if isinstance(exc, RecursionError):
+        return "not a readable DICOM file (sequences nested too deeply)"
+    if isinstance(exc, PermissionError):
+        return "not readable (permission denied)"
+    if isinstance(exc, MemoryError):
+        return "not a readable DICOM file (declares elements too large to read)"
+    return f"not a readable DICOM file ({type(exc).__name__})"
+
+
+def _header_int(ds, name: str, path: Path, default: int | None = None) -> int:
+    """A single non-negative integer header value, or DicomError naming the file and tag."""
+    v = ds.get(name, default)
+    if v is None or v == "":
+        if default is not None:
+            return default
+        raise DicomError(f"{path.name}: {name} is missing")
+    try:
+        if isinstance(v, (list, tuple)) or hasattr(v, "__len__") and not isinstance(v, (str, bytes)):
+            raise TypeError
+        out = int(v)
+    except (TypeError, ValueError):
+        raise DicomError(f"{path.name}: {name} is not one integer ({str(v)[:40]!r}); "
+                         "file ignored") from None
+    if out < 0:
+        raise DicomError(f"{path.name}: {name} is negative ({out}); file ignored")
+    return out
+
+
+def _add_file(f: Path, ds, groups, meta, others, warnings) -> None:
+    """Put one file's image slices in their group (or in ``others`` / ``warnings``)."""
+    if "SOPClassUID" not in ds and "Modality" not in ds:
+        warnings.append(f"{f.name}: not a DICOM object")
+        return
+    kind = _non_image_kind(ds)
+    uid = str(ds.get("SeriesInstanceUID", "") or "")
+    modality = str(ds.get("Modality", "") or "")
+    if kind is not None:
+        others.append(OtherObject(f, kind, modality, uid))
+        return
+    image_type = [str(x).upper() for x in (ds.get("ImageType") or [])]
+    reason = _unsupported_image(ds, image_type)
+    if reason:
+        warnings.append(f"{f.name}: {reason}")
+        return
+    if "LOCALIZER" in image_type or "SCOUT" in image_type:
+        others.append(OtherObject(f, "localizer", modality, uid))
+        return
+    rows, cols = _header_int(ds, "Rows", f), _header_int(ds, "Columns", f)
+    if rows == 0 or cols == 0:
+        raise DicomError(f"{f.name}: image of {rows}x{cols} pixels; file ignored")
+    try:
+        if _header_int(ds, "NumberOfFrames", f, 1) > 1:
+            full = pydicom.dcmread(f, stop_before_pixels=True)
+            refs = _frame_refs(full, f)
+        else:
+            ipp = _floats(ds.get("ImagePositionPatient"), 3)
+            iop = _floats(ds.get("ImageOrientationPatient"), 6)
+            ps = _floats(ds.get("PixelSpacing"), 2)
+            if ipp is None or iop is None or ps is None:
+                warnings.append(f"{f.name}: image without patient geometry, ignored")
+                return
+            refs = [SliceRef(f, None, ipp, iop, (float(ps[0]), float(ps[1])),
+                             float(ds.get("RescaleSlope", 1.0) or 1.0),
+                             float(ds.get("RescaleIntercept", 0.0) or 0.0),
+                             int(ds.get("InstanceNumber", 0) or 0), _raw_format(ds))]
+    except DicomError as exc:
+        warnings.append(str(exc))
+        return
+    for r in refs:
+        key = (uid or f"folder:{f.parent}",
+               tuple(np.round(r.iop, 3)), rows, cols,
+               str(ds.get("EchoNumbers", "")))
+        groups[key].append((r, ds.get("AcquisitionNumber", None)))
+        meta.setdefault(key, dict(uid=uid, modality=modality,
+                                  description=str(ds.get("SeriesDescription", "") or ""),
+                                  rows=rows, cols=cols,
+                                  number=ds.get("SeriesNumber", None),
+                                  frame_of_reference=str(ds.get("FrameOfReferenceUID", "") or "")))
 
 
 def _build_series(groups, meta, others) -> list[SeriesInfo]:
