@@ -134,8 +134,9 @@ def main(argv: list[str] | None = None) -> int:
     except SpineplanError as exc:
         print(f"spineplan: error: {exc}", file=sys.stderr)
         return 2
-    except (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError) as exc:
-        print(f"spineplan: error: {exc.strerror or exc}: {exc.filename}", file=sys.stderr)
+    except OSError as exc:  # the environment (missing file, full disk), not a bug: one line
+        where = f": {exc.filename}" if exc.filename else ""
+        print(f"spineplan: error: {exc.strerror or type(exc).__name__}{where}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("spineplan: error: interrupted", file=sys.stderr)

@@ -58,9 +58,13 @@ def load_volume(path: str | Path) -> Volume:
         from ..core.dicom.load import load_volume as project_loader  # type: ignore[attr-defined]
     except ImportError:
         project_loader = None
-    if project_loader is not None and path.is_dir():
+    if project_loader is not None:
+        # the project's loader checks NIfTI headers before ITK reads them (a NaN affine would
+        # otherwise print VNL's matrix dump) and refuses zero/NaN spacing with one line
         vol = project_loader(path)
         if isinstance(vol, Volume):
+            if not path.is_dir():
+                vol.modality = ""  # an image file does not say (as before: no guess here)
             return vol
     try:
         if path.is_dir():

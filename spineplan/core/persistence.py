@@ -31,7 +31,7 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
-from .errors import PlanFileError
+from .errors import OutputError, PlanFileError
 from .segmentation.labels import parse_motor_unit
 
 __all__ = [
@@ -134,18 +134,33 @@ def _set_final_mode(tmp: str | os.PathLike, dest: Path) -> None:
         os.chmod(tmp, mode)
 
 
+def _cannot_write(dest: Path, exc: OSError) -> OutputError:
+    return OutputError(f"cannot write {dest}: {exc.strerror or type(exc).__name__}")
+
+
+def _temp_beside(dest: Path, suffix: str) -> tuple[int, Path]:
+    """``mkstemp`` in ``dest``'s folder; an unwritable folder is said about ``dest``."""
+    folder = dest.parent if str(dest.parent) else Path(".")
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=suffix, dir=folder)
+    except OSError as exc:
+        raise _cannot_write(dest, exc) from None
+    return fd, Path(tmp)
+
+
 @contextlib.contextmanager
-def atomic_output_path(path: str | os.PathLike) -> Iterator[Path]:
+def atomic_output_path(path: str | os.PathLike, *, suffix: str = ".tmp") -> Iterator[Path]:
     """Yield a temporary path in ``path``'s folder; on success it replaces ``path``.
 
-    For writers that want a file name (VTK, reportlab). On any exception the
-    temporary file is removed and ``path`` is left untouched.
+    For writers that want a file name (VTK, reportlab, SimpleITK: pass ``suffix`` when the
+    writer picks its format from the name). On any exception the temporary file is removed
+    and ``path`` is left untouched; an OSError is raised as :class:`OutputError` naming
+    ``path``, never the temporary file.
     """
     dest = Path(path)
     folder = dest.parent if str(dest.parent) else Path(".")
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=folder)
+    fd, tmp_path = _temp_beside(dest, suffix)
     os.close(fd)
-    tmp_path = Path(tmp)
     try:
         yield tmp_path
         with open(tmp_path, "rb+") as f:
@@ -153,6 +168,10 @@ def atomic_output_path(path: str | os.PathLike) -> Iterator[Path]:
         _set_final_mode(tmp_path, dest)
         os.replace(tmp_path, dest)
         _fsync_dir(folder)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            tmp_path.unlink()
+        raise _cannot_write(dest, exc) from None
     except BaseException:
         with contextlib.suppress(OSError):
             tmp_path.unlink()
@@ -160,10 +179,16 @@ def atomic_output_path(path: str | os.PathLike) -> Iterator[Path]:
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
-    """Write ``data`` to ``path`` atomically (temp file in the same folder, fsync, os.replace)."""
+    """Write ``data`` to ``path`` atomically (temp file in the same folder, fsync, os.replace).
+
+    Raises
+    ------
+    OutputError
+        The folder is missing or unwritable, the disk is full, ... (names ``path``).
+    """
     dest = Path(path)
     folder = dest.parent if str(dest.parent) else Path(".")
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=folder)
+    fd, tmp = _temp_beside(dest, ".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
@@ -171,6 +196,10 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
             os.fsync(f.fileno())
         _set_final_mode(tmp, dest)
         os.replace(tmp, dest)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise _cannot_write(dest, exc) from None
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)

@@ -23,7 +23,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from ..core.errors import InvalidInputError, SpineplanError
+from ..core.errors import InvalidInputError, OutputError, SpineplanError
 from ..core.segmentation import labels as L
 from ..core.tasks import Cancelled
 from ..core.teaching import (INSTRUMENT_VIEW_DISTANCE_MM, Camera, FrameState, Step,
@@ -854,8 +854,11 @@ def render_comparison(reference: dict, attempt: dict, ct: Volume | None, labels:
 # --------------------------------------------------------------------------------------
 def _tmp_beside(path: Path) -> Path:
     """A temporary file beside ``path`` (same folder, same extension) with normal permissions."""
-    fd, name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix="".join(path.suffixes[-1:]),
-                                dir=path.parent)
+    try:
+        fd, name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix="".join(path.suffixes[-1:]),
+                                    dir=path.parent)
+    except OSError as exc:  # name the destination, never the temporary file
+        raise OutputError(f"cannot write {path}: {exc.strerror or type(exc).__name__}") from None
     os.close(fd)
     os.chmod(name, 0o644)  # mkstemp creates 0600; outputs are ordinary files
     return Path(name)

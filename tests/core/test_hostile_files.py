@@ -168,3 +168,122 @@ def test_untouched_plan_still_loads(tmp_path):
     p = tmp_path / "p.json"
     save_plan(make_plan(), p)
     assert load_plan(p)["level"] == "L4-L5"
+
+
+# ------------------------------------------------------------------ finding 11: one line
+def _without_file_permission_override() -> list[str]:
+    """Prefix that runs a command subject to file permissions (root ignores them)."""
+    import os
+    import shutil
+
+    if os.geteuid() != 0:
+        return []
+    if not shutil.which("setpriv"):
+        pytest.skip("running as root without setpriv: file permissions cannot be exercised")
+    return ["setpriv", "--bounding-set=-dac_override,-dac_read_search"]
+
+
+def run_cli_unprivileged(*args):
+    return subprocess.run([*_without_file_permission_override(), sys.executable, "-m", "spineplan",
+                           *map(str, args)], capture_output=True, text=True, timeout=120)
+
+
+def _implicit_vr_series(tmp: Path, spacing) -> Path:
+    """Files whose meta says explicit VR but whose data set is implicit: pydicom warns."""
+    folder = _series(tmp, f"vr{spacing}")
+    for f in sorted(folder.iterdir()):
+        ds = pydicom.dcmread(f)
+        ds.PixelSpacing = [spacing, spacing]
+        pydicom.dcmwrite(f, ds, implicit_vr=True, little_endian=True, force_encoding=True)
+    return folder
+
+
+def test_pydicom_warning_never_printed_before_the_error(tmp_path):
+    src = _implicit_vr_series(tmp_path, 0)
+    line = assert_one_line_refusal(run_cli("convert", src, "-o", tmp_path / "o.nii.gz"))
+    assert "UserWarning" not in line and "not positive" in line
+    # on success the library's warning comes after the work, as a spineplan warning line
+    ok = run_cli("convert", _implicit_vr_series(tmp_path, 1.5), "-o", tmp_path / "o.nii.gz")
+    assert ok.returncode == 0, ok.stderr
+    assert "UserWarning" not in ok.stderr
+    assert all(ln.startswith("spineplan: warning:") for ln in ok.stderr.strip().splitlines())
+
+
+def test_nan_affine_gives_no_itk_text(tmp_path):
+    import numpy as np
+
+    from .hostile import nifti
+
+    bad = nifti(tmp_path / "nan.nii.gz", qform_code=0, sform_code=1,
+                srow=([np.nan, 0, 0, 0], [0, 1.5, 0, 0], [0, 0, 3, 0]))
+    sheared = nifti(tmp_path / "shear.nii.gz", qform_code=0, sform_code=1,
+                    srow=([1.5, 0.5, 0, 0], [0, 1.5, 0, 0], [0, 0, 3, 0]))
+    plan = tmp_path / "p.json"
+    save_plan(make_plan(), plan)
+    gif = tmp_path / "r.gif"
+    for args in (["rehearse", plan, "-o", gif, "--image", bad],
+                 ["rehearse", plan, "-o", gif, "--labels", bad],
+                 ["info", bad], ["info", sheared]):
+        line = assert_one_line_refusal(run_cli(*args))
+        assert "vnl" not in line.lower() and "itk" not in line.lower()
+    assert not gif.exists()
+
+
+@pytest.mark.parametrize("command", ["convert", "report", "plan-report"])
+def test_output_errors_name_the_destination_not_a_temp_file(command, tmp_path, sample_dicom):
+    plan = tmp_path / "p.json"
+    save_plan(make_plan(), plan)
+    blocker = tmp_path / "afile"
+    blocker.write_text("x")
+    dest = blocker / ("o.nii.gz" if command == "convert" else "o.pdf")
+    args = {"convert": ["convert", sample_dicom, "-o", dest],
+            "report": ["report", plan, "-o", dest],
+            "plan-report": ["plan", sample_dicom, "--level", "L4-L5", "--procedure", "needle",
+                            "--side", "left", "-o", tmp_path / "q.json", "--report", dest]}[command]
+    line = assert_one_line_refusal(run_cli(*args))
+    assert str(dest) in line
+    assert "/." not in line and ".tmp" not in line  # no hidden temporary file named
+
+
+def test_read_only_folder_named_as_the_destination(tmp_path):
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    plan = tmp_path / "p.json"
+    save_plan(make_plan(), plan)
+    ro.chmod(0o555)
+    try:
+        line = assert_one_line_refusal(run_cli_unprivileged("report", plan, "-o", ro / "r.pdf"))
+    finally:
+        ro.chmod(0o755)
+    assert f"cannot write {ro / 'r.pdf'}: Permission denied" in line
+    assert not any(ro.iterdir())
+
+
+def test_unreadable_folder_said_as_such(tmp_path, sample_dicom):
+    import shutil
+
+    locked = tmp_path / "locked"
+    shutil.copytree(sample_dicom, locked)
+    files = tmp_path / "files"
+    shutil.copytree(sample_dicom, files)
+    mixed = tmp_path / "mixed"
+    shutil.copytree(sample_dicom, mixed / "a")
+    (mixed / "b").mkdir()
+    for f in files.iterdir():
+        f.chmod(0)
+    locked.chmod(0)
+    (mixed / "b").chmod(0)
+    try:
+        r1 = run_cli_unprivileged("info", locked)
+        r2 = run_cli_unprivileged("info", files)
+        r3 = run_cli_unprivileged("info", mixed)
+    finally:
+        locked.chmod(0o755)
+        (mixed / "b").chmod(0o755)
+        for f in files.iterdir():
+            f.chmod(0o644)
+    assert assert_one_line_refusal(r1) == f"spineplan: error: folder {locked} is unreadable " \
+                                          "(permission denied)"
+    assert assert_one_line_refusal(r2) == f"spineplan: error: the files in {files} are " \
+                                          "unreadable (permission denied)"
+    assert r3.returncode == 0 and "subfolder b is unreadable (permission denied)" in r3.stdout

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pydicom
 
-from ..errors import DicomError, InvalidInputError
+from ..errors import DicomError, InvalidInputError, OutputError
 from ..tasks import Reporter
 from ..volume import Volume
 from .scan import ScanResult, SeriesInfo, is_image_file, scan
@@ -402,6 +402,8 @@ def check_nifti_file(path: str | os.PathLike) -> list[str]:
     try:
         with (gzip.open(p, "rb") if gz else open(p, "rb")) as fh:
             raw = fh.read(540)
+    except PermissionError:
+        raise InvalidInputError(f"file {p.name} is unreadable (permission denied)") from None
     except (EOFError, OSError):
         raise InvalidInputError(f"{p.name}: not a readable NIfTI file (damaged compression)") from None
     hdr = None
@@ -480,6 +482,9 @@ def read_image_file(path: str | os.PathLike) -> Volume:
     header_warnings = []
     if p.name.lower().endswith((".nii", ".nii.gz")):
         header_warnings = check_nifti_file(p)
+    # ITK prints its warnings (several lines, C++ file names) straight to the terminal; what
+    # matters is checked here and said in one line instead
+    sitk.ProcessObject.SetGlobalWarningDisplay(False)
     try:
         img = sitk.ReadImage(str(p))
     except RuntimeError:
@@ -554,15 +559,18 @@ def write_volume(volume: Volume, path: str | os.PathLike) -> Path:
     name = p.name.lower()
     if not name.endswith((".nii", ".nii.gz", ".nrrd", ".mha")):
         raise InvalidInputError(f"{p.name}: output must end in .nii.gz, .nii, .nrrd or .mha")
-    p.parent.mkdir(parents=True, exist_ok=True)
-    suffix = ".nii.gz" if name.endswith(".nii.gz") else p.suffix
-    fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=".spineplan-", suffix=suffix)
-    os.close(fd)
     try:
-        sitk.WriteImage(volume.to_sitk(), tmp, useCompression=name.endswith((".gz", ".nrrd", ".mha")))
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, p)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        p.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"cannot write {p}: {exc.strerror or type(exc).__name__} "
+                          f"({p.parent} is not a folder)") from None
+    from ..persistence import atomic_output_path
+
+    suffix = ".nii.gz" if name.endswith(".nii.gz") else p.suffix
+    with atomic_output_path(p, suffix=suffix) as tmp:
+        try:
+            sitk.WriteImage(volume.to_sitk(), str(tmp),
+                            useCompression=name.endswith((".gz", ".nrrd", ".mha")))
+        except RuntimeError:
+            raise OutputError(f"cannot write {p}: the image writer failed (disk full?)") from None
     return p

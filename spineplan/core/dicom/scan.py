@@ -127,16 +127,27 @@ def _known_other(name: str) -> bool:
     return name.upper() in _SKIP_NAMES or low.endswith(_SKIP_SUFFIXES) or is_image_file(low)
 
 
-def _candidate_files(root: Path) -> list[Path]:
+def _candidate_files(root: Path, warnings: list[str]) -> list[Path]:
+    """The files under ``root`` that may be DICOM; unreadable subfolders are warned about.
+
+    Raises DicomError when ``root`` itself cannot be listed (said as such, not as "no series").
+    """
     if root.is_file():
         return [root]
     out = []
-    for dirpath, dirnames, filenames in os.walk(root):
+    denied: list[OSError] = []
+    for dirpath, dirnames, filenames in os.walk(root, onerror=denied.append):
         dirnames.sort()
         for f in sorted(filenames):
             if f.startswith(".") or f.endswith(".part") or _known_other(f):
                 continue
             out.append(Path(dirpath) / f)
+    for exc in denied:
+        why = exc.strerror or type(exc).__name__
+        if Path(exc.filename or "") == root:
+            raise DicomError(f"folder {root} is unreadable ({why.lower()})")
+        rel = os.path.relpath(exc.filename, root) if exc.filename else "a subfolder"
+        warnings.append(f"subfolder {rel} is unreadable ({why.lower()}); skipped")
     return out
 
 
@@ -258,8 +269,9 @@ def scan(path: str | os.PathLike, *, progress=None, cancel=None) -> ScanResult:
         root = _unzip(root)
     elif root.is_file() and root.name.upper() == "DICOMDIR":
         root = root.parent
-    files = _candidate_files(root)
     warnings: list[str] = []
+    files = _candidate_files(root, warnings)
+    n_denied = 0
     others: list[OtherObject] = []
     groups: dict[tuple, list[tuple[SliceRef, Any]]] = defaultdict(list)
     meta: dict[tuple, dict] = {}
@@ -269,6 +281,7 @@ def scan(path: str | os.PathLike, *, progress=None, cancel=None) -> ScanResult:
         try:
             ds = pydicom.dcmread(f, stop_before_pixels=True, specific_tags=_TAGS)
         except _HEADER_ERRORS as exc:
+            n_denied += isinstance(exc, PermissionError)
             warnings.append(f"{f.name}: {_header_error_text(exc)}")
             continue
         try:
@@ -279,6 +292,10 @@ def scan(path: str | os.PathLike, *, progress=None, cancel=None) -> ScanResult:
             # a header that parsed but holds values of the wrong shape or type (a multi-valued
             # Rows, a sequence nested too deep to follow, ...): the file is skipped, by name
             warnings.append(f"{f.name}: {_header_error_text(exc)}")
+    if files and n_denied == len(files):
+        what = f"file {root}" if root.is_file() else f"the files in {root}"
+        raise DicomError(f"{what} are unreadable (permission denied)" if not root.is_file()
+                         else f"{what} is unreadable (permission denied)")
     rep.step(0.95, "grouping series")
     series = _build_series(groups, meta, others)
     # sub-series that share a UID with a larger one and hold 1-3 slices of another
