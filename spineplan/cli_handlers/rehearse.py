@@ -150,6 +150,9 @@ def run(args) -> int:
     if not image:
         raise InvalidInputError("no image for this plan: pass --image CT (the series the plan was made on)")
     ct = load_volume(image)
+    from . import print_load_warnings
+
+    print_load_warnings(ct)
     _check_matches_source(ct, plan, "the image")
     labels = None
     if getattr(args, "labels", None):

@@ -424,7 +424,18 @@ def source_from_volume(volume) -> dict:
         "origin": [float(x) for x in volume.origin],
         "direction": [float(x) for x in np.asarray(volume.direction).ravel()],
         "description": str(volume.meta.get("description", "")),
+        **_load_warnings_block(volume),
     }
+
+
+def _load_warnings_block(volume) -> dict:
+    """``{"load_warnings": [{kind, message}]}`` when the loader warned (a gap, a tilt), else {}."""
+    from .dicom.load_warnings import warning_kind
+
+    ws = list(getattr(volume, "warnings", []) or [])
+    if not ws:
+        return {}
+    return {"load_warnings": [{"kind": warning_kind(w).value, "message": str(w)} for w in ws]}
 
 
 def _corners_lps(size, spacing, origin, direction) -> np.ndarray:

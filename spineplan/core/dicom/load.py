@@ -20,6 +20,7 @@ import numpy as np
 import pydicom
 
 from ..errors import DicomError, InvalidInputError, OutputError
+from .load_warnings import LoadWarning, LoadWarningKind as K, warning_kind
 from ..tasks import Reporter
 from ..volume import Volume
 from .scan import ScanResult, SeriesInfo, is_image_file, scan
@@ -186,7 +187,7 @@ def _read_slices(info: SeriesInfo, rep: Reporter) -> np.ndarray:
         in_stack.clear()
         stack = None
     if failed:
-        info.warnings.extend(f"{msg}; slice skipped" for msg in failed)
+        info.warnings.extend(LoadWarning(K.SLICE_SKIPPED, f"{msg}; slice skipped") for msg in failed)
         keep = [k for k, r in enumerate(info.slices) if r.path in in_stack or (r.path, r.frame) in decoded]
         if stack is not None:
             stack = stack[keep]
@@ -200,8 +201,10 @@ def _read_slices(info: SeriesInfo, rep: Reporter) -> np.ndarray:
 def _remeasure(info: SeriesInfo) -> None:
     from .scan import _sort_and_measure
 
-    kept = [w for w in info.warnings if "slice(s)" not in w and "spacing" not in w]
+    remeasured = (K.MISSING_SLICES, K.NONUNIFORM_SPACING, K.DUPLICATE_POSITIONS, K.GANTRY_TILT)
+    kept = [w for w in info.warnings if warning_kind(w) not in remeasured]
     info.warnings = kept
+    info.unloadable = ""
     _sort_and_measure(info, info.size[1], info.size[0])
 
 
@@ -233,11 +236,15 @@ def load_series(info: SeriesInfo, *, progress=None, cancel=None) -> Volume:
     rep = Reporter(progress, cancel)
     if not info.slices:
         raise DicomError("the series has no image slices")
+    if info.unloadable:
+        raise DicomError(info.unloadable)
     fmt0 = info.slices[0].raw_format
     itemsize = np.dtype(fmt0[2]).itemsize if fmt0 else 2
     check_declared_size(int(info.size[0]) * int(info.size[1]) * len(info.slices) * max(itemsize, 2),
                         f"series {info.uid or '(no UID)'}")
     raw = _read_slices(info, rep.sub(0.0, 0.85))
+    if info.unloadable:  # skipped slices left a gap too long to interpolate
+        raise DicomError(info.unloadable)
     stack = _rescaled_stack(info, raw)
     del raw
     rep.step(0.9, "building geometry")

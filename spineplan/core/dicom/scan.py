@@ -22,6 +22,7 @@ import pydicom
 from pydicom.errors import InvalidDicomError
 
 from ..errors import DicomError
+from .load_warnings import MAX_MISSING_IN_A_GAP, LoadWarning, LoadWarningKind as K, warning_kind
 from ..tasks import Reporter
 
 __all__ = ["SliceRef", "SeriesInfo", "OtherObject", "ScanResult", "scan", "is_image_file"]
@@ -79,6 +80,7 @@ class SeriesInfo:
     warnings: list[str] = field(default_factory=list)
     series_number: int | None = None
     frame_of_reference: str = ""
+    unloadable: str = ""  # why load_series refuses it (a gap too long to interpolate), or ""
 
     @property
     def files(self) -> list[Path]:
@@ -92,7 +94,10 @@ class SeriesInfo:
         """The ``info --json`` record (non-identifying)."""
         return {"uid": self.uid, "modality": self.modality, "description": self.description,
                 "size": self.size, "spacing": self.spacing, "origin": self.origin,
-                "direction": self.direction, "n_files": self.n_files, "warnings": self.warnings}
+                "direction": self.direction, "n_files": self.n_files,
+                "warnings": [str(w) for w in self.warnings],
+                "warning_kinds": [warning_kind(w).value for w in self.warnings],
+                "unloadable": self.unloadable}
 
 
 @dataclass
@@ -315,8 +320,9 @@ def scan(path: str | os.PathLike, *, progress=None, cancel=None) -> ScanResult:
     if len([1 for s in final if s.uid]) != len({s.uid for s in final if s.uid}):
         for s in final:
             if len(by_uid[s.uid]) > 1:
-                s.warnings.append("this series UID mixes orientations, sizes, echoes or "
-                                  "acquisitions; it was split into separate series")
+                s.warnings.append(LoadWarning(K.SPLIT_SERIES,
+                                              "this series UID mixes orientations, sizes, echoes "
+                                              "or acquisitions; it was split into separate series"))
     final.sort(key=lambda s: (-len(s.slices), s.uid))
     rep.step(1.0, "done")
     return ScanResult(final, others, warnings)
@@ -440,11 +446,13 @@ def _sort_and_measure(info: SeriesInfo, rows: int, cols: int) -> None:
     d = np.array([float(np.dot(r.position, normal)) for r in info.slices])
     dup = np.sum(np.abs(np.diff(d)) < 1e-3) if len(d) > 1 else 0
     if dup:
-        info.warnings.append(f"{dup} slice(s) share a position with another; duplicates ignored")
+        info.warnings.append(LoadWarning(K.DUPLICATE_POSITIONS, f"{dup} slice(s) share a position "
+                                         "with another; duplicates ignored"))
         keep = [0] + [n for n in range(1, len(d)) if abs(d[n] - d[n - 1]) >= 1e-3]
         info.slices = [info.slices[n] for n in keep]
         d = d[keep]
     ps = info.slices[0].pixel_spacing
+    n_slices = len(info.slices)
     k_dir = normal.copy()
     sk = float(info.slices[0].pixel_spacing[0])
     if len(info.slices) > 1:
@@ -454,21 +462,35 @@ def _sort_and_measure(info: SeriesInfo, rows: int, cols: int) -> None:
         step_dir = step / np.linalg.norm(step)
         tilt = np.degrees(np.arccos(np.clip(abs(np.dot(step_dir, normal)), -1, 1)))
         if tilt > 0.05:
-            info.warnings.append(f"gantry tilt of {tilt:.1f} degrees: geometry corrected by "
-                                 "resampling onto an orthogonal grid")
+            info.warnings.append(LoadWarning(K.GANTRY_TILT, f"gantry tilt of {tilt:.1f} degrees: "
+                                             "geometry corrected by resampling onto an orthogonal "
+                                             "grid"))
             k_dir = step_dir
         if np.any(gaps > 1.5 * sk):
-            missing = int(np.sum(np.round(gaps[gaps > 1.5 * sk] / sk) - 1))
-            info.warnings.append(f"{missing} missing slice(s) detected (gap of up to "
-                                 f"{gaps.max():.2f} mm for {sk:.2f} mm spacing); resampled to "
-                                 "uniform spacing")
+            per_gap = np.round(gaps[gaps > 1.5 * sk] / sk) - 1
+            missing = int(np.sum(per_gap))
+            at = [float(x) for x in d[:-1][gaps > 1.5 * sk] - d[0]]
+            if per_gap.max() > MAX_MISSING_IN_A_GAP:
+                info.unloadable = (
+                    f"series {info.uid or '(no UID)'} has a gap of {gaps.max():.1f} mm "
+                    f"({int(per_gap.max())} consecutive slices missing for {sk:.2f} mm spacing) "
+                    f"{at[int(np.argmax(per_gap))]:.0f} mm from its first slice: too much to "
+                    f"interpolate (at most {MAX_MISSING_IN_A_GAP}); re-send the complete series")
+            n_slices = int(round((d[-1] - d[0]) / sk)) + 1
+            info.warnings.append(LoadWarning(
+                K.MISSING_SLICES, f"{missing} missing slice(s) in the series (gap of up to "
+                f"{gaps.max():.2f} mm for {sk:.2f} mm spacing, "
+                + "starting " + ", ".join(f"{x:.0f}" for x in at[:5]) + " mm from the first slice); "
+                "filled by linear interpolation between the neighbouring slices"))
         elif np.max(np.abs(gaps - sk)) > max(0.01 * sk, 0.01):
-            info.warnings.append(f"non-uniform slice spacing ({gaps.min():.2f} to {gaps.max():.2f} mm); "
-                                 "resampled to uniform spacing")
+            info.warnings.append(LoadWarning(
+                K.NONUNIFORM_SPACING, f"non-uniform slice spacing ({gaps.min():.2f} to "
+                f"{gaps.max():.2f} mm); resampled to uniform spacing"))
         if tilt > 0.05:
             sk = float(np.linalg.norm(step) / (len(d) - 1) * abs(np.dot(step_dir, normal))) \
                 if not np.any(gaps > 1.5 * sk) else sk
-    info.size = [cols, rows, len(info.slices)]
+    # the grid the loader builds: a gap's missing slices are interpolated, so they count
+    info.size = [cols, rows, n_slices]
     info.spacing = [float(ps[1]), float(ps[0]), sk]
     info.origin = [float(x) for x in info.slices[0].position]
     direction = np.stack([row_dir, col_dir, normal], axis=1)

@@ -81,11 +81,10 @@ class Anatomy:
         return self._canal_tree or None
 
     def source(self) -> dict:
-        v = self.image
-        return {"series_uid": v.meta.get("series_uid", ""), "modality": v.modality,
-                "size": list(v.size_ijk), "spacing": list(v.spacing), "origin": list(v.origin),
-                "direction": [float(x) for x in v.direction.ravel()],
-                "description": v.meta.get("description", "")}
+        """The plan's ``source`` block (one home: :func:`persistence.source_from_volume`)."""
+        from ..persistence import source_from_volume
+
+        return source_from_volume(self.image)
 
 
 @dataclass
