@@ -81,6 +81,11 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("plan")
     r.add_argument("-o", "--output", required=True)
     r.add_argument("--identify", action="store_true", help="include patient identity")
+    r.add_argument("--image", metavar="PATH",
+                   help="the series the plan was made on: every check is recomputed on it "
+                        "(default: the plan's source path, if any)")
+    r.add_argument("--labels", metavar="LABELS.nii.gz",
+                   help="label map for the recomputation (default: the built-in segmenter)")
 
     rh = sub.add_parser("rehearse", help="teaching animation of a plan")
     rh.add_argument("plan")

@@ -159,6 +159,11 @@ def run(args) -> int:
         labels = load_volume(args.labels)
         if labels.array.dtype.kind == "f":
             labels = labels.with_array(np.rint(labels.array).astype(np.int32))
+    # the stored checks are not trusted: recomputed on this image (and labels, else the
+    # built-in segmenter's), every stored result that differs is warned about
+    from . import recheck_loaded_plan
+
+    recheck_loaded_plan(plan, ct, labels)
 
     from ..core.teaching import rehearsal_steps
     from ..render.rehearsal import render_rehearsal, write_animation, write_handout

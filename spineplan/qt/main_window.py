@@ -48,6 +48,7 @@ class MainWindow(QMainWindow):
         self.setWindowTitle("spineplan")
         self.resize(1500, 950)
         self.anatomy = None
+        self.plan_recheck = None  # planning.recheck.Recheck of the plan last opened from a file
         self._worker = None
         self.views = {o: SliceView(self.scene, o) for o in ("axial", "sagittal", "coronal")}
         self.brush = LabelBrush(self.scene, on_stroke=self._on_stroke)
@@ -974,6 +975,43 @@ class MainWindow(QMainWindow):
             it.setForeground(colours[c.severity])
             self.check_list.addItem(it)
 
+    def open_plan_file(self, path):
+        """Open a saved plan on the loaded image; its checks are recomputed on the labels shown
+        and every stored result that differs is listed in red (returns the Recheck).
+
+        Raises PlanFileError (tampered, other series, ...) like ``persistence.load_plan``.
+        """
+        from ..core.persistence import load_plan
+
+        return self._set_loaded_plan(load_plan(path, volume=self.scene.volume), Path(path).name)
+
+    def _set_loaded_plan(self, d: dict, name: str):
+        """Show a plan read from a file with its checks recomputed (see open_plan_file)."""
+        from ..core.planning.plan import Anatomy, Plan
+        from ..core.planning.recheck import not_rechecked, recheck_plan
+
+        labels = self.scene.labels_snapshot()
+        if labels is None:
+            recheck = not_rechecked("no labels loaded: segment or load labels to recompute them")
+        else:
+            recheck = recheck_plan(d, Anatomy(self.scene.volume, labels))
+        plan = Plan.from_dict(d)
+        if recheck.checks:
+            plan.checks = list(recheck.checks)
+            plan.motor_units_touched = list(recheck.motor_units_touched)
+        self.plan_recheck = recheck
+        self.scene.set_plan(plan)
+        red = QColor(235, 60, 60)
+        lines = ([f"⚠ stored result differs: {x.describe()}" for x in recheck.differences]
+                 or ([] if recheck.agrees else [f"⚠ checks not recomputed: {recheck.reason}"]))
+        for text in reversed(lines):
+            it = QListWidgetItem(text)
+            it.setForeground(red)
+            self.check_list.insertItem(0, it)
+        if lines:
+            self.statusBar().showMessage(f"{name}: " + "; ".join(lines)[:300])
+        return recheck
+
     def _plan_dict(self):
         if self.scene.plan is None:
             self.show_error("No plan", "Propose a plan first.")
@@ -1173,7 +1211,6 @@ class MainWindow(QMainWindow):
         """Restore measurements and plan saved for the open image (refused for another series)."""
         from ..core.measurements import Measurement
         from ..core.persistence import load_case
-        from ..core.planning.plan import Plan
 
         try:
             doc = load_case(path, volume=self.scene.volume)
@@ -1181,7 +1218,10 @@ class MainWindow(QMainWindow):
             self.show_error("Cannot open the case", str(exc))
             return False
         self.scene.set_annotations([Measurement.from_dict(m) for m in doc.get("measurements") or []])
-        self.scene.set_plan(Plan.from_dict(doc["plan"]) if doc.get("plan") else None)
+        if doc.get("plan"):
+            self._set_loaded_plan(doc["plan"], Path(path).name)  # checks recomputed
+        else:
+            self.scene.set_plan(None)
         self.scene.undo_stack.clear()
         return True
 

@@ -91,3 +91,67 @@ def test_level_missing_from_anatomy_is_a_status(anatomy, good_plan, tmp_path):
     doc = forge(good_plan, tmp_path / "p.json", lambda d: d.update(level="C5-C6"))
     r = recheck_plan(doc, anatomy)
     assert r.status is RecheckStatus.LEVEL_NOT_FOUND and not r.agrees
+
+
+# ------------------------------------------------------------------ on the command line
+def run_cli(*args):
+    return subprocess.run([sys.executable, "-m", "spineplan", *map(str, args)],
+                          capture_output=True, text=True, timeout=300)
+
+
+def _pdf_text(path) -> str:
+    from pypdf import PdfReader
+
+    return " ".join(" ".join((p.extract_text() or "").split()) for p in PdfReader(str(path)).pages)
+
+
+@pytest.fixture(scope="module")
+def sample_plan_file(sample_dicom, tmp_path_factory):
+    d = tmp_path_factory.mktemp("sampleplan")
+    r = run_cli("plan", sample_dicom, "--level", "L4-L5", "--procedure", "needle", "--side",
+                "left", "-o", d / "p.json")
+    assert r.returncode == 0, r.stderr
+    return d / "p.json"
+
+
+def _forge_file(src, dest, edit):
+    doc = json.loads(src.read_text())
+    edit(doc)
+    doc["checksum"] = compute_checksum(doc)
+    dest.write_text(json.dumps(doc))
+    return dest
+
+
+def test_report_of_a_forged_plan_shows_the_recomputed_result_in_red(sample_plan_file, sample_dicom,
+                                                                      tmp_path):
+    forged = _forge_file(sample_plan_file, tmp_path / "forged.json", _mirror_entry)
+    r = run_cli("report", forged, "-o", tmp_path / "r.pdf", "--image", sample_dicom)
+    assert r.returncode == 0, r.stderr
+    assert "stored result differs from the recomputed check: entry on planned side: file says ok, " \
+           "recomputed error" in r.stderr
+    text = _pdf_text(tmp_path / "r.pdf")
+    assert "DIFFER FROM THE CHECKS RECOMPUTED" in text
+    assert "PLAN HAS ERRORS" in text and "All checks passed" not in text
+    # the untouched plan: recomputed, agrees
+    r = run_cli("report", sample_plan_file, "-o", tmp_path / "ok.pdf", "--image", sample_dicom)
+    assert r.returncode == 0 and "differs" not in r.stderr, r.stderr
+    text = _pdf_text(tmp_path / "ok.pdf")
+    assert "the results agree with the file" in text and "All checks passed" in text
+
+
+def test_report_without_image_says_checks_unverified(sample_plan_file, tmp_path):
+    r = run_cli("report", sample_plan_file, "-o", tmp_path / "r.pdf")
+    assert r.returncode == 0 and "not recomputed" in r.stderr
+    assert "CHECKS NOT RECOMPUTED" in _pdf_text(tmp_path / "r.pdf")
+
+
+def test_rehearse_warns_about_a_forged_level(sample_plan_file, sample_dicom, tmp_path):
+    def edit(doc):
+        doc["level"] = "L3-L4"
+        doc["case"]["level"] = "L3-L4"
+    forged = _forge_file(sample_plan_file, tmp_path / "lvl.json", edit)
+    r = run_cli("rehearse", forged, "-o", tmp_path / "r.gif", "--image", sample_dicom,
+                "--frames-per-step", "1", "--size", "160x120")
+    assert r.returncode == 0, r.stderr
+    assert "stored result differs from the recomputed check: motor units touched: file says ok, " \
+           "recomputed error" in r.stderr

@@ -295,8 +295,27 @@ def _level_evidence(seg: dict | None, P, escape, small) -> list:
     return out
 
 
+def _recheck_story(recheck, P, escape, small) -> list:
+    """Page-1 lines on the checks recomputed on load (red where the file's result differs)."""
+    from ..planning.recheck import RecheckStatus
+
+    red = "#c62828"
+    if recheck.status is not RecheckStatus.RECOMPUTED:
+        return [P(f'<font color="{red}"><b>CHECKS NOT RECOMPUTED ({escape(recheck.reason)}): the '
+                  'results below are as stored in the file and unverified.</b></font>')]
+    if not recheck.differences:
+        return [P("Every check was recomputed from the image and labels when the plan was "
+                  "loaded: the results agree with the file.", small)]
+    out = [P(f'<font color="{red}"><b>THE FILE\'S STORED RESULTS DIFFER FROM THE CHECKS '
+             f'RECOMPUTED ON LOADING ({len(recheck.differences)}): the plan may have been edited '
+             'outside spineplan. The summary below shows the recomputed results.</b></font>')]
+    out += [P(f'<font color="{red}">&bull; {escape(d.describe())}</font>', small)
+            for d in recheck.differences]
+    return out
+
+
 def report_pdf_bytes(plan: dict, *, images=None, identity: bool = False, volume=None,
-                     labels=None) -> bytes:
+                     labels=None, recheck=None) -> bytes:
     """The report as PDF bytes (see :func:`write_report`)."""
     from reportlab.lib import colors
     from reportlab.lib.pagesizes import A4
@@ -306,6 +325,9 @@ def report_pdf_bytes(plan: dict, *, images=None, identity: bool = False, volume=
                                     Table, TableStyle)
 
     plan = as_plan_dict(plan)
+    if recheck is not None and recheck.checks:  # report the recomputed result
+        plan = dict(plan, checks=[c.to_dict() for c in recheck.checks],
+                    motor_units_touched=list(recheck.motor_units_touched))
     ss = getSampleStyleSheet()
     body = ss["BodyText"]
     small = ParagraphStyle("small", parent=body, fontSize=8, leading=10)
@@ -349,6 +371,8 @@ def report_pdf_bytes(plan: dict, *, images=None, identity: bool = False, volume=
         + (f" ({esc(case['zone'])})" if case.get("zone") else "")
         + f". Motor units touched: {esc(plan.get('motor_units_touched', []))}."))
     story += _level_evidence(plan.get("segmentation"), P, escape, small)
+    if recheck is not None:
+        story += _recheck_story(recheck, P, escape, small)
     story.append(Spacer(1, 0.2 * cm))
 
     if n_err:
@@ -465,7 +489,7 @@ def report_pdf_bytes(plan: dict, *, images=None, identity: bool = False, volume=
 
 
 def write_report(plan: dict, path: str | os.PathLike, *, images=None, identity: bool = False,
-                 volume=None, labels=None) -> Path:
+                 volume=None, labels=None, recheck=None) -> Path:
     """Write the plan's PDF report atomically; return the path.
 
     Parameters
@@ -480,6 +504,10 @@ def write_report(plan: dict, path: str | os.PathLike, *, images=None, identity: 
         Print the plan's ``identity`` (patient name/ID) when True and present.
     volume, labels : Volume, optional
         Used to render axial/sagittal overviews when no ``images`` are given.
+    recheck : planning.recheck.Recheck, optional
+        The checks recomputed on loading: the summary shows them, and every stored result
+        that differs is listed in red (or, when not recomputed, a red line says so).
     """
-    data = report_pdf_bytes(plan, images=images, identity=identity, volume=volume, labels=labels)
+    data = report_pdf_bytes(plan, images=images, identity=identity, volume=volume, labels=labels,
+                            recheck=recheck)
     return atomic_write_bytes(path, data)
