@@ -53,6 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--modality", choices=["CT", "MR"],
                    help="modality of an image file that does not say (NIfTI, NRRD, MHA)")
     s.add_argument("--json", action="store_true")
+    s.add_argument("--identify", action="store_true",
+                   help="copy patient identity into a DICOM SEG output (default: anonymised)")
 
     pl = sub.add_parser("plan", help="plan one procedure on one motor unit")
     pl.add_argument("path")
@@ -118,6 +120,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     command = args.command or "gui"
+    from .core.zipcache import clean_zip_cache
+
+    clean_zip_cache()  # extractions left by killed runs hold identified DICOM: gone at start
     if args.command is None:
         args = parser.parse_args(["gui"])
     try:

@@ -34,7 +34,7 @@ def _write_output(labels, args, vol) -> None:
         from ..core.export.dicom_seg import write_dicom_seg
 
         files = _source_files(args, vol)
-        write_dicom_seg(labels, files, args.output)
+        write_dicom_seg(labels, files, args.output, identity=bool(getattr(args, "identify", False)))
     elif out.endswith((".nii.gz", ".nii", ".nrrd", ".mha")):
         write_label_map(labels, args.output)
     else:

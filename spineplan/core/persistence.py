@@ -423,7 +423,8 @@ def source_from_volume(volume) -> dict:
         "spacing": [float(x) for x in volume.spacing],
         "origin": [float(x) for x in volume.origin],
         "direction": [float(x) for x in np.asarray(volume.direction).ravel()],
-        "description": str(volume.meta.get("description", "")),
+        # no SeriesDescription: it can name the patient or the visit; it is in the identity
+        # block (``identity.series_description``) when identity is asked for
         **_load_warnings_block(volume),
     }
 

@@ -279,10 +279,12 @@ def _read_identity(info: SeriesInfo, vol: Volume) -> None:
     """Patient identity goes to meta['identity'] only (reports use it when asked)."""
     try:
         ds = pydicom.dcmread(info.slices[0].path, stop_before_pixels=True,
-                             specific_tags=["PatientName", "PatientID", "StudyDate"])
+                             specific_tags=["PatientName", "PatientID", "StudyDate",
+                                            "SeriesDescription"])
         vol.meta["identity"] = {"patient_name": str(ds.get("PatientName", "")),
                                 "patient_id": str(ds.get("PatientID", "")),
-                                "study_date": str(ds.get("StudyDate", ""))}
+                                "study_date": str(ds.get("StudyDate", "")),
+                                "series_description": str(ds.get("SeriesDescription", "") or "")}
     except Exception:  # noqa: BLE001 - identity is optional
         vol.meta["identity"] = {}
 

@@ -22,10 +22,12 @@ import pydicom
 from pydicom.errors import InvalidDicomError
 
 from ..errors import DicomError
+from ..zipcache import clean_zip_cache, register_cleanup, zip_cache_dir
 from .load_warnings import MAX_MISSING_IN_A_GAP, LoadWarning, LoadWarningKind as K, warning_kind
 from ..tasks import Reporter
 
-__all__ = ["SliceRef", "SeriesInfo", "OtherObject", "ScanResult", "scan", "is_image_file"]
+__all__ = ["SliceRef", "SeriesInfo", "OtherObject", "ScanResult", "scan", "is_image_file",
+           "zip_cache_dir", "clean_zip_cache", "ZIP_MAX_BYTES", "ZIP_MAX_RATIO"]
 
 IMAGE_FILE_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd")
 
@@ -156,15 +158,70 @@ def _candidate_files(root: Path, warnings: list[str]) -> list[Path]:
     return out
 
 
+ZIP_MAX_BYTES = 8 << 30
+"""Most bytes a zip may unpack to (two of the largest images spineplan loads)."""
+ZIP_MAX_RATIO = 100.0
+"""Most a zip may expand (uncompressed / compressed) beyond 64 MB: DICOM compresses 2-10x; a
+zip bomb (9 MB -> 2.1 GB, 230x) is refused before anything is extracted."""
+_ZIP_SMALL = 64 << 20
+
+
+def _check_zip_size(path: Path, infos) -> int:
+    """Refuse, before extracting, a zip that would unpack to too much (a zip bomb)."""
+    total = sum(m.file_size for m in infos)
+    packed = sum(m.compress_size for m in infos)
+    if total > ZIP_MAX_BYTES:
+        raise DicomError(f"{path.name} would unpack to {total / 2**30:.1f} GB (limit "
+                         f"{ZIP_MAX_BYTES / 2**30:.0f} GB): not extracted")
+    if total > _ZIP_SMALL and total > ZIP_MAX_RATIO * max(packed, 1):
+        raise DicomError(f"{path.name} would expand {total / max(packed, 1):.0f}-fold to "
+                         f"{total / 2**20:.0f} MB (a zip bomb?): not extracted")
+    return total
+
+
 def _unzip(path: Path) -> Path:
-    """Extract a zip into a private temporary folder (the zip itself is not modified)."""
-    dest = Path(tempfile.mkdtemp(prefix="spineplan-zip-"))
-    with zipfile.ZipFile(path) as z:
-        for m in z.infolist():
-            target = (dest / m.filename).resolve()
-            if not str(target).startswith(str(dest.resolve())):
-                raise DicomError(f"{path.name}: unsafe path inside zip ({m.filename})")
-        z.extractall(dest)
+    """Extract a zip into a private cache folder, removed at exit (the zip is not modified).
+
+    The declared sizes are checked before anything is written, and each member is copied
+    with a byte count, so a header that lies about its size cannot fill the disk.
+    """
+    import shutil
+
+    register_cleanup()
+    try:
+        z = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise DicomError(f"{path.name}: not a readable zip file ({type(exc).__name__})") from None
+    with z:
+        infos = [m for m in z.infolist() if not m.is_dir()]
+        total = _check_zip_size(path, infos)
+        root = zip_cache_dir()
+        if shutil.disk_usage(root).free < total + (256 << 20):
+            raise DicomError(f"{path.name} needs {total / 2**20:.0f} MB to unpack and the cache "
+                             f"folder's disk has less free")
+        dest = Path(tempfile.mkdtemp(prefix=f"x-{os.getpid()}-", dir=root))
+        try:
+            for m in infos:
+                target = (dest / m.filename).resolve()
+                if not str(target).startswith(str(dest.resolve()) + os.sep):
+                    raise DicomError(f"{path.name}: unsafe path inside zip ({m.filename})")
+            for m in infos:
+                target = dest / m.filename
+                target.parent.mkdir(parents=True, exist_ok=True)
+                written = 0
+                with z.open(m) as src, open(target, "wb") as out:
+                    while chunk := src.read(1 << 20):
+                        written += len(chunk)
+                        if written > m.file_size:
+                            raise DicomError(f"{path.name}: {m.filename} holds more than its "
+                                             "declared size (a zip bomb?): not extracted")
+                        out.write(chunk)
+        except (zipfile.BadZipFile, OSError, EOFError, RuntimeError) as exc:
+            shutil.rmtree(dest, ignore_errors=True)
+            raise DicomError(f"{path.name}: cannot be extracted ({type(exc).__name__})") from None
+        except BaseException:
+            shutil.rmtree(dest, ignore_errors=True)
+            raise
     return dest
 
 
