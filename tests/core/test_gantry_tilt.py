@@ -14,7 +14,6 @@ import pytest
 
 from spineplan.core.dicom.load import load_volume
 from spineplan.core.dicom.load_warnings import LoadWarningKind, warning_kind
-from spineplan.core.dicom.write import write_series
 from spineplan.core.volume import Volume
 
 CENTRE = np.array([0.0, 0.0, 0.0])
@@ -40,26 +39,55 @@ def world_value(p: np.ndarray) -> np.ndarray:
     return v
 
 
+def _write_slice(path, pixels, position, row, col, pixel, uids, k):
+    """One CT slice written with pydicom alone (not spineplan's writer)."""
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
+
+    ds = Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.MediaStorageSOPClassUID = CTImageStorage
+    ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.SOPClassUID, ds.SOPInstanceUID = CTImageStorage, ds.file_meta.MediaStorageSOPInstanceUID
+    ds.Modality = "CT"
+    ds.ImageType = ["ORIGINAL", "PRIMARY", "AXIAL"]
+    ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.FrameOfReferenceUID = uids
+    ds.InstanceNumber = k + 1
+    ds.GantryDetectorTilt = f"{np.degrees(np.arctan2(-col[2], col[1])):.6g}"
+    ds.ImageOrientationPatient = [f"{x:.10g}" for x in (*row, *col)]
+    ds.ImagePositionPatient = [f"{x:.10g}" for x in position]
+    ds.PixelSpacing = [f"{pixel:.10g}", f"{pixel:.10g}"]
+    ds.SliceThickness = "1"
+    ds.Rows, ds.Columns = pixels.shape
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 1
+    ds.RescaleIntercept, ds.RescaleSlope = "0", "1"
+    ds.PixelData = pixels.astype("<i2").tobytes()
+    ds.save_as(path, enforce_file_format=True)
+
+
 def tilted_series(folder, tilt_deg=18.0, pixel=1.0, n=(200, 200), dz=1.0, nk=120):
-    """Write the tilted acquisition; returns (files, row, col)."""
+    """Write the tilted acquisition with pydicom: tilted planes, the table stepping along z."""
+    from pydicom.uid import generate_uid
+
+    folder.mkdir(parents=True)
     t = np.deg2rad(tilt_deg)
     row = np.array([1.0, 0.0, 0.0])
     col = np.array([0.0, np.cos(t), -np.sin(t)])  # the image's down direction, tilted
-    normal = np.cross(row, col)
     ni, nj = n
     # the table steps along z; each plane's centre is at (0, 0, z)
     zs = (np.arange(nk) - (nk - 1) / 2) * dz
     half = ((ni - 1) / 2 * pixel) * row + ((nj - 1) / 2 * pixel) * col
     positions = np.array([[0.0, 0.0, z] for z in zs]) - half
     jj, ii = np.meshgrid(np.arange(nj), np.arange(ni), indexing="ij")
-    arr = np.empty((nk, nj, ni), np.int16)
-    for k in range(nk):
+    uids = (generate_uid(), generate_uid(), generate_uid())
+    rng = np.random.default_rng(1)
+    for k in rng.permutation(nk):  # files in no particular order
         pts = positions[k] + ii.ravel()[:, None] * pixel * row + jj.ravel()[:, None] * pixel * col
-        arr[k] = np.rint(world_value(pts)).reshape(nj, ni).astype(np.int16)
-    vol = Volume(arr, spacing=(pixel, pixel, dz * np.cos(t)), origin=tuple(positions[0]),
-                 direction=np.stack([row, col, normal], axis=1), modality="CT")
-    files = write_series(vol, folder, positions_lps=positions, uid_seed=f"tilt{tilt_deg}")
-    return files
+        pixels = np.rint(world_value(pts)).reshape(nj, ni)
+        _write_slice(folder / f"{rng.integers(1e9):09d}.dcm", pixels, positions[k], row, col,
+                     pixel, uids, k)
 
 
 def marker_centres_lps(vol: Volume) -> dict[int, np.ndarray]:
