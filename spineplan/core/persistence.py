@@ -314,6 +314,12 @@ def _level_ok(v: Any) -> bool:
     return True
 
 
+def _check_ok(c: Any) -> bool:
+    return (isinstance(c, dict) and isinstance(c.get("name"), str)
+            and isinstance(c.get("ok"), bool) and c.get("severity") in SEVERITIES
+            and isinstance(c.get("detail", ""), str))
+
+
 def validate_plan(plan: dict, name: str = "plan") -> None:
     """Check the keys and types of a plan dict; raise PlanFileError naming the first problem."""
     def bad(msg: str) -> PlanFileError:
@@ -378,9 +384,7 @@ def validate_plan(plan: dict, name: str = "plan") -> None:
     if not isinstance(checks, list):
         raise bad("checks must be a list")
     for n, c in enumerate(checks):
-        if not (isinstance(c, dict) and isinstance(c.get("name"), str)
-                and isinstance(c.get("ok"), bool) and c.get("severity") in SEVERITIES
-                and isinstance(c.get("detail", ""), str)):
+        if not _check_ok(c):
             raise bad(f"checks[{n}] must be {{name, ok, severity (ok/warning/error), detail}}")
     seg = plan.get("segmentation", {})
     if not isinstance(seg, dict) or not isinstance(seg.get("flags", []), list) or not all(
@@ -394,12 +398,14 @@ def validate_plan(plan: dict, name: str = "plan") -> None:
         if not isinstance(case, dict):
             raise bad("case must be an object (level, side, pathology, zone, notes, ...)")
         for k, v in case.items():
-            if k in ("concordance", "signs"):
-                if not isinstance(v, list):
-                    raise bad(f"case.{k} must be a list")
-            elif v is not None and not isinstance(v, (str, int, float)) or isinstance(v, float) \
-                    and not math.isfinite(v):
-                raise bad(f"case.{k} must be a text or a number")
+            if k == "concordance":
+                if not isinstance(v, list) or not all(_check_ok(c) for c in v):
+                    raise bad("case.concordance must be a list of {name, ok, severity, detail}")
+            elif k == "signs":
+                if not isinstance(v, list) or not all(isinstance(x, str) for x in v):
+                    raise bad("case.signs must be a list of texts")
+            elif v is not None and not isinstance(v, str):
+                raise bad(f"case.{k} must be a text")
     for k, v in plan["parameters"].items():
         nums = v if isinstance(v, list) else [v]
         if any(isinstance(x, (int, float)) and not isinstance(x, bool)

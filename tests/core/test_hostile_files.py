@@ -287,3 +287,70 @@ def test_unreadable_folder_said_as_such(tmp_path, sample_dicom):
     assert assert_one_line_refusal(r2) == f"spineplan: error: the files in {files} are " \
                                           "unreadable (permission denied)"
     assert r3.returncode == 0 and "subfolder b is unreadable (permission denied)" in r3.stdout
+
+
+# ------------------------------------------------------------------ every field, every bad value
+HOSTILE_VALUES = [None, "x", "", 0, -1, 1e300, -1e300, True, [], [1e300, 0, 0], [None, None, None],
+                  {}, {"a": [1, 2]}, ["L4-L5"], "L9-L7", [[[[[]]]]]]
+
+
+def _mutations():
+    plan = make_plan()
+    for key in sorted(plan):
+        for v in HOSTILE_VALUES:
+            yield key, None, v
+    for key in ("source", "case", "parameters", "metrics"):
+        for sub in sorted(plan.get(key) or {}):
+            for v in HOSTILE_VALUES:
+                yield key, sub, v
+    for n in range(len(plan["checks"][:2])):
+        for sub in ("name", "ok", "severity", "detail"):
+            for v in HOSTILE_VALUES:
+                yield "checks", (n, sub), v
+
+
+def test_every_field_with_a_bad_value_loads_right_or_is_refused(tmp_path):
+    """A plan file with any one field set to a hostile value (checksum recomputed): either it
+    is refused with a PlanFileError, or the report and the recheck of it run without crashing."""
+    from spineplan.core.errors import SpineplanError
+    from spineplan.core.export.report import report_pdf_bytes
+    from spineplan.core.planning.plan import Anatomy
+    from spineplan.core.planning.recheck import recheck_plan
+
+    from .plan_dicts import phantom
+
+    ph = phantom()
+    anatomy = Anatomy(ph.ct, ph.labels)
+    good = save_plan(make_plan(), tmp_path / "good.json")
+    loaded = refused = 0
+    crashes = []
+    for key, sub, v in _mutations():
+        doc = json.loads(json.dumps(good))
+        if sub is None:
+            doc[key] = v
+        elif isinstance(sub, tuple):
+            doc[key][sub[0]][sub[1]] = v
+        else:
+            doc[key][sub] = v
+        doc["checksum"] = compute_checksum(doc)
+        p = tmp_path / "m.json"
+        p.write_text(json.dumps(doc))
+        try:
+            plan = load_plan(p)
+        except PlanFileError:
+            refused += 1
+            continue
+        except Exception as exc:  # noqa: BLE001 - what the test looks for
+            crashes.append((key, sub, v, f"load: {type(exc).__name__}: {exc}"))
+            continue
+        loaded += 1
+        for what, fn in (("report", lambda: report_pdf_bytes(plan)),
+                         ("recheck", lambda: recheck_plan(plan, anatomy))):
+            try:
+                fn()
+            except SpineplanError:
+                pass
+            except Exception as exc:  # noqa: BLE001
+                crashes.append((key, sub, v, f"{what}: {type(exc).__name__}: {exc}"))
+    assert not crashes, "\n".join(map(str, crashes))
+    assert refused > 100 and loaded > 0
