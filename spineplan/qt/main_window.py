@@ -480,15 +480,19 @@ class MainWindow(QMainWindow):
         if self.scene.volume is not None:
             self._on_volume(self.scene.volume)
 
-    def _on_volume(self, vol):
+    def _info_text(self, vol, identity: bool = True) -> str:
+        """The image panel's text; without ``identity`` no patient and no series description."""
         i, j, k = vol.size_ijk
-        who = self.patient_text()
-        self.info_label.setText(
-            (f"<b>{who}</b><br>" if who else "")
-            + f"<b>{vol.modality or 'image'}</b> {'' if self.presentation else vol.meta.get('description', '')}"
-            f"<br>{i}×{j}×{k} voxels, "
-            f"{vol.spacing[0]:.2f}×{vol.spacing[1]:.2f}×{vol.spacing[2]:.2f} mm, {vol.orientation()}<br>"
-            + "<br>".join(f"⚠ {w}" for w in vol.warnings))
+        who = self.patient_text() if identity else ""
+        desc = "" if self.presentation or not identity else vol.meta.get("description", "")
+        return ((f"<b>{who}</b><br>" if who else "")
+                + f"<b>{vol.modality or 'image'}</b> {desc}"
+                f"<br>{i}×{j}×{k} voxels, "
+                f"{vol.spacing[0]:.2f}×{vol.spacing[1]:.2f}×{vol.spacing[2]:.2f} mm, {vol.orientation()}<br>"
+                + "<br>".join(f"⚠ {w}" for w in vol.warnings))
+
+    def _on_volume(self, vol):
+        self.info_label.setText(self._info_text(vol))
         self.preset_box.setCurrentText("CT bone" if vol.modality == "CT" else "MRI auto")
         who = self.patient_text()
         src = "" if self.presentation else Path(self.scene.source_path or "").name
@@ -1236,10 +1240,22 @@ class MainWindow(QMainWindow):
             self.open_case(f)
 
     # ------------------------------------------------------------------ screenshots
-    def screenshot(self) -> QImage:
-        """The whole window, with the VTK view's real pixels painted in (grab() can't read GL)."""
+    def screenshot(self, identity: bool = False) -> QImage:
+        """The whole window, with the VTK view's real pixels painted in (grab() can't read GL).
+
+        An exported picture: without ``identity`` the patient's name/ID and the series
+        description are left out of it (the screen keeps showing them).
+        """
+        vol = self.scene.volume
+        shown = self.info_label.text()
+        if vol is not None and not identity:
+            self.info_label.setText(self._info_text(vol, identity=False))
         QApplication.processEvents()
-        img = self.grab().toImage().convertToFormat(QImage.Format_RGB888)
+        try:
+            img = self.grab().toImage().convertToFormat(QImage.Format_RGB888)
+        finally:
+            if vol is not None and not identity:
+                self.info_label.setText(shown)
         if self.view3d is not None and self.view3d.isVisible():
             arr = self.view3d.grab_array()
             h, w = arr.shape[:2]

@@ -567,3 +567,25 @@ def test_opening_a_forged_plan_recomputes_its_checks(window, phantom, qtbot, tmp
     items = [window.check_list.item(n) for n in range(window.check_list.count())]
     flagged = [it for it in items if it.text().startswith("⚠ stored result differs: entry on planned side")]
     assert flagged and flagged[0].foreground().color().red() > 200
+
+
+def test_screenshot_leaves_identity_out_unless_asked(window, phantom, qtbot):
+    """Issue 20, privacy: a screenshot is an export; the patient and the series description are
+    not in it by default, while the screen keeps showing them."""
+    vol = phantom.ct.with_array(phantom.ct.array)
+    vol.meta = dict(phantom.ct.meta, description="ZQXSERIES spine",
+                    identity={"patient_name": "Zqxname^Zqxgiven", "patient_id": "ZQX12345"})
+    window.scene.set_volume(vol)
+    qtbot.wait(10)
+    assert "Zqxname" in window.info_label.text() and "ZQXSERIES" in window.info_label.text()
+    anon = window.screenshot()
+    assert "Zqxname" in window.info_label.text()  # restored on screen
+    ident = window.screenshot(identity=True)
+    top_left = window.info_label.mapTo(window, window.info_label.rect().topLeft())
+    r = window.info_label.rect().translated(top_left)
+
+    def region(img):
+        return bytes(img.copy(r).constBits())
+
+    assert region(anon) != region(ident)
+    assert "zqx" not in window._info_text(vol, identity=False).lower()
