@@ -89,3 +89,17 @@ def test_every_command_warns_about_the_gap(command, sample_dicom, tmp_path):
     if command == "plan":
         src_block = json.loads((out / "p.json").read_text())["source"]
         assert [w["kind"] for w in src_block["load_warnings"]] == ["missing_slices"]
+
+
+@pytest.mark.parametrize("n,warned", [(1, True), (3, True), (4, False)])
+def test_too_few_slices_is_a_named_warning(n, warned, sample_dicom, tmp_path):
+    """dicom2nifti's failing/slicecount case: a series of 3 slices or fewer is not a volume."""
+    d = tmp_path / "few"
+    d.mkdir()
+    for k in range(1, n + 1):
+        shutil.copy(sample_dicom / f"IM{k:04d}.dcm", d)
+    kinds = [warning_kind(w) for w in load_volume(d).warnings]
+    assert (LoadWarningKind.TOO_FEW_SLICES in kinds) is warned
+    r = run_cli("convert", d, "-o", tmp_path / "o.nii.gz")
+    assert r.returncode == 0
+    assert ("not a volume" in r.stderr) is warned

@@ -201,7 +201,8 @@ def _read_slices(info: SeriesInfo, rep: Reporter) -> np.ndarray:
 def _remeasure(info: SeriesInfo) -> None:
     from .scan import _sort_and_measure
 
-    remeasured = (K.MISSING_SLICES, K.NONUNIFORM_SPACING, K.DUPLICATE_POSITIONS, K.GANTRY_TILT)
+    remeasured = (K.MISSING_SLICES, K.NONUNIFORM_SPACING, K.DUPLICATE_POSITIONS, K.GANTRY_TILT,
+                  K.TOO_FEW_SLICES)
     kept = [w for w in info.warnings if warning_kind(w) not in remeasured]
     info.warnings = kept
     info.unloadable = ""

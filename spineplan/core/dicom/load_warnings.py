@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import enum
 
-__all__ = ["LoadWarningKind", "LoadWarning", "warning_kind", "MAX_MISSING_IN_A_GAP"]
+__all__ = ["LoadWarningKind", "LoadWarning", "warning_kind", "MAX_MISSING_IN_A_GAP",
+           "MIN_VOLUME_SLICES"]
+
+MIN_VOLUME_SLICES = 4
+"""Fewer slices than this are not a volume (a localizer, a partial transfer): warned."""
 
 MAX_MISSING_IN_A_GAP = 2
 """Most consecutive missing slices a gap may hold: it is filled by linear interpolation between
@@ -20,6 +24,7 @@ class LoadWarningKind(str, enum.Enum):
     DUPLICATE_POSITIONS = "duplicate_positions"
     SPLIT_SERIES = "split_series"              # one UID holding several stacks
     SLICE_SKIPPED = "slice_skipped"            # a file that could not be decoded
+    TOO_FEW_SLICES = "too_few_slices"          # <= 3 slices: not a volume (dicom2nifti refuses)
     OTHER = "other"
 
 

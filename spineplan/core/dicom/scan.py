@@ -23,7 +23,8 @@ from pydicom.errors import InvalidDicomError
 
 from ..errors import DicomError
 from ..zipcache import clean_zip_cache, register_cleanup, zip_cache_dir
-from .load_warnings import MAX_MISSING_IN_A_GAP, LoadWarning, LoadWarningKind as K, warning_kind
+from .load_warnings import (MAX_MISSING_IN_A_GAP, MIN_VOLUME_SLICES, LoadWarning,
+                            LoadWarningKind as K, warning_kind)
 from ..tasks import Reporter
 
 __all__ = ["SliceRef", "SeriesInfo", "OtherObject", "ScanResult", "scan", "is_image_file",
@@ -546,6 +547,12 @@ def _sort_and_measure(info: SeriesInfo, rows: int, cols: int) -> None:
         if tilt > 0.05:
             sk = float(np.linalg.norm(step) / (len(d) - 1) * abs(np.dot(step_dir, normal))) \
                 if not np.any(gaps > 1.5 * sk) else sk
+    if len(info.slices) < MIN_VOLUME_SLICES:
+        thick = ("the slice spacing is taken from the pixel spacing, a guess"
+                 if len(info.slices) == 1 else "too few to plan on")
+        info.warnings.append(LoadWarning(K.TOO_FEW_SLICES, f"only {len(info.slices)} slice(s): "
+                                         f"not a volume (a localizer or a partial transfer?); "
+                                         f"{thick}"))
     # the grid the loader builds: a gap's missing slices are interpolated, so they count
     info.size = [cols, rows, n_slices]
     info.spacing = [float(ps[1]), float(ps[0]), sk]
