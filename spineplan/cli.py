@@ -54,6 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--modality", choices=["CT", "MR"],
                    help="modality of an image file that does not say (NIfTI, NRRD, MHA)")
     s.add_argument("--json", action="store_true")
+    s.add_argument("--identify", action="store_true",
+                   help="copy patient identity into a DICOM SEG output (default: anonymised)")
 
     pl = sub.add_parser("plan", help="plan one procedure on one motor unit")
     pl.add_argument("path")
@@ -82,6 +84,11 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("plan")
     r.add_argument("-o", "--output", required=True)
     r.add_argument("--identify", action="store_true", help="include patient identity")
+    r.add_argument("--image", metavar="PATH",
+                   help="the series the plan was made on: every check is recomputed on it "
+                        "(default: the plan's source path, if any)")
+    r.add_argument("--labels", metavar="LABELS.nii.gz",
+                   help="label map for the recomputation (default: the built-in segmenter)")
 
     rh = sub.add_parser("rehearse", help="teaching animation of a plan")
     rh.add_argument("plan")
@@ -126,6 +133,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     command = args.command or "gui"
+    from .core.zipcache import clean_zip_cache
+
+    clean_zip_cache()  # extractions left by killed runs hold identified DICOM: gone at start
     if args.command is None:
         args = parser.parse_args(["gui"])
     try:
@@ -147,8 +157,9 @@ def main(argv: list[str] | None = None) -> int:
     except SpineplanError as exc:
         print(f"spineplan: error: {exc}", file=sys.stderr)
         return 2
-    except (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError) as exc:
-        print(f"spineplan: error: {exc.strerror or exc}: {exc.filename}", file=sys.stderr)
+    except OSError as exc:  # the environment (missing file, full disk), not a bug: one line
+        where = f": {exc.filename}" if exc.filename else ""
+        print(f"spineplan: error: {exc.strerror or type(exc).__name__}{where}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("spineplan: error: interrupted", file=sys.stderr)

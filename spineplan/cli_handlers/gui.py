@@ -65,12 +65,8 @@ def run(args) -> int:
 
 
 def _open_plan(win, plan_path):
-    from ..core.persistence import load_plan
-    from ..core.planning.plan import Plan
-
-    d = load_plan(plan_path, volume=win.scene.volume)
-    plan = Plan.from_dict(d)
-    win.scene.set_plan(plan)
+    win.open_plan_file(plan_path)  # checks recomputed on the labels shown, differences in red
+    plan = win.scene.plan
     win.scene.set_cursor(plan.target_lps)
     if win.view3d is not None:
         win.view3d.set_camera("posterior" if plan.procedure != "needle" else plan.side)

@@ -42,6 +42,8 @@ def run(args) -> int:
               f"{sp[0]:.3g}x{sp[1]:.3g}x{sp[2]:.3g} mm, {s['n_files']} files")
         for w in s["warnings"]:
             print(f"    warning: {w}")
+        if s.get("unloadable"):
+            print(f"    not loadable: {s['unloadable']}")
     for o in others:
         print(f"other: {o['file']} ({o['kind']})")
     for w in warnings:

@@ -12,6 +12,7 @@ from ..core.persistence import save_plan
 from ..core.planning.case import Case
 from ..core.planning.plan import Anatomy
 from ..core.planning.planner import make_plan
+from . import print_load_warnings
 
 #: Exit code of ``spineplan plan`` when the plan it wrote has a red (error) check.
 EXIT_RED_CHECK = 3
@@ -53,6 +54,7 @@ def labels_for(args, volume):
 
 def run(args) -> int:
     vol = load_volume(args.path, series_uid=args.series)
+    print_load_warnings(vol)
     labels, status = labels_for(args, vol)
     case = Case(level=args.level, side=args.side, pathology=args.pathology, zone=args.zone,
                 symptom_side=args.symptom_side or "", suspected_root=args.root or "")

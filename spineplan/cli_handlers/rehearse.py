@@ -76,12 +76,20 @@ def run(args) -> int:
     if not image:
         raise InvalidInputError("no image for this plan: pass --image CT (the series the plan was made on)")
     ct = load_volume(image)
+    from . import print_load_warnings
+
+    print_load_warnings(ct)
     check_plan_matches_volume(plan, ct, Path(args.plan).name)
     labels = None
     if getattr(args, "labels", None):
         from ..core.segmentation.importers import read_labels
 
         labels = read_labels([args.labels], ct)
+    # the stored checks are not trusted: recomputed on this image (and labels, else the
+    # built-in segmenter's), every stored result that differs is warned about
+    from . import recheck_loaded_plan
+
+    recheck_loaded_plan(plan, ct, labels)
 
     from ..core.teaching import rehearsal_steps
     from ..core.export.animation import write_animation

@@ -10,6 +10,7 @@ from ..core.errors import InvalidInputError, SegmentationError
 from ..core.export.label_export import write_label_map
 from ..core.segmentation.base import default_for, get
 from ..core.segmentation.motor_units import compute_motor_units, implausible_lines
+from . import print_load_warnings
 
 
 def _source_files(args, vol) -> list:
@@ -33,7 +34,7 @@ def _write_output(labels, args, vol) -> None:
         from ..core.export.dicom_seg import write_dicom_seg
 
         files = _source_files(args, vol)
-        write_dicom_seg(labels, files, args.output)
+        write_dicom_seg(labels, files, args.output, identity=bool(getattr(args, "identify", False)))
     elif out.endswith((".nii.gz", ".nii", ".nrrd", ".mha")):
         write_label_map(labels, args.output)
     else:
@@ -43,6 +44,7 @@ def _write_output(labels, args, vol) -> None:
 
 def run(args) -> int:
     vol = load_volume(args.path, series_uid=args.series)
+    print_load_warnings(vol)
     if not str(args.output).lower().endswith((".nii.gz", ".nii", ".nrrd", ".mha", ".dcm")):
         _write_output(None, args, vol)  # raises the one-line error before a long run
     if getattr(args, "modality", None):

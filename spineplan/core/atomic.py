@@ -14,15 +14,25 @@ import tempfile
 from pathlib import Path
 from typing import Iterator
 
+from .errors import OutputError
+
 __all__ = ["atomic_output_path", "atomic_write_bytes", "atomic_write_text"]
 
 
+def _cannot_write(dest: Path, exc: OSError) -> OutputError:
+    return OutputError(f"cannot write {dest}: {exc.strerror or type(exc).__name__}")
+
+
 def _temp_in_folder(dest: Path) -> tuple[int, str]:
-    """A new temporary file beside ``dest``, ending in ``dest``'s extension (``.nii.gz`` too)."""
+    """A new temporary file beside ``dest``, ending in ``dest``'s extension (``.nii.gz`` too);
+    an unwritable folder is said about ``dest``, never the temporary name."""
     name = dest.name.lower()
     ext = ".nii.gz" if name.endswith(".nii.gz") else dest.suffix
     folder = dest.parent if str(dest.parent) else Path(".")
-    return tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp" + ext, dir=folder)
+    try:
+        return tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp" + ext, dir=folder)
+    except OSError as exc:
+        raise _cannot_write(dest, exc) from None
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -76,6 +86,14 @@ def atomic_output_path(path: str | os.PathLike) -> Iterator[Path]:
         _set_final_mode(tmp_path, dest)
         os.replace(tmp_path, dest)
         _fsync_dir(folder)
+    except OutputError:
+        with contextlib.suppress(OSError):
+            tmp_path.unlink()
+        raise
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            tmp_path.unlink()
+        raise _cannot_write(dest, exc) from None
     except BaseException:
         with contextlib.suppress(OSError):
             tmp_path.unlink()
@@ -95,6 +113,10 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes, *, mode: int | None
             os.fsync(f.fileno())
         _set_final_mode(tmp, dest, mode)
         os.replace(tmp, dest)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise _cannot_write(dest, exc) from None
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)

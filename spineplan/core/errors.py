@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 __all__ = ["SpineplanError", "InvalidInputError", "DicomError", "PlanFileError",
-           "SegmentationError", "PlanningError"]
+           "SegmentationError", "PlanningError", "OutputError"]
 
 
 class SpineplanError(Exception):
@@ -32,3 +32,11 @@ class SegmentationError(SpineplanError):
 
 class PlanningError(SpineplanError):
     """An impossible planning request (unknown level, missing anatomy, ...)."""
+
+
+class OutputError(SpineplanError, OSError):
+    """A destination that cannot be written (missing or read-only folder, disk full, ...).
+
+    The message names the destination the user asked for, never a temporary file. It is an
+    OSError too, so callers that handle failed writes keep working.
+    """

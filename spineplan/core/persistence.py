@@ -29,11 +29,11 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .atomic import atomic_write_text
-from .errors import PlanFileError
+from .atomic import atomic_output_path, atomic_write_bytes, atomic_write_text  # noqa: F401 (re-exported)
+from .errors import OutputError, PlanFileError
 from .planning.kinds import PROCEDURES, SEVERITIES, SIDES
 from .planning.safety import CheckStatus
-from .volume import geometry_differences
+from .volume import geometry_differences, grid_corners_lps
 from .segmentation.labels import parse_motor_unit
 
 __all__ = [
@@ -47,6 +47,8 @@ FORMAT_VERSION = 1
 GENERATOR = "spineplan 0.1.0"
 CASE_KIND = "spineplan-case"
 MAX_FILE_BYTES = 64 * 2**20  # a plan/case is a few kB; refuse to parse anything huge
+MAX_COORD_MM = 1.0e4  # |LPS coordinate| of any point of a plan: 10 m is outside every scanner
+IMAGE_MARGIN_MM = 300.0  # entry and target lie within the source image grown by this much
 
 # Migrations from an older format_version to the next one: {old_version: fn(doc) -> doc}.
 # Version 1 is the first released format, so there is nothing to migrate yet.
@@ -151,6 +153,9 @@ def _read_document(path: str | os.PathLike, what: str = "plan") -> dict:
     except json.JSONDecodeError as exc:
         raise PlanFileError(f"{name} is not a spineplan {what} file (invalid JSON at line "
                             f"{exc.lineno}: {exc.msg})") from None
+    except RecursionError:
+        raise PlanFileError(f"{name} is not a spineplan {what} file (JSON nested too "
+                            f"deeply)") from None
     if not isinstance(doc, dict) or "format_version" not in doc:
         raise PlanFileError(f"{name} is not a spineplan {what} file (no format_version)")
     version = doc["format_version"]
@@ -198,7 +203,15 @@ def _level_ok(v: Any) -> bool:
     return True
 
 
+
+
 _CHECK_STATUSES = {s.value for s in CheckStatus}
+
+
+def _check_ok(c: Any) -> bool:
+    return (isinstance(c, dict) and isinstance(c.get("name"), str)
+            and isinstance(c.get("ok"), bool) and c.get("severity") in SEVERITIES
+            and isinstance(c.get("detail", ""), str))
 
 
 def validate_plan(plan: dict, name: str = "plan") -> None:
@@ -236,6 +249,18 @@ def validate_plan(plan: dict, name: str = "plan") -> None:
     for key in ("entry_lps", "target_lps"):
         if not _finite_vec(plan[key], 3):
             raise bad(f"{key} must be 3 finite numbers (LPS mm)")
+        if max(abs(x) for x in plan[key]) > MAX_COORD_MM:
+            raise bad(f"{key} lies {max(abs(x) for x in plan[key]):.3g} mm from the scanner "
+                      f"origin: not a point of a patient")
+    if all(k in src for k in ("size", "spacing", "origin", "direction")):
+        if max(abs(x) for x in src["origin"]) > MAX_COORD_MM:
+            raise bad("source.origin lies outside any scanner")
+        corners = grid_corners_lps(src["size"], src["spacing"], src["origin"], src["direction"])
+        lo, hi = corners.min(axis=0) - IMAGE_MARGIN_MM, corners.max(axis=0) + IMAGE_MARGIN_MM
+        for key in ("entry_lps", "target_lps"):
+            if np.any(np.asarray(plan[key]) < lo) or np.any(np.asarray(plan[key]) > hi):
+                raise bad(f"{key} lies more than {IMAGE_MARGIN_MM:.0f} mm outside the image the "
+                          f"plan was made on")
     if np.linalg.norm(np.subtract(plan["entry_lps"], plan["target_lps"])) < 1e-6:
         raise bad("entry_lps and target_lps are the same point")
     if not _finite_num(plan["incision_mm"]) or plan["incision_mm"] < 0:
@@ -253,9 +278,7 @@ def validate_plan(plan: dict, name: str = "plan") -> None:
     if not isinstance(checks, list):
         raise bad("checks must be a list")
     for n, c in enumerate(checks):
-        if not (isinstance(c, dict) and isinstance(c.get("name"), str)
-                and isinstance(c.get("ok"), bool) and c.get("severity") in SEVERITIES
-                and isinstance(c.get("detail", ""), str)):
+        if not _check_ok(c):
             raise bad(f"checks[{n}] must be {{name, ok, severity (ok/warning/error), detail}}")
         if c.get("status", "passed") not in _CHECK_STATUSES:
             raise bad(f"checks[{n}].status must be one of {', '.join(sorted(_CHECK_STATUSES))}")
@@ -266,6 +289,26 @@ def validate_plan(plan: dict, name: str = "plan") -> None:
         raise bad("segmentation must be an object whose flags are {kind, levels, message}")
     if "identity" in plan and not isinstance(plan["identity"], dict):
         raise bad("identity must be an object")
+    case = plan.get("case")
+    if case is not None:
+        if not isinstance(case, dict):
+            raise bad("case must be an object (level, side, pathology, zone, notes, ...)")
+        for k, v in case.items():
+            if k == "concordance":
+                if not isinstance(v, list) or not all(_check_ok(c) for c in v):
+                    raise bad("case.concordance must be a list of {name, ok, severity, detail}")
+            elif k == "signs":
+                if not isinstance(v, list) or not all(isinstance(x, str) for x in v):
+                    raise bad("case.signs must be a list of texts")
+            elif v is not None and not isinstance(v, str):
+                raise bad(f"case.{k} must be a text")
+    for k, v in plan["parameters"].items():
+        nums = v if isinstance(v, list) else [v]
+        if any(isinstance(x, (int, float)) and not isinstance(x, bool)
+               and not (math.isfinite(x) and abs(x) <= MAX_COORD_MM) for x in nums):
+            raise bad(f"parameters.{k} must be finite numbers of at most {MAX_COORD_MM:.0f}")
+    if plan["incision_mm"] > MAX_COORD_MM:
+        raise bad("incision_mm is larger than a patient")
     if plan["procedure"] == "cage":
         par = plan["parameters"]
         for key in ("center_lps", "axis_lps"):

@@ -200,16 +200,25 @@ def grid_corners_lps(size, spacing, origin, direction) -> np.ndarray:
 
 def source_from_volume(volume: Volume) -> dict:
     """The record of the series an image came from: series UID, modality, grid geometry
-    (size, spacing, origin, direction as 9 numbers) and description. A plan's ``source``."""
-    return {
+    (size, spacing, origin, direction as 9 numbers) and the loader's warnings (a gap, a tilt)
+    as ``load_warnings: [{kind, message}]`` when there are any. A plan's ``source``.
+
+    No SeriesDescription: it can name the patient or the visit; it is in the identity block
+    (``identity.series_description``) when identity is asked for.
+    """
+    out = {
         "series_uid": str(volume.meta.get("series_uid", "")),
         "modality": volume.modality,
         "size": [int(x) for x in volume.size_ijk],
         "spacing": [float(x) for x in volume.spacing],
         "origin": [float(x) for x in volume.origin],
         "direction": [float(x) for x in np.asarray(volume.direction).ravel()],
-        "description": str(volume.meta.get("description", "")),
     }
+    ws = list(getattr(volume, "warnings", []) or [])
+    if ws:  # (a LoadWarning carries its kind; a plain string is "other")
+        out["load_warnings"] = [{"kind": getattr(getattr(w, "kind", None), "value", "other"),
+                                 "message": str(w)} for w in ws]
+    return out
 
 
 def geometry_differences(source: dict, volume: Volume, tol_mm: float = GEOMETRY_TOL_MM) -> list[str]:

@@ -79,6 +79,7 @@ class MainWindow(QMainWindow):
         self.setWindowTitle("spineplan")
         self.resize(1500, 950)
         self.anatomy = None
+        self.plan_recheck = None  # planning.recheck.Recheck of the plan last opened from a file
         self._worker = None
         self.views = {o: SliceView(self.scene, o) for o in ("axial", "sagittal", "coronal")}
         self.brush = LabelBrush(self.scene, on_stroke=self._on_stroke)
@@ -546,15 +547,19 @@ class MainWindow(QMainWindow):
         if self.scene.volume is not None:
             self._on_volume(self.scene.volume)
 
-    def _on_volume(self, vol):
+    def _info_text(self, vol, identity: bool = True) -> str:
+        """The image panel's text; without ``identity`` no patient and no series description."""
         i, j, k = vol.size_ijk
-        who = self.patient_text()
-        self.info_label.setText(
-            (f"<b>{who}</b><br>" if who else "")
-            + f"<b>{vol.modality or 'image'}</b> {'' if self.presentation else vol.meta.get('description', '')}"
-            f"<br>{i}×{j}×{k} voxels, "
-            f"{vol.spacing[0]:.2f}×{vol.spacing[1]:.2f}×{vol.spacing[2]:.2f} mm, {vol.orientation()}<br>"
-            + "<br>".join(f"⚠ {w}" for w in vol.warnings))
+        who = self.patient_text() if identity else ""
+        desc = "" if self.presentation or not identity else vol.meta.get("description", "")
+        return ((f"<b>{who}</b><br>" if who else "")
+                + f"<b>{vol.modality or 'image'}</b> {desc}"
+                f"<br>{i}×{j}×{k} voxels, "
+                f"{vol.spacing[0]:.2f}×{vol.spacing[1]:.2f}×{vol.spacing[2]:.2f} mm, {vol.orientation()}<br>"
+                + "<br>".join(f"⚠ {w}" for w in vol.warnings))
+
+    def _on_volume(self, vol):
+        self.info_label.setText(self._info_text(vol))
         self.preset_box.setCurrentText("CT bone" if vol.modality == "CT" else "MRI auto")
         who = self.patient_text()
         src = "" if self.presentation else Path(self.scene.source_path or "").name
@@ -1052,6 +1057,43 @@ class MainWindow(QMainWindow):
             it.setData(Qt.UserRole, c.id)
             self.check_list.addItem(it)
 
+    def open_plan_file(self, path):
+        """Open a saved plan on the loaded image; its checks are recomputed on the labels shown
+        and every stored result that differs is listed in red (returns the Recheck).
+
+        Raises PlanFileError (tampered, other series, ...) like ``persistence.load_plan``.
+        """
+        from ..core.persistence import load_plan
+
+        return self._set_loaded_plan(load_plan(path, volume=self.scene.volume), Path(path).name)
+
+    def _set_loaded_plan(self, d: dict, name: str):
+        """Show a plan read from a file with its checks recomputed (see open_plan_file)."""
+        from ..core.planning.plan import Anatomy, Plan
+        from ..core.planning.recheck import not_rechecked, recheck_plan
+
+        labels = self.scene.labels_snapshot()
+        if labels is None:
+            recheck = not_rechecked("no labels loaded: segment or load labels to recompute them")
+        else:
+            recheck = recheck_plan(d, Anatomy(self.scene.volume, labels))
+        plan = Plan.from_dict(d)
+        if recheck.checks:
+            plan.checks = list(recheck.checks)
+            plan.motor_units_touched = list(recheck.motor_units_touched)
+        self.plan_recheck = recheck
+        self.scene.set_plan(plan)
+        red = QColor(235, 60, 60)
+        lines = ([f"⚠ stored result differs: {x.describe()}" for x in recheck.differences]
+                 or ([] if recheck.agrees else [f"⚠ checks not recomputed: {recheck.reason}"]))
+        for text in reversed(lines):
+            it = QListWidgetItem(text)
+            it.setForeground(red)
+            self.check_list.insertItem(0, it)
+        if lines:
+            self.statusBar().showMessage(f"{name}: " + "; ".join(lines)[:300])
+        return recheck
+
     def _plan_dict(self):
         if self.scene.plan is None:
             self.show_error("No plan", "Propose a plan first.")
@@ -1254,7 +1296,6 @@ class MainWindow(QMainWindow):
         """Restore measurements and plan saved for the open image (refused for another series)."""
         from ..core.measurements import Measurement
         from ..core.persistence import load_case
-        from ..core.planning.plan import Plan
 
         try:
             doc = load_case(path, volume=self.scene.volume)
@@ -1262,7 +1303,10 @@ class MainWindow(QMainWindow):
             self.show_error("Cannot open the case", str(exc))
             return False
         self.scene.set_annotations([Measurement.from_dict(m) for m in doc.get("measurements") or []])
-        self.scene.set_plan(Plan.from_dict(doc["plan"]) if doc.get("plan") else None)
+        if doc.get("plan"):
+            self._set_loaded_plan(doc["plan"], Path(path).name)  # checks recomputed
+        else:
+            self.scene.set_plan(None)
         self.scene.undo_stack.clear()
         return True
 
@@ -1277,10 +1321,22 @@ class MainWindow(QMainWindow):
             self.open_case(f)
 
     # ------------------------------------------------------------------ screenshots
-    def screenshot(self) -> QImage:
-        """The whole window, with the VTK view's real pixels painted in (grab() can't read GL)."""
+    def screenshot(self, identity: bool = False) -> QImage:
+        """The whole window, with the VTK view's real pixels painted in (grab() can't read GL).
+
+        An exported picture: without ``identity`` the patient's name/ID and the series
+        description are left out of it (the screen keeps showing them).
+        """
+        vol = self.scene.volume
+        shown = self.info_label.text()
+        if vol is not None and not identity:
+            self.info_label.setText(self._info_text(vol, identity=False))
         QApplication.processEvents()
-        img = self.grab().toImage().convertToFormat(QImage.Format_RGB888)
+        try:
+            img = self.grab().toImage().convertToFormat(QImage.Format_RGB888)
+        finally:
+            if vol is not None and not identity:
+                self.info_label.setText(shown)
         if self.view3d is not None and self.view3d.isVisible():
             arr = self.view3d.grab_array()
             h, w = arr.shape[:2]

@@ -22,7 +22,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from ..core.export.instrument_stl import cage_frame_lps, cage_polydata
-from ..core.errors import InvalidInputError
+from ..core.errors import InvalidInputError, OutputError, SpineplanError
 from ..core.hounsfield import BONE_HU
 from ..core import meshes
 from ..core.segmentation import labels as L

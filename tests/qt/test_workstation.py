@@ -548,3 +548,51 @@ def test_segment_an_mri_nifti_asks_the_modality_and_labels_the_bodies(window, qt
         vals, cnt = np.unique(ref[out == v], return_counts=True)
         cnt[vals == 0] = 0
         assert vals[np.argmax(cnt)] == v
+
+
+def test_opening_a_forged_plan_recomputes_its_checks(window, phantom, qtbot, tmp_path):
+    """Issue 20, finding 8: a plan edited outside spineplan (checksum recomputed) is re-checked
+    on opening; the stored results that differ are listed in red."""
+    import json
+
+    from spineplan.core.persistence import compute_checksum, save_plan
+    from spineplan.core.planning.recheck import DifferenceKind
+
+    _open(window, phantom, qtbot)
+    window.set_labels(phantom.labels)
+    wait_units(window)
+    _propose(window)
+    doc = save_plan(window.scene.plan.to_dict(), tmp_path / "p.json")
+    e, t = doc["entry_lps"], doc["target_lps"]
+    doc["entry_lps"] = [2 * t[0] - e[0], e[1], e[2]]  # moved to the other side
+    doc["checksum"] = compute_checksum(doc)
+    (tmp_path / "p.json").write_text(json.dumps(doc))
+    r = window.open_plan_file(tmp_path / "p.json")
+    side = [d for d in r.differences if d.name == "entry on planned side"]
+    assert side and side[0].kind is DifferenceKind.OUTCOME
+    assert window.scene.plan.check("entry on planned side").severity == "error"
+    items = [window.check_list.item(n) for n in range(window.check_list.count())]
+    flagged = [it for it in items if it.text().startswith("⚠ stored result differs: entry on planned side")]
+    assert flagged and flagged[0].foreground().color().red() > 200
+
+
+def test_screenshot_leaves_identity_out_unless_asked(window, phantom, qtbot):
+    """Issue 20, privacy: a screenshot is an export; the patient and the series description are
+    not in it by default, while the screen keeps showing them."""
+    vol = phantom.ct.with_array(phantom.ct.array)
+    vol.meta = dict(phantom.ct.meta, description="ZQXSERIES spine",
+                    identity={"patient_name": "Zqxname^Zqxgiven", "patient_id": "ZQX12345"})
+    window.scene.set_volume(vol)
+    qtbot.wait(10)
+    assert "Zqxname" in window.info_label.text() and "ZQXSERIES" in window.info_label.text()
+    anon = window.screenshot()
+    assert "Zqxname" in window.info_label.text()  # restored on screen
+    ident = window.screenshot(identity=True)
+    top_left = window.info_label.mapTo(window, window.info_label.rect().topLeft())
+    r = window.info_label.rect().translated(top_left)
+
+    def region(img):
+        return bytes(img.copy(r).constBits())
+
+    assert region(anon) != region(ident)
+    assert "zqx" not in window._info_text(vol, identity=False).lower()

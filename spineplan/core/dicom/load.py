@@ -19,7 +19,8 @@ import numpy as np
 import pydicom
 
 from ..atomic import atomic_output_path
-from ..errors import DicomError, InvalidInputError
+from ..errors import DicomError, InvalidInputError, OutputError
+from .load_warnings import LoadWarning, LoadWarningKind as K, warning_kind
 from ..tasks import Reporter
 from ..volume import Volume
 from .scan import ScanResult, SeriesInfo, is_image_file, scan
@@ -186,7 +187,7 @@ def _read_slices(info: SeriesInfo, rep: Reporter) -> np.ndarray:
         in_stack.clear()
         stack = None
     if failed:
-        info.warnings.extend(f"{msg}; slice skipped" for msg in failed)
+        info.warnings.extend(LoadWarning(K.SLICE_SKIPPED, f"{msg}; slice skipped") for msg in failed)
         keep = [k for k, r in enumerate(info.slices) if r.path in in_stack or (r.path, r.frame) in decoded]
         if stack is not None:
             stack = stack[keep]
@@ -200,8 +201,11 @@ def _read_slices(info: SeriesInfo, rep: Reporter) -> np.ndarray:
 def _remeasure(info: SeriesInfo) -> None:
     from .scan import _sort_and_measure
 
-    kept = [w for w in info.warnings if "slice(s)" not in w and "spacing" not in w]
+    remeasured = (K.MISSING_SLICES, K.NONUNIFORM_SPACING, K.DUPLICATE_POSITIONS, K.GANTRY_TILT,
+                  K.TOO_FEW_SLICES)
+    kept = [w for w in info.warnings if warning_kind(w) not in remeasured]
     info.warnings = kept
+    info.unloadable = ""
     _sort_and_measure(info, info.size[1], info.size[0])
 
 
@@ -233,11 +237,15 @@ def load_series(info: SeriesInfo, *, progress=None, cancel=None) -> Volume:
     rep = Reporter(progress, cancel)
     if not info.slices:
         raise DicomError("the series has no image slices")
+    if info.unloadable:
+        raise DicomError(info.unloadable)
     fmt0 = info.slices[0].raw_format
     itemsize = np.dtype(fmt0[2]).itemsize if fmt0 else 2
     check_declared_size(int(info.size[0]) * int(info.size[1]) * len(info.slices) * max(itemsize, 2),
                         f"series {info.uid or '(no UID)'}")
     raw = _read_slices(info, rep.sub(0.0, 0.85))
+    if info.unloadable:  # skipped slices left a gap too long to interpolate
+        raise DicomError(info.unloadable)
     stack = _rescaled_stack(info, raw)
     del raw
     rep.step(0.9, "building geometry")
@@ -272,10 +280,12 @@ def _read_identity(info: SeriesInfo, vol: Volume) -> None:
     """Patient identity goes to meta['identity'] only (reports use it when asked)."""
     try:
         ds = pydicom.dcmread(info.slices[0].path, stop_before_pixels=True,
-                             specific_tags=["PatientName", "PatientID", "StudyDate"])
+                             specific_tags=["PatientName", "PatientID", "StudyDate",
+                                            "SeriesDescription"])
         vol.meta["identity"] = {"patient_name": str(ds.get("PatientName", "")),
                                 "patient_id": str(ds.get("PatientID", "")),
-                                "study_date": str(ds.get("StudyDate", ""))}
+                                "study_date": str(ds.get("StudyDate", "")),
+                                "series_description": str(ds.get("SeriesDescription", "") or "")}
     except Exception:  # noqa: BLE001 - identity is optional
         vol.meta["identity"] = {}
 
@@ -402,6 +412,8 @@ def check_nifti_file(path: str | os.PathLike) -> list[str]:
     try:
         with (gzip.open(p, "rb") if gz else open(p, "rb")) as fh:
             raw = fh.read(540)
+    except PermissionError:
+        raise InvalidInputError(f"file {p.name} is unreadable (permission denied)") from None
     except (EOFError, OSError):
         raise InvalidInputError(f"{p.name}: not a readable NIfTI file (damaged compression)") from None
     hdr = None
@@ -480,6 +492,9 @@ def read_image_file(path: str | os.PathLike) -> Volume:
     header_warnings = []
     if p.name.lower().endswith((".nii", ".nii.gz")):
         header_warnings = check_nifti_file(p)
+    # ITK prints its warnings (several lines, C++ file names) straight to the terminal; what
+    # matters is checked here and said in one line instead
+    sitk.ProcessObject.SetGlobalWarningDisplay(False)
     try:
         img = sitk.ReadImage(str(p))
     except RuntimeError:
@@ -554,7 +569,15 @@ def write_volume(volume: Volume, path: str | os.PathLike) -> Path:
     name = p.name.lower()
     if not name.endswith((".nii", ".nii.gz", ".nrrd", ".mha")):
         raise InvalidInputError(f"{p.name}: output must end in .nii.gz, .nii, .nrrd or .mha")
-    p.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        p.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"cannot write {p}: {exc.strerror or type(exc).__name__} "
+                          f"({p.parent} is not a folder)") from None
     with atomic_output_path(p) as tmp:
-        sitk.WriteImage(volume.to_sitk(), str(tmp), useCompression=name.endswith((".gz", ".nrrd", ".mha")))
+        try:
+            sitk.WriteImage(volume.to_sitk(), str(tmp),
+                            useCompression=name.endswith((".gz", ".nrrd", ".mha")))
+        except RuntimeError:
+            raise OutputError(f"cannot write {p}: the image writer failed (disk full?)") from None
     return p

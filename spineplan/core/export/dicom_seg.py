@@ -45,8 +45,15 @@ def _code(label: int):
     return Code(v, "SCT", m)
 
 
-def write_dicom_seg(labels: Volume, source_files, path: str | os.PathLike, *, manual: bool = False) -> Path:
-    """Write ``labels`` (on the grid of the series ``source_files``) as a DICOM SEG, atomically."""
+def write_dicom_seg(labels: Volume, source_files, path: str | os.PathLike, *, manual: bool = False,
+                    identity: bool = False) -> Path:
+    """Write ``labels`` (on the grid of the series ``source_files``) as a DICOM SEG, atomically.
+
+    The SEG references the source series by UID. Unless ``identity`` is True, it carries no
+    patient identity (name, ID, birth date, accession number, referring physician,
+    institution, study/series descriptions: :func:`privacy.anonymise_dataset`); with
+    ``identity`` they are copied from the source images, as highdicom does.
+    """
     import highdicom as hd
     from pydicom.sr.coding import Code
 
@@ -83,6 +90,10 @@ def write_dicom_seg(labels: Volume, source_files, path: str | os.PathLike, *, ma
         sop_instance_uid=hd.UID(), instance_number=1, manufacturer="spineplan",
         manufacturer_model_name="spineplan", software_versions=__version__, device_serial_number="0",
         series_description="spineplan spine labels")
+    if not identity:
+        from ..privacy import anonymise_dataset
+
+        anonymise_dataset(seg, keep_series_description="spineplan spine labels")
     dest = Path(path)
     dest.parent.mkdir(parents=True, exist_ok=True)
     with atomic_output_path(dest) as tmp:

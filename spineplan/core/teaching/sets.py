@@ -75,6 +75,7 @@ class TeachingSet:
 
 
 #: DICOM attributes that must be empty in images put into a (shared) teaching set.
+# (a subset of privacy.DICOM_IDENTITY_ATTRIBUTES: the ones that block putting an image in a set)
 DICOM_IDENTITY_ATTRIBUTES = ("PatientName", "PatientID", "PatientBirthDate", "OtherPatientIDs",
                              "OtherPatientNames", "PatientAddress", "AccessionNumber")
 
@@ -168,7 +169,9 @@ def write_teaching_set(path: str | os.PathLike, cases: Sequence[dict], title: st
             labels = None
             if c.get("labels_path"):
                 labels = _copy_into(Path(c["labels_path"]), cdir, "labels")
-            clean = {k: v for k, v in plan.items() if k not in ("identity", "checksum")}
+            from ..privacy import without_identity
+
+            clean = {k: v for k, v in without_identity(plan).items() if k != "checksum"}
             (cdir / "reference_plan.json").write_text(json.dumps(clean, indent=2, sort_keys=True))
             entries.append({"id": cid, "title": str(c["title"]),
                             "image": f"{cid}/{image}",
