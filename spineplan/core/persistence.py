@@ -29,8 +29,8 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .atomic import atomic_output_path, atomic_write_bytes, atomic_write_text  # noqa: F401 (re-exported)
-from .errors import OutputError, PlanFileError
+from .atomic import atomic_write_text
+from .errors import PlanFileError
 from .planning.kinds import PROCEDURES, SEVERITIES, SIDES
 from .planning.safety import CheckStatus
 from .volume import geometry_differences, grid_corners_lps
