@@ -968,10 +968,10 @@ def segment_ct(volume: Volume, *, progress=None, cancel=None) -> SegmentationRes
     conf = {}
     for sid in present:
         name = names_by_seg[sid]
-        n_from_sac = order_caudal.index(sid)
-        base = 0.95 if name == "S1" else 0.9 - 0.03 * n_from_sac
-        if ribs_agree:  # both anchors agree
-            base = max(base, 0.9)
+        # named from a landmark, every level alike: the field-of-view suite (phantoms and the
+        # real CT, 51 variants, 2026-12-02) found no CT level named wrong without a flag, and
+        # the former 0.03-per-level fall from the sacrum was not measured but assumed
+        base = 0.95 if name == "S1" else 0.9
         # (the flags' kinds cap these: CONFIDENCE_CAP in result.py)
         conf[name] = round(float(np.clip(base, 0.05, 1.0)), 2)
     # LPS geometry from working-grid voxel coords
