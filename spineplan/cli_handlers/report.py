@@ -30,7 +30,7 @@ def run(args) -> int:
         print_load_warnings(vol)
         check_plan_matches_volume(plan, vol, Path(args.plan).name)
         if getattr(args, "labels", None):
-            from ..core.labelmaps import read_labels
+            from ..core.segmentation.importers import read_labels
             from ..core.segmentation.fit import check_labels_fit_image
             from ..core.errors import InvalidInputError
 

@@ -46,7 +46,7 @@ def test_mri_cut_through_l1_or_l5_is_right_or_flagged(shared_data, case):
     """An MRI cut so that L1 is half out of view: L1 is found, or the count is flagged; the
     same with the bottom cut through L5 (no sacrum in view)."""
     from spineplan.core.dicom.load import read_image_file
-    from spineplan.core.labelmaps import read_labels
+    from spineplan.core.segmentation.importers import read_labels
     from spineplan.core.segmentation.mri import segment_mri
 
     d = shared_data / "mri_lumbar_vb_dev"

@@ -125,7 +125,7 @@ def _lumbar_sanity(units, has_sac):
 
 def test_sample_reference_labels_give_physiological_numbers(sample_dicom):
     from spineplan.core.dicom.load import load_volume
-    from spineplan.core.labelmaps import read_labels
+    from spineplan.core.segmentation.importers import read_labels
 
     ct = load_volume(sample_dicom)
     ref = sample_dicom / "reference"

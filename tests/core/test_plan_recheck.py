@@ -14,7 +14,7 @@ import sys
 import numpy as np
 import pytest
 
-from spineplan.core.labelmaps import read_labels  # noqa: F401  (import check)
+from spineplan.core.segmentation.importers import read_labels  # noqa: F401  (import check)
 from spineplan.core.persistence import compute_checksum, load_plan, save_plan
 from spineplan.core.phantom import make_phantom
 from spineplan.core.planning.plan import Anatomy

@@ -570,7 +570,7 @@ def test_opening_a_forged_plan_recomputes_its_checks(window, phantom, qtbot, tmp
     r = window.open_plan_file(tmp_path / "p.json")
     side = [d for d in r.differences if d.name == "entry on planned side"]
     assert side and side[0].kind is DifferenceKind.OUTCOME
-    assert window.scene.plan.check("entry on planned side").severity == "error"
+    assert window.scene.plan.check(CheckId.ENTRY_SIDE).severity == "error"
     items = [window.check_list.item(n) for n in range(window.check_list.count())]
     flagged = [it for it in items if it.text().startswith("⚠ stored result differs: entry on planned side")]
     assert flagged and flagged[0].foreground().color().red() > 200
