@@ -19,6 +19,10 @@ def run(args) -> int:
     path = args.path or str(sample_dicom_dir())
     if not Path(path).exists():
         raise InvalidInputError(f"{path} does not exist")
+    if args.plan:  # an invalid or forged-beyond-repair plan is refused before any window opens
+        from ..core.persistence import load_plan
+
+        load_plan(args.plan)
     app = app_instance()
     apply_dark_theme(app)
     settings = QSettings("spineplan", "spineplan")
@@ -57,8 +61,18 @@ def run(args) -> int:
     win.show()
     if args.presentation:
         win.set_presentation(True)
-    if args.labels:
-        QTimer.singleShot(0, lambda: win.open_path(path, block=True) and win.load_labels([args.labels]))
+    if args.labels or args.plan:
+        def start():
+            # the image first (on this thread: the labels and the plan need it), then the
+            # labels, then the plan with its checks recomputed on them
+            if not win.open_path(path, block=True):
+                return
+            if args.labels and not win.load_labels([args.labels]):
+                return
+            if args.plan:
+                _open_plan(win, args.plan)
+
+        QTimer.singleShot(0, start)
     else:
         QTimer.singleShot(0, lambda: win.open_path(path))
     return app.exec()

@@ -613,27 +613,29 @@ class MainWindow(QMainWindow):
         if f:
             self.load_labels([f])
 
-    def load_labels(self, paths):
+    def load_labels(self, paths) -> bool:
+        """Load a label map onto the image (checked to fit it first); False after a message."""
         from ..core.segmentation.importers import read_labels
 
         if self.scene.volume is None:
-            return
+            return False
         try:
             lab = read_labels(paths, self.scene.volume)
         except Exception as exc:  # noqa: BLE001
             self.show_error("Cannot read the label map", str(exc))
-            return
+            return False
         from ..core.segmentation.fit import check_labels_fit_image
 
         fit = check_labels_fit_image(self.scene.volume, lab)
         if not fit.ok:
             self.show_error("The label map does not fit this image", fit.message)
-            return
+            return False
         self.set_labels(lab)
         from ..core.segmentation.confirm import labels_file_result
 
         names = [L.vertebra_name(x) for x in L.craniocaudal_order(self._present_labels()) if L.is_vertebra(x)]
         self.scene.set_segmentation(labels_file_result(names))
+        return True
 
     def set_labels(self, lab):
         self.scene.set_labels(lab)

@@ -596,3 +596,48 @@ def test_screenshot_leaves_identity_out_unless_asked(window, phantom, qtbot):
 
     assert region(anon) != region(ident)
     assert "zqx" not in window._info_text(vol, identity=False).lower()
+
+
+def test_gui_opens_a_plan_without_screenshot_and_refuses_a_bad_one(qtbot, monkeypatch, sample_dicom, tmp_path, capsys):
+    """``gui PATH --labels L --plan PLAN`` (no --screenshot) opens the plan once the image and
+    labels are in; an invalid plan file is refused in one line before any window opens."""
+    from PySide6.QtWidgets import QApplication
+
+    import spineplan.qt.main_window as mw
+    from spineplan import cli
+
+    from spineplan.core.dicom.load import load_volume, write_volume
+    from spineplan.core.segmentation.importers import read_labels
+
+    vol = load_volume(str(sample_dicom))
+    ref = tmp_path / "labels.nii.gz"  # the reference vertebrae and discs in one map
+    write_volume(read_labels([str(sample_dicom / "reference" / n) for n in ("vertebrae_verse.nii.gz",
+                                                                            "discs_verse.nii.gz")], vol), str(ref))
+    plan = tmp_path / "plan.json"
+    assert cli.main(["plan", str(sample_dicom), "--labels", str(ref), "--level", "L4-L5", "--procedure",
+                     "needle", "--side", "left", "-o", str(plan)]) in (0, 3)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))  # QSettings of this run stay here
+    seen = {}
+
+    class Spy(mw.MainWindow):
+        def __init__(self, *a, **k):
+            super().__init__(*a, **k)
+            seen["w"] = self
+
+    monkeypatch.setattr(mw, "MainWindow", Spy)
+
+    def run_until_plan(self):
+        qtbot.waitUntil(lambda: "w" in seen and seen["w"].scene.plan is not None, timeout=120000)
+        return 0
+
+    monkeypatch.setattr(QApplication, "exec", run_until_plan)
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"not": "a plan"}')
+    capsys.readouterr()
+    assert cli.main(["gui", str(sample_dicom), "--plan", str(bad)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("spineplan: error:")
+    assert cli.main(["gui", str(sample_dicom), "--labels", str(ref), "--plan", str(plan)]) == 0
+    w = seen["w"]
+    assert w.scene.plan.level == "L4-L5" and w.scene.plan.side == "left" and w.scene.labels is not None
+    w.close()
