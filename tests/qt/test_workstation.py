@@ -621,6 +621,8 @@ def test_gui_opens_a_plan_without_screenshot_and_refuses_a_bad_one(qtbot, monkey
 
     class Spy(mw.MainWindow):
         def __init__(self, *a, **k):
+            k["settings"] = QSettings(str(tmp_path / "settings.ini"), QSettings.IniFormat)
+            k["settings"].setValue("autosave_dir", str(tmp_path / "autosave"))  # no user autosave
             super().__init__(*a, **k)
             seen["w"] = self
 
