@@ -25,6 +25,7 @@ from scipy import ndimage as ndi
 from scipy.signal import find_peaks
 
 from ..errors import SegmentationError
+from ..memory import release_freed_memory
 from ..tasks import Reporter
 from ..volume import Volume
 from . import labels as L
@@ -103,8 +104,9 @@ DISC_ID = 500        # temporary labels of disc markers (500 + disc index)
 # --------------------------------------------------------------------------- grids
 def _working_image(volume: Volume) -> tuple[sitk.Image, float]:
     """Resample ``volume`` onto an axis-aligned LPS grid (identity direction)."""
+    # (no cast of the whole input to float32 first: the linear interpolator computes in
+    # double for every pixel type, and the output is float32 either way)
     img = volume.to_sitk()
-    img = sitk.Cast(img, sitk.sitkFloat32)
     w = max(WORK_MM, min(volume.spacing))
     lo, hi = volume.bounds_lps()
     size = [int(np.floor((hi[n] - lo[n]) / w + 1e-3)) + 1 for n in range(3)]
@@ -793,14 +795,16 @@ def segment_ct(volume: Volume, *, progress=None, cancel=None) -> SegmentationRes
         c = disc_c[i]
         d = dists[i]
         rad2 = (X - c[0]) ** 2 + (Y - c[1]) ** 2 + (Z - c[2]) ** 2 - d ** 2
-        disc_rad2.append(rad2)
+        # (the radii compared later, kept as masks: a float64 grid per disc is 8x the memory)
+        disc_rad2.append({r: rad2 < (r / w) ** 2 for r in (20.0, DISC_MAX_RADIUS_MM)})
         m = (np.abs(d) <= max(0.6, 1.5 / w)) & (rad2 < (12.0 / w) ** 2) & (hu < BONE_HU) & (hu > -100)
+        del rad2
         markers[m & (markers == 0) | m & (markers <= nd + 1) & (hu < SURFACE_HU)] = DISC_ID + i
     # watershed on the gradient magnitude, confined to the column and disc zones
     ca = sitk.GetArrayFromImage(sitk.GradientMagnitudeRecursiveGaussian(wimg, sigma=max(0.7 * w, 1.0)))
     dzone = np.zeros(hu.shape, bool)
     for i in range(nd):
-        dzone |= (np.abs(dists[i]) < 8.0 / w) & (disc_rad2[i] < (20.0 / w) ** 2)
+        dzone |= (np.abs(dists[i]) < 8.0 / w) & disc_rad2[i][20.0]
     ca[~(col | dzone)] = ca.max() * 2 + 1.0
     cost = sitk.GetImageFromArray(ca)
     del ca, dzone
@@ -922,8 +926,7 @@ def segment_ct(volume: Volume, *, progress=None, cancel=None) -> SegmentationRes
         up_label = L.vertebra_label(names_by_seg[upper_seg])
         c, n = disc_c[i], disc_n[i]
         d = dists[i]
-        rad2 = disc_rad2[i]
-        m = (np.abs(d) < 8.0 / w) & (rad2 < (DISC_MAX_RADIUS_MM / w) ** 2) & (hu > -100) & (hu <= 200)
+        m = (np.abs(d) < 8.0 / w) & disc_rad2[i][DISC_MAX_RADIUS_MM] & (hu > -100) & (hu <= 200)
         # in front of the canal's centre: between L5's and S1's articular processes (the
         # facet joint) both segments are near too (a herniation still reaches the canal's front)
         m &= ~canal & ((ws == DISC_ID + i) | ~col) & (Y < ccy)
@@ -961,6 +964,9 @@ def segment_ct(volume: Volume, *, progress=None, cancel=None) -> SegmentationRes
     sac = hu < 60
     out_w[(out_w == 0) & canal & sac & zvalid[:, None, None]] = L.CANAL
     rep.step(0.9, "mapping to input grid")
+    # the working grids are done with: freed before the input-grid labels are made
+    del dists, bdists, disc_rad2, markers, seg, ws, disc_lab, col, canal, surf, filled, bone, sac, hu
+    release_freed_memory()
     labels = _to_input_grid(out_w, wimg, volume)
 
     # ---- results
@@ -999,36 +1005,65 @@ def segment_ct(volume: Volume, *, progress=None, cancel=None) -> SegmentationRes
                                      "canal_lps": canal_line})
 
 
+def _nearest_on_input_grid(lab_w: np.ndarray, wimg: sitk.Image, ref: tuple) -> np.ndarray:
+    """Nearest-neighbour resampling of working-grid labels onto the grid ``ref`` = (size,
+    origin, spacing, direction) (uint16).
+
+    The labels are renumbered 0..n-1 for the resampling (uint8 when there are at most 256:
+    nearest neighbour picks a voxel, so a renumbering changes nothing) and numbered back on
+    the way into the one full-size output array: a third of the memory of a uint16 resample
+    and its copy.
+    """
+    values, compact = np.unique(lab_w, return_inverse=True)
+    small = values.size <= 256
+    img = sitk.GetImageFromArray(compact.reshape(lab_w.shape).astype(np.uint8 if small else np.uint16))
+    del compact
+    img.CopyInformation(wimg)
+    size, origin, spacing, direction = ref
+    res = sitk.Resample(img, size, sitk.Transform(), sitk.sitkNearestNeighbor, origin, spacing,
+                        direction, 0, sitk.sitkUInt8 if small else sitk.sitkUInt16)
+    del img
+    idx = sitk.GetArrayViewFromImage(res)
+    out = np.empty(idx.shape, np.uint16)
+    lut = values.astype(np.uint16)
+    for k in range(0, idx.shape[0], 32):  # slabs: no full-size index temporaries
+        np.take(lut, idx[k:k + 32], out=out[k:k + 32])
+    del idx, res
+    return out
+
+
 def _to_input_grid(out_w: np.ndarray, wimg: sitk.Image, volume: Volume) -> Volume:
     """Nearest-neighbour labels on the input grid; vertebra surfaces at ``SURFACE_HU``."""
-    lab_img = sitk.GetImageFromArray(out_w)
-    lab_img.CopyInformation(wimg)
-    ref = sitk.Image(list(volume.size_ijk), sitk.sitkUInt8)
-    ref.SetSpacing(volume.spacing)
-    ref.SetOrigin(volume.origin)
-    ref.SetDirection(tuple(volume.direction.ravel()))
+    # the input grid (size, origin, spacing, direction): no full-size reference image
+    ref = ([int(n) for n in volume.size_ijk], volume.origin, volume.spacing,
+           tuple(volume.direction.ravel()))
     same = np.allclose(np.array(wimg.GetSpacing()), volume.spacing)
     if same:
-        out = sitk.GetArrayFromImage(
-            sitk.Resample(lab_img, ref, sitk.Transform(), sitk.sitkNearestNeighbor, 0, sitk.sitkUInt16))
-        return volume.with_array(out.astype(np.uint16), modality="SEG")
+        return volume.with_array(_nearest_on_input_grid(out_w, wimg, ref), modality="SEG")
     # finer input grid: grow vertebra labels by one working voxel, then cut at SURFACE_HU
     vert = (out_w > 0) & (out_w < 100)
     grown = ndi.grey_dilation(np.where(vert, out_w, 0), size=(3, 3, 3))
     grow_mask = (out_w == 0) & (grown > 0)
     lab2 = out_w.copy()
     lab2[grow_mask] = grown[grow_mask]
+    del grown, grow_mask
     core = ndi.binary_erosion(vert, iterations=1)
-    g_img = sitk.GetImageFromArray(lab2)
-    g_img.CopyInformation(wimg)
+    lab_in = _nearest_on_input_grid(lab2, wimg, ref)
+    del lab2
     c_img = sitk.GetImageFromArray(core.astype(np.uint8))
     c_img.CopyInformation(wimg)
-    lab_in = sitk.GetArrayFromImage(
-        sitk.Resample(g_img, ref, sitk.Transform(), sitk.sitkNearestNeighbor, 0, sitk.sitkUInt16))
-    core_in = sitk.GetArrayFromImage(
-        sitk.Resample(c_img, ref, sitk.Transform(), sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8)) > 0
-    isv = (lab_in > 0) & (lab_in < 100)
-    keep = ~isv | core_in | (volume.array > SURFACE_HU)
-    lab_in[~keep] = 0
-    # voxels that were only grown (outside the working label) but are not bone: drop
-    return volume.with_array(lab_in.astype(np.uint16), modality="SEG")
+    size, origin, spacing, direction = ref
+    core_img = sitk.Resample(c_img, size, sitk.Transform(), sitk.sitkNearestNeighbor, origin, spacing,
+                             direction, 0, sitk.sitkUInt8)
+    del c_img
+    core_in = sitk.GetArrayViewFromImage(core_img)
+    arr = volume.array
+    for k in range(0, lab_in.shape[0], 32):  # slab by slab: no full-size mask temporaries
+        sl = slice(k, k + 32)
+        lab = lab_in[sl]
+        isv = (lab > 0) & (lab < 100)
+        keep = ~isv | (core_in[sl] > 0) | (arr[sl] > SURFACE_HU)
+        lab[~keep] = 0
+    # voxels that were only grown (outside the working label) but are not bone: dropped
+    del core_in, core_img
+    return volume.with_array(lab_in, modality="SEG")
