@@ -24,8 +24,8 @@ import SimpleITK as sitk
 from scipy import ndimage as ndi
 from scipy.signal import find_peaks
 
-from ..errors import SegmentationError
-from ..memory import release_freed_memory
+from ..errors import SegmentationError, TooLargeError
+from ..memory import available_bytes, release_freed_memory
 from ..tasks import Reporter
 from ..volume import Volume
 from . import labels as L
@@ -556,6 +556,13 @@ def segment_ct(volume: Volume, *, progress=None, cancel=None) -> SegmentationRes
         raise SegmentationError(f"the CT segmenter needs a CT, not {volume.modality}")
     if volume.array.ndim != 3 or min(volume.array.shape) < 3:
         raise SegmentationError("CT volume too small to segment")
+    # beyond the loaded image, segmenting needs about 3 voxel-sized 16-bit arrays at its peak
+    # (labels, their resampling, masks; bench/bench_memory.py): refused up front otherwise
+    need, avail = 3 * 2 * volume.array.size, available_bytes()
+    if need > avail:
+        raise TooLargeError(f"segmenting this {'x'.join(map(str, volume.size_ijk))} image needs about "
+                            f"{need / 2**20:.0f} MB more memory, and {avail / 2**20:.0f} MB is available; "
+                            "free memory, or crop or downsample the image first")
     lo, hi = float(volume.array.min()), float(volume.array.max())
     if hi < 300 or lo > -300:
         raise SegmentationError(f"values {lo:.0f}..{hi:.0f} are not Hounsfield units of a CT "
