@@ -85,6 +85,17 @@ def _decode_file(path: Path, frames: list[int | None],
         raise DicomError(f"{path.name}: cannot be read ({type(exc).__name__})") from None
     if "PixelData" not in ds:
         raise DicomError(f"{path.name}: has no pixel data")
+    missing = [t for t in ("Rows", "Columns", "BitsAllocated") if t not in ds]
+    if missing:
+        raise DicomError(f"{path.name}: the pixel description is incomplete (no {', '.join(missing)})")
+    try:
+        return _decode_dataset(ds, path, frames)
+    except (AttributeError, TypeError, ValueError, OverflowError):
+        raise DicomError(f"{path.name}: the pixel description (rows, columns, bits, frames) "
+                         "is invalid") from None
+
+
+def _decode_dataset(ds, path: Path, frames: list[int | None]) -> dict[int | None, np.ndarray]:
     ts = str(ds.file_meta.get("TransferSyntaxUID", "1.2.840.10008.1.2"))
     nf = int(ds.get("NumberOfFrames", 1) or 1)
     if (ts in _UNCOMPRESSED_LE and int(ds.get("SamplesPerPixel", 1)) == 1
@@ -458,6 +469,10 @@ def check_nifti_file(path: str | os.PathLike) -> list[str]:
             "positive pixdim and the orientation in the qform/sform")
     warnings: list[str] = []
     qcode, scode = int(hdr["qform_code"]), int(hdr["sform_code"])
+    if not (0 <= qcode <= 5 and 0 <= scode <= 5):
+        # readers disagree on an invalid code (one drops the qform, another still uses it)
+        raise InvalidInputError(f"{p.name}: invalid orientation codes in the header (qform_code "
+                                f"{qcode}, sform_code {scode}; valid are 0 to 5)")
     if qcode > 0:
         q = np.array([hdr["quatern_b"], hdr["quatern_c"], hdr["quatern_d"],
                       hdr["qoffset_x"], hdr["qoffset_y"], hdr["qoffset_z"]], float)
