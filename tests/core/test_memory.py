@@ -124,3 +124,31 @@ def test_segment_refused_up_front_when_it_would_not_fit(monkeypatch):
         segment_ct(ct)
     monkeypatch.setenv(MEMORY_LIMIT_ENV, f"{need_mb * 2:.3f}")
     assert segment_ct(ct).labels.array.shape == ct.array.shape
+
+
+@pytest.mark.parametrize("slopes", [None, "integral", "fractional"])
+def test_unsigned_and_rescaled_series_load_exactly(slopes, tmp_path):
+    """uint16 stored pixels (read in place as int16), per-slice integer and float rescales."""
+    import pydicom
+
+    from spineplan.core.dicom.write import write_series
+    from .hostile import small_ct
+
+    src = small_ct((10, 8, 5))
+    files = write_series(src, tmp_path / "s", uid_seed="u16")
+    expect = src.array.astype(np.float64)
+    for k, f in enumerate(files):
+        ds = pydicom.dcmread(f)
+        ds.PixelRepresentation = 0  # stored = HU + 1024 >= 0: the same bytes as uint16
+        stored = ds.pixel_array.astype(np.float64)
+        if slopes == "integral":
+            ds.RescaleSlope, ds.RescaleIntercept = str(1 + k % 2), str(-1024 - 3 * k)
+        elif slopes == "fractional":
+            ds.RescaleSlope, ds.RescaleIntercept = str(0.5 + 0.25 * k), "-1024"
+        expect[k] = stored * float(ds.RescaleSlope) + float(ds.RescaleIntercept)
+        ds.save_as(f)
+    vol = load_volume(tmp_path / "s")
+    assert vol.array.dtype == (np.float32 if slopes == "fractional" else np.int16)
+    assert np.array_equal(vol.array.astype(np.float64), expect)
+    if slopes is None:
+        assert np.array_equal(vol.array, src.array)

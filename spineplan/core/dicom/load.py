@@ -231,14 +231,25 @@ def _rescaled_stack(info: SeriesInfo, stack: np.ndarray) -> np.ndarray:
         lo = float(stack.min()) * slopes.max() + icpts.min() if stack.size else 0
         hi = float(stack.max()) * slopes.max() + icpts.max() if stack.size else 0
         dt = np.int16 if -32768 <= min(lo, hi) and max(lo, hi) <= 32767 else np.int32
-        out = stack if stack.dtype == dt else stack.astype(dt)
+        if stack.dtype == dt:
+            out = stack
+        elif (stack.dtype == np.uint16 and dt == np.int16 and stack.size
+              and int(stack.max()) <= 32767):
+            out = stack.view(np.int16)  # the same values: no second full-size array
+        else:
+            out = stack.astype(dt)
         if np.all(slopes == 1) and np.all(icpts == icpts[0]):
             out += dt(icpts[0])
-        else:
-            out = (out * slopes[:, None, None].astype(dt) + icpts[:, None, None].astype(dt)).astype(dt)
+        else:  # slice by slice, in the same integer arithmetic: no full-size temporaries
+            for k in range(out.shape[0]):
+                np.multiply(out[k], dt(slopes[k]), out=out[k])
+                np.add(out[k], dt(icpts[k]), out=out[k])
         return out
-    return (stack.astype(np.float32) * slopes[:, None, None].astype(np.float32)
-            + icpts[:, None, None].astype(np.float32))
+    out = np.empty(stack.shape, np.float32)
+    for k in range(stack.shape[0]):  # slice by slice: one float32 array, no temporaries
+        np.multiply(stack[k], np.float32(slopes[k]), out=out[k], dtype=np.float32)
+        np.add(out[k], np.float32(icpts[k]), out=out[k])
+    return out
 
 
 def load_series(info: SeriesInfo, *, progress=None, cancel=None) -> Volume:
