@@ -707,8 +707,64 @@ def write_volume(volume: Volume, path: str | os.PathLike) -> Path:
                           f"({p.parent} is not a folder)") from None
     with atomic_output_path(p) as tmp:
         try:
-            sitk.WriteImage(volume.to_sitk(), str(tmp),
-                            useCompression=name.endswith((".gz", ".nrrd", ".mha")))
-        except RuntimeError:
+            header = _itk_nifti_header(volume) if name.endswith((".nii", ".nii.gz")) else None
+            if header is not None:
+                _write_nifti_voxels(header, volume.array, tmp, gz=name.endswith(".gz"))
+            else:
+                sitk.WriteImage(volume.to_sitk(), str(tmp),
+                                useCompression=name.endswith((".gz", ".nrrd", ".mha")))
+        except (RuntimeError, OSError):
             raise OutputError(f"cannot write {p}: the image writer failed (disk full?)") from None
     return p
+
+
+_NIFTI_DIRECT_TYPES = {np.dtype(t) for t in (np.uint8, np.int8, np.uint16, np.int16, np.uint32,
+                                             np.int32, np.float32, np.float64)}
+
+
+def _itk_nifti_header(volume: Volume) -> bytes | None:
+    """The 352 bytes (header and empty extension) ITK writes for ``volume`` as NIfTI-1, made
+    by writing a 1x1x1 image of the same pixel type and geometry and setting its dimensions;
+    None when ITK must write the file itself (NIfTI-2 sizes, other types).
+
+    ITK's header depends on the dimensions only through ``dim[1..3]``
+    (tests/core/test_memory.py compares whole files): the voxels are then written from the
+    array itself, without ITK's copy of the whole image.
+    """
+    import struct
+    import tempfile
+
+    import SimpleITK as sitk
+
+    arr = volume.array
+    if (arr.dtype not in _NIFTI_DIRECT_TYPES or not arr.dtype.isnative
+            or max(arr.shape) > 32767 or not arr.flags.c_contiguous):
+        return None
+    tiny = sitk.GetImageFromArray(np.zeros((1, 1, 1), arr.dtype))
+    tiny.SetSpacing(volume.spacing)
+    tiny.SetOrigin(volume.origin)
+    tiny.SetDirection(tuple(volume.direction.ravel()))
+    with tempfile.TemporaryDirectory(prefix="spineplan-hdr-") as d:
+        f = Path(d) / "h.nii"
+        sitk.WriteImage(tiny, str(f), useCompression=False)
+        raw = f.read_bytes()
+    if (len(raw) != 352 + arr.itemsize or struct.unpack_from("<i", raw, 0)[0] != 348
+            or struct.unpack_from("<8h", raw, 40) != (3, 1, 1, 1, 1, 1, 1, 1)
+            or struct.unpack_from("<f", raw, 108)[0] != 352.0):
+        return None
+    hdr = bytearray(raw[:352])
+    nk, nj, ni = arr.shape
+    struct.pack_into("<3h", hdr, 42, ni, nj, nk)
+    return bytes(hdr)
+
+
+def _write_nifti_voxels(header: bytes, arr: np.ndarray, path: Path, *, gz: bool) -> None:
+    """``header`` then the voxels of the C-ordered [k, j, i] array (NIfTI order), in chunks."""
+    import gzip
+
+    view = memoryview(arr).cast("B")
+    step = 16 << 20
+    with (gzip.open(path, "wb", compresslevel=6) if gz else open(path, "wb")) as fh:
+        fh.write(header)
+        for n in range(0, len(view), step):
+            fh.write(view[n:n + step])
