@@ -1012,18 +1012,25 @@ def segment_ct(volume: Volume, *, progress=None, cancel=None) -> SegmentationRes
                                      "canal_lps": canal_line})
 
 
-def _nearest_on_input_grid(lab_w: np.ndarray, wimg: sitk.Image, ref: tuple) -> np.ndarray:
+def _nearest_on_input_grid(lab_w: np.ndarray, wimg: sitk.Image, ref: tuple,
+                           flag_w: np.ndarray | None = None, cut=None) -> np.ndarray:
     """Nearest-neighbour resampling of working-grid labels onto the grid ``ref`` = (size,
-    origin, spacing, direction) (uint16).
+    origin, spacing, direction): uint16 labels. With ``flag_w`` (a working-grid mask),
+    ``cut(slices, labels, flag)`` is called on each slab of the output with the flag
+    resampled alongside (it edits ``labels`` in place).
 
-    The labels are renumbered 0..n-1 for the resampling (uint8 when there are at most 256:
-    nearest neighbour picks a voxel, so a renumbering changes nothing) and numbered back on
-    the way into the one full-size output array: a third of the memory of a uint16 resample
-    and its copy.
+    The labels are renumbered 0..n-1 for the resampling, with the flag as the lowest bit
+    (uint8 when that fits in 256 values: nearest neighbour picks one voxel for both, so
+    the renumbering changes nothing), and numbered back into the one full-size output array:
+    a third of the memory of a uint16 resample and its copy.
     """
     values, compact = np.unique(lab_w, return_inverse=True)
-    small = values.size <= 256
-    img = sitk.GetImageFromArray(compact.reshape(lab_w.shape).astype(np.uint8 if small else np.uint16))
+    compact = compact.reshape(lab_w.shape)
+    bits = 1 if flag_w is not None else 0
+    if bits:
+        compact = compact * 2 + flag_w
+    small = values.size << bits <= 256
+    img = sitk.GetImageFromArray(compact.astype(np.uint8 if small else np.uint16))
     del compact
     img.CopyInformation(wimg)
     size, origin, spacing, direction = ref
@@ -1033,8 +1040,11 @@ def _nearest_on_input_grid(lab_w: np.ndarray, wimg: sitk.Image, ref: tuple) -> n
     idx = sitk.GetArrayViewFromImage(res)
     out = np.empty(idx.shape, np.uint16)
     lut = values.astype(np.uint16)
-    for k in range(0, idx.shape[0], 32):  # slabs: no full-size index temporaries
-        np.take(lut, idx[k:k + 32], out=out[k:k + 32])
+    for k in range(0, idx.shape[0], 32):  # slabs: no full-size index or mask temporaries
+        sl = idx[k:k + 32]
+        np.take(lut, sl >> bits, out=out[k:k + 32])
+        if bits and cut is not None:
+            cut(slice(k, k + 32), out[k:k + 32], (sl & 1).astype(bool))
     del idx, res
     return out
 
@@ -1055,22 +1065,15 @@ def _to_input_grid(out_w: np.ndarray, wimg: sitk.Image, volume: Volume) -> Volum
     lab2[grow_mask] = grown[grow_mask]
     del grown, grow_mask
     core = ndi.binary_erosion(vert, iterations=1)
-    lab_in = _nearest_on_input_grid(lab2, wimg, ref)
-    del lab2
-    c_img = sitk.GetImageFromArray(core.astype(np.uint8))
-    c_img.CopyInformation(wimg)
-    size, origin, spacing, direction = ref
-    core_img = sitk.Resample(c_img, size, sitk.Transform(), sitk.sitkNearestNeighbor, origin, spacing,
-                             direction, 0, sitk.sitkUInt8)
-    del c_img
-    core_in = sitk.GetArrayViewFromImage(core_img)
     arr = volume.array
-    for k in range(0, lab_in.shape[0], 32):  # slab by slab: no full-size mask temporaries
-        sl = slice(k, k + 32)
-        lab = lab_in[sl]
+
+    def cut(sl, lab, core_in):  # vertebra voxels outside the core only where bone
         isv = (lab > 0) & (lab < 100)
-        keep = ~isv | (core_in[sl] > 0) | (arr[sl] > SURFACE_HU)
+        keep = ~isv | core_in | (arr[sl] > SURFACE_HU)
         lab[~keep] = 0
-    # voxels that were only grown (outside the working label) but are not bone: dropped
-    del core_in, core_img
+
+    # the grown labels and the eroded core, resampled together; voxels that were only
+    # grown (outside the working label) but are not bone: dropped
+    lab_in = _nearest_on_input_grid(lab2, wimg, ref, core.astype(np.uint8), cut)
+    del lab2, core
     return volume.with_array(lab_in, modality="SEG")
