@@ -173,3 +173,39 @@ def test_nifti_written_without_itk_copy_equals_itk_file(dtype, suffix, tmp_path)
         assert rd(ours) == rd(itk)
         back = read_image_file(ours)
         assert np.array_equal(back.array, v.array) and np.allclose(back.lps_from_ijk(), v.lps_from_ijk(), atol=1e-4)
+
+
+@pytest.mark.parametrize("n_labels", [5, 200])
+def test_renumbered_label_resampling_equals_plain_resampling(n_labels):
+    """segment's uint8 renumbered nearest-neighbour mapping (with a flag bit) gives what a
+    uint16 resample of the labels and a uint8 resample of the flag give, voxel for voxel."""
+    from spineplan.core.segmentation.ct import _nearest_on_input_grid
+
+    rng = np.random.default_rng(3)
+    values = np.sort(rng.choice(np.arange(1, 1000), n_labels - 1, replace=False))
+    lab_w = np.concatenate([[0], values]).astype(np.uint16)[rng.integers(0, n_labels, (20, 22, 24))]
+    flag_w = (rng.random(lab_w.shape) < 0.4).astype(np.uint8)
+    wimg = sitk.GetImageFromArray(np.zeros(lab_w.shape, np.float32))
+    wimg.SetSpacing((1.5, 1.5, 1.5))
+    wimg.SetOrigin((-3.0, 2.0, 5.0))
+    d = np.array([[0.8, -0.6, 0], [0.6, 0.8, 0], [0, 0, 1.0]])
+    ref = ([50, 41, 33], (-1.0, 4.0, 6.0), (0.7, 0.8, 1.1), tuple(d.ravel()))
+
+    def plain(a, ptype):
+        img = sitk.GetImageFromArray(a)
+        img.CopyInformation(wimg)
+        size, origin, spacing, direction = ref
+        return sitk.GetArrayFromImage(sitk.Resample(img, size, sitk.Transform(), sitk.sitkNearestNeighbor,
+                                                    origin, spacing, direction, 0, ptype))
+
+    want_lab, want_flag = plain(lab_w, sitk.sitkUInt16), plain(flag_w, sitk.sitkUInt8) > 0
+    seen = {}
+
+    def cut(sl, lab, flag):
+        seen[sl.start] = flag.copy()
+
+    got = _nearest_on_input_grid(lab_w, wimg, ref, flag_w, cut)
+    assert got.dtype == np.uint16 and np.array_equal(got, want_lab)
+    assert np.array_equal(np.concatenate([seen[k] for k in sorted(seen)]), want_flag)
+    assert np.array_equal(_nearest_on_input_grid(lab_w, wimg, ref), want_lab)
+    assert len(np.unique(want_lab)) > min(n_labels, 100) // 2  # a real mix of labels was mapped

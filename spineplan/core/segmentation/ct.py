@@ -1024,14 +1024,18 @@ def _nearest_on_input_grid(lab_w: np.ndarray, wimg: sitk.Image, ref: tuple,
     the renumbering changes nothing), and numbered back into the one full-size output array:
     a third of the memory of a uint16 resample and its copy.
     """
-    values, compact = np.unique(lab_w, return_inverse=True)
-    compact = compact.reshape(lab_w.shape)
+    values = np.unique(lab_w)
     bits = 1 if flag_w is not None else 0
-    if bits:
-        compact = compact * 2 + flag_w
     small = values.size << bits <= 256
-    img = sitk.GetImageFromArray(compact.astype(np.uint8 if small else np.uint16))
+    ctype = np.uint8 if small else np.uint16
+    number = np.zeros(int(values[-1]) + 1, ctype)  # label -> its renumbering (uint16 labels)
+    number[values] = np.arange(values.size, dtype=ctype) << bits
+    compact = number[lab_w]
+    if bits:
+        compact |= flag_w.astype(ctype)
+    img = sitk.GetImageFromArray(compact)
     del compact
+    release_freed_memory()  # the working-grid temporaries, before the full-size arrays
     img.CopyInformation(wimg)
     size, origin, spacing, direction = ref
     res = sitk.Resample(img, size, sitk.Transform(), sitk.sitkNearestNeighbor, origin, spacing,
