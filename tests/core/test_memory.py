@@ -156,18 +156,30 @@ def test_unsigned_and_rescaled_series_load_exactly(slopes, tmp_path):
 
 @pytest.mark.parametrize("dtype", [np.int16, np.uint16, np.uint8, np.int8, np.float32, np.float64, np.int32, np.uint32])
 @pytest.mark.parametrize("suffix", [".nii", ".nii.gz"])
-def test_nifti_written_without_itk_copy_equals_itk_file(dtype, suffix, tmp_path):
-    """write_volume's NIfTI is ITK's file, byte for byte (decompressed for .nii.gz)."""
+def test_nifti_written_without_itk_copy_equals_itk_file(dtype, suffix, tmp_path, monkeypatch):
+    """write_volume's NIfTI is ITK's file, byte for byte (decompressed for .nii.gz), and ITK
+    is handed only a 1x1x1 image (no copy of the volume)."""
     import gzip
 
     from spineplan.core.dicom.load import write_volume
+
+    sizes = []
+    real_write = sitk.WriteImage
+
+    def spy(img, *a, **k):
+        sizes.append(img.GetSize())
+        return real_write(img, *a, **k)
 
     arr = np.arange(13 * 9 * 7, dtype=np.int64).reshape(7, 9, 13)
     for n, v in enumerate([_rotated(arr, dtype),
                            Volume((arr % 100).astype(dtype), spacing=(0.5, 0.5, 3.0),
                                   origin=(-100.25, 50.0, -7.5))]):
         ours, itk = tmp_path / f"o{n}{suffix}", tmp_path / f"i{n}{suffix}"
-        write_volume(v, ours)
+        sizes.clear()
+        with monkeypatch.context() as m:
+            m.setattr(sitk, "WriteImage", spy)
+            write_volume(v, ours)
+        assert sizes == [(1, 1, 1)]
         sitk.WriteImage(v.to_sitk(), str(itk), suffix.endswith(".gz"))
         rd = (lambda q: gzip.decompress(q.read_bytes())) if suffix.endswith(".gz") else (lambda q: q.read_bytes())
         assert rd(ours) == rd(itk)

@@ -707,7 +707,7 @@ def write_volume(volume: Volume, path: str | os.PathLike) -> Path:
                           f"({p.parent} is not a folder)") from None
     with atomic_output_path(p) as tmp:
         try:
-            header = _itk_nifti_header(volume) if name.endswith((".nii", ".nii.gz")) else None
+            header = _itk_nifti_header(volume, tmp) if name.endswith((".nii", ".nii.gz")) else None
             if header is not None:
                 _write_nifti_voxels(header, volume.array, tmp, gz=name.endswith(".gz"))
             else:
@@ -722,17 +722,18 @@ _NIFTI_DIRECT_TYPES = {np.dtype(t) for t in (np.uint8, np.int8, np.uint16, np.in
                                              np.int32, np.float32, np.float64)}
 
 
-def _itk_nifti_header(volume: Volume) -> bytes | None:
+def _itk_nifti_header(volume: Volume, tmp: Path) -> bytes | None:
     """The 352 bytes (header and empty extension) ITK writes for ``volume`` as NIfTI-1, made
-    by writing a 1x1x1 image of the same pixel type and geometry and setting its dimensions;
-    None when ITK must write the file itself (NIfTI-2 sizes, other types).
+    by writing a 1x1x1 image of the same pixel type and geometry to ``tmp`` (the output's
+    temporary file, overwritten next) and setting its dimensions; None when ITK must write
+    the file itself (NIfTI-2 sizes, other types).
 
     ITK's header depends on the dimensions only through ``dim[1..3]``
     (tests/core/test_memory.py compares whole files): the voxels are then written from the
     array itself, without ITK's copy of the whole image.
     """
+    import gzip
     import struct
-    import tempfile
 
     import SimpleITK as sitk
 
@@ -744,10 +745,9 @@ def _itk_nifti_header(volume: Volume) -> bytes | None:
     tiny.SetSpacing(volume.spacing)
     tiny.SetOrigin(volume.origin)
     tiny.SetDirection(tuple(volume.direction.ravel()))
-    with tempfile.TemporaryDirectory(prefix="spineplan-hdr-") as d:
-        f = Path(d) / "h.nii"
-        sitk.WriteImage(tiny, str(f), useCompression=False)
-        raw = f.read_bytes()
+    sitk.WriteImage(tiny, str(tmp), useCompression=False)
+    with (gzip.open(tmp, "rb") if tmp.name.lower().endswith(".gz") else open(tmp, "rb")) as fh:
+        raw = fh.read(1024)
     if (len(raw) != 352 + arr.itemsize or struct.unpack_from("<i", raw, 0)[0] != 348
             or struct.unpack_from("<8h", raw, 40) != (3, 1, 1, 1, 1, 1, 1, 1)
             or struct.unpack_from("<f", raw, 108)[0] != 352.0):
