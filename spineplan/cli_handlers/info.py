@@ -5,17 +5,17 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ..core.dicom.load import read_image_file
+from ..core.dicom.load import read_image_header
 from ..core.dicom.scan import is_image_file, scan
 from ..core.errors import InvalidInputError
 
 
 def _image_file_record(path: Path) -> dict:
-    v = read_image_file(path)
-    return {"uid": "", "modality": v.modality, "description": path.name,
-            "size": list(v.size_ijk), "spacing": list(v.spacing), "origin": list(v.origin),
-            "direction": [float(x) for x in v.direction.ravel()], "n_files": 1,
-            "warnings": v.warnings}
+    # the header only: the modality is not judged from voxels that are not read
+    h = read_image_header(path)
+    return {"uid": "", "modality": "", "description": path.name, "size": h["size"],
+            "spacing": h["spacing"], "origin": h["origin"], "direction": h["direction"],
+            "n_files": 1, "warnings": h["warnings"]}
 
 
 def run(args) -> int:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 __all__ = ["SpineplanError", "InvalidInputError", "DicomError", "PlanFileError",
-           "SegmentationError", "PlanningError", "OutputError"]
+           "SegmentationError", "PlanningError", "OutputError", "TooLargeError"]
 
 
 class SpineplanError(Exception):
@@ -20,6 +20,10 @@ class InvalidInputError(SpineplanError):
 
 class DicomError(InvalidInputError):
     """Unreadable, inconsistent or unsupported DICOM data."""
+
+
+class TooLargeError(InvalidInputError):
+    """An image whose declared size would not fit in the memory available to load it."""
 
 
 class PlanFileError(InvalidInputError):

@@ -19,13 +19,15 @@ import numpy as np
 import pydicom
 
 from ..atomic import atomic_output_path
-from ..errors import DicomError, InvalidInputError, OutputError
+from ..errors import DicomError, InvalidInputError, OutputError, TooLargeError
+from ..memory import available_bytes
 from .load_warnings import LoadWarning, LoadWarningKind as K, warning_kind
 from ..tasks import Reporter
 from ..volume import Volume
 from .scan import ScanResult, SeriesInfo, is_image_file, scan
 
-__all__ = ["load_volume", "load_series", "read_image_file", "write_volume", "select_series",
+__all__ = ["load_volume", "load_series", "read_image_file", "read_image_header", "write_volume",
+           "select_series",
            "check_nifti_file", "check_declared_size"]
 
 _UNCOMPRESSED_LE = {"1.2.840.10008.1.2", "1.2.840.10008.1.2.1"}
@@ -83,6 +85,17 @@ def _decode_file(path: Path, frames: list[int | None],
         raise DicomError(f"{path.name}: cannot be read ({type(exc).__name__})") from None
     if "PixelData" not in ds:
         raise DicomError(f"{path.name}: has no pixel data")
+    missing = [t for t in ("Rows", "Columns", "BitsAllocated") if t not in ds]
+    if missing:
+        raise DicomError(f"{path.name}: the pixel description is incomplete (no {', '.join(missing)})")
+    try:
+        return _decode_dataset(ds, path, frames)
+    except (AttributeError, TypeError, ValueError, OverflowError):
+        raise DicomError(f"{path.name}: the pixel description (rows, columns, bits, frames) "
+                         "is invalid") from None
+
+
+def _decode_dataset(ds, path: Path, frames: list[int | None]) -> dict[int | None, np.ndarray]:
     ts = str(ds.file_meta.get("TransferSyntaxUID", "1.2.840.10008.1.2"))
     nf = int(ds.get("NumberOfFrames", 1) or 1)
     if (ts in _UNCOMPRESSED_LE and int(ds.get("SamplesPerPixel", 1)) == 1
@@ -218,14 +231,25 @@ def _rescaled_stack(info: SeriesInfo, stack: np.ndarray) -> np.ndarray:
         lo = float(stack.min()) * slopes.max() + icpts.min() if stack.size else 0
         hi = float(stack.max()) * slopes.max() + icpts.max() if stack.size else 0
         dt = np.int16 if -32768 <= min(lo, hi) and max(lo, hi) <= 32767 else np.int32
-        out = stack if stack.dtype == dt else stack.astype(dt)
+        if stack.dtype == dt:
+            out = stack
+        elif (stack.dtype == np.uint16 and dt == np.int16 and stack.size
+              and int(stack.max()) <= 32767):
+            out = stack.view(np.int16)  # the same values: no second full-size array
+        else:
+            out = stack.astype(dt)
         if np.all(slopes == 1) and np.all(icpts == icpts[0]):
             out += dt(icpts[0])
-        else:
-            out = (out * slopes[:, None, None].astype(dt) + icpts[:, None, None].astype(dt)).astype(dt)
+        else:  # slice by slice, in the same integer arithmetic: no full-size temporaries
+            for k in range(out.shape[0]):
+                np.multiply(out[k], dt(slopes[k]), out=out[k])
+                np.add(out[k], dt(icpts[k]), out=out[k])
         return out
-    return (stack.astype(np.float32) * slopes[:, None, None].astype(np.float32)
-            + icpts[:, None, None].astype(np.float32))
+    out = np.empty(stack.shape, np.float32)
+    for k in range(stack.shape[0]):  # slice by slice: one float32 array, no temporaries
+        np.multiply(stack[k], np.float32(slopes[k]), out=out[k], dtype=np.float32)
+        np.add(out[k], np.float32(icpts[k]), out=out[k])
+    return out
 
 
 def load_series(info: SeriesInfo, *, progress=None, cancel=None) -> Volume:
@@ -342,26 +366,29 @@ def check_declared_size(n_bytes: int, what: str, *, peak_factor: float = 2.5) ->
     what : str
         Name of the file or series (for the message).
     peak_factor : float
-        Peak memory of loading relative to the raw array.
+        Peak memory of loading relative to the raw array (bench/bench_memory.py).
 
     Raises
     ------
-    InvalidInputError
-        When ``n_bytes * peak_factor`` exceeds the machine's physical memory.
+    TooLargeError
+        When ``n_bytes`` exceeds :data:`MAX_IMAGE_BYTES`, or ``n_bytes * peak_factor`` the
+        memory available now (:func:`spineplan.core.memory.available_bytes`, capped by
+        ``$SPINEPLAN_MEMORY_LIMIT_MB``).
     """
-    try:
-        phys = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (ValueError, OSError, AttributeError):  # pragma: no cover - non-POSIX
-        phys = 64 << 30
     if n_bytes > MAX_IMAGE_BYTES:
-        raise InvalidInputError(
+        raise TooLargeError(
             f"{what}: declares {n_bytes / 2**30:.1f} GB of voxels, more than the "
             f"{MAX_IMAGE_BYTES / 2**30:.0f} GB spineplan loads; crop or downsample it first")
-    if n_bytes * peak_factor > phys:
-        raise InvalidInputError(
-            f"{what}: declares {n_bytes / 2**30:.1f} GB of voxels, which needs about "
-            f"{n_bytes * peak_factor / 2**30:.1f} GB to load on a machine with "
-            f"{phys / 2**30:.1f} GB; crop or downsample it first")
+    avail = available_bytes()
+    if n_bytes * peak_factor > avail:
+        raise TooLargeError(
+            f"{what}: declares {_size_text(n_bytes)} of voxels, which needs about "
+            f"{_size_text(n_bytes * peak_factor)} to load, and {_size_text(avail)} of memory "
+            "is available; free memory, or crop or downsample the image first")
+
+
+def _size_text(n: float) -> str:
+    return f"{n / 2**30:.1f} GB" if n >= 2**30 else f"{n / 2**20:.0f} MB"
 
 
 def _gz_length_at_least(path: Path, n: int) -> bool:
@@ -453,6 +480,10 @@ def check_nifti_file(path: str | os.PathLike) -> list[str]:
             "positive pixdim and the orientation in the qform/sform")
     warnings: list[str] = []
     qcode, scode = int(hdr["qform_code"]), int(hdr["sform_code"])
+    if not (0 <= qcode <= 5 and 0 <= scode <= 5):
+        # readers disagree on an invalid code (one drops the qform, another still uses it)
+        raise InvalidInputError(f"{p.name}: invalid orientation codes in the header (qform_code "
+                                f"{qcode}, sform_code {scode}; valid are 0 to 5)")
     if qcode > 0:
         q = np.array([hdr["quatern_b"], hdr["quatern_c"], hdr["quatern_d"],
                       hdr["qoffset_x"], hdr["qoffset_y"], hdr["qoffset_z"]], float)
@@ -482,11 +513,10 @@ def check_nifti_file(path: str | os.PathLike) -> list[str]:
     return warnings
 
 
-def read_image_file(path: str | os.PathLike) -> Volume:
-    """Read NIfTI / NRRD / MetaImage through SimpleITK (geometry converted to LPS by ITK)."""
+def _open_image(p: Path):
+    """An ITK reader of ``p`` with its header read (voxels not read), and the header warnings."""
     import SimpleITK as sitk
 
-    p = Path(path)
     if not p.is_file():
         raise InvalidInputError(f"{p} does not exist")
     header_warnings = []
@@ -495,24 +525,125 @@ def read_image_file(path: str | os.PathLike) -> Volume:
     # ITK prints its warnings (several lines, C++ file names) straight to the terminal; what
     # matters is checked here and said in one line instead
     sitk.ProcessObject.SetGlobalWarningDisplay(False)
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(p))
     try:
-        img = sitk.ReadImage(str(p))
+        reader.ReadImageInformation()
     except RuntimeError:
         raise InvalidInputError(f"{p.name}: cannot be read as a NIfTI/NRRD/MHA image") from None
-    if img.GetDimension() == 4 and img.GetSize()[3] == 1:
-        img = img[:, :, :, 0]
-    if img.GetDimension() != 3:
-        raise InvalidInputError(f"{p.name}: expected a 3D image, got {img.GetDimension()}D")
-    if img.GetNumberOfComponentsPerPixel() != 1:
+    dim = reader.GetDimension()
+    if not (dim == 3 or dim == 4 and reader.GetSize()[3] == 1):
+        raise InvalidInputError(f"{p.name}: expected a 3D image, got {dim if dim != 4 else 4}D")
+    if reader.GetNumberOfComponents() != 1:
         raise InvalidInputError(f"{p.name}: colour/vector images are not supported")
-    try:
-        vol = Volume.from_sitk(img)
-    except ValueError as exc:  # zero/NaN spacing, non-finite origin or direction
-        raise InvalidInputError(f"{p.name}: {exc}") from None
-    direction = vol.direction
+    return reader, header_warnings
+
+
+def _checked_direction(direction: np.ndarray, name: str) -> None:
     if abs(abs(np.linalg.det(direction)) - 1) > 1e-3 or not np.allclose(
             direction.T @ direction, np.eye(3), atol=1e-3):
-        raise InvalidInputError(f"{p.name}: non-orthogonal direction matrix")
+        raise InvalidInputError(f"{name}: non-orthogonal direction matrix")
+
+
+def _nifti_voxels_direct(p: Path, reader) -> np.ndarray | None:
+    """The voxels of an unscaled 3D NIfTI read straight into one array, or None when ITK
+    must read them (scaled values, other byte order, a type ITK converts).
+
+    The NIfTI's voxel order (i fastest) is the [k, j, i] order of ``GetArrayFromImage``;
+    reading in chunks into the one array avoids ITK's buffer and its copy (2x the raw size).
+    """
+    import gzip
+    import io
+
+    import nibabel as nib
+    import SimpleITK as sitk
+
+    if reader.GetDimension() != 3:
+        return None
+    gz = p.name.lower().endswith(".gz")
+    with (gzip.open(p, "rb") if gz else open(p, "rb")) as fh:
+        raw = fh.read(540)
+        cls = {348: nib.Nifti1Header, 540: nib.Nifti2Header}.get(int.from_bytes(raw[:4], "little"))
+        if cls is None:  # big-endian or unusual: ITK reads it
+            return None
+        try:
+            hdr = cls.from_fileobj(io.BytesIO(raw[:cls.template_dtype.itemsize]), check=False)
+        except Exception:  # noqa: BLE001 - ITK reads it instead
+            return None
+        slope, inter = float(hdr["scl_slope"]), float(hdr["scl_inter"])
+        if not (slope in (0.0, 1.0) and inter == 0.0):
+            return None
+        dt = hdr.get_data_dtype()
+        if not dt.isnative or dt.kind not in "uif" or dt.itemsize > 8:
+            return None
+        want = sitk.GetArrayViewFromImage(sitk.Image([1, 1, 1], reader.GetPixelID())).dtype
+        if np.dtype(want) != dt:
+            return None
+        dims = [int(x) for x in hdr["dim"][1:4]]
+        if int(hdr["dim"][0]) != 3 or tuple(dims) != tuple(reader.GetSize()):
+            return None
+        out = np.empty(dims[::-1], dtype=dt)
+        view = memoryview(out).cast("B")
+        fh.seek(int(hdr["vox_offset"]))
+        got, step = 0, 16 << 20
+        while got < len(view):
+            n = fh.readinto(view[got:got + step])
+            if not n:
+                raise InvalidInputError(f"{p.name}: the file is truncated")
+            got += n
+    return out
+
+
+def read_image_header(path: str | os.PathLike) -> dict:
+    """Size, spacing, origin and direction (LPS) of a NIfTI / NRRD / MetaImage file, from its
+    header only (the voxels are not read), checked as :func:`read_image_file` checks them.
+
+    Returns
+    -------
+    dict
+        ``size`` (i, j, k), ``spacing``, ``origin``, ``direction`` (9 numbers, columns = i, j,
+        k) and ``warnings``.
+    """
+    p = Path(path)
+    reader, warnings = _open_image(p)
+    spacing, origin = reader.GetSpacing()[:3], reader.GetOrigin()[:3]
+    d = np.array(reader.GetDirection(), float).reshape(reader.GetDimension(), -1)[:3, :3]
+    if reader.GetDimension() == 4:  # one volume of 4D: read as read_image_file does
+        v = read_image_file(p)
+        spacing, origin, d = v.spacing, v.origin, v.direction
+    elif not (all(np.isfinite(x) and x > 0 for x in spacing) and np.all(np.isfinite(origin))
+              and np.all(np.isfinite(d))):
+        raise InvalidInputError(f"{p.name}: spacing must be positive and origin and direction "
+                                "finite numbers")
+    _checked_direction(d, p.name)
+    return {"size": [int(x) for x in reader.GetSize()[:3]], "spacing": [float(x) for x in spacing],
+            "origin": [float(x) for x in origin], "direction": [float(x) for x in d.ravel()],
+            "warnings": list(warnings)}
+
+
+def read_image_file(path: str | os.PathLike) -> Volume:
+    """Read NIfTI / NRRD / MetaImage through SimpleITK (geometry converted to LPS by ITK)."""
+    import SimpleITK as sitk
+
+    p = Path(path)
+    reader, header_warnings = _open_image(p)
+    arr = _nifti_voxels_direct(p, reader) if p.name.lower().endswith((".nii", ".nii.gz")) else None
+    try:
+        if arr is not None:  # geometry from ITK's own reading of the header
+            vol = Volume(arr, spacing=reader.GetSpacing(), origin=reader.GetOrigin(),
+                         direction=np.array(reader.GetDirection()).reshape(3, 3))
+        else:
+            try:
+                img = reader.Execute()
+            except RuntimeError:
+                raise InvalidInputError(f"{p.name}: cannot be read as a NIfTI/NRRD/MHA image") from None
+            if img.GetDimension() == 4:
+                img = img[:, :, :, 0]
+            vol = Volume.from_sitk(img)
+            del img
+    except ValueError as exc:  # zero/NaN spacing, non-finite origin or direction
+        raise InvalidInputError(f"{p.name}: {exc}") from None
+    _checked_direction(vol.direction, p.name)
     arr = vol.array
     modality = "CT" if arr.min() < -500 and arr.max() > 300 else ""
     vol.modality = modality
@@ -576,8 +707,64 @@ def write_volume(volume: Volume, path: str | os.PathLike) -> Path:
                           f"({p.parent} is not a folder)") from None
     with atomic_output_path(p) as tmp:
         try:
-            sitk.WriteImage(volume.to_sitk(), str(tmp),
-                            useCompression=name.endswith((".gz", ".nrrd", ".mha")))
-        except RuntimeError:
+            header = _itk_nifti_header(volume, tmp) if name.endswith((".nii", ".nii.gz")) else None
+            if header is not None:
+                _write_nifti_voxels(header, volume.array, tmp, gz=name.endswith(".gz"))
+            else:
+                sitk.WriteImage(volume.to_sitk(), str(tmp),
+                                useCompression=name.endswith((".gz", ".nrrd", ".mha")))
+        except (RuntimeError, OSError):
             raise OutputError(f"cannot write {p}: the image writer failed (disk full?)") from None
     return p
+
+
+_NIFTI_DIRECT_TYPES = {np.dtype(t) for t in (np.uint8, np.int8, np.uint16, np.int16, np.uint32,
+                                             np.int32, np.float32, np.float64)}
+
+
+def _itk_nifti_header(volume: Volume, tmp: Path) -> bytes | None:
+    """The 352 bytes (header and empty extension) ITK writes for ``volume`` as NIfTI-1, made
+    by writing a 1x1x1 image of the same pixel type and geometry to ``tmp`` (the output's
+    temporary file, overwritten next) and setting its dimensions; None when ITK must write
+    the file itself (NIfTI-2 sizes, other types).
+
+    ITK's header depends on the dimensions only through ``dim[1..3]``
+    (tests/core/test_memory.py compares whole files): the voxels are then written from the
+    array itself, without ITK's copy of the whole image.
+    """
+    import gzip
+    import struct
+
+    import SimpleITK as sitk
+
+    arr = volume.array
+    if (arr.dtype not in _NIFTI_DIRECT_TYPES or not arr.dtype.isnative
+            or max(arr.shape) > 32767 or not arr.flags.c_contiguous):
+        return None
+    tiny = sitk.GetImageFromArray(np.zeros((1, 1, 1), arr.dtype))
+    tiny.SetSpacing(volume.spacing)
+    tiny.SetOrigin(volume.origin)
+    tiny.SetDirection(tuple(volume.direction.ravel()))
+    sitk.WriteImage(tiny, str(tmp), useCompression=False)
+    with (gzip.open(tmp, "rb") if tmp.name.lower().endswith(".gz") else open(tmp, "rb")) as fh:
+        raw = fh.read(1024)
+    if (len(raw) != 352 + arr.itemsize or struct.unpack_from("<i", raw, 0)[0] != 348
+            or struct.unpack_from("<8h", raw, 40) != (3, 1, 1, 1, 1, 1, 1, 1)
+            or struct.unpack_from("<f", raw, 108)[0] != 352.0):
+        return None
+    hdr = bytearray(raw[:352])
+    nk, nj, ni = arr.shape
+    struct.pack_into("<3h", hdr, 42, ni, nj, nk)
+    return bytes(hdr)
+
+
+def _write_nifti_voxels(header: bytes, arr: np.ndarray, path: Path, *, gz: bool) -> None:
+    """``header`` then the voxels of the C-ordered [k, j, i] array (NIfTI order), in chunks."""
+    import gzip
+
+    view = memoryview(arr).cast("B")
+    step = 16 << 20
+    with (gzip.open(path, "wb", compresslevel=6) if gz else open(path, "wb")) as fh:
+        fh.write(header)
+        for n in range(0, len(view), step):
+            fh.write(view[n:n + step])

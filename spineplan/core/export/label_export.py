@@ -24,7 +24,7 @@ __all__ = ["write_label_map", "label_surface_lps", "write_vertebra_stls"]
 
 def write_label_map(labels: Volume, path: str | os.PathLike) -> Path:
     """Write the label map (uint16) as .nii.gz/.nii/.nrrd/.mha, atomically."""
-    return write_volume(labels.with_array(labels.array.astype(np.uint16), modality="SEG"), path)
+    return write_volume(labels.with_array(labels.array.astype(np.uint16, copy=False), modality="SEG"), path)
 
 
 def label_surface_lps(labels: Volume, value: int):

@@ -24,7 +24,8 @@ import SimpleITK as sitk
 from scipy import ndimage as ndi
 from scipy.signal import find_peaks
 
-from ..errors import SegmentationError
+from ..errors import SegmentationError, TooLargeError
+from ..memory import available_bytes, release_freed_memory
 from ..tasks import Reporter
 from ..volume import Volume
 from . import labels as L
@@ -110,8 +111,9 @@ FIRST_RIB_ABOVE_FRACTION = 0.3
 
 def _working_image(volume: Volume) -> tuple[sitk.Image, float]:
     """Resample ``volume`` onto an axis-aligned LPS grid (identity direction)."""
+    # (no cast of the whole input to float32 first: the linear interpolator computes in
+    # double for every pixel type, and the output is float32 either way)
     img = volume.to_sitk()
-    img = sitk.Cast(img, sitk.sitkFloat32)
     w = max(WORK_MM, min(volume.spacing))
     lo, hi = volume.bounds_lps()
     size = [int(np.floor((hi[n] - lo[n]) / w + 1e-3)) + 1 for n in range(3)]
@@ -561,6 +563,13 @@ def segment_ct(volume: Volume, *, progress=None, cancel=None) -> SegmentationRes
         raise SegmentationError(f"the CT segmenter needs a CT, not {volume.modality}")
     if volume.array.ndim != 3 or min(volume.array.shape) < 3:
         raise SegmentationError("CT volume too small to segment")
+    # beyond the loaded image, segmenting needs about 3 voxel-sized 16-bit arrays at its peak
+    # (labels, their resampling, masks; bench/bench_memory.py): refused up front otherwise
+    need, avail = 3 * 2 * volume.array.size, available_bytes()
+    if need > avail:
+        raise TooLargeError(f"segmenting this {'x'.join(map(str, volume.size_ijk))} image needs about "
+                            f"{need / 2**20:.0f} MB more memory, and {avail / 2**20:.0f} MB is available; "
+                            "free memory, or crop or downsample the image first")
     lo, hi = float(volume.array.min()), float(volume.array.max())
     if hi < 300 or lo > -300:
         raise SegmentationError(f"values {lo:.0f}..{hi:.0f} are not Hounsfield units of a CT "
@@ -800,14 +809,16 @@ def segment_ct(volume: Volume, *, progress=None, cancel=None) -> SegmentationRes
         c = disc_c[i]
         d = dists[i]
         rad2 = (X - c[0]) ** 2 + (Y - c[1]) ** 2 + (Z - c[2]) ** 2 - d ** 2
-        disc_rad2.append(rad2)
+        # (the radii compared later, kept as masks: a float64 grid per disc is 8x the memory)
+        disc_rad2.append({r: rad2 < (r / w) ** 2 for r in (20.0, DISC_MAX_RADIUS_MM)})
         m = (np.abs(d) <= max(0.6, 1.5 / w)) & (rad2 < (12.0 / w) ** 2) & (hu < BONE_HU) & (hu > -100)
+        del rad2
         markers[m & (markers == 0) | m & (markers <= nd + 1) & (hu < SURFACE_HU)] = DISC_ID + i
     # watershed on the gradient magnitude, confined to the column and disc zones
     ca = sitk.GetArrayFromImage(sitk.GradientMagnitudeRecursiveGaussian(wimg, sigma=max(0.7 * w, 1.0)))
     dzone = np.zeros(hu.shape, bool)
     for i in range(nd):
-        dzone |= (np.abs(dists[i]) < 8.0 / w) & (disc_rad2[i] < (20.0 / w) ** 2)
+        dzone |= (np.abs(dists[i]) < 8.0 / w) & disc_rad2[i][20.0]
     ca[~(col | dzone)] = ca.max() * 2 + 1.0
     cost = sitk.GetImageFromArray(ca)
     del ca, dzone
@@ -931,8 +942,7 @@ def segment_ct(volume: Volume, *, progress=None, cancel=None) -> SegmentationRes
         up_label = L.vertebra_label(names_by_seg[upper_seg])
         c, n = disc_c[i], disc_n[i]
         d = dists[i]
-        rad2 = disc_rad2[i]
-        m = (np.abs(d) < 8.0 / w) & (rad2 < (DISC_MAX_RADIUS_MM / w) ** 2) & (hu > -100) & (hu <= 200)
+        m = (np.abs(d) < 8.0 / w) & disc_rad2[i][DISC_MAX_RADIUS_MM] & (hu > -100) & (hu <= 200)
         # in front of the canal's centre: between L5's and S1's articular processes (the
         # facet joint) both segments are near too (a herniation still reaches the canal's front)
         m &= ~canal & ((ws == DISC_ID + i) | ~col) & (Y < ccy)
@@ -970,6 +980,9 @@ def segment_ct(volume: Volume, *, progress=None, cancel=None) -> SegmentationRes
     sac = hu < 60
     out_w[(out_w == 0) & canal & sac & zvalid[:, None, None]] = L.CANAL
     rep.step(0.9, "mapping to input grid")
+    # the working grids are done with: freed before the input-grid labels are made
+    del dists, bdists, disc_rad2, markers, seg, ws, disc_lab, col, canal, surf, filled, bone, sac, hu
+    release_freed_memory()
     labels = _to_input_grid(out_w, wimg, volume)
 
     # ---- results
@@ -1008,36 +1021,72 @@ def segment_ct(volume: Volume, *, progress=None, cancel=None) -> SegmentationRes
                                      "canal_lps": canal_line})
 
 
+def _nearest_on_input_grid(lab_w: np.ndarray, wimg: sitk.Image, ref: tuple,
+                           flag_w: np.ndarray | None = None, cut=None) -> np.ndarray:
+    """Nearest-neighbour resampling of working-grid labels onto the grid ``ref`` = (size,
+    origin, spacing, direction): uint16 labels. With ``flag_w`` (a working-grid mask),
+    ``cut(slices, labels, flag)`` is called on each slab of the output with the flag
+    resampled alongside (it edits ``labels`` in place).
+
+    The labels are renumbered 0..n-1 for the resampling, with the flag as the lowest bit
+    (uint8 when that fits in 256 values: nearest neighbour picks one voxel for both, so
+    the renumbering changes nothing), and numbered back into the one full-size output array:
+    a third of the memory of a uint16 resample and its copy.
+    """
+    values = np.unique(lab_w)
+    bits = 1 if flag_w is not None else 0
+    small = values.size << bits <= 256
+    ctype = np.uint8 if small else np.uint16
+    number = np.zeros(int(values[-1]) + 1, ctype)  # label -> its renumbering (uint16 labels)
+    number[values] = np.arange(values.size, dtype=ctype) << bits
+    compact = number[lab_w]
+    if bits:
+        compact |= flag_w.astype(ctype)
+    img = sitk.GetImageFromArray(compact)
+    del compact
+    release_freed_memory()  # the working-grid temporaries, before the full-size arrays
+    img.CopyInformation(wimg)
+    size, origin, spacing, direction = ref
+    res = sitk.Resample(img, size, sitk.Transform(), sitk.sitkNearestNeighbor, origin, spacing,
+                        direction, 0, sitk.sitkUInt8 if small else sitk.sitkUInt16)
+    del img
+    idx = sitk.GetArrayViewFromImage(res)
+    out = np.empty(idx.shape, np.uint16)
+    lut = values.astype(np.uint16)
+    for k in range(0, idx.shape[0], 32):  # slabs: no full-size index or mask temporaries
+        sl = idx[k:k + 32]
+        np.take(lut, sl >> bits, out=out[k:k + 32])
+        if bits and cut is not None:
+            cut(slice(k, k + 32), out[k:k + 32], (sl & 1).astype(bool))
+    del idx, res
+    return out
+
+
 def _to_input_grid(out_w: np.ndarray, wimg: sitk.Image, volume: Volume) -> Volume:
     """Nearest-neighbour labels on the input grid; vertebra surfaces at ``SURFACE_HU``."""
-    lab_img = sitk.GetImageFromArray(out_w)
-    lab_img.CopyInformation(wimg)
-    ref = sitk.Image(list(volume.size_ijk), sitk.sitkUInt8)
-    ref.SetSpacing(volume.spacing)
-    ref.SetOrigin(volume.origin)
-    ref.SetDirection(tuple(volume.direction.ravel()))
+    # the input grid (size, origin, spacing, direction): no full-size reference image
+    ref = ([int(n) for n in volume.size_ijk], volume.origin, volume.spacing,
+           tuple(volume.direction.ravel()))
     same = np.allclose(np.array(wimg.GetSpacing()), volume.spacing)
     if same:
-        out = sitk.GetArrayFromImage(
-            sitk.Resample(lab_img, ref, sitk.Transform(), sitk.sitkNearestNeighbor, 0, sitk.sitkUInt16))
-        return volume.with_array(out.astype(np.uint16), modality="SEG")
+        return volume.with_array(_nearest_on_input_grid(out_w, wimg, ref), modality="SEG")
     # finer input grid: grow vertebra labels by one working voxel, then cut at SURFACE_HU
     vert = (out_w > 0) & (out_w < 100)
     grown = ndi.grey_dilation(np.where(vert, out_w, 0), size=(3, 3, 3))
     grow_mask = (out_w == 0) & (grown > 0)
     lab2 = out_w.copy()
     lab2[grow_mask] = grown[grow_mask]
+    del grown, grow_mask
     core = ndi.binary_erosion(vert, iterations=1)
-    g_img = sitk.GetImageFromArray(lab2)
-    g_img.CopyInformation(wimg)
-    c_img = sitk.GetImageFromArray(core.astype(np.uint8))
-    c_img.CopyInformation(wimg)
-    lab_in = sitk.GetArrayFromImage(
-        sitk.Resample(g_img, ref, sitk.Transform(), sitk.sitkNearestNeighbor, 0, sitk.sitkUInt16))
-    core_in = sitk.GetArrayFromImage(
-        sitk.Resample(c_img, ref, sitk.Transform(), sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8)) > 0
-    isv = (lab_in > 0) & (lab_in < 100)
-    keep = ~isv | core_in | (volume.array > SURFACE_HU)
-    lab_in[~keep] = 0
-    # voxels that were only grown (outside the working label) but are not bone: drop
-    return volume.with_array(lab_in.astype(np.uint16), modality="SEG")
+    arr = volume.array
+
+    def cut(sl, lab, core_in):  # vertebra voxels outside the core only where bone
+        isv = (lab > 0) & (lab < 100)
+        keep = ~isv | core_in | (arr[sl] > SURFACE_HU)
+        lab[~keep] = 0
+
+    # the grown labels and the eroded core, resampled together; voxels that were only
+    # grown (outside the working label) but are not bone: dropped
+    lab_in = _nearest_on_input_grid(lab2, wimg, ref, core.astype(np.uint8), cut)
+    del lab2, core
+    return volume.with_array(lab_in, modality="SEG")
