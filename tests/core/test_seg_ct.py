@@ -562,3 +562,15 @@ def test_first_and_last_rib_that_disagree_are_flagged():
     ct, ref = _thoracic_phantom([f"T{i}" for i in range(1, 12)])
     r = segment_ct(ct)
     assert r.has(FlagKind.ANCHORS_DISAGREE) and r.needs_confirmation
+
+
+def test_a_body_split_by_a_false_disc_is_flagged():
+    """Found by the cohort run: at 3 mm a 6 mm L4-L5 slip made a false disc inside L1, which
+    was named T12 and L1 at 0.9 with no flag (silently one level off above L2). A vertebra
+    much smaller than its whole neighbour now puts the count in doubt."""
+    from spineplan.core.segmentation.evaluate import Outcome, judge
+
+    ph = make_phantom(levels=("L1", "L2", "L3", "L4", "L5"), spacing=3.0, slip_mm={"L4-L5": 6.0})
+    r = segment_ct(ph.ct)
+    j = judge(r, ph.labels)
+    assert j.outcome in (Outcome.RIGHT, Outcome.FLAGGED) and (j.levels_right or r.has(FlagKind.COUNT_IN_DOUBT))
