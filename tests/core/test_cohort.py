@@ -259,7 +259,7 @@ def test_bad_requests_are_one_line_errors(tmp_path):
 def test_ctrl_c_cancels_cleanly_and_resume_finishes(tmp_path):
     ph = make_phantom(spacing=3.0)
     (tmp_path / "in").mkdir()
-    for n in range(8):
+    for n in range(6):
         write_volume(ph.ct, tmp_path / "in" / f"c{n}.nii.gz")
     out = tmp_path / "out"
     env = dict(os.environ, PYTHONPATH=str(ROOT))
@@ -269,7 +269,7 @@ def test_ctrl_c_cancels_cleanly_and_resume_finishes(tmp_path):
     lines = []
     for line in p.stderr:  # wait for the first case done
         lines.append(line)
-        if "1 of 8 cases done" in line:
+        if "1 of 6 cases done" in line:
             break
     os.killpg(p.pid, signal.SIGINT)  # Ctrl-C: the terminal signals the whole process group
     t = time.perf_counter()
@@ -278,16 +278,20 @@ def test_ctrl_c_cancels_cleanly_and_resume_finishes(tmp_path):
     err = "".join(lines) + rest
     assert p.returncode == 2, err
     assert "Traceback" not in err and "spineplan: error: interrupted" in err
-    ps = subprocess.run(["ps", "-o", "stat=,cmd=", "-s", str(p.pid)], capture_output=True, text=True)
-    running = [x for x in ps.stdout.splitlines() if x.strip() and not x.lstrip().startswith("Z")]
-    assert running == []  # no worker left running (a zombie awaiting its reaper is not running)
+    for _ in range(20):  # no worker left running (a zombie awaiting its reaper is not running)
+        ps = subprocess.run(["ps", "-o", "stat=,args=", "-s", str(p.pid)], capture_output=True, text=True)
+        running = [x for x in ps.stdout.splitlines() if x.strip() and not x.lstrip().startswith("Z")]
+        if not running:
+            break
+        time.sleep(0.25)  # a process already exiting (empty command line) is given a moment
+    assert running == []
     doc = json.loads((out / "cohort.json").read_text())
     assert doc["complete"] is False and doc["summary"]["ok"] >= 1 and doc["summary"]["not_run"] >= 1
     done = doc["summary"]["ok"]
     r = _cli("cohort", tmp_path / "in", "-o", out, "--workers", 2, "--resume")
     assert r.returncode == 0, r.stderr
-    assert "8 cases: 8 ok," in r.stdout and ", 0 failed" in r.stdout
+    assert "6 cases: 6 ok," in r.stdout and ", 0 failed" in r.stdout
     # the cases done before the interruption, and those a worker finished while stopping
     resumed = json.loads((out / "cohort.json").read_text())["summary"]["resumed"]
-    assert done <= resumed < 8
+    assert done <= resumed < 6
     assert not list((out / "cases").glob(".*tmp*"))
