@@ -24,6 +24,7 @@ class _Progress:
         self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
         self.t0 = time.perf_counter()
         self.last = ""
+        self.open_line = False  # a bar drawn on the terminal without its newline yet
 
     def __call__(self, fraction: float, message: str) -> None:
         elapsed = time.perf_counter() - self.t0
@@ -38,17 +39,17 @@ class _Progress:
             n = 24
             bar = "#" * int(round(fraction * n)) + "-" * (n - int(round(fraction * n)))
             self.stream.write(f"\rcohort [{bar}] {message}{eta}\033[K")
-            if fraction >= 1:
-                self.stream.write("\n")
+            self.open_line = True
         else:
             self.stream.write(f"cohort: {message}{eta}\n")
         self.stream.flush()
 
     def end(self) -> None:
-        if self.tty and self.last:
+        """End the bar's line (before the summary or the error line)."""
+        if self.open_line:
             self.stream.write("\n")
             self.stream.flush()
-            self.last = ""
+            self.open_line = False
 
 
 def _print_summary(result) -> None:

@@ -295,3 +295,27 @@ def test_ctrl_c_cancels_cleanly_and_resume_finishes(tmp_path):
     resumed = json.loads((out / "cohort.json").read_text())["summary"]["resumed"]
     assert done <= resumed < 6
     assert not list((out / "cases").glob(".*tmp*"))
+
+
+def test_progress_is_a_bar_with_eta_on_a_terminal_and_lines_otherwise():
+    import io
+
+    from spineplan.cli_handlers.cohort import _Progress
+
+    class Tty(io.StringIO):
+        def isatty(self):
+            return True
+
+    for stream, tty in ((Tty(), True), (io.StringIO(), False)):
+        p = _Progress(stream)
+        p.t0 -= 10.0  # 10 s elapsed for the first of 4 cases: 30 s to go
+        p(0.25, "1 of 4 cases done")
+        p(1.0, "4 of 4 cases done")
+        p.end()
+        text = stream.getvalue()
+        assert "1 of 4 cases done, ETA 0:30" in text
+        if tty:
+            assert text.startswith("\rcohort [######------------------] 1 of 4")
+            assert text.count("\n") == 1 and text.endswith("\n")
+        else:
+            assert text.splitlines() == ["cohort: 1 of 4 cases done, ETA 0:30", "cohort: 4 of 4 cases done"]

@@ -80,7 +80,10 @@ def _key(out: Path) -> bytes:
     """The cohort's secret key (created on the first run, kept for --resume)."""
     p = out / KEY_FILE
     if p.is_file():
-        key = bytes.fromhex(p.read_text().strip() or "00")
+        try:
+            key = bytes.fromhex(p.read_text().strip())
+        except (ValueError, UnicodeDecodeError):
+            key = b""
         if len(key) >= 16:
             return key
         raise InvalidInputError(f"{p} is damaged: run the cohort into a new output folder")
