@@ -319,3 +319,14 @@ def test_progress_is_a_bar_with_eta_on_a_terminal_and_lines_otherwise():
             assert text.count("\n") == 1 and text.endswith("\n")
         else:
             assert text.splitlines() == ["cohort: 1 of 4 cases done, ETA 0:30", "cohort: 4 of 4 cases done"]
+
+
+def test_an_existing_dask_scheduler_runs_the_cases(tmp_path):
+    from distributed import LocalCluster
+
+    ph = make_phantom(levels=("L3", "L4", "L5"), spacing=3.0)
+    write_volume(ph.ct, tmp_path / "c.nii.gz")
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+        res = run_cohort([tmp_path / "c.nii.gz"], tmp_path / "out", scheduler=cluster.scheduler_address)
+    assert res.engine == "dask" and res.workers == 1  # the cluster's own workers
+    assert res.records[0]["status"] == "ok" and res.records[0]["levels"] == ph.truth["levels"]

@@ -95,6 +95,7 @@ class DaskEngine:
 
     def __init__(self, scheduler: str | None = None) -> None:
         self.scheduler = scheduler
+        self.n_workers: int | None = None  # the workers an existing scheduler has, once connected
 
     @property
     def missing_dependencies(self) -> list[str]:
@@ -126,6 +127,8 @@ class DaskEngine:
         client, cluster = self._client(workers, threads)
         futures: list = []
         try:
+            if self.scheduler:
+                self.n_workers = len(client.scheduler_info().get("workers", {}))
             futures = client.map(fn, list(tasks), pure=False)
             index = {f.key: i for i, f in enumerate(futures)}
             pending = set(futures)

@@ -196,6 +196,8 @@ def run_cohort(inputs: Sequence[str | os.PathLike], out_dir: str | os.PathLike, 
     n_workers = min(workers, len(todo)) if todo else 0
 
     def finish() -> CohortResult:
+        nonlocal n_workers
+        n_workers = getattr(eng, "n_workers", None) or n_workers  # an existing cluster's own
         recs = [r if r is not None else {"case_id": t.case_id, "status": CaseStatus.NOT_RUN.value}
                 for r, t in zip(records, tasks)]
         summary = _summary(recs, len(resumed))
