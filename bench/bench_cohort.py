@@ -71,6 +71,7 @@ def main() -> None:
     from spineplan.core.cohort import run_cohort
 
     tmp = Path(tempfile.mkdtemp(prefix="bench_cohort_"))
+    load0 = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     try:
         paths, what = _inputs(args.n, args.phantom, tmp)
         modality = None if args.phantom or "phantom" in what else "MR"
@@ -86,21 +87,27 @@ def main() -> None:
         n = len(paths)
         load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
         print(f"\ncohort of {what}; {os.cpu_count()} cores ({platform.machine()}), "
-              f"load average {load:.1f} at the end (other work on the machine slows every row)")
-        print(f"{'mode':<24}{'workers':>8}{'total s':>10}{'s/case':>9}{'speed-up':>10}{'ok':>5}  same levels")
+              f"load average {load0:.1f} at the start, {load:.1f} at the end (other work on the "
+              "machine slows every row)")
+        print(f"{'mode':<24}{'workers':>8}{'total s':>10}{'s/case':>9}{'speed-up':>10}"
+              f"{'one case s':>12}{'its CPU s':>11}{'ok':>5}  same levels")
         result = []
         for r in rows:
             ok = sum(x["status"] == "ok" for x in r["records"])
             same = [x.get("levels") for x in r["records"]] == ref
             speed = rows[0]["seconds"] / r["seconds"]
+            # one case's own wall time in its worker: the same work, so a rise means shared cores
+            one = sum((x.get("seconds") or {}).get("total", 0.0) for x in r["records"]) / n
+            cpu = sum((x.get("seconds") or {}).get("cpu", 0.0) for x in r["records"]) / n
             print(f"{r['mode']:<24}{r['workers']:>8}{r['seconds']:>10.1f}{r['seconds'] / n:>9.2f}"
-                  f"{speed:>9.2f}x{ok:>5}  {'yes' if same else 'NO'}")
+                  f"{speed:>9.2f}x{one:>12.2f}{cpu:>11.2f}{ok:>5}  {'yes' if same else 'NO'}")
             result.append(dict(mode=r["mode"], workers=r["workers"], seconds=round(r["seconds"], 2),
                                seconds_per_case=round(r["seconds"] / n, 2), speedup=round(speed, 2),
+                               one_case_seconds=round(one, 2), one_case_cpu_seconds=round(cpu, 2),
                                ok=ok, same_levels=same))
         out = ROOT / "bench" / "results" / "cohort.json"
         out.parent.mkdir(exist_ok=True)
-        out.write_text(json.dumps({"cases": what, "n": n, "cores": os.cpu_count(), "load_average": load,
+        out.write_text(json.dumps({"cases": what, "n": n, "cores": os.cpu_count(), "load_average": [load0, load],
                                    "rows": result},
                                   indent=1) + "\n")
         print(f"-> {out.relative_to(ROOT)}")

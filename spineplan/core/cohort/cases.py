@@ -305,7 +305,7 @@ def run_case(task: CaseTask) -> dict:
     """
     from spineplan import __version__
 
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), time.process_time()
     seconds: dict = {}
     scrub = Scrubber(Path(task.path))
     try:
@@ -323,6 +323,7 @@ def run_case(task: CaseTask) -> dict:
         record = failure_record(task, kind, scrub(msg), time.perf_counter() - t0)
     else:
         seconds["total"] = time.perf_counter() - t0
+        seconds["cpu"] = time.process_time() - cpu0  # the worker's CPU time (all its threads)
         record = {"format": CASE_FORMAT, "format_version": CASE_FORMAT_VERSION,
                   "case_id": task.case_id, "input_kind": task.kind.value,
                   "fingerprint": task.fingerprint, "status": CaseStatus.OK.value,
