@@ -24,7 +24,8 @@ from ..errors import InvalidInputError, OutputError, SegmentationError, Spinepla
 
 __all__ = ["InputKind", "CaseStatus", "FailureKind", "CaseInput", "CaseTask", "discover_cases",
            "case_id", "fingerprint", "run_case", "failure_kind", "Scrubber", "case_json_path",
-           "case_labels_path", "CASES_DIR", "CASE_FORMAT"]
+           "case_labels_path", "tasks_for", "failure_record", "write_case_record", "CASES_DIR",
+           "CASE_FORMAT"]
 
 CASES_DIR = "cases"
 CASE_FORMAT = "spineplan-cohort-case"
@@ -211,10 +212,12 @@ class Scrubber:
 
 
 def case_json_path(out_dir: Path, cid: str) -> Path:
+    """``OUT_DIR/cases/<id>.json``: the case's record."""
     return Path(out_dir) / CASES_DIR / f"{cid}.json"
 
 
 def case_labels_path(out_dir: Path, cid: str) -> Path:
+    """``OUT_DIR/cases/<id>.labels.nii.gz``: the case's label map."""
     return Path(out_dir) / CASES_DIR / f"{cid}.labels.nii.gz"
 
 
