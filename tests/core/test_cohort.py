@@ -84,9 +84,9 @@ def _csv_rows(out: Path) -> list[dict]:
 def test_table_has_a_row_per_case_and_per_motor_unit(cohort):
     r, out = cohort["run"], cohort["out"]
     assert r.returncode == 4, r.stderr  # some cases failed
-    assert "Traceback" not in r.stderr
-    assert "4 of 4 cases done (1 failed)" in r.stderr  # progress on stderr
-    assert "4 cases: 3 ok, 1 failed" in r.stdout
+    assert "Traceback" not in r.stderr, r.stderr
+    assert "4 of 4 cases done (1 failed)" in r.stderr, r.stderr  # progress on stderr
+    assert "4 cases: 3 ok, 1 failed" in r.stdout, r.stdout
     rows = _csv_rows(out)
     assert list(rows[0]) == list(COLUMNS)
     ids = _ids(cohort)
@@ -97,7 +97,7 @@ def test_table_has_a_row_per_case_and_per_motor_unit(cohort):
         names = [*levels, "S1"]
         assert units == [f"{u}-{v}" for u, v in zip(names, names[1:])]
     doc = json.loads((out / "cohort.json").read_text())
-    assert doc["complete"] is True and doc["engine"] == {"name": "dask", "workers": 2}
+    assert doc["complete"] is True and doc["engine"] == {"name": "dask", "workers": 2}, doc["engine"]
     assert doc["summary"] == {"cases": 4, "ok": 3, "failed": 1, "not_run": 0, "resumed": 0,
                               "needs_confirmation": 0}
     assert [(x["case_id"], x["level"]) for x in doc["rows"]] == [
