@@ -1,7 +1,8 @@
 """The ``spineplan`` command line (contract in docs/ARCHITECTURE.md).
 
 Exit codes: 0 success; 2 bad input or impossible request (one line
-``spineplan: error: ...`` on stderr, no traceback); 1 only for a bug.
+``spineplan: error: ...`` on stderr, no traceback); 3 ``plan`` wrote a plan with an error check;
+4 ``cohort`` finished with some cases failed; 1 only for a bug.
 Each subcommand lives in ``spineplan/cli_handlers/<name>.py`` as ``run(args) -> int``.
 """
 
@@ -101,6 +102,26 @@ def build_parser() -> argparse.ArgumentParser:
     rh.add_argument("--fps", type=float, default=8.0, help="frames per second (default 8)")
     rh.add_argument("--title", help="case title shown instead of any identity")
     rh.add_argument("--no-inset", action="store_true", help="no 'view down the instrument' inset")
+
+    co = sub.add_parser("cohort", help="segment and measure many studies (Dask workers)",
+                        description="Segment and measure every case of INPUTS; per case a label "
+                                    "map and a JSON, and one table (cohort.csv, cohort.json). "
+                                    "Exit 0 when every case succeeded, 4 when some failed (they "
+                                    "are rows with their error), 2 on bad input or interruption.")
+    co.add_argument("inputs", nargs="+", metavar="INPUT",
+                    help="image file, DICOM folder/file/zip, or a folder of cases")
+    co.add_argument("-o", "--output", required=True, metavar="OUT_DIR")
+    co.add_argument("--workers", type=int, help="worker processes (default: the number of cores)")
+    co.add_argument("--modality", choices=["CT", "MR"],
+                    help="modality of image files that do not say (NIfTI, NRRD, MHA)")
+    co.add_argument("--resume", action="store_true",
+                    help="continue a cohort in OUT_DIR: cases done before are skipped")
+    co.add_argument("--identify", action="store_true",
+                    help="also write OUT_DIR/identity.csv (case id -> input path)")
+    co.add_argument("--engine", choices=["auto", "dask", "processes"], default="auto",
+                    help="where cases run (default: Dask when installed, else a process pool)")
+    co.add_argument("--scheduler", metavar="tcp://HOST:PORT",
+                    help="an existing Dask scheduler instead of a local cluster")
 
     pa = sub.add_parser("pacs", help="query/retrieve from a PACS (DIMSE or DICOMweb)")
     pa.add_argument("action", choices=["echo", "find", "get"])

@@ -6,9 +6,10 @@ import json
 import time
 
 from ..core.dicom.load import load_volume
-from ..core.errors import InvalidInputError, SegmentationError
+from ..core.errors import InvalidInputError
 from ..core.export.label_export import write_label_map
-from ..core.segmentation.base import default_for, get
+from ..core.modality import settle_modality
+from ..core.segmentation.base import segment_volume
 from ..core.segmentation.motor_units import compute_motor_units, implausible_lines
 from . import print_load_warnings
 
@@ -47,26 +48,9 @@ def run(args) -> int:
     print_load_warnings(vol)
     if not str(args.output).lower().endswith((".nii.gz", ".nii", ".nrrd", ".mha", ".dcm")):
         _write_output(None, args, vol)  # raises the one-line error before a long run
-    if getattr(args, "modality", None):
-        if vol.modality and vol.modality != args.modality:
-            raise InvalidInputError(f"--modality {args.modality} contradicts the series ({vol.modality})")
-        vol.modality = args.modality
-    assumed = ""
-    if not vol.modality:  # NIfTI/NRRD/MHA say nothing: judged from the values, and said so
-        from ..core.modality import guess_modality
-
-        vol.modality = assumed = guess_modality(vol)
-    seg = default_for(vol.modality) if args.backend == "auto" else get(args.backend)
-    if not seg.is_available():
-        raise SegmentationError(f"segmenter '{seg.name}' is not available: {'; '.join(seg.missing_dependencies)}")
+    assumed = settle_modality(vol, getattr(args, "modality", None))
     t = time.perf_counter()
-    try:
-        res = seg.segment(vol)
-    except SegmentationError as exc:
-        if not assumed:
-            raise
-        raise SegmentationError(f"{exc} (modality {assumed} assumed from the image values; set it with "
-                                "--modality CT|MR, or load a label map with --labels)") from None
+    res, seg = segment_volume(vol, args.backend, assumed=assumed)
     seconds = time.perf_counter() - t
     _write_output(res.labels, args, vol)
     units = compute_motor_units(res.labels)

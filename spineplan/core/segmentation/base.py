@@ -17,7 +17,7 @@ from ..volume import Volume
 from .result import Flag, FlagKind, SegmentationResult  # noqa: F401  (re-exported)
 
 __all__ = ["SegmentationResult", "padded_box", "Segmenter", "FunctionSegmenter", "register", "get",
-           "available", "all_segmenters", "default_for"]
+           "available", "all_segmenters", "default_for", "segment_volume"]
 
 
 class Segmenter(Protocol):
@@ -117,6 +117,29 @@ def default_for(modality: str) -> Any:
     raise SegmentationError(f"no segmenter available for modality '{modality or 'unknown'}'"
                             + (f" ({why})" if why else "")
                             + "; set the modality (--modality CT|MR) or load a label map (--labels)")
+
+
+def segment_volume(volume: Volume, backend: str = "auto", *, assumed: str = "", progress=None,
+                   cancel=None) -> tuple[SegmentationResult, Any]:
+    """Segment ``volume`` with ``backend`` (``"auto"``: the default for its modality).
+
+    ``assumed`` is the modality guessed from the image values (``modality.settle_modality``):
+    a segmentation that fails then says so, and how to set it.
+
+    Returns
+    -------
+    (SegmentationResult, segmenter)
+    """
+    seg = default_for(volume.modality) if backend == "auto" else get(backend)
+    if not seg.is_available():
+        raise SegmentationError(f"segmenter '{seg.name}' is not available: {'; '.join(seg.missing_dependencies)}")
+    try:
+        return seg.segment(volume, progress=progress, cancel=cancel), seg
+    except SegmentationError as exc:
+        if not assumed:
+            raise
+        raise SegmentationError(f"{exc} (modality {assumed} assumed from the image values; set it with "
+                                "--modality CT|MR, or load a label map with --labels)") from None
 
 
 register(FunctionSegmenter("classical-ct", ("CT",), "spineplan.core.segmentation.ct:segment_ct",
