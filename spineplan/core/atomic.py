@@ -16,11 +16,41 @@ from typing import Iterator
 
 from .errors import OutputError
 
-__all__ = ["atomic_output_path", "atomic_write_bytes", "atomic_write_text"]
+__all__ = ["atomic_output_path", "atomic_write_bytes", "atomic_write_text", "clean_orphans", "ORPHAN_AGE_S"]
 
 
 def _cannot_write(dest: Path, exc: OSError) -> OutputError:
     return OutputError(f"cannot write {dest}: {exc.strerror or type(exc).__name__}")
+
+
+#: A temporary file of ours older than this (seconds) is an orphan of a killed write
+#: (a SIGKILL between mkstemp and os.replace), removed before the next write to that file.
+ORPHAN_AGE_S = 60.0
+
+
+def clean_orphans(dest: str | os.PathLike, older_than_s: float = ORPHAN_AGE_S) -> int:
+    """Remove the temporary files earlier writes to ``dest`` left behind when they were
+    killed (named ``.<dest name>.*.tmp*`` in its folder, older than ``older_than_s``); returns
+    how many. They can hold patient data, and after many kills fill the disk."""
+    import time
+
+    dest = Path(dest)
+    folder = dest.parent if str(dest.parent) else Path(".")
+    now, n = time.time(), 0
+    with contextlib.suppress(OSError):
+        for p in folder.glob(f".{glob_escape(dest.name)}.*.tmp*"):
+            with contextlib.suppress(OSError):
+                if now - p.stat().st_mtime > older_than_s:
+                    p.unlink()
+                    n += 1
+    return n
+
+
+def glob_escape(name: str) -> str:
+    """``name`` with glob metacharacters escaped."""
+    import glob
+
+    return glob.escape(name)
 
 
 def _temp_in_folder(dest: Path) -> tuple[int, str]:
@@ -29,6 +59,7 @@ def _temp_in_folder(dest: Path) -> tuple[int, str]:
     name = dest.name.lower()
     ext = ".nii.gz" if name.endswith(".nii.gz") else dest.suffix
     folder = dest.parent if str(dest.parent) else Path(".")
+    clean_orphans(dest)
     try:
         return tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp" + ext, dir=folder)
     except OSError as exc:

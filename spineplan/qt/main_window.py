@@ -1169,7 +1169,33 @@ class MainWindow(QMainWindow):
         if getattr(self, "_autosaver", None) is None or self._autosaver.path != path:
             path.parent.mkdir(parents=True, exist_ok=True)
             self._autosaver = Autosaver(path, min_interval_s=2.0)
-        self._autosaver.changed(self.case_state())
+        self._unsaved = True
+        if not self._autosaver.changed(self.case_state()):
+            # held back by the throttle: written when the interval is over, not only at the
+            # next edit (a kill after the last edits would lose them)
+            from PySide6.QtCore import QTimer
+
+            QTimer.singleShot(int(self._autosaver.min_interval_s * 1000) + 100, self._flush_autosave)
+
+    _unsaved = False
+
+    def _flush_autosave(self):
+        saver = getattr(self, "_autosaver", None)
+        if saver is not None and saver.pending:
+            saver.flush()
+
+    def discard_autosave(self):
+        """Remove this image's autosave (after a clean save, or when the user declines
+        recovery): the next start offers recovery only for work newer than that."""
+        from ..core.persistence import discard_autosave
+
+        path = self.autosave_file()
+        saver = getattr(self, "_autosaver", None)
+        if saver is not None:
+            saver._pending = None
+        if path is not None:
+            discard_autosave(path)
+        self._unsaved = False
 
     def offer_recovery(self) -> bool:
         """After a crash: restore the autosaved plan and measurements of this image if asked."""
@@ -1184,6 +1210,7 @@ class MainWindow(QMainWindow):
         ans = QMessageBox.question(self, "Recover unsaved work",
                                    "spineplan found unsaved work on this image (after a crash?). Restore it?")
         if ans != QMessageBox.Yes:
+            self.discard_autosave()  # declined: not asked again
             return False
         self.scene.set_annotations([Measurement.from_dict(m) for m in state.get("measurements") or []])
         self.scene.set_plan(Plan.from_dict(state["plan"]) if state.get("plan") else None)
@@ -1292,7 +1319,9 @@ class MainWindow(QMainWindow):
     def save_case(self, path):
         from ..core.persistence import save_case
 
-        return save_case(self.case_state(), path)
+        out = save_case(self.case_state(), path)
+        self.discard_autosave()  # saved cleanly: nothing to recover
+        return out
 
     def open_case(self, path):
         """Restore measurements and plan saved for the open image (refused for another series)."""
@@ -1351,6 +1380,10 @@ class MainWindow(QMainWindow):
 
     def closeEvent(self, e):
         self._closing = True
+        if self._unsaved:
+            self._flush_autosave()  # unsaved work stays recoverable
+        else:
+            self.discard_autosave()
         self._units_job.close()
         if self.view3d is not None:
             self.view3d.close_vtk()

@@ -643,3 +643,48 @@ def test_gui_opens_a_plan_without_screenshot_and_refuses_a_bad_one(qtbot, monkey
     w = seen["w"]
     assert w.scene.plan.level == "L4-L5" and w.scene.plan.side == "left" and w.scene.labels is not None
     w.close()
+
+
+def test_autosave_writes_the_last_edits_without_another_and_is_dropped_after_a_save(qtbot, tmp_path, phantom,
+                                                                                    monkeypatch):
+    """Reliability findings 13 and 14: the throttled autosave is written once the interval is
+    over (two quick edits, then idle: both in the file, no third edit needed); a clean save and
+    a declined recovery remove it, so the next start does not ask again."""
+    import json
+
+    from PySide6.QtWidgets import QMessageBox
+
+    from spineplan.core.measurements import AddMeasurement
+
+    settings = QSettings(str(tmp_path / "s.ini"), QSettings.IniFormat)
+    settings.setValue("autosave_dir", str(tmp_path / "autosave"))
+
+    def window():
+        w = MainWindow(settings=settings, with_3d=False)
+        qtbot.addWidget(w)
+        return w
+
+    asked = []
+    monkeypatch.setattr(QMessageBox, "question", lambda *a, **k: (asked.append(1), QMessageBox.No)[1])
+    w = window()
+    w._loaded(phantom.ct, "phantom")
+    for mm in (42, 17):  # the second falls inside the 2 s throttle
+        w.scene.undo_stack.push(AddMeasurement(w.scene, Measurement("distance", [[0, 0, 0], [0, 0, mm]], "axial")))
+    files = lambda: list((tmp_path / "autosave").glob("*.autosave.json"))  # noqa: E731
+    qtbot.waitUntil(lambda: files() and len(json.loads(files()[0].read_text())["state"]["measurements"]) == 2,
+                    timeout=10000)
+    w.save_case(tmp_path / "case.json")
+    assert not files()  # saved cleanly: nothing to recover
+    w2 = window()
+    w2._loaded(phantom.ct, "phantom")
+    assert asked == []
+    # unsaved work, then a "crash" (no close): the next start asks once; declined, never again
+    w2.scene.undo_stack.push(AddMeasurement(w2.scene, Measurement("distance", [[0, 0, 0], [0, 0, 5]], "axial")))
+    w2._flush_autosave()
+    assert files()
+    w3 = window()
+    w3._loaded(phantom.ct, "phantom")
+    assert asked == [1] and not files()
+    w4 = window()
+    w4._loaded(phantom.ct, "phantom")
+    assert asked == [1]
