@@ -116,7 +116,7 @@ class DaskEngine:
                                         f"({type(exc).__name__}); check --scheduler") from None
         with _spawning(thread_env(threads)):
             cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                                   dashboard_address=None, silence_logs=logging.ERROR,
+                                   dashboard_address=None, silence_logs=logging.CRITICAL,
                                    memory_limit=0)  # no nanny kill at a share of the RAM
             return Client(cluster), cluster
 
@@ -147,6 +147,10 @@ class DaskEngine:
                                             "out of memory? try fewer --workers)")
                     yield index[f.key], result
         finally:
+            # shutting the cluster down (after Ctrl-C above all) makes tornado and distributed
+            # log callback tracebacks that say nothing to the user: the outcome is reported
+            for name in ("tornado", "tornado.application", "tornado.general", "asyncio", "distributed"):
+                logging.getLogger(name).setLevel(logging.CRITICAL)
             with contextlib.suppress(Exception):
                 client.cancel(futures)
             with contextlib.suppress(Exception):
