@@ -9,6 +9,7 @@ crash or an error mid-way never leaves a partial file, and the previous file sur
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
 import tempfile
 from pathlib import Path
@@ -38,19 +39,12 @@ def clean_orphans(dest: str | os.PathLike, older_than_s: float = ORPHAN_AGE_S) -
     folder = dest.parent if str(dest.parent) else Path(".")
     now, n = time.time(), 0
     with contextlib.suppress(OSError):
-        for p in folder.glob(f".{glob_escape(dest.name)}.*.tmp*"):
+        for p in folder.glob(f".{glob.escape(dest.name)}.*.tmp*"):
             with contextlib.suppress(OSError):
                 if now - p.stat().st_mtime > older_than_s:
                     p.unlink()
                     n += 1
     return n
-
-
-def glob_escape(name: str) -> str:
-    """``name`` with glob metacharacters escaped."""
-    import glob
-
-    return glob.escape(name)
 
 
 def _temp_in_folder(dest: Path) -> tuple[int, str]:

@@ -466,6 +466,13 @@ class Autosaver:
             return self.flush()
         return False
 
+    def discard(self) -> None:
+        """Forget the pending state and remove the autosave file (the work was saved, or the
+        user declined to recover it)."""
+        self._pending = None
+        with contextlib.suppress(FileNotFoundError):
+            self.autosave_path.unlink()
+
     def flush(self) -> bool:
         """Write the pending state, if any; return True when something was written."""
         if self._pending is None:

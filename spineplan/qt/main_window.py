@@ -1191,9 +1191,9 @@ class MainWindow(QMainWindow):
 
         path = self.autosave_file()
         saver = getattr(self, "_autosaver", None)
-        if saver is not None:
-            saver._pending = None
-        if path is not None:
+        if saver is not None and saver.path == path:
+            saver.discard()
+        elif path is not None:
             discard_autosave(path)
         self._unsaved = False
 

@@ -876,16 +876,17 @@ def segment_ct(volume: Volume, *, progress=None, cancel=None) -> SegmentationRes
     first_rib = (not sacrum_seen and rib_top is not None and rib_top + 1 < len(order_caudal)
                  and len(full) >= 1
                  and counts[order_caudal[rib_top + 1] - 1] >= FIRST_RIB_ABOVE_FRACTION * float(np.median(full)))
-    ribs_count_agree = first_rib and from_ribs and rib_low > 0 and rib_top - rib_low == 11
-    if first_rib and from_ribs and rib_low > 0 and not ribs_count_agree:
+    both_ribs = first_rib and from_ribs and rib_low > 0  # a rib-free vertebra above and below
+    ribs_count_agree = both_ribs and rib_top - rib_low == 11
+    if both_ribs and not ribs_count_agree:
         flags.append(Flag(FlagKind.ANCHORS_DISAGREE, f"the first and the last rib disagree ({rib_top - rib_low + 1} "
                           "rib-bearing vertebrae, not 12): levels counted from the last rib (T12); confirm the count"))
-    elif first_rib and not (from_ribs and rib_low > 0):
+    elif first_rib and not both_ribs:
         flags.append(Flag(FlagKind.COUNTED_FROM_RIBS, "no sacrum and no rib-free vertebra below the ribs in view: levels are "
                           "counted from the first rib (T1, with C7 above it); the last rib is not in view to check "
                           "the count; confirm the level"))
         from_ribs = False
-    if ribs_count_agree or first_rib:
+    elif first_rib:  # the two rib counts agree
         pass
     elif from_ribs and rib_low == 0:
         flags.append(Flag(FlagKind.LOWEST_CARRIES_RIBS, "no sacrum in view and the lowest vertebra in view carries ribs: named T12 as "
