@@ -148,8 +148,32 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def enable_crash_stacks() -> bool:
+    """Print the Python stack of every thread to stderr on a fatal signal (SIGSEGV, SIGBUS,
+    SIGFPE, SIGILL, SIGABRT) only: a native crash leaves a trace instead of a bare exit -11.
+
+    Nothing is printed otherwise. Kept when already enabled (pytest, ``-X faulthandler``), and
+    skipped when stderr is not a real file (a GUI started without a console).
+
+    Returns
+    -------
+    bool
+        Whether fatal-signal stacks are enabled now.
+    """
+    import faulthandler
+
+    if faulthandler.is_enabled():
+        return True
+    try:
+        faulthandler.enable(file=sys.stderr, all_threads=True)
+    except (AttributeError, ValueError, OSError, RuntimeError):  # no stderr, or no fileno
+        return False
+    return True
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``spineplan`` console script."""
+    enable_crash_stacks()
     argv = sys.argv[1:] if argv is None else argv
     parser = build_parser()
     args = parser.parse_args(argv)

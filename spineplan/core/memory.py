@@ -65,6 +65,8 @@ def release_freed_memory() -> None:
     Many mid-sized numpy arrays freed after a step stay in the process's heap, where a
     following large (mmapped) array cannot reuse them: trimming keeps the peak down.
     """
+    if os.environ.get("SPINEPLAN_NO_TRIM"):  # TEMPORARY: crash hunt (issue: SIGSEGV in segment)
+        return
     try:
         import ctypes
 
