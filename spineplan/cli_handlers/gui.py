@@ -23,16 +23,20 @@ def run(args) -> int:
         from ..core.persistence import load_plan
 
         load_plan(args.plan)
+    vol = None
+    if args.screenshot:
+        # load synchronously, before any window (whose VTK view may print to stderr), so that
+        # loading errors become exit code 2 with one line
+        from ..core.dicom.load import load_volume
+
+        vol = load_volume(path)
     app = app_instance()
     apply_dark_theme(app)
     settings = QSettings("spineplan", "spineplan")
     win = MainWindow(settings=settings)
     if args.screenshot:
-        # load synchronously so that loading errors become exit code 2
-        from ..core.dicom.load import load_volume
         from ..core.segmentation.importers import read_labels
 
-        vol = load_volume(path)
         win.scene.set_volume(vol, source_path=path)
         if args.labels:
             from ..core.segmentation.fit import check_labels_fit_image
