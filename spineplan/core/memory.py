@@ -59,17 +59,28 @@ def available_bytes() -> int:
     return min(avail, limit) if limit is not None else avail
 
 
+_MALLOC_TRIM = None  # glibc's malloc_trim with its C signature, looked up once
+
+
 def release_freed_memory() -> None:
     """Return freed heap memory to the system (glibc ``malloc_trim``; nothing elsewhere).
 
     Many mid-sized numpy arrays freed after a step stay in the process's heap, where a
-    following large (mmapped) array cannot reuse them: trimming keeps the peak down.
+    following large (mmapped) array cannot reuse them: trimming keeps the peak down
+    (``segment`` at 512x512x1000: 3.6x the raw array with it, 4.4x without,
+    bench/results/memory_trim.txt). ``malloc_trim`` locks each arena itself, so it is safe
+    beside other threads; it is called with its declared signature (``size_t`` in, ``int``
+    out), not through ctypes' default int conversion.
     """
-    if os.environ.get("SPINEPLAN_NO_TRIM"):  # TEMPORARY: crash hunt (issue: SIGSEGV in segment)
-        return
-    try:
-        import ctypes
+    global _MALLOC_TRIM
+    if _MALLOC_TRIM is None:
+        try:
+            import ctypes
 
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):  # not glibc
-        pass
+            fn = ctypes.CDLL("libc.so.6").malloc_trim
+            fn.argtypes, fn.restype = [ctypes.c_size_t], ctypes.c_int
+            _MALLOC_TRIM = fn
+        except (OSError, AttributeError):  # not glibc
+            _MALLOC_TRIM = False
+    if _MALLOC_TRIM:
+        _MALLOC_TRIM(0)
