@@ -124,3 +124,26 @@ def test_many_jobs_neither_leak_workers_nor_threads(qtbot):
     alive = [r for r in refs if r() is not None]
     assert not alive, f"{len(alive)} finished workers still referenced"
     assert threading.active_count() <= max(threads_before, 1 + workers.POOL.size)
+
+
+def test_a_worker_dropped_by_its_caller_lives_until_delivered(qtbot, capfd):
+    # the window replaces or drops its reference (self._worker = ..., teardown) while a job
+    # runs: this module keeps the worker (and so its signals' QObject) until delivery
+    got = []
+
+    def job(progress=None, cancel=None):
+        time.sleep(0.3)
+        progress(1.0, "done")
+        return "result"
+
+    w = run_in_background(job)
+    w.signals.finished.connect(got.append)
+    ref = weakref.ref(w)
+    del w
+    gc.collect()
+    assert ref() is not None  # held until its outcome is delivered
+    qtbot.waitUntil(lambda: got == ["result"], timeout=5000)
+    qtbot.wait(20)
+    gc.collect()
+    assert ref() is None
+    assert "has been deleted" not in capfd.readouterr().err
