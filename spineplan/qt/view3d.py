@@ -1,4 +1,5 @@
-"""The 3D spine view: CPU volume rendering, label meshes, the plan's instrument, camera presets."""
+"""The 3D spine view: CPU volume rendering (CT: the CT-bone preset, ``presets.CT_BONE_VOLUME``),
+label meshes, the plan's instrument, camera presets."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from PySide6.QtCore import Signal  # noqa: E402
 from vtkmodules.qt.QVTKRenderWindowInteractor import QVTKRenderWindowInteractor  # noqa: E402
 from vtkmodules.util import numpy_support  # noqa: E402
 
+from ..core.presets import CT_BONE_VOLUME  # noqa: E402
 from ..core.volume import Volume  # noqa: E402
 from .workers import LatestJob  # noqa: E402
 
@@ -57,6 +59,14 @@ class View3D(QVTKRenderWindowInteractor):
         self.renderer = vtk.vtkRenderer()
         self.renderer.SetBackground(0.05, 0.05, 0.07)
         self.GetRenderWindow().AddRenderer(self.renderer)
+        # one headlight of our own (its ambient colour lights the CPU ray cast's shading)
+        self._light = vtk.vtkLight()
+        self._light.SetLightTypeToHeadlight()
+        self._light.SetAmbientColor(1.0, 1.0, 1.0)
+        self._light.SetDiffuseColor(1.0, 1.0, 1.0)
+        self._light.SetSpecularColor(1.0, 1.0, 1.0)
+        self._volume_light = 1.0
+        self.renderer.AddLight(self._light)
         self._volume_actor = None
         self._mesh_actors: list = []
         self._mesh_by_label: dict = {}
@@ -94,20 +104,28 @@ class View3D(QVTKRenderWindowInteractor):
         mapper = vtk.vtkFixedPointVolumeRayCastMapper()  # CPU: interactive without a GPU
         mapper.SetInputData(img)
         prop = vtk.vtkVolumeProperty()
-        prop.ShadeOn()
         prop.SetInterpolationTypeToLinear()
         ctf, otf = vtk.vtkColorTransferFunction(), vtk.vtkPiecewiseFunction()
-        if vol.modality == "CT":
-            for v, rgb, a in ((-200, (0.5, 0.3, 0.2), 0.0), (150, (0.9, 0.7, 0.5), 0.0),
-                              (300, (1.0, 0.95, 0.85), 0.35), (1500, (1, 1, 1), 0.85)):
-                ctf.AddRGBPoint(v, *rgb)
+        if vol.modality == "CT":  # bone first: the CT-bone preset, shaded
+            preset = CT_BONE_VOLUME
+            for v, r, g, b in preset.color:
+                ctf.AddRGBPoint(v, r, g, b)
+            for v, a in preset.opacity:
                 otf.AddPoint(v, a)
+            prop.ShadeOn()
+            prop.SetAmbient(preset.ambient)
+            prop.SetDiffuse(preset.diffuse)
+            prop.SetSpecular(preset.specular)
+            prop.SetSpecularPower(preset.specular_power)
+            self._volume_light = preset.light_intensity
         else:
+            prop.ShadeOn()
             lo, hi = np.percentile(vol.array[::4, ::4, ::4], [60, 99.5])
             ctf.AddRGBPoint(lo, 0.3, 0.3, 0.35)
             ctf.AddRGBPoint(hi, 1, 1, 1)
             otf.AddPoint(lo, 0.0)
             otf.AddPoint(hi, 0.5)
+            self._volume_light = 1.0
         prop.SetColor(ctf)
         prop.SetScalarOpacity(otf)
         actor = vtk.vtkVolume()
@@ -116,7 +134,14 @@ class View3D(QVTKRenderWindowInteractor):
         actor.SetUserMatrix(mat)
         self._volume_actor = actor
         self.renderer.AddVolume(actor)
+        self._update_light()
         self.set_camera("anterior")
+
+    def _update_light(self):
+        """The headlight: the volume preset's intensity while the volume rendering shows, 1
+        over label meshes."""
+        shown = self._volume_actor is not None and self._volume_actor.GetVisibility()
+        self._light.SetIntensity(self._volume_light if shown else 1.0)
 
     _deferred = False
     _stale = False
@@ -174,6 +199,7 @@ class View3D(QVTKRenderWindowInteractor):
             self.renderer.AddActor(a)
         if self._volume_actor is not None:
             self._volume_actor.SetVisibility(not polys)  # meshes replace the volume rendering
+        self._update_light()
         plan = self.scene.plan
         self._highlight(plan.level if plan is not None else None)
         self.render()
