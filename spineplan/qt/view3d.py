@@ -8,8 +8,15 @@ import vtkmodules.qt
 
 vtkmodules.qt.PyQtImpl = "PySide6"
 
-import vtk  # noqa: E402
+# only the VTK modules the view uses (``import vtk`` loads every module: ~1 s of the start)
+import vtkmodules.vtkInteractionStyle  # noqa: E402,F401  (the interactor's default style)
+import vtkmodules.vtkRenderingFreeType  # noqa: E402,F401  (the orientation cube's letters)
+import vtkmodules.vtkRenderingOpenGL2  # noqa: E402,F401  (the OpenGL render window)
+import vtkmodules.vtkRenderingVolumeOpenGL2  # noqa: E402,F401  (the ray cast's image display)
 from PySide6.QtCore import Signal  # noqa: E402
+from vtkmodules import (vtkCommonDataModel, vtkCommonMath, vtkFiltersSources,  # noqa: E402
+                        vtkInteractionWidgets, vtkRenderingAnnotation, vtkRenderingCore,
+                        vtkRenderingVolume)
 from vtkmodules.qt.QVTKRenderWindowInteractor import QVTKRenderWindowInteractor  # noqa: E402
 from vtkmodules.util import numpy_support  # noqa: E402
 
@@ -33,11 +40,11 @@ def _vtk_image(vol: Volume, max_voxels: int = 2_500_000):
     """vtkImageData of a (possibly downsampled) volume, and its 4x4 LPS user matrix."""
     stride = max(1, int(np.ceil((vol.array.size / max_voxels) ** (1 / 3))))
     arr = np.ascontiguousarray(vol.array[::stride, ::stride, ::stride]).astype(np.int16)
-    img = vtk.vtkImageData()
+    img = vtkCommonDataModel.vtkImageData()
     img.SetDimensions(arr.shape[2], arr.shape[1], arr.shape[0])
     img.GetPointData().SetScalars(numpy_support.numpy_to_vtk(arr.ravel(), deep=True))
     m = vol.lps_from_ijk() @ np.diag([stride, stride, stride, 1.0])
-    mat = vtk.vtkMatrix4x4()
+    mat = vtkCommonMath.vtkMatrix4x4()
     for r in range(4):
         for c in range(4):
             mat.SetElement(r, c, m[r, c])
@@ -56,11 +63,11 @@ class View3D(QVTKRenderWindowInteractor):
     def __init__(self, scene, parent=None):
         super().__init__(parent)
         self.scene = scene
-        self.renderer = vtk.vtkRenderer()
+        self.renderer = vtkRenderingCore.vtkRenderer()
         self.renderer.SetBackground(0.05, 0.05, 0.07)
         self.GetRenderWindow().AddRenderer(self.renderer)
         # one headlight of our own (its ambient colour lights the CPU ray cast's shading)
-        self._light = vtk.vtkLight()
+        self._light = vtkRenderingCore.vtkLight()
         self._light.SetLightTypeToHeadlight()
         self._light.SetAmbientColor(1.0, 1.0, 1.0)
         self._light.SetDiffuseColor(1.0, 1.0, 1.0)
@@ -81,7 +88,7 @@ class View3D(QVTKRenderWindowInteractor):
         self._init_marker()
 
     def _init_marker(self):
-        cube = vtk.vtkAnnotatedCubeActor()
+        cube = vtkRenderingAnnotation.vtkAnnotatedCubeActor()
         # VTK's +x is our LPS +x (patient's left)
         cube.SetXPlusFaceText("L")
         cube.SetXMinusFaceText("R")
@@ -90,7 +97,7 @@ class View3D(QVTKRenderWindowInteractor):
         cube.SetZPlusFaceText("S")
         cube.SetZMinusFaceText("I")
         cube.GetCubeProperty().SetColor(0.3, 0.35, 0.45)
-        self._marker = vtk.vtkOrientationMarkerWidget()
+        self._marker = vtkInteractionWidgets.vtkOrientationMarkerWidget()
         self._marker.SetOrientationMarker(cube)
         self._marker.SetInteractor(self)
         self._marker.SetViewport(0.0, 0.0, 0.18, 0.18)
@@ -101,11 +108,11 @@ class View3D(QVTKRenderWindowInteractor):
         if self._volume_actor is not None:
             self.renderer.RemoveVolume(self._volume_actor)
         img, mat = _vtk_image(vol)
-        mapper = vtk.vtkFixedPointVolumeRayCastMapper()  # CPU: interactive without a GPU
+        mapper = vtkRenderingVolume.vtkFixedPointVolumeRayCastMapper()  # CPU: interactive without a GPU
         mapper.SetInputData(img)
-        prop = vtk.vtkVolumeProperty()
+        prop = vtkRenderingCore.vtkVolumeProperty()
         prop.SetInterpolationTypeToLinear()
-        ctf, otf = vtk.vtkColorTransferFunction(), vtk.vtkPiecewiseFunction()
+        ctf, otf = vtkRenderingCore.vtkColorTransferFunction(), vtkCommonDataModel.vtkPiecewiseFunction()
         if vol.modality == "CT":  # bone first: the CT-bone preset, shaded
             preset = CT_BONE_VOLUME
             for v, r, g, b in preset.color:
@@ -128,7 +135,7 @@ class View3D(QVTKRenderWindowInteractor):
             self._volume_light = 1.0
         prop.SetColor(ctf)
         prop.SetScalarOpacity(otf)
-        actor = vtk.vtkVolume()
+        actor = vtkRenderingCore.vtkVolume()
         actor.SetMapper(mapper)
         actor.SetProperty(prop)
         actor.SetUserMatrix(mat)
@@ -187,10 +194,10 @@ class View3D(QVTKRenderWindowInteractor):
         for v, poly in polys.items():
             if v in (300, 301):
                 continue
-            m = vtk.vtkPolyDataMapper()
+            m = vtkRenderingCore.vtkPolyDataMapper()
             m.SetInputData(poly)
             m.ScalarVisibilityOff()
-            a = vtk.vtkActor()
+            a = vtkRenderingCore.vtkActor()
             a.SetMapper(m)
             a.GetProperty().SetColor(*(c / 255.0 for c in label_rgb(v)))
             a.GetProperty().SetSpecular(0.2)
@@ -220,20 +227,20 @@ class View3D(QVTKRenderWindowInteractor):
         inst = self._add_poly(instrument_polydata(d), (0.2, 0.9, 0.3), 0.55 if plan.procedure == "tube" else 1.0)
         self._plan_actors.append(inst)
         # the path from the skin (thin line) and the skin entry mark with its incision
-        line = vtk.vtkLineSource()
+        line = vtkFiltersSources.vtkLineSource()
         line.SetPoint1(*plan.entry_lps)
         line.SetPoint2(*plan.target_lps)
         line.Update()
         la = self._add_poly(line.GetOutput(), (1.0, 1.0, 0.3), 1.0)
         la.GetProperty().SetLineWidth(2)
         self._plan_actors.append(la)
-        mark = vtk.vtkSphereSource()
+        mark = vtkFiltersSources.vtkSphereSource()
         mark.SetCenter(*plan.entry_lps)
         mark.SetRadius(3.0)
         mark.Update()
         self._plan_actors.append(self._add_poly(mark.GetOutput(), (1.0, 0.3, 0.2), 1.0))
         if plan.incision_mm > 0:
-            inc = vtk.vtkLineSource()
+            inc = vtkFiltersSources.vtkLineSource()
             half = np.array([0.0, 0.0, plan.incision_mm / 2])  # cranio-caudal skin incision
             inc.SetPoint1(*(plan.entry_lps - half))
             inc.SetPoint2(*(plan.entry_lps + half))
@@ -249,10 +256,10 @@ class View3D(QVTKRenderWindowInteractor):
         for which in ("entry", "target"):
             h = self.handles.get(which)
             if h is None:
-                rep = vtk.vtkPointHandleRepresentation3D()
+                rep = vtkInteractionWidgets.vtkPointHandleRepresentation3D()
                 rep.SetHandleSize(14)
                 rep.GetProperty().SetColor(1.0, 0.8, 0.2)
-                h = vtk.vtkHandleWidget()
+                h = vtkInteractionWidgets.vtkHandleWidget()
                 h.SetInteractor(self)
                 h.SetRepresentation(rep)
                 h.AddObserver("InteractionEvent", lambda o, e, w=which: self._handle_moved(w, False))
@@ -266,10 +273,10 @@ class View3D(QVTKRenderWindowInteractor):
         self.plan_point_moved.emit(which, pos, finished)
 
     def _add_poly(self, poly, rgb, opacity):
-        m = vtk.vtkPolyDataMapper()
+        m = vtkRenderingCore.vtkPolyDataMapper()
         m.SetInputData(poly)
         m.ScalarVisibilityOff()
-        a = vtk.vtkActor()
+        a = vtkRenderingCore.vtkActor()
         a.SetMapper(m)
         a.GetProperty().SetColor(*rgb)
         a.GetProperty().SetOpacity(opacity)
@@ -308,7 +315,7 @@ class View3D(QVTKRenderWindowInteractor):
         """The rendered 3D view as an (H, W, 3) uint8 array (VTK pixels, not QWidget.grab)."""
         rw = self.GetRenderWindow()
         rw.Render()
-        f = vtk.vtkWindowToImageFilter()
+        f = vtkRenderingCore.vtkWindowToImageFilter()
         f.SetInput(rw)
         f.ReadFrontBufferOff()
         f.Update()
