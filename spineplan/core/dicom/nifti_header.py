@@ -1,6 +1,6 @@
 """The NIfTI-1 header ITK writes for a volume, made without ITK (no SimpleITK import on the
-``convert`` path): the same 352 bytes (tests/core/test_nifti_header.py compares them with
-ITK's own for every axis order and sign, types, spacings and origins), so a file written from the array is the file ITK writes.
+``convert`` path): the same 352 bytes up to the sign of a zero (tests/core/test_nifti_header.py compares every
+field with ITK's own for every axis order and sign, types, spacings and origins), so a file written from the array is the file ITK writes.
 
 ITK (itkNiftiImageIO) writes qform and sform (both code 1, scanner anatomical) from the
 direction and spacing converted to RAS, the quaternion by nifti_dmat44_to_quatern (ported
@@ -78,6 +78,19 @@ def _polar(a):
         x = z
 
 
+def _orthog(q):
+    """nifti_make_orthog_mat44 (3x3 part): rows normalised, then the closest orthogonal matrix."""
+    q = [row[:] for row in q]
+    for i in range(3):
+        val = q[i][0] * q[i][0] + q[i][1] * q[i][1] + q[i][2] * q[i][2]
+        if val > 0.0:
+            val = 1.0 / math.sqrt(val)
+            q[i] = [q[i][0] * val, q[i][1] * val, q[i][2] * val]
+        else:
+            q[i] = [1.0 if k == i else 0.0 for k in range(3)]
+    return _polar(q)
+
+
 def _quatern(r):
     """nifti_dmat44_to_quatern: (b, c, d, qfac) of the 3x3 part of ``r``."""
     r11, r12, r13 = r[0]
@@ -145,14 +158,19 @@ def nifti1_header(shape_kji, dtype, spacing, origin, direction) -> bytes | None:
     code, bitpix = NIFTI_DATATYPES[dt]
     dirn = np.asarray(direction, float).reshape(3, 3)
     if not np.array_equal(np.abs(dirn), np.abs(np.round(dirn))) or round(abs(_det(dirn.tolist()))) != 1:
-        return None  # a rotated grid: ITK's float rounding of qform/sform is not reproduced
-    # LPS -> RAS by negating rows x and y element by element (ITK's signed zeros included)
-    d_ras = [[(-dirn[i][j] if i < 2 else dirn[i][j]) for j in range(3)] for i in range(3)]
-    o_ras = [(-float(origin[i]) if i < 2 else float(origin[i])) for i in range(3)]
+        return None  # a rotated grid: ITK's last-bit rounding of qform/sform is not reproduced
+    # as itkNiftiImageIO: the direction's columns to RAS (x and y negated), the rows of
+    # nifti_make_orthog_mat44 normalised and made orthogonal (polar decomposition), the
+    # quaternion from that matrix, sform = that matrix times the spacing (double, then float)
+    cols = [[float(dirn[0][j]), float(dirn[1][j]), float(dirn[2][j])] for j in range(3)]
+    for c in cols:
+        c[0], c[1] = -c[0], -c[1]
+    rot = _orthog([[cols[0][i], cols[1][i], cols[2][i]] for i in range(3)])
+    o = [float(x) + 0.0 for x in origin]  # (+ 0.0: a -0.0 is written as ITK writes a zero)
+    o_ras = [-o[0], -o[1], o[2]]
     sp = [float(x) for x in spacing]
-    f32 = np.float32  # ITK's matrix is single precision
-    m = [[float(f32(f32(d_ras[i][j]) * f32(sp[j]))) for j in range(3)] for i in range(3)]
-    b, c, d, qfac = _quatern(m)
+    m = [[sp[j] * rot[i][j] for j in range(3)] for i in range(3)]
+    b, c, d, qfac = _quatern(rot)
     nk, nj, ni = (int(x) for x in shape_kji)
     h = bytearray(352)
     struct.pack_into("<i", h, 0, 348)
