@@ -45,6 +45,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 ENV = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+# processes are timed as a user meets them: with their compiled modules cached (__pycache__),
+# even where the environment asks Python not to write them
+ENV.pop("PYTHONDONTWRITEBYTECODE", None)
 
 _SITK_CONVERT = """
 import sys, SimpleITK as sitk
