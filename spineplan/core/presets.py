@@ -1,4 +1,5 @@
-"""Window/level presets (level, width) and automatic windows for MRI."""
+"""Window/level presets (level, width), automatic windows for MRI, and the 3D view's
+volume-rendering presets (data only: the render layer applies them)."""
 
 from __future__ import annotations
 
