@@ -3,7 +3,7 @@
 # (system packages for Qt/VTK/Xvfb when missing, a .venv with the project), then:
 #   ./dev.sh gui [ARGS]   open the workstation (default: the bundled sample case)
 #   ./dev.sh test [ARGS]  run the whole test suite headless under Xvfb (what CI runs)
-#   ./dev.sh bench        run the benchmarks in bench/
+#   ./dev.sh bench [--long]  one table of every benchmark with same-run anchors (python -m bench)
 set -euo pipefail
 cd "$(dirname "$0")"
 PY=${PYTHON:-python3}
@@ -61,10 +61,12 @@ case "$cmd" in
     exit "$rc"
     ;;
   bench)
-    for b in bench/bench_*.py; do
-      echo "== $b"
-      xvfb-run -a -s "-screen 0 1280x1024x24" "$VENV/bin/python" "$b" "$@"
-    done
+    # one table, every row with its anchor from the same run (python -m bench --help);
+    # --long adds the cohort of 8 studies; the single benches stay in bench/bench_*.py
+    if [ -z "${DISPLAY:-}" ]; then
+      exec xvfb-run -a -s "-screen 0 1600x1000x24" "$VENV/bin/python" -m bench "$@"
+    fi
+    exec "$VENV/bin/python" -m bench "$@"
     ;;
   *)
     echo "usage: ./dev.sh {gui|test|bench} [ARGS]" >&2; exit 2 ;;

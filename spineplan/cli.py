@@ -2,7 +2,7 @@
 
 Exit codes: 0 success; 2 bad input or impossible request (one line
 ``spineplan: error: ...`` on stderr, no traceback); 3 ``plan`` wrote a plan with an error check;
-4 ``cohort`` finished with some cases failed; 1 only for a bug.
+4 ``cohort`` (alias ``batch``) finished with some cases failed; 1 only for a bug.
 Each subcommand lives in ``spineplan/cli_handlers/<name>.py`` as ``run(args) -> int``.
 """
 
@@ -24,6 +24,32 @@ LEVEL_HELP = "motor unit, e.g. L4-L5, L5-S1, T12-L1"
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # argparse exits 2 already; keep one line
         self.exit(2, f"spineplan: error: {message}\n")
+
+
+def _add_cohort_parser(sub, name: str, help_: str) -> None:
+    """``cohort`` and its alias ``batch``: one set of options, one handler."""
+    co = sub.add_parser(name, help=help_,
+                        description="Segment and measure every case of INPUTS; per case a label "
+                                    "map and a JSON, and one table (cohort.csv, cohort.json). "
+                                    "Exit 0 when every case succeeded, 4 when some failed (they "
+                                    "are rows with their error), 2 on bad input or interruption.")
+    co.add_argument("inputs", nargs="+", metavar="INPUT",
+                    help="image file, DICOM folder/file/zip, or a folder of cases")
+    co.add_argument("-o", "--output", required=True, metavar="OUT_DIR")
+    co.add_argument("--workers", type=int, help="worker processes (default: the number of cores)")
+    co.add_argument("--modality", choices=["CT", "MR"],
+                    help="modality of image files that do not say (NIfTI, NRRD, MHA)")
+    co.add_argument("--resume", action="store_true",
+                    help="continue a cohort in OUT_DIR: cases done before are skipped")
+    co.add_argument("--identify", action="store_true",
+                    help="also write OUT_DIR/identity.csv (case id -> input path)")
+    co.add_argument("--engine", choices=["auto", "dask", "processes"], default="auto",
+                    help="where cases run (default: Dask when installed, else a process pool)")
+    co.add_argument("--scheduler", metavar="tcp://HOST:PORT",
+                    help="an existing Dask scheduler instead of a local cluster")
+    co.add_argument("--table", metavar="PATH",
+                    help="also write the table (one row per case and per motor unit) to PATH "
+                         "as CSV")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -103,25 +129,9 @@ def build_parser() -> argparse.ArgumentParser:
     rh.add_argument("--title", help="case title shown instead of any identity")
     rh.add_argument("--no-inset", action="store_true", help="no 'view down the instrument' inset")
 
-    co = sub.add_parser("cohort", help="segment and measure many studies (Dask workers)",
-                        description="Segment and measure every case of INPUTS; per case a label "
-                                    "map and a JSON, and one table (cohort.csv, cohort.json). "
-                                    "Exit 0 when every case succeeded, 4 when some failed (they "
-                                    "are rows with their error), 2 on bad input or interruption.")
-    co.add_argument("inputs", nargs="+", metavar="INPUT",
-                    help="image file, DICOM folder/file/zip, or a folder of cases")
-    co.add_argument("-o", "--output", required=True, metavar="OUT_DIR")
-    co.add_argument("--workers", type=int, help="worker processes (default: the number of cores)")
-    co.add_argument("--modality", choices=["CT", "MR"],
-                    help="modality of image files that do not say (NIfTI, NRRD, MHA)")
-    co.add_argument("--resume", action="store_true",
-                    help="continue a cohort in OUT_DIR: cases done before are skipped")
-    co.add_argument("--identify", action="store_true",
-                    help="also write OUT_DIR/identity.csv (case id -> input path)")
-    co.add_argument("--engine", choices=["auto", "dask", "processes"], default="auto",
-                    help="where cases run (default: Dask when installed, else a process pool)")
-    co.add_argument("--scheduler", metavar="tcp://HOST:PORT",
-                    help="an existing Dask scheduler instead of a local cluster")
+    for name, help_ in (("cohort", "segment and measure many studies (Dask workers)"),
+                        ("batch", "the same as cohort (the name of issue 19)")):
+        _add_cohort_parser(sub, name, help_)
 
     pa = sub.add_parser("pacs", help="query/retrieve from a PACS (DIMSE or DICOMweb)")
     pa.add_argument("action", choices=["echo", "find", "get"])

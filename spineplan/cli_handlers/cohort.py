@@ -1,5 +1,6 @@
-"""``spineplan cohort INPUTS... -o OUT_DIR [--workers N] [--modality CT|MR] [--resume]
-[--identify] [--engine auto|dask|processes] [--scheduler tcp://HOST:PORT]``.
+"""``spineplan cohort INPUTS... -o OUT_DIR [--table PATH] [--workers N] [--modality CT|MR]
+[--resume] [--identify] [--engine auto|dask|processes] [--scheduler tcp://HOST:PORT]``
+(``spineplan batch`` is the same command, ``cli_handlers/batch.py``).
 
 Exit 0 when every case succeeded, :data:`EXIT_SOME_FAILED` (4) when some failed (each is a
 row of the table with its one-line error), 2 on bad input or when interrupted (the table then
@@ -10,8 +11,11 @@ from __future__ import annotations
 
 import sys
 import time
+from pathlib import Path
 
+from ..core.atomic import atomic_write_bytes
 from ..core.cohort import CohortInterrupted, run_cohort
+from ..core.errors import InvalidInputError
 
 EXIT_SOME_FAILED = 4
 
@@ -66,7 +70,26 @@ def _print_summary(result) -> None:
         print(f"  {r['case_id']} failed ({r['error']['kind']}): {r['error']['message']}")
 
 
+def _table_path(args) -> Path | None:
+    """``--table PATH``, checked before any case runs (a folder or a missing parent is bad input)."""
+    if not getattr(args, "table", None):
+        return None
+    p = Path(args.table)
+    if p.is_dir():
+        raise InvalidInputError(f"--table {p} is a folder: give a file name, e.g. measurements.csv")
+    if not p.parent.is_dir():
+        raise InvalidInputError(f"--table {p}: folder {p.parent} does not exist")
+    return p
+
+
+def _copy_table(result, table: Path | None) -> None:
+    """The cohort's CSV table, also at ``--table PATH`` (atomically, the same bytes)."""
+    if table is not None:
+        atomic_write_bytes(table, Path(result.table_csv).read_bytes())
+
+
 def run(args) -> int:
+    table = _table_path(args)
     progress = _Progress()
     try:
         result = run_cohort(args.inputs, args.output, workers=args.workers, modality=args.modality,
@@ -74,10 +97,12 @@ def run(args) -> int:
                             scheduler=args.scheduler, progress=progress)
     except CohortInterrupted as exc:
         progress.end()
+        _copy_table(exc.result, table)
         s = exc.result.summary
         print(f"spineplan: error: interrupted: {s['ok'] + s['failed']} of {s['cases']} cases done "
               f"(table in {exc.result.table_csv}); run again with --resume to continue", file=sys.stderr)
         return 2
     progress.end()
+    _copy_table(result, table)
     _print_summary(result)
     return EXIT_SOME_FAILED if result.failed else 0

@@ -1,7 +1,7 @@
 """Memory available to a load, and giving freed memory back.
 
 ``SPINEPLAN_MEMORY_LIMIT_MB`` caps what spineplan assumes it may use (tests, shared machines);
-otherwise the available memory is ``MemAvailable`` of /proc/meminfo (psutil when present,
+otherwise the available memory is ``MemAvailable`` of /proc/meminfo (else psutil when present,
 else the physical memory from ``os.sysconf``).
 """
 
@@ -26,18 +26,20 @@ def _limit_from_env() -> int | None:
 
 
 def _system_available() -> int:
-    try:
-        import psutil  # optional
-
-        return int(psutil.virtual_memory().available)
-    except Exception:  # noqa: BLE001 - not installed or not supported here
-        pass
+    # /proc/meminfo first: the same number as psutil's, without importing psutil (~0.1 s of
+    # every command's start)
     try:
         with open("/proc/meminfo") as fh:
             for line in fh:
                 if line.startswith("MemAvailable:"):
                     return int(line.split()[1]) * 1024
     except (OSError, ValueError, IndexError):
+        pass
+    try:
+        import psutil  # optional
+
+        return int(psutil.virtual_memory().available)
+    except Exception:  # noqa: BLE001 - not installed or not supported here
         pass
     try:
         return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")

@@ -657,9 +657,9 @@ class MainWindow(QMainWindow):
         painting may go on meanwhile). A newer edit supersedes a running computation: its result
         is dropped. Until the units arrive, the table is disabled and planning computes its
         anatomy from the labels themselves."""
-        from ..core.segmentation.motor_units import compute_motor_units
-
         def job(progress=None, cancel=None):
+            from ..core.segmentation.motor_units import compute_motor_units  # scipy: not at start
+
             return compute_motor_units(snapshot), _labels_present(snapshot.array), version
 
         if lab is None:
@@ -920,7 +920,8 @@ class MainWindow(QMainWindow):
             return
 
     def _on_units(self, units):
-        from ..core.segmentation.motor_units import implausible_lines
+        if units:  # (no scipy import for an image without labels: the start stays short)
+            from ..core.segmentation.motor_units import implausible_lines
 
         self.anatomy = None
         self.unit_table.setRowCount(len(units))

@@ -267,7 +267,9 @@ class SliceView(QWidget):
     def _qimage(self) -> QImage:
         arr = self._rgb
         img = QImage(arr.data, arr.shape[1], arr.shape[0], 3 * arr.shape[1], QImage.Format_RGB888)
-        return img.copy()
+        # converted once here (a copy that owns its pixels) into the window's own pixel format,
+        # so that every later paint (crosshair moves, the other views' scrolls) is a plain blit
+        return img.convertToFormat(QImage.Format_RGB32)
 
     def paintEvent(self, _event):
         p = QPainter(self)

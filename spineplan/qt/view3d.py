@@ -1,4 +1,5 @@
-"""The 3D spine view: CPU volume rendering, label meshes, the plan's instrument, camera presets."""
+"""The 3D spine view: CPU volume rendering (CT: the CT-bone preset, ``presets.CT_BONE_VOLUME``),
+label meshes, the plan's instrument, camera presets."""
 
 from __future__ import annotations
 
@@ -7,11 +8,19 @@ import vtkmodules.qt
 
 vtkmodules.qt.PyQtImpl = "PySide6"
 
-import vtk  # noqa: E402
+# only the VTK modules the view uses (``import vtk`` loads every module: ~1 s of the start)
+import vtkmodules.vtkInteractionStyle  # noqa: E402,F401  (the interactor's default style)
+import vtkmodules.vtkRenderingFreeType  # noqa: E402,F401  (the orientation cube's letters)
+import vtkmodules.vtkRenderingOpenGL2  # noqa: E402,F401  (the OpenGL render window)
+import vtkmodules.vtkRenderingVolumeOpenGL2  # noqa: E402,F401  (the ray cast's image display)
 from PySide6.QtCore import Signal  # noqa: E402
+from vtkmodules import (vtkCommonDataModel, vtkCommonMath, vtkFiltersSources,  # noqa: E402
+                        vtkInteractionWidgets, vtkRenderingAnnotation, vtkRenderingCore,
+                        vtkRenderingVolume)
 from vtkmodules.qt.QVTKRenderWindowInteractor import QVTKRenderWindowInteractor  # noqa: E402
 from vtkmodules.util import numpy_support  # noqa: E402
 
+from ..core.presets import CT_BONE_VOLUME  # noqa: E402
 from ..core.volume import Volume  # noqa: E402
 from .workers import LatestJob  # noqa: E402
 
@@ -31,15 +40,21 @@ def _vtk_image(vol: Volume, max_voxels: int = 2_500_000):
     """vtkImageData of a (possibly downsampled) volume, and its 4x4 LPS user matrix."""
     stride = max(1, int(np.ceil((vol.array.size / max_voxels) ** (1 / 3))))
     arr = np.ascontiguousarray(vol.array[::stride, ::stride, ::stride]).astype(np.int16)
-    img = vtk.vtkImageData()
+    img = vtkCommonDataModel.vtkImageData()
     img.SetDimensions(arr.shape[2], arr.shape[1], arr.shape[0])
     img.GetPointData().SetScalars(numpy_support.numpy_to_vtk(arr.ravel(), deep=True))
     m = vol.lps_from_ijk() @ np.diag([stride, stride, stride, 1.0])
-    mat = vtk.vtkMatrix4x4()
+    mat = vtkCommonMath.vtkMatrix4x4()
     for r in range(4):
         for c in range(4):
             mat.SetElement(r, c, m[r, c])
     return img, mat
+
+
+def _mat_spacing(mat) -> np.ndarray:
+    """Voxel size (mm) along i, j, k of a 4x4 ``vtkMatrix4x4`` from voxel to LPS."""
+    m = np.array([[mat.GetElement(r, c) for c in range(3)] for r in range(3)])
+    return np.linalg.norm(m, axis=0)
 
 
 class View3D(QVTKRenderWindowInteractor):
@@ -54,9 +69,17 @@ class View3D(QVTKRenderWindowInteractor):
     def __init__(self, scene, parent=None):
         super().__init__(parent)
         self.scene = scene
-        self.renderer = vtk.vtkRenderer()
+        self.renderer = vtkRenderingCore.vtkRenderer()
         self.renderer.SetBackground(0.05, 0.05, 0.07)
         self.GetRenderWindow().AddRenderer(self.renderer)
+        # one headlight of our own (its ambient colour lights the CPU ray cast's shading)
+        self._light = vtkRenderingCore.vtkLight()
+        self._light.SetLightTypeToHeadlight()
+        self._light.SetAmbientColor(1.0, 1.0, 1.0)
+        self._light.SetDiffuseColor(1.0, 1.0, 1.0)
+        self._light.SetSpecularColor(1.0, 1.0, 1.0)
+        self._volume_light = 1.0
+        self.renderer.AddLight(self._light)
         self._volume_actor = None
         self._mesh_actors: list = []
         self._mesh_by_label: dict = {}
@@ -71,7 +94,7 @@ class View3D(QVTKRenderWindowInteractor):
         self._init_marker()
 
     def _init_marker(self):
-        cube = vtk.vtkAnnotatedCubeActor()
+        cube = vtkRenderingAnnotation.vtkAnnotatedCubeActor()
         # VTK's +x is our LPS +x (patient's left)
         cube.SetXPlusFaceText("L")
         cube.SetXMinusFaceText("R")
@@ -80,7 +103,7 @@ class View3D(QVTKRenderWindowInteractor):
         cube.SetZPlusFaceText("S")
         cube.SetZMinusFaceText("I")
         cube.GetCubeProperty().SetColor(0.3, 0.35, 0.45)
-        self._marker = vtk.vtkOrientationMarkerWidget()
+        self._marker = vtkInteractionWidgets.vtkOrientationMarkerWidget()
         self._marker.SetOrientationMarker(cube)
         self._marker.SetInteractor(self)
         self._marker.SetViewport(0.0, 0.0, 0.18, 0.18)
@@ -91,32 +114,50 @@ class View3D(QVTKRenderWindowInteractor):
         if self._volume_actor is not None:
             self.renderer.RemoveVolume(self._volume_actor)
         img, mat = _vtk_image(vol)
-        mapper = vtk.vtkFixedPointVolumeRayCastMapper()  # CPU: interactive without a GPU
+        mapper = vtkRenderingVolume.vtkFixedPointVolumeRayCastMapper()  # CPU: interactive without a GPU
         mapper.SetInputData(img)
-        prop = vtk.vtkVolumeProperty()
-        prop.ShadeOn()
+        # rays sampled every half voxel of the (downsampled) grid, at least every 1 mm: a 3 mm
+        # CT is not sampled three times per voxel (opacity is per mm, so the look is the same)
+        mapper.SetSampleDistance(max(1.0, 0.5 * min(np.abs(_mat_spacing(mat)))))
+        prop = vtkRenderingCore.vtkVolumeProperty()
         prop.SetInterpolationTypeToLinear()
-        ctf, otf = vtk.vtkColorTransferFunction(), vtk.vtkPiecewiseFunction()
-        if vol.modality == "CT":
-            for v, rgb, a in ((-200, (0.5, 0.3, 0.2), 0.0), (150, (0.9, 0.7, 0.5), 0.0),
-                              (300, (1.0, 0.95, 0.85), 0.35), (1500, (1, 1, 1), 0.85)):
-                ctf.AddRGBPoint(v, *rgb)
+        ctf, otf = vtkRenderingCore.vtkColorTransferFunction(), vtkCommonDataModel.vtkPiecewiseFunction()
+        if vol.modality == "CT":  # bone first: the CT-bone preset, shaded
+            preset = CT_BONE_VOLUME
+            for v, r, g, b in preset.color:
+                ctf.AddRGBPoint(v, r, g, b)
+            for v, a in preset.opacity:
                 otf.AddPoint(v, a)
+            prop.ShadeOn()
+            prop.SetAmbient(preset.ambient)
+            prop.SetDiffuse(preset.diffuse)
+            prop.SetSpecular(preset.specular)
+            prop.SetSpecularPower(preset.specular_power)
+            self._volume_light = preset.light_intensity
         else:
+            prop.ShadeOn()
             lo, hi = np.percentile(vol.array[::4, ::4, ::4], [60, 99.5])
             ctf.AddRGBPoint(lo, 0.3, 0.3, 0.35)
             ctf.AddRGBPoint(hi, 1, 1, 1)
             otf.AddPoint(lo, 0.0)
             otf.AddPoint(hi, 0.5)
+            self._volume_light = 1.0
         prop.SetColor(ctf)
         prop.SetScalarOpacity(otf)
-        actor = vtk.vtkVolume()
+        actor = vtkRenderingCore.vtkVolume()
         actor.SetMapper(mapper)
         actor.SetProperty(prop)
         actor.SetUserMatrix(mat)
         self._volume_actor = actor
         self.renderer.AddVolume(actor)
+        self._update_light()
         self.set_camera("anterior")
+
+    def _update_light(self):
+        """The headlight: the volume preset's intensity while the volume rendering shows, 1
+        over label meshes."""
+        shown = self._volume_actor is not None and self._volume_actor.GetVisibility()
+        self._light.SetIntensity(self._volume_light if shown else 1.0)
 
     _deferred = False
     _stale = False
@@ -162,10 +203,10 @@ class View3D(QVTKRenderWindowInteractor):
         for v, poly in polys.items():
             if v in (300, 301):
                 continue
-            m = vtk.vtkPolyDataMapper()
+            m = vtkRenderingCore.vtkPolyDataMapper()
             m.SetInputData(poly)
             m.ScalarVisibilityOff()
-            a = vtk.vtkActor()
+            a = vtkRenderingCore.vtkActor()
             a.SetMapper(m)
             a.GetProperty().SetColor(*(c / 255.0 for c in label_rgb(v)))
             a.GetProperty().SetSpecular(0.2)
@@ -174,6 +215,7 @@ class View3D(QVTKRenderWindowInteractor):
             self.renderer.AddActor(a)
         if self._volume_actor is not None:
             self._volume_actor.SetVisibility(not polys)  # meshes replace the volume rendering
+        self._update_light()
         plan = self.scene.plan
         self._highlight(plan.level if plan is not None else None)
         self.render()
@@ -194,20 +236,20 @@ class View3D(QVTKRenderWindowInteractor):
         inst = self._add_poly(instrument_polydata(d), (0.2, 0.9, 0.3), 0.55 if plan.procedure == "tube" else 1.0)
         self._plan_actors.append(inst)
         # the path from the skin (thin line) and the skin entry mark with its incision
-        line = vtk.vtkLineSource()
+        line = vtkFiltersSources.vtkLineSource()
         line.SetPoint1(*plan.entry_lps)
         line.SetPoint2(*plan.target_lps)
         line.Update()
         la = self._add_poly(line.GetOutput(), (1.0, 1.0, 0.3), 1.0)
         la.GetProperty().SetLineWidth(2)
         self._plan_actors.append(la)
-        mark = vtk.vtkSphereSource()
+        mark = vtkFiltersSources.vtkSphereSource()
         mark.SetCenter(*plan.entry_lps)
         mark.SetRadius(3.0)
         mark.Update()
         self._plan_actors.append(self._add_poly(mark.GetOutput(), (1.0, 0.3, 0.2), 1.0))
         if plan.incision_mm > 0:
-            inc = vtk.vtkLineSource()
+            inc = vtkFiltersSources.vtkLineSource()
             half = np.array([0.0, 0.0, plan.incision_mm / 2])  # cranio-caudal skin incision
             inc.SetPoint1(*(plan.entry_lps - half))
             inc.SetPoint2(*(plan.entry_lps + half))
@@ -223,10 +265,10 @@ class View3D(QVTKRenderWindowInteractor):
         for which in ("entry", "target"):
             h = self.handles.get(which)
             if h is None:
-                rep = vtk.vtkPointHandleRepresentation3D()
+                rep = vtkInteractionWidgets.vtkPointHandleRepresentation3D()
                 rep.SetHandleSize(14)
                 rep.GetProperty().SetColor(1.0, 0.8, 0.2)
-                h = vtk.vtkHandleWidget()
+                h = vtkInteractionWidgets.vtkHandleWidget()
                 h.SetInteractor(self)
                 h.SetRepresentation(rep)
                 h.AddObserver("InteractionEvent", lambda o, e, w=which: self._handle_moved(w, False))
@@ -240,10 +282,10 @@ class View3D(QVTKRenderWindowInteractor):
         self.plan_point_moved.emit(which, pos, finished)
 
     def _add_poly(self, poly, rgb, opacity):
-        m = vtk.vtkPolyDataMapper()
+        m = vtkRenderingCore.vtkPolyDataMapper()
         m.SetInputData(poly)
         m.ScalarVisibilityOff()
-        a = vtk.vtkActor()
+        a = vtkRenderingCore.vtkActor()
         a.SetMapper(m)
         a.GetProperty().SetColor(*rgb)
         a.GetProperty().SetOpacity(opacity)
@@ -282,9 +324,10 @@ class View3D(QVTKRenderWindowInteractor):
         """The rendered 3D view as an (H, W, 3) uint8 array (VTK pixels, not QWidget.grab)."""
         rw = self.GetRenderWindow()
         rw.Render()
-        f = vtk.vtkWindowToImageFilter()
+        f = vtkRenderingCore.vtkWindowToImageFilter()
         f.SetInput(rw)
-        f.ReadFrontBufferOff()
+        f.ReadFrontBufferOn()  # the frame just rendered (and swapped): no second render
+        f.ShouldRerenderOff()
         f.Update()
         img = f.GetOutput()
         w, h, _ = img.GetDimensions()

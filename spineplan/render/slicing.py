@@ -1,4 +1,4 @@
-"""Slice reformatting for the 2D views (numpy/scipy, no Qt, no GPU).
+"""Slice reformatting for the 2D views (numpy; scipy for oblique planes; no Qt, no GPU).
 
 A view plane is defined in LPS by a centre, a screen-right axis and a screen-down
 axis. Display conventions:
@@ -14,7 +14,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import ndimage
 
 from ..core.segmentation import labels as L
 from ..core.volume import Volume
@@ -110,14 +109,87 @@ def reslice(volume: Volume, req: SliceRequest, order: int = 1, cval: float | Non
     A, b = m[:3, :3], m[:3, 3]
     base = A @ req.center_lps + b
     ax, ay = A @ req.right, A @ req.down
-    coords = (base[:, None, None] + ax[:, None, None] * xs[None, None, :]
-              + ay[:, None, None] * ys[None, :, None])  # (3, H, W) in i, j, k
     fill = float(volume.array.min()) if cval is None else cval
     src = volume.array if volume.array.dtype in (np.float32, np.int16, np.uint16, np.uint8) else \
         volume.array.astype(np.float32)
+    if order in (0, 1):
+        out = _reslice_grid_aligned(src, base, ax, ay, xs, ys, order, fill)
+        if out is not None:
+            return out
+    from scipy import ndimage  # oblique planes only: keeps scipy off the scroll path and the start
+
+    coords = (base[:, None, None] + ax[:, None, None] * xs[None, None, :]
+              + ay[:, None, None] * ys[None, :, None])  # (3, H, W) in i, j, k
     out = ndimage.map_coordinates(src, coords[::-1], order=order, mode="constant", cval=fill,
                                   prefilter=False)
     return out.astype(np.float32) if order else out
+
+
+def _axis_weights(c: np.ndarray, n: int, order: int):
+    """Per output coordinate along one voxel axis: inside mask, lower index, upper weight
+    (linear) or nearest index (order 0), as ``scipy.ndimage.map_coordinates`` with
+    mode="constant" samples: inside is exactly 0 <= c <= n - 1."""
+    inside = (c >= 0) & (c <= n - 1)
+    if order == 0:
+        return inside, np.clip(np.floor(c + 0.5), 0, n - 1).astype(np.intp), None
+    i0 = np.clip(np.floor(c), 0, max(n - 2, 0)).astype(np.intp)
+    w = np.where(inside, c - i0, 0.0) if n > 1 else np.zeros_like(c)
+    return inside, i0, w
+
+
+def _reslice_grid_aligned(src: np.ndarray, base, ax, ay, xs, ys, order: int, fill: float):
+    """``reslice`` of a view whose screen axes run along two voxel axes (the axial, coronal and
+    sagittal views of an unrotated grid): separable interpolation on the pixels' rows and
+    columns, the values map_coordinates gives (integer sources rounded half away from zero),
+    without the (3, H, W) coordinate array. None for an oblique plane."""
+    tol = 1e-9 * max(float(np.abs(ax).max()), float(np.abs(ay).max()), 1e-12)
+    p = np.flatnonzero(np.abs(ax) > tol)
+    q = np.flatnonzero(np.abs(ay) > tol)
+    if len(p) != 1 or len(q) != 1 or p[0] == q[0]:
+        return None
+    p, q = int(p[0]), int(q[0])
+    r = 3 - p - q
+    shape_ijk = src.shape[::-1]
+    cx = base[p] + ax[p] * xs  # coordinate along voxel axis p per column
+    cy = base[q] + ay[q] * ys  # along q per row
+    cz = np.array([base[r]])
+    ins_x, x0, wx = _axis_weights(cx, shape_ijk[p], order)
+    ins_y, y0, wy = _axis_weights(cy, shape_ijk[q], order)
+    ins_z, z0, wz = _axis_weights(cz, shape_ijk[r], order)
+    H, W = len(ys), len(xs)
+    if not ins_z[0] or not ins_x.any() or not ins_y.any():
+        return np.full((H, W), fill, np.float32 if order else src.dtype)
+    # the slice (through-plane index fixed), as a 2D array (rows = axis q, columns = axis p)
+    def plane(zi: int) -> np.ndarray:
+        idx = [slice(None)] * 3
+        idx[2 - r] = zi
+        sl = src[tuple(idx)]
+        return sl if (2 - q) < (2 - p) else sl.T
+
+    if order == 0:
+        out = plane(int(z0[0]))[y0[:, None], x0[None, :]]
+    else:
+        # separable: along z (skipped when the plane lies on a voxel plane), then rows, then
+        # columns, only over the columns the view samples
+        c0, c1 = int(x0.min()), min(int(x0.max()) + 2, shape_ijk[p])
+        y1 = np.minimum(y0 + 1, shape_ijk[q] - 1)
+        rows = None
+        for dz, fz in ((0, 1.0 - wz[0]), (1, wz[0])):
+            if fz < 1e-12:
+                continue
+            sl = plane(min(int(z0[0]) + dz, shape_ijk[r] - 1))[:, c0:c1]
+            part = sl[y0] * (1.0 - wy)[:, None] + sl[y1] * wy[:, None]
+            rows = part * fz if rows is None else rows + part * fz
+        xi0 = x0 - c0
+        xi1 = np.minimum(x0 + 1, shape_ijk[p] - 1) - c0
+        out = rows[:, xi0] * (1.0 - wx)[None, :] + rows[:, xi1] * wx[None, :]
+        if src.dtype.kind in "iu":  # as map_coordinates writes an integer output
+            out = np.trunc(out + np.where(out >= 0, 0.5, -0.5))
+        out = out.astype(np.float32)
+    inside = ins_y[:, None] & ins_x[None, :]
+    if not inside.all():
+        out = np.where(inside, out, np.asarray(fill).astype(out.dtype))
+    return out
 
 
 def window_to_gray(img: np.ndarray, level: float, width: float) -> np.ndarray:
@@ -150,6 +222,8 @@ def label_rgba(lab: np.ndarray) -> np.ndarray:
 
 def blend_labels(gray: np.ndarray, lab: np.ndarray | None) -> np.ndarray:
     """(H, W, 3) uint8: a grey slice with its label slice blended over it (None: grey only)."""
+    if lab is None or not lab.any():  # nothing to blend: the grey itself, no float copy
+        return np.repeat(gray[:, :, None], 3, axis=2)
     rgb = np.repeat(gray[:, :, None], 3, axis=2).astype(np.float32)
     if lab is not None:
         rgba = label_rgba(lab).astype(np.float32)

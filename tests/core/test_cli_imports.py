@@ -1,7 +1,9 @@
 """`spineplan info` / `spineplan convert` import only what they need (issue 19).
 
 scipy alone cost ~0.5 s of a 1.4 s convert although a plain series needs no resampling;
-VTK, Qt, reportlab and highdicom have no business on this path either.
+VTK, Qt, reportlab and highdicom have no business on this path either. A plain uncompressed
+series (the sample) is scanned by the fast header reader, its pixels read directly and its
+NIfTI header made without ITK: not even pydicom or SimpleITK are imported.
 """
 
 import json
@@ -13,7 +15,8 @@ import pytest
 
 from spineplan.core.dicom.load import load_volume, read_image_file
 
-HEAVY = ("scipy", "vtk", "vtkmodules", "PySide6", "reportlab", "highdicom")
+HEAVY = ("scipy", "vtk", "vtkmodules", "PySide6", "reportlab", "highdicom", "pydicom", "SimpleITK",
+         "psutil", "nibabel")
 
 _RUN = (
     "import json, sys\n"

@@ -157,8 +157,11 @@ def test_unsigned_and_rescaled_series_load_exactly(slopes, tmp_path):
 @pytest.mark.parametrize("dtype", [np.int16, np.uint16, np.uint8, np.int8, np.float32, np.float64, np.int32, np.uint32])
 @pytest.mark.parametrize("suffix", [".nii", ".nii.gz"])
 def test_nifti_written_without_itk_copy_equals_itk_file(dtype, suffix, tmp_path, monkeypatch):
-    """write_volume's NIfTI is ITK's file, byte for byte (decompressed for .nii.gz), and ITK
-    is handed only a 1x1x1 image (no copy of the volume)."""
+    """write_volume's NIfTI is ITK's file (decompressed for .nii.gz): for a grid along the
+    patient's axes (these two) the header is made without ITK at all
+    (core/dicom/nifti_header.py), every header field the same number as ITK's and the voxels
+    byte for byte; an obliquely rotated grid: next test."""
+    from .test_nifti_header import _fields
     import gzip
 
     from spineplan.core.dicom.load import write_volume
@@ -179,12 +182,41 @@ def test_nifti_written_without_itk_copy_equals_itk_file(dtype, suffix, tmp_path,
         with monkeypatch.context() as m:
             m.setattr(sitk, "WriteImage", spy)
             write_volume(v, ours)
-        assert sizes == [(1, 1, 1)]
+        assert sizes == []  # both grids run along the patient's axes: no ITK at all
         sitk.WriteImage(v.to_sitk(), str(itk), suffix.endswith(".gz"))
         rd = (lambda q: gzip.decompress(q.read_bytes())) if suffix.endswith(".gz") else (lambda q: q.read_bytes())
-        assert rd(ours) == rd(itk)
+        a, b = rd(ours), rd(itk)
+        assert len(a) == len(b) and a[352:] == b[352:] and _fields(a) == _fields(b)
         back = read_image_file(ours)
         assert np.array_equal(back.array, v.array) and np.allclose(back.lps_from_ijk(), v.lps_from_ijk(), atol=1e-4)
+
+
+@pytest.mark.parametrize("suffix", [".nii", ".nii.gz"])
+def test_oblique_nifti_header_still_made_by_itk_from_a_tiny_image(suffix, tmp_path, monkeypatch):
+    """An obliquely rotated grid: ITK makes the header from a 1x1x1 image (no copy of the
+    volume) and the file is ITK's, byte for byte."""
+    import gzip
+
+    from spineplan.core.dicom.load import write_volume
+
+    sizes = []
+    real_write = sitk.WriteImage
+
+    def spy(img, *a, **k):
+        sizes.append(img.GetSize())
+        return real_write(img, *a, **k)
+
+    c, s_ = np.cos(0.25), np.sin(0.25)
+    v = Volume((np.arange(7 * 9 * 13) % 300).astype(np.int16).reshape(7, 9, 13), spacing=(0.7, 0.9, 2.5),
+               origin=(-10.0, 22.5, 301.0), direction=np.array([[c, -s_, 0], [s_, c, 0], [0, 0, 1.0]]))
+    ours, itk = tmp_path / f"o{suffix}", tmp_path / f"i{suffix}"
+    with monkeypatch.context() as m:
+        m.setattr(sitk, "WriteImage", spy)
+        write_volume(v, ours)
+    assert sizes == [(1, 1, 1)]
+    sitk.WriteImage(v.to_sitk(), str(itk), suffix.endswith(".gz"))
+    rd = (lambda q: gzip.decompress(q.read_bytes())) if suffix.endswith(".gz") else (lambda q: q.read_bytes())
+    assert rd(ours) == rd(itk)
 
 
 @pytest.mark.parametrize("n_labels", [5, 200])

@@ -16,7 +16,6 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
-import pydicom
 
 from ..atomic import atomic_output_path
 from ..errors import DicomError, InvalidInputError, OutputError, TooLargeError
@@ -79,6 +78,8 @@ def _decode_file(path: Path, frames: list[int | None],
             arr = None
         if arr is not None:
             return {None: arr}
+    import pydicom  # compressed or unusual files only: a plain series is read without it
+
     try:
         ds = pydicom.dcmread(path)
     except Exception as exc:  # noqa: BLE001 - any parse failure is bad input here
@@ -116,6 +117,8 @@ def _decode_dataset(ds, path: Path, frames: list[int | None]) -> dict[int | None
         try:
             arr = ds.pixel_array
         except Exception as exc:  # noqa: BLE001 - decoder plugins raise many types
+            import pydicom.uid
+
             name = pydicom.uid.UID(ts).name if ts else "unknown"
             raise DicomError(f"{path.name}: cannot decode pixel data in transfer syntax {name} "
                              f"({exc.__class__.__name__}: install the pylibjpeg plugins or GDCM)"
@@ -302,10 +305,15 @@ def load_series(info: SeriesInfo, *, progress=None, cancel=None) -> Volume:
 
 def _read_identity(info: SeriesInfo, vol: Volume) -> None:
     """Patient identity goes to meta['identity'] only (reports use it when asked)."""
+    tags = ["PatientName", "PatientID", "StudyDate", "SeriesDescription"]
     try:
-        ds = pydicom.dcmread(info.slices[0].path, stop_before_pixels=True,
-                             specific_tags=["PatientName", "PatientID", "StudyDate",
-                                            "SeriesDescription"])
+        from .fastheader import read_header
+
+        ds = read_header(info.slices[0].path, tags + ["SpecificCharacterSet"])
+        if ds is None:
+            import pydicom
+
+            ds = pydicom.dcmread(info.slices[0].path, stop_before_pixels=True, specific_tags=tags)
         vol.meta["identity"] = {"patient_name": str(ds.get("PatientName", "")),
                                 "patient_id": str(ds.get("PatientID", "")),
                                 "study_date": str(ds.get("StudyDate", "")),
@@ -693,9 +701,12 @@ def load_volume(path: str | os.PathLike, series_uid: str | None = None, *,
 
 
 def write_volume(volume: Volume, path: str | os.PathLike) -> Path:
-    """Write a Volume as NIfTI (.nii/.nii.gz), NRRD (.nrrd) or MetaImage (.mha), atomically."""
-    import SimpleITK as sitk
+    """Write a Volume as NIfTI (.nii/.nii.gz), NRRD (.nrrd) or MetaImage (.mha), atomically.
 
+    A NIfTI of an unrotated grid is written straight from the array after the header ITK
+    would write (``nifti_header.nifti1_header``: SimpleITK is not even imported); other
+    NIfTIs after ITK's own header; NRRD and MHA by ITK.
+    """
     p = Path(path)
     name = p.name.lower()
     if not name.endswith((".nii", ".nii.gz", ".nrrd", ".mha")):
@@ -707,10 +718,16 @@ def write_volume(volume: Volume, path: str | os.PathLike) -> Path:
                           f"({p.parent} is not a folder)") from None
     with atomic_output_path(p) as tmp:
         try:
-            header = _itk_nifti_header(volume, tmp) if name.endswith((".nii", ".nii.gz")) else None
+            header = None
+            if name.endswith((".nii", ".nii.gz")):
+                header = _direct_nifti_header(volume)
+                if header is None:
+                    header = _itk_nifti_header(volume, tmp)
             if header is not None:
                 _write_nifti_voxels(header, volume.array, tmp, gz=name.endswith(".gz"))
             else:
+                import SimpleITK as sitk
+
                 sitk.WriteImage(volume.to_sitk(), str(tmp),
                                 useCompression=name.endswith((".gz", ".nrrd", ".mha")))
         except (RuntimeError, OSError):
@@ -720,6 +737,16 @@ def write_volume(volume: Volume, path: str | os.PathLike) -> Path:
 
 _NIFTI_DIRECT_TYPES = {np.dtype(t) for t in (np.uint8, np.int8, np.uint16, np.int16, np.uint32,
                                              np.int32, np.float32, np.float64)}
+
+
+def _direct_nifti_header(volume: Volume) -> bytes | None:
+    """ITK's NIfTI-1 header for ``volume`` made without ITK, or None (a rotated grid, ...)."""
+    from .nifti_header import nifti1_header
+
+    arr = volume.array
+    if not arr.flags.c_contiguous:
+        return None
+    return nifti1_header(arr.shape, arr.dtype, volume.spacing, volume.origin, volume.direction)
 
 
 def _itk_nifti_header(volume: Volume, tmp: Path) -> bytes | None:

@@ -18,14 +18,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pydicom
-from pydicom.errors import InvalidDicomError
 
 from ..errors import DicomError
 from ..zipcache import clean_zip_cache, register_cleanup, zip_cache_dir
 from .load_warnings import (MAX_MISSING_IN_A_GAP, MIN_VOLUME_SLICES, LoadWarning,
                             LoadWarningKind as K, warning_kind)
 from ..tasks import Reporter
+from .fastheader import read_header
 
 __all__ = ["SliceRef", "SeriesInfo", "OtherObject", "ScanResult", "scan", "is_image_file",
            "zip_cache_dir", "clean_zip_cache", "ZIP_MAX_BYTES", "ZIP_MAX_RATIO"]
@@ -342,8 +341,12 @@ def scan(path: str | os.PathLike, *, progress=None, cancel=None) -> ScanResult:
         if n % 64 == 0:
             rep.step(n / max(len(files), 1), "reading headers")
         try:
-            ds = pydicom.dcmread(f, stop_before_pixels=True, specific_tags=_TAGS)
-        except _HEADER_ERRORS as exc:
+            ds = read_header(f, _TAGS)  # the usual file, without pydicom (5x faster)
+            if ds is None:  # anything unusual: pydicom, as before
+                import pydicom
+
+                ds = pydicom.dcmread(f, stop_before_pixels=True, specific_tags=_TAGS)
+        except _header_errors() as exc:
             n_denied += isinstance(exc, PermissionError)
             warnings.append(f"{f.name}: {_header_error_text(exc)}")
             continue
@@ -351,7 +354,7 @@ def scan(path: str | os.PathLike, *, progress=None, cancel=None) -> ScanResult:
             _add_file(f, ds, groups, meta, others, warnings)
         except DicomError as exc:
             warnings.append(str(exc))
-        except _HEADER_ERRORS as exc:
+        except _header_errors() as exc:
             # a header that parsed but holds values of the wrong shape or type (a multi-valued
             # Rows, a sequence nested too deep to follow, ...): the file is skipped, by name
             warnings.append(f"{f.name}: {_header_error_text(exc)}")
@@ -386,8 +389,17 @@ def scan(path: str | os.PathLike, *, progress=None, cancel=None) -> ScanResult:
     return ScanResult(final, others, warnings)
 
 
-_HEADER_ERRORS = (InvalidDicomError, OSError, EOFError, ValueError, KeyError, TypeError,
+_HEADER_ERRORS = (OSError, EOFError, ValueError, KeyError, TypeError,
                   AttributeError, IndexError, RecursionError, OverflowError, MemoryError)
+
+
+def _header_errors() -> tuple:
+    """The errors of an unreadable header: with pydicom's own once pydicom is loaded (it is
+    imported only for the files the fast reader leaves to it)."""
+    import sys
+
+    mod = sys.modules.get("pydicom.errors")
+    return _HEADER_ERRORS + ((mod.InvalidDicomError,) if mod is not None else ())
 
 
 def _header_error_text(exc: BaseException) -> str:
@@ -444,6 +456,8 @@ def _add_file(f: Path, ds, groups, meta, others, warnings) -> None:
         raise DicomError(f"{f.name}: image of {rows}x{cols} pixels; file ignored")
     try:
         if _header_int(ds, "NumberOfFrames", f, 1) > 1:
+            import pydicom
+
             full = pydicom.dcmread(f, stop_before_pixels=True)
             refs = _frame_refs(full, f)
         else:
