@@ -40,6 +40,16 @@ class Fusion:
         self.opacity: float = 0.5
         self.display: str = "blend"
         self.checker_mm: float = 20.0
+        self.window: tuple[float, float] = (0.5, 1.0)  # (level, width) of the MRI's grey
+
+    @staticmethod
+    def display_window(mri: Volume) -> tuple[float, float]:
+        """(level, width) of the MRI display: its 1st to 99.5th percentile (of a sample)."""
+        import numpy as np
+
+        a = mri.array.ravel()[:: max(1, mri.array.size // 200000)]
+        lo, hi = np.percentile(a, [1.0, 99.5])
+        return float((lo + hi) / 2), float(max(hi - lo, 1e-6))
 
     @property
     def active(self) -> bool:
@@ -48,6 +58,8 @@ class Fusion:
     def set_mri(self, mri: Volume | None, transform: RigidTransform | None = None) -> None:
         """A new second series (identity transform until registered)."""
         self.mri = mri
+        if mri is not None:
+            self.window = self.display_window(mri)
         self.transform = None if mri is None else (transform or RigidTransform.identity())
         self.result = None
         self.changed.emit(self)
