@@ -71,17 +71,17 @@ class RegistrationSettings:
         Random seed of the metric sampling (results are reproducible).
     """
 
-    global_mm: float = 3.0
+    global_mm: float = 4.0
     local_mm: float = 1.5
     shrink_factors: tuple = (4, 2, 1)
     smoothing_mm: tuple = (6.0, 3.0, 0.0)
     local_shrink_factors: tuple = (2, 1)
     local_smoothing_mm: tuple = (2.0, 0.0)
-    iterations: int = 150
+    iterations: int = 80
     local_iterations: int = 100
     bins: int = 32
-    sampling: float = 0.25
-    local_sampling: float = 0.5
+    sampling: float = 0.1
+    local_sampling: float = 0.3
     local_margin_mm: float = 8.0
     local_mask_mm: float = 3.0
     step_mm: float = 2.0
@@ -136,6 +136,8 @@ class RegistrationResult:
         ``{structure name: Dice}`` of the MRI labels moved onto the CT, at the unit.
     seconds : float
     flags : list of FusionFlag
+    timings : dict
+        Wall seconds per stage: prepare, global, local, residual, dice.
     """
 
     global_transform: RigidTransform
@@ -148,6 +150,7 @@ class RegistrationResult:
     dice: dict = field(default_factory=dict)
     seconds: float = 0.0
     flags: list = field(default_factory=list)
+    timings: dict = field(default_factory=dict)  # seconds per stage (bench)
 
     @property
     def transform(self) -> RigidTransform:
@@ -187,8 +190,16 @@ def _working_image(img, spacing_mm: float, default: float):
         return img
     size = np.array(img.GetSize())
     new_size = [max(1, int(round(n * s / spacing_mm))) for n, s in zip(size, sp)]
-    sig = [float(max(0.0, (spacing_mm ** 2 - s ** 2)) ** 0.5 / 2.0) for s in sp]
-    src = sitk.SmoothingRecursiveGaussian(img, sig) if max(sig) > 0.2 else img
+    shrink = [max(1, int(spacing_mm / s + 1e-6)) for s in sp]
+    if max(shrink) > 1:  # averaging whole blocks first: most of the smoothing, far cheaper
+        D0 = np.array(img.GetDirection()).reshape(3, 3)
+        corner0 = np.array(img.GetOrigin()) - D0 @ (sp / 2)
+        img = sitk.BinShrink(img, shrink)
+        sp = np.array(img.GetSpacing(), float)
+        img.SetOrigin(tuple(corner0 + D0 @ (sp / 2)))
+    # (ITK needs every sigma > 0: an axis already coarse enough gets a negligible one)
+    sig = [float(max(0.1 * s, max(0.0, spacing_mm ** 2 - s ** 2) ** 0.5 / 2.0)) for s in sp]
+    src = sitk.SmoothingRecursiveGaussian(img, sig) if max(a / s for a, s in zip(sig, sp)) > 0.2 else img
     # the new grid covers the same extent; its first voxel centre sits half a new voxel in
     D = np.array(img.GetDirection()).reshape(3, 3)
     corner = np.array(img.GetOrigin()) - D @ (sp / 2)
@@ -398,19 +409,24 @@ def register_mri_to_ct(ct: Volume, mri: Volume, *, level: str | None = None,
         init = _centred_initial(fixed, moving, center)
     else:
         init = initial.with_center(center)
+    timings = {"prepare": time.perf_counter() - t0}
     rep.step(0.05, "global registration")
+    t1 = time.perf_counter()
     glob, m_glob = _run(fixed, moving, init, st.shrink_factors, st.smoothing_mm, st.iterations, st.bins,
                         st.sampling, st.seed, mask, st.step_mm, rep, 0.05, 0.55 if unit is not None else 1.0,
                         "global registration")
-    res = RegistrationResult(global_transform=glob, level=level, metric_global=m_glob)
+    timings["global"] = time.perf_counter() - t1
+    res = RegistrationResult(global_transform=glob, level=level, metric_global=m_glob, timings=timings)
     if unit is None:
         res.flags.append(FusionFlag(FusionFlagKind.NO_LOCAL, "no target level: global transform only"))
     else:
         _local_stage(res, fixed_full, moving_full, ct_labels, unit, st, rep, mri)
+    t1 = time.perf_counter()
     if mri_labels is not None and ct_labels is not None:
         vals = unit_label_values(level) if level else sorted(
             {int(v) for v in np.unique(ct_labels.array) if L.is_vertebra(int(v)) or L.is_disc(int(v))})
         res.dice = labels_dice_on_ct(mri_labels, ct_labels, res.transform, vals)
+    timings["dice"] = time.perf_counter() - t1
     res.seconds = time.perf_counter() - t0
     rep.step(1.0, "registered")
     return res
@@ -429,8 +445,14 @@ def _local_stage(res: RegistrationResult, fixed_full, moving_full, ct_labels: Vo
     margin = st.local_margin_mm
     fixed = _working_image(_crop_to_box(fixed_full, lo - margin - 2 * l_mm, hi + margin + 2 * l_mm),
                            l_mm, -1000.0)
-    moving = _working_image(moving_full, max(l_mm, float(min(mri.spacing))), 0.0)
+    # the MRI around where the global transform puts the unit (it moves by at most
+    # MAX_LOCAL_CORRECTION_MM more)
+    m_pts = res.global_transform.mri_points_from_ct(corners)
+    grow = margin + MAX_LOCAL_CORRECTION_MM + 2 * l_mm
+    moving = _working_image(_crop_to_box(moving_full, m_pts.min(0) - grow, m_pts.max(0) + grow),
+                            max(l_mm, float(min(mri.spacing))), 0.0)
     start = res.global_transform.with_center((lo + hi) / 2)
+    t1 = time.perf_counter()
     rep.step(0.55, f"local registration at {res.level}")
     hi_frac = 0.8 if st.restart_offset_mm or st.restart_offset_deg else 1.0
     local_mask = _unit_mask(ct_labels, res.level, fixed, st.local_mask_mm)
@@ -445,6 +467,8 @@ def _local_stage(res: RegistrationResult, fixed_full, moving_full, ct_labels: Vo
                                     "global transform kept"))
         local, m_loc = start, res.metric_global
     res.local_transform, res.metric_local, res.local_correction_mm = local, m_loc, corr
+    res.timings["local"] = time.perf_counter() - t1
+    t1 = time.perf_counter()
     if hi_frac < 1.0:
         again, _ = _run(fixed, moving, _restart_offset(start, st), st.local_shrink_factors,
                         st.local_smoothing_mm, st.local_iterations, st.bins, st.local_sampling,
@@ -454,3 +478,4 @@ def _local_stage(res: RegistrationResult, fixed_full, moving_full, ct_labels: Vo
             res.flags.append(FusionFlag(FusionFlagKind.RESIDUAL_HIGH,
                                         f"residual at {res.level} {res.residual_mm:.1f} mm "
                                         f"(> {RESIDUAL_WARN_MM:g} mm): check the fusion"))
+    res.timings["residual"] = time.perf_counter() - t1
