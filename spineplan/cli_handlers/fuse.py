@@ -8,7 +8,7 @@ from pathlib import Path
 
 from ..core.dicom.load import load_volume, write_volume
 from ..core.errors import InvalidInputError
-from ..core.registration import mri_on_ct, register_mri_to_ct, write_tfm
+from ..core.registration import FusionFlagKind, mri_on_ct, register_mri_to_ct, write_tfm
 from ..core.segmentation.importers import read_labels
 from . import print_load_warnings, warn
 
@@ -67,7 +67,7 @@ def run(args) -> int:
     if args.transform:
         write_tfm(res.transform, args.transform)
     for f in res.flags:
-        if f.kind.value != "no_local":
+        if f.kind is not FusionFlagKind.NO_LOCAL:
             warn(f.message)
     if args.json:
         doc = res.to_dict()
