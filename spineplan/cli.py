@@ -76,6 +76,10 @@ def build_parser() -> argparse.ArgumentParser:
                     help="I have checked the level names on the images: plan even where the "
                          "built-in segmenter could not establish them (recorded in the plan)")
     pl.add_argument("--series", metavar="UID")
+    pl.add_argument("--mri", metavar="MRI", help="an MRI of the patient: fused to the image at --level, "
+                    "its dural sac is used for the checks (each says so)")
+    pl.add_argument("--mri-labels", metavar="MRI_LABELS.nii.gz", action="append",
+                    help="with --mri: the MRI's label map (default: the built-in MRI segmenter)")
     pl.add_argument("-o", "--output", required=True)
     pl.add_argument("--report", metavar="REPORT.pdf")
     pl.add_argument("--markups", metavar="M.mrk.json")

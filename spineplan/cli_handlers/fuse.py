@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 from ..core.dicom.load import load_volume, write_volume
@@ -41,6 +42,32 @@ def _ct_labels(args, ct):
         raise InvalidInputError("the CT's levels are not established: pass --labels CT_LABELS.nii.gz "
                                 "with the vertebrae named")
     return labels
+
+
+def mri_soft_tissue(args, ct, ct_labels):
+    """``spineplan plan --mri``: register the MRI at the plan's level and take its dural sac
+    (``--mri-labels``, else the built-in MRI segmenter's) onto the CT labels.
+
+    Returns (labels, {label value: image name}) for ``fused_plan.state_structure_sources``.
+    """
+    from ..core.fused_plan import MRI_STRUCTURES, labels_with_mri_soft_tissue
+    from ..core.segmentation.base import default_for
+
+    mri = load_volume(args.mri)
+    print_load_warnings(mri)
+    mri.modality = mri.modality or "MR"
+    if args.mri_labels:
+        mri_labels = read_labels(args.mri_labels, mri)
+    else:
+        mri_labels = default_for("MR").segment(mri).labels
+    res = register_mri_to_ct(ct, mri, level=args.level, ct_labels=ct_labels)
+    for f in res.flags:
+        if f.kind is not FusionFlagKind.NO_LOCAL:
+            warn(f.message)
+    if res.residual_mm is not None:
+        print(f"fused the MRI at {args.level}: residual {res.residual_mm:.2f} mm", file=sys.stderr)
+    return (labels_with_mri_soft_tissue(ct_labels, mri_labels, res.transform),
+            {v: "MRI (fused)" for v in MRI_STRUCTURES})
 
 
 def run(args) -> int:
