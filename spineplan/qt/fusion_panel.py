@@ -43,9 +43,14 @@ class FusionPanel(QWidget):
         self.settings = RegistrationSettings()
         self.setFocusPolicy(Qt.StrongFocus)
         lay = QVBoxLayout(self)
+        row = QHBoxLayout()
         self.open_button = QPushButton("Open second series (MRI)…")
         self.open_button.clicked.connect(self.ask_open_mri)
-        lay.addWidget(self.open_button)
+        self.open_folder_button = QPushButton("…from a DICOM folder")
+        self.open_folder_button.clicked.connect(self.ask_open_mri_folder)
+        row.addWidget(self.open_button)
+        row.addWidget(self.open_folder_button)
+        lay.addLayout(row)
         row = QHBoxLayout()
         row.addWidget(QLabel("Refine at"))
         self.level_edit = QLineEdit("L4-L5")
@@ -100,6 +105,11 @@ class FusionPanel(QWidget):
                                            "Images (*.nii *.nii.gz *.nrrd *.mha *.dcm *.zip);;All (*)")
         if f:
             self.open_mri(f)
+
+    def ask_open_mri_folder(self):
+        d = QFileDialog.getExistingDirectory(self, "Open second series (MRI) from a folder")
+        if d:
+            self.open_mri(d)
 
     def open_mri(self, path, *, register: bool = True, block: bool = False):
         """Load the MRI (background), show it at the identity, then register it."""
@@ -188,6 +198,7 @@ class FusionPanel(QWidget):
     def _start(self, fn, on_done, what):
         self.register_button.setEnabled(False)
         self.open_button.setEnabled(False)
+        self.open_folder_button.setEnabled(False)
         self.progress.setValue(0)
         self.quality.setText(f"{what}…")
         w = run_in_background(fn)
@@ -203,6 +214,7 @@ class FusionPanel(QWidget):
         self.progress.setValue(100)
         self.register_button.setEnabled(True)
         self.open_button.setEnabled(True)
+        self.open_folder_button.setEnabled(True)
         self._update_state()
 
     def busy(self) -> bool:

@@ -119,6 +119,8 @@ def test_cli_fuse_writes_the_fused_image_transform_and_figures(files, capsys):
     (["{d}/ct.nii.gz", "{d}/mri.nii.gz", "-o", "{d}/o.nii.gz", "--level", "L9-Q1"], "L9-Q1"),
     (["{d}/ct.nii.gz", "{d}/mri.nii.gz", "-o", "{d}/o.nii.gz", "--transform", "{d}/t.json"], "t.json"),
     (["{d}/ct.nii.gz", "{d}/mri.nii.gz", "-o", "{d}/nofolder/o.nii.gz"], "not a folder"),
+    (["{d}/ct.nii.gz", "{d}/mri.nii.gz", "-o", "{d}/o.nii.gz", "--level", "T1-T2", "--labels",
+      "{d}/ct_labels.nii.gz"], "T1-T2"),
     (["{d}/ct.nii.gz"], "required"),
 ])
 def test_cli_fuse_bad_input_exits_2_with_one_line(files, capsys, args, needle):
@@ -133,3 +135,13 @@ def test_cli_fuse_bad_input_exits_2_with_one_line(files, capsys, args, needle):
     lines = [ln for ln in err.splitlines() if ln.strip()]
     assert len(lines) == 1 and lines[0].startswith("spineplan: error:") and needle in lines[0], err
     assert "Traceback" not in err
+
+
+def test_cli_fuse_at_a_level_without_labels_segments_the_ct(files, capsys):
+    d, ph, mp = files
+    code = cli.main(["fuse", str(d / "ct.nii.gz"), str(d / "mri.nii.gz"), "-o", str(d / "seg_on_ct.nii.gz"),
+                     "--level", "L4-L5"])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "L4-L5: local correction" in out and "residual" in out
+    assert (d / "seg_on_ct.nii.gz").exists()
