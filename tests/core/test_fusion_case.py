@@ -145,3 +145,13 @@ def test_cli_fuse_at_a_level_without_labels_segments_the_ct(files, capsys):
     assert code == 0, out
     assert "L4-L5: local correction" in out and "residual" in out
     assert (d / "seg_on_ct.nii.gz").exists()
+
+
+def test_cli_fuse_with_an_empty_mri_exits_2(files, capsys):
+    d, ph, mp = files
+    write_volume(mp.mri.with_array(np.zeros_like(mp.mri.array)), d / "blank.nii.gz")
+    code = cli.main(["fuse", str(d / "ct.nii.gz"), str(d / "blank.nii.gz"), "-o", str(d / "b_on_ct.nii.gz")])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert len(err.strip().splitlines()) == 1 and err.startswith("spineplan: error:") and "Traceback" not in err
+    assert not (d / "b_on_ct.nii.gz").exists()

@@ -29,7 +29,7 @@ from ..tasks import Reporter
 from ..volume import Volume
 from .transform import RigidTransform
 
-__all__ = ["RegistrationSettings", "FusionFlagKind", "FusionFlag", "RegistrationResult",
+__all__ = ["RegistrationError", "RegistrationSettings", "FusionFlagKind", "FusionFlag", "RegistrationResult",
            "register_mri_to_ct", "mri_on_ct", "unit_box_lps", "unit_label_values",
            "labels_dice_on_ct", "unit_points_lps", "BODY_HU"]
 
@@ -39,6 +39,10 @@ BODY_HU = -400.0
 MAX_LOCAL_CORRECTION_MM = 20.0
 #: A unit residual above this (mm) is flagged.
 RESIDUAL_WARN_MM = 1.0
+
+
+class RegistrationError(SegmentationError):
+    """The registration could not run on these images (bad input: exit 2 on the CLI)."""
 
 
 @dataclass(frozen=True)
@@ -291,10 +295,11 @@ def _run(fixed, moving, init: RigidTransform, shrink, smooth_mm, iterations, bin
 
         reg.AddCommand(sitk.sitkMultiResolutionIterationEvent, on_level)
         reg.AddCommand(sitk.sitkIterationEvent, on_iter)
-    out = reg.Execute(fixed, moving)
-    import os
-    if os.environ.get("SPINEPLAN_REG_DEBUG"):
-        print(label, reg.GetOptimizerIteration(), reg.GetOptimizerStopConditionDescription()[:90], fixed.GetSize())
+    try:
+        out = reg.Execute(fixed, moving)
+    except RuntimeError:  # e.g. "too many samples map outside the moving image"
+        raise RegistrationError(f"{label or 'the registration'} failed: the MRI and the CT do not overlap "
+                                "enough (the same patient and region?)") from None
     result = RigidTransform.from_sitk(out).with_center(init.center_lps)
     return result, float(reg.GetMetricValue())
 
@@ -303,8 +308,11 @@ def _centred_initial(fixed, moving, center_lps) -> RigidTransform:
     """ITK's centred initialiser (moments): the MRI's centre of mass over the CT's."""
     import SimpleITK as sitk
 
-    tx = sitk.CenteredTransformInitializer(fixed, moving, sitk.Euler3DTransform(),
-                                           sitk.CenteredTransformInitializerFilter.MOMENTS)
+    try:
+        tx = sitk.CenteredTransformInitializer(fixed, moving, sitk.Euler3DTransform(),
+                                               sitk.CenteredTransformInitializerFilter.MOMENTS)
+    except RuntimeError:
+        raise RegistrationError("the MRI or the CT is empty (no signal to register)") from None
     init = RigidTransform.from_sitk(tx)
     return init.with_center(center_lps)
 
