@@ -268,4 +268,12 @@ def install_fusion_panel(window) -> FusionPanel:
     acts = file_menu.actions()
     file_menu.insertAction(acts[2] if len(acts) > 2 else None, act)
     window.fusion_action = act
+    last = {"t": None}
+
+    def autosave_on_transform(fusion):  # (a display change is not part of the case)
+        if fusion.transform is not last["t"]:
+            last["t"] = fusion.transform
+            window._autosave()
+
+    panel.fusion.changed.connect(autosave_on_transform)
     return panel

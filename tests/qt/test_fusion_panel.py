@@ -113,6 +113,18 @@ def test_second_series_fused_view_follows_opacity_and_nudges_undo(window, phanto
     assert np.allclose(f.transform.matrix, np.eye(4))
     window.scene.undo_stack.undo()
     assert np.allclose(f.transform.matrix, t_before.matrix)
+    # "Register again" (from a nudged transform) is one undo step
+    qtbot.keyClick(panel, Qt.Key_Left)
+    nudged = f.transform
+    n_steps = len(window.scene.undo_stack)
+    panel.register_button.click()
+    assert panel.wait(180)
+    assert len(window.scene.undo_stack) == n_steps + 1
+    assert f.transform.displacement_mm(nudged, pts).max() > 0.3   # the nudge was registered away
+    window.scene.undo_stack.undo()
+    assert np.allclose(f.transform.matrix, nudged.matrix)
+    window.scene.undo_stack.undo()
+    assert np.allclose(f.transform.matrix, t_before.matrix)
     # the case file keeps the transform; reopened before the MRI, it is applied when it comes
     case = tmp_path / "case.json"
     window.save_case(case)
