@@ -138,3 +138,25 @@ def test_nudge_moves_and_composes():
     assert np.allclose(r.mri_points_from_ct([[1.0, 0.0, 0.0]]), [[0.0, 1.0, 0.0]], atol=1e-12)
     assert r.angle_deg == pytest.approx(90.0)
     assert np.allclose((r.inverse().after(r)).matrix, np.eye(4), atol=1e-12)
+
+
+def test_mri_phantom_shows_the_ct_anatomy_through_the_known_transforms(ct_phantom):
+    from spineplan.core.phantom_mri import T2_INTENSITY
+
+    motion = default_unit_motion(ct_phantom, LEVEL)
+    mp = make_mri_phantom(ct_phantom, spacing_mm=2.0, unit_motion=motion, noise=0.0)
+    assert mp.mri.orientation() == "IPL" and mp.mri.modality == "MR"
+    t = ct_phantom.truth
+    # L2's body centre (not moved) through the global transform: marrow, labelled L2
+    c = np.array(t["vertebrae"]["L2"]["center_lps"])
+    p = mp.ct_to_mri.mri_points_from_ct(c)
+    assert mp.mri.value_at_lps(p[0]) == pytest.approx(T2_INTENSITY["cancellous"], abs=5)
+    assert mp.labels.value_at_lps(p[0]) == 21
+    # the sac beside L2's disc is bright CSF
+    sac = np.array(t["discs"]["L2-L3"]["center_lps"]) + [0.0, 29.0, 0.0]
+    assert mp.mri.value_at_lps(mp.ct_to_mri.mri_points_from_ct(sac)[0]) > 200
+    # the moved unit: L4's centre is found through the unit's own transform, not the global one
+    c4 = np.array(t["vertebrae"]["L4"]["center_lps"])
+    assert mp.labels.value_at_lps(mp.true_transform_at(LEVEL).mri_points_from_ct(c4)[0]) == 23
+    assert np.linalg.norm(mp.true_transform_at(LEVEL).mri_points_from_ct(c4)
+                          - mp.ct_to_mri.mri_points_from_ct(c4)) > 2.0
