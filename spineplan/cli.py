@@ -102,6 +102,10 @@ def build_parser() -> argparse.ArgumentParser:
                     help="I have checked the level names on the images: plan even where the "
                          "built-in segmenter could not establish them (recorded in the plan)")
     pl.add_argument("--series", metavar="UID")
+    pl.add_argument("--mri", metavar="MRI", help="an MRI of the patient: fused to the image at --level, "
+                    "its dural sac is used for the checks (each says so)")
+    pl.add_argument("--mri-labels", metavar="MRI_LABELS.nii.gz", action="append",
+                    help="with --mri: the MRI's label map (default: the built-in MRI segmenter)")
     pl.add_argument("-o", "--output", required=True)
     pl.add_argument("--report", metavar="REPORT.pdf")
     pl.add_argument("--markups", metavar="M.mrk.json")
@@ -132,6 +136,19 @@ def build_parser() -> argparse.ArgumentParser:
     for name, help_ in (("cohort", "segment and measure many studies (Dask workers)"),
                         ("batch", "the same as cohort (the name of issue 19)")):
         _add_cohort_parser(sub, name, help_)
+
+    fu = sub.add_parser("fuse", help="register an MRI to a CT (rigid, refined at a motor unit)")
+    fu.add_argument("ct", metavar="CT", help="the CT (DICOM folder/file, NIfTI, NRRD or MHA)")
+    fu.add_argument("mri", metavar="MRI", help="the MRI of the same patient")
+    fu.add_argument("-o", "--output", required=True, metavar="MRI_ON_CT.nii.gz",
+                    help="the MRI resampled onto the CT grid")
+    fu.add_argument("--level", help=f"refine at this {LEVEL_HELP}")
+    fu.add_argument("--labels", metavar="CT_LABELS.nii.gz", action="append",
+                    help="the CT's label map(s) (default with --level: the built-in CT segmenter)")
+    fu.add_argument("--mri-labels", metavar="MRI_LABELS.nii.gz", action="append",
+                    help="the MRI's label map(s): their Dice with the CT's after the transform")
+    fu.add_argument("--transform", metavar="OUT.tfm", help="write the transform (ITK, Slicer-readable)")
+    fu.add_argument("--json", action="store_true", help="print one JSON document")
 
     pa = sub.add_parser("pacs", help="query/retrieve from a PACS (DIMSE or DICOMweb)")
     pa.add_argument("action", choices=["echo", "find", "get"])

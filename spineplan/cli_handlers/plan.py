@@ -56,9 +56,18 @@ def run(args) -> int:
     vol = load_volume(args.path, series_uid=args.series)
     print_load_warnings(vol)
     labels, status = labels_for(args, vol)
+    sources = {}
+    if getattr(args, "mri", None):  # CT bone with the fused MRI's dural sac (cli_handlers/fuse.py)
+        from .fuse import mri_soft_tissue
+
+        labels, sources = mri_soft_tissue(args, vol, labels)
     case = Case(level=args.level, side=args.side, pathology=args.pathology, zone=args.zone,
                 symptom_side=args.symptom_side or "", suspected_root=args.root or "")
     plan = make_plan(Anatomy(vol, labels, segmentation=status), args.level, args.procedure, args.side, case=case)
+    if sources:
+        from ..core.fused_plan import state_structure_sources
+
+        state_structure_sources(plan, sources)
     d = plan.to_dict()
     identity = vol.meta.get("identity") if args.identify else None
     d = save_plan(d, args.output, identity=identity)

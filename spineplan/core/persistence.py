@@ -30,9 +30,10 @@ from typing import Any, Callable
 import numpy as np
 
 from .atomic import atomic_write_text
-from .errors import PlanFileError
+from .errors import InvalidInputError, PlanFileError
 from .planning.kinds import PROCEDURES, SEVERITIES, SIDES
 from .planning.safety import CheckStatus
+from .registration.fusion import validate_fusion_record
 from .volume import geometry_differences, grid_corners_lps
 from .segmentation.labels import parse_motor_unit
 
@@ -393,6 +394,9 @@ def load_plan(path: str | os.PathLike, *, volume=None) -> dict:
 def save_case(state: dict, path: str | os.PathLike, *, identity: dict | None = None) -> dict:
     """Write the whole case state (``case``, ``plan``, ``measurements``, ``source``...) atomically.
 
+    ``fusion`` (optional) is the second series' record (``registration.Fusion.to_record``:
+    the CT -> MRI transform, its own ``record_version``).
+
     Same versioned, checksummed, atomic machinery as :func:`save_plan`; the nested
     ``plan`` (if any) is validated. Returns the dict written.
     """
@@ -416,6 +420,11 @@ def _validate_case(doc: dict, name: str) -> None:
         raise PlanFileError(f"{name}: measurements must be a list or an object")
     if "case" in doc and doc["case"] is not None and not isinstance(doc["case"], dict):
         raise PlanFileError(f"{name}: case must be an object")
+    if doc.get("fusion") is not None:  # optional: case files without a second series lack it
+        try:
+            validate_fusion_record(doc["fusion"])
+        except InvalidInputError as exc:
+            raise PlanFileError(f"{name}: {exc}") from None
 
 
 def load_case(path: str | os.PathLike, *, volume=None) -> dict:

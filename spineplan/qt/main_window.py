@@ -118,6 +118,9 @@ class MainWindow(QMainWindow):
             v.plan_point_moved.connect(self.move_plan_point)
         self._build_panels()
         self._build_menus()
+        from .fusion_panel import install_fusion_panel  # the second series (qt/fusion_panel.py)
+
+        self.fusion_panel = install_fusion_panel(self)
         self.scene.events.volume.connect(self._on_volume)
         self.scene.events.labels.connect(self._on_labels)
         self.scene.events.motor_units.connect(self._on_units)
@@ -1315,7 +1318,8 @@ class MainWindow(QMainWindow):
         return {"source": source_from_volume(vol) if vol is not None else None,
                 "measurements": [m.to_dict() for m in self.scene.annotations],
                 "plan": self.scene.plan.to_dict() if self.scene.plan is not None else None,
-                "case": self.scene.plan.case if self.scene.plan is not None else None}
+                "case": self.scene.plan.case if self.scene.plan is not None else None,
+                "fusion": self.fusion_panel.case_record()}
 
     def save_case(self, path):
         from ..core.persistence import save_case
@@ -1335,6 +1339,7 @@ class MainWindow(QMainWindow):
             self.show_error("Cannot open the case", str(exc))
             return False
         self.scene.set_annotations([Measurement.from_dict(m) for m in doc.get("measurements") or []])
+        self.fusion_panel.apply_case_record(doc.get("fusion"))
         if doc.get("plan"):
             self._set_loaded_plan(doc["plan"], Path(path).name)  # checks recomputed
         else:

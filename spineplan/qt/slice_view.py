@@ -115,6 +115,7 @@ class SliceView(QWidget):
         self._gray: np.ndarray | None = None  # the windowed image slice of _image, (H, W) uint8
         self._rgb: np.ndarray | None = None  # _image's pixels: grey with the labels blended, (H, W, 3)
         self._fill_for, self._fill = None, 0.0  # the image array whose minimum _fill is
+        self.fusion = None  # registration.Fusion shown over the image (set_fusion)
         self.setMinimumSize(160, 160)
         self.setFocusPolicy(Qt.StrongFocus)
         self.setMouseTracking(True)
@@ -147,7 +148,7 @@ class SliceView(QWidget):
         changed) re-blends only the pixels showing those voxels, and nothing when this view's
         plane does not cross them."""
         if (region is None or labels is None or self._image is None or self._rgb is None
-                or self._image.size() != self.size()):
+                or self._image.size() != self.size() or (self.fusion is not None and self.fusion.active)):
             self._image = None
             self.update()
             return
@@ -261,8 +262,25 @@ class SliceView(QWidget):
         self._gray = window_to_gray(data, self.level, self.width_)
         lab = reslice(self.scene.labels, req, order=0, cval=0) if self.scene.labels is not None else None
         self._rgb = blend_labels(self._gray, lab)
+        fusion = self.fusion
+        if fusion is not None and fusion.active:  # the second series over the CT (render/fusion.py)
+            from ..render.fusion import fused_rgb, mri_gray_on_view
+
+            g, inside = mri_gray_on_view(fusion.mri, fusion.transform, req, fusion.window)
+            self._rgb = fused_rgb(self._rgb, g, inside, fusion.display, fusion.opacity,
+                                  checker_px=max(4, int(round(fusion.checker_mm / req.mm_per_px))))
         self._req = req
         return self._qimage()
+
+    def set_fusion(self, fusion) -> None:
+        """Show ``fusion`` (a ``registration.Fusion``) over the image; redraw on its changes."""
+        self.fusion = fusion
+        fusion.changed.connect(self._on_fusion)
+        self._on_fusion(fusion)
+
+    def _on_fusion(self, *_):
+        self._image = None
+        self.update()
 
     def _qimage(self) -> QImage:
         arr = self._rgb
