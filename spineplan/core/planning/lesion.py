@@ -259,6 +259,43 @@ def zone_from_offset(lateral_abs_mm: float, landmarks: dict) -> str:
     return ZONES[4]
 
 
+def _disc_plane(anat, u, lesion: Lesion):
+    """Centre and normal (LPS) of the disc of ``u`` refitted without the herniated material.
+
+    Disc material that left the disc (the herniation itself, labelled as disc) tilts a fit of
+    the whole label towards it; the plane is refitted on the disc voxels inside the disc's
+    footprint and away from the lesion. Falls back to the motor unit's frame.
+    """
+    g = u.disc_geometry
+    c0, n0 = np.asarray(g.center_lps, float), np.asarray(g.normal_lps, float)
+    if u.disc is None:
+        return c0, n0
+    lab = anat.labels
+    half = max(abs(g.ap_range_mm[0]), abs(g.ap_range_mm[1]), abs(g.lr_range_mm[0]),
+               abs(g.lr_range_mm[1])) + 5.0
+    corners = np.array([c0 + np.array([x, y, z]) for x in (-half, half) for y in (-half, half)
+                        for z in (-half, half)])
+    ijk = lab.ijk_points_from_lps(corners)
+    a = np.clip(np.floor(ijk.min(0)).astype(int), 0, np.array(lab.size_ijk))
+    b = np.clip(np.ceil(ijk.max(0)).astype(int) + 1, 0, np.array(lab.size_ijk))
+    kji = np.argwhere(lab.array[a[2]:b[2], a[1]:b[1], a[0]:b[0]] == u.disc)
+    if len(kji) < 50:
+        return c0, n0
+    pts = lab.lps_points_from_ijk((kji[:, ::-1] + a).astype(float))
+    lat, post, _up = frame_coords(u, pts).T
+    lo, hi = g.ap_range_mm
+    wl, wh = g.lr_range_mm
+    inside = (((post - (lo + hi) / 2) / max((hi - lo) / 2, 1.0)) ** 2
+              + ((lat - (wl + wh) / 2) / max((wh - wl) / 2, 1.0)) ** 2 <= 0.85 ** 2)
+    away = np.linalg.norm(pts - lesion.centre_lps, axis=1) > lesion.extent_mm + 3.0
+    sel = pts[inside & away]
+    if len(sel) < 50:
+        return c0, n0
+    c = sel.mean(0)
+    n = np.linalg.svd(sel - c, full_matrices=False)[2][-1]
+    return c, (n if n @ n0 > 0 else -n)
+
+
 def locate_lesion(anat, lesion: Lesion) -> LesionLocation:
     """Disc level, zone, side and migration of ``lesion`` on the labelled anatomy.
 
@@ -278,7 +315,9 @@ def locate_lesion(anat, lesion: Lesion) -> LesionLocation:
     if key in cache:
         return cache[key]
     u = _nearest_unit(anat, lesion.centre_lps)
-    lat, post, up = (float(x) for x in frame_coords(u, lesion.centre_lps))
+    lat, post, _ = (float(x) for x in frame_coords(u, lesion.centre_lps))
+    c, n = _disc_plane(anat, u, lesion)
+    up = float((lesion.centre_lps - c) @ n)
     landmarks_at(anat, u)
     marks, est = anat.__dict__["_lesion_landmarks"][u.name]
     zone = zone_from_offset(abs(lat), marks)
