@@ -185,3 +185,26 @@ def test_plan_with_lesion_round_trips_and_bad_lesions_are_refused(herniated, tmp
         g.write_text(json.dumps(d))
         with pytest.raises(PlanFileError, match=match):
             P.load_plan(g)
+
+
+def test_report_page_one_carries_the_lesion_zone_and_migration(herniated, tmp_path):
+    from pypdf import PdfReader
+
+    from spineplan.core.export.report import write_report
+
+    def first_page(plan_dict, name):
+        f = write_report(plan_dict, tmp_path / name)
+        return " ".join((PdfReader(str(f)).pages[0].extract_text() or "").split())
+
+    ph, anat = herniated
+    n = ph.truth["discs"]["L4-L5"]["normal_lps"]
+    les = Lesion(np.add(ph.truth["herniation"]["center_lps"], np.multiply(n, 4.0)), 5.0)
+    plan = make_plan(anat, "L4-L5", "tube", "left", lesion=les)
+    text = first_page(plan.to_dict(), "with.pdf")
+    mig = plan.lesion["migration_mm"]
+    assert 3.0 < mig < 5.0
+    assert "Lesion: herniation at L4-L5, paracentral left" in text
+    assert f"migrated {abs(mig):.1f} mm up" in text and f"migration {mig:+.1f} mm" in text
+    plain = make_phantom(spacing=2.0)
+    text = first_page(make_plan(Anatomy(plain.ct, plain.labels), "L4-L5", "tube", "left").to_dict(), "no.pdf")
+    assert "Lesion: no lesion marked" in text
