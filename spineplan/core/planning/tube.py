@@ -174,12 +174,12 @@ def propose(anat: Anatomy, level: str, side: str, *, case: dict | None = None,
     c, n, lr, ap = frame(u)
     s = side_sign(side)
     best, best_key = None, None
-    laterals, heights = [6.0, 8.0, 10.0, 4.0], [2.0]
+    docks = [(6.0, 2.0), (8.0, 2.0), (10.0, 2.0), (4.0, 2.0)]  # (lateral, cranial) mm
     if lesion:
         lat, _post, up = frame_coords(u, lesion_from_dict(lesion).centre_lps)
-        laterals.append(float(np.clip(s * lat, 4.0, 12.0)))
-        heights.append(float(np.clip(up, -8.0, 8.0)))
-    for lateral, cranial in ((a, b) for b in dict.fromkeys(heights) for a in dict.fromkeys(laterals)):
+        lat, up = float(np.clip(s * lat, 4.0, 12.0)), float(np.clip(up, -8.0, 8.0))
+        docks += [(lat, 2.0), (lat, up), (6.0, up)]
+    for lateral, cranial in dict.fromkeys(docks):
         target = _dock_point(anat, u, side, lateral, cranial)
         angles = [contralateral_tilt_deg] if contralateral_tilt_deg else [10.0, 7.5, 12.5, 5.0, 15.0]
         for beta in angles:
