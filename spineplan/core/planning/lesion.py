@@ -35,7 +35,7 @@ from .case import ZONES
 
 __all__ = ["LesionKind", "Lesion", "LesionLocation", "LESION_PARAMETERS", "locate_lesion",
            "lesion_from_mask", "parse_lesion_arg", "lesion_from_dict", "frame_coords",
-           "lesion_summary_text", "landmarks_at", "zone_from_offset"]
+           "lesion_summary_text", "landmarks_at", "zone_from_offset", "mark_lesion_command"]
 
 #: Named numbers of the lesion model (shown with the clinical parameters).
 LESION_PARAMETERS = {
@@ -342,3 +342,12 @@ def lesion_summary_text(lesion: dict | None) -> str:
     c = ", ".join(f"{float(x):.1f}" for x in lesion.get("centre_lps", []))
     return (f"{lesion.get('kind', 'lesion')} at {lesion.get('level', '?')}, {where}, {m} "
             f"(centre LPS {c}; {ext}; migration + = cranial)")
+
+
+def mark_lesion_command(scene, lesion: Lesion | None):
+    """The undoable step that sets (or, with None, clears) ``scene.lesion``; pushing it emits
+    ``scene.events.lesion`` after do and undo."""
+    from ..commands import SetAttrCommand
+
+    return SetAttrCommand(scene, "lesion", lesion, notify=lambda: scene.events.lesion.emit(scene.lesion),
+                          text="Clear lesion" if lesion is None else "Mark lesion")
