@@ -169,3 +169,27 @@ def test_cli_compare_writes_three_plans_and_recommends(files, tmp_path):
     r = cli("compare", d / "ct.nii.gz", "--labels", d / "labels.nii.gz", "--level", "L9-L10", "--side", "left",
             "-o", tmp_path / "cmp3")
     assert r.returncode == 2 and r.stderr.startswith("spineplan: error:") and "Traceback" not in r.stderr
+
+
+def test_compare_on_the_sample_ct_with_its_reference_labels(sample_dicom):
+    """Real anatomy (the dev CT, 3 mm, TotalSegmentator labels without a dural sac): a lesion
+    behind the L4-L5 disc, 6 mm left of the midline."""
+    from spineplan.core.dicom.load import load_volume
+    from spineplan.core.segmentation.importers import read_labels
+
+    vol = load_volume(sample_dicom)
+    ref = sample_dicom / "reference"
+    anat = Anatomy(vol, read_labels([ref / "vertebrae_verse.nii.gz", ref / "discs_verse.nii.gz"], vol))
+    g = anat.by_name["L4-L5"].disc_geometry
+    centre = (np.array(g.center_lps) + 6.0 * np.array(g.lr_lps) + (g.ap_range_mm[1] + 3.0) * np.array(g.ap_lps))
+    cmp = compare_procedures(anat, "L4-L5", "left", lesion=Lesion(centre, 5.0))
+    les = cmp.lesion
+    assert (les["level"], les["zone"], les["side"]) == ("L4-L5", "paracentral", "left")
+    assert abs(les["migration_mm"]) <= 2.0
+    assert les["estimated"] == ["sac_half_width_mm"]  # no sac label: said, not hidden
+    assert all(o.reaches_lesion and not o.errors for o in cmp.options.values())
+    assert cmp.recommended == "needle"
+    up = np.array(anat.by_name["L3-L4"].disc_geometry.center_lps) - np.array(g.center_lps)
+    cmp = compare_procedures(anat, "L4-L5", "left", lesion=Lesion(centre + up, 5.0))
+    assert all(o.reaches_lesion is False for o in cmp.options.values())
+    assert cmp.recommended is None and "does not reach the lesion" in cmp.why
