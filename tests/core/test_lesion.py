@@ -208,3 +208,37 @@ def test_report_page_one_carries_the_lesion_zone_and_migration(herniated, tmp_pa
     plain = make_phantom(spacing=2.0)
     text = first_page(make_plan(Anatomy(plain.ct, plain.labels), "L4-L5", "tube", "left").to_dict(), "no.pdf")
     assert "Lesion: no lesion marked" in text
+
+
+# --------------------------------------------------------------------- candidate herniations
+@pytest.mark.parametrize("herniation", [
+    {"level": "L4-L5", "side": "left", "zone": "paracentral", "size_mm": 6.0},
+    {"level": "L3-L4", "side": "right", "zone": "foraminal", "size_mm": 5.0, "migration_mm": -4.0},
+    {"level": "L5-S1", "side": "right", "zone": "central", "size_mm": 4.0}])
+def test_candidate_herniations_find_the_phantom_herniation(herniation):
+    from spineplan.core.planning.lesion import candidate_herniations
+
+    ph = make_phantom(spacing=1.5, herniation=herniation)
+    anat = Anatomy(ph.ct, ph.labels)
+    found = candidate_herniations(anat)
+    assert [lv for lv, _ in found] == [herniation["level"]]
+    les = found[0][1]
+    # the candidate is the part behind the bodies' posterior line, so its centroid lies behind
+    # the truth's centre: within half the herniation's size plus one voxel (1.5 mm)
+    assert np.linalg.norm(les.centre_lps - ph.truth["herniation"]["center_lps"]) <= herniation["size_mm"] / 2 + 1.5
+    loc = locate_lesion(anat, les)
+    assert (loc.level, loc.zone) == (herniation["level"], herniation["zone"])
+    assert les.mask["volume_mm3"] >= 20.0
+
+
+def test_no_candidates_on_normal_discs(sample_dicom):
+    from spineplan.core.dicom.load import load_volume
+    from spineplan.core.planning.lesion import candidate_herniations
+    from spineplan.core.segmentation.importers import read_labels
+
+    ph = make_phantom(spacing=1.5)
+    assert candidate_herniations(Anatomy(ph.ct, ph.labels)) == []
+    vol = load_volume(sample_dicom)  # the dev CT: no herniation in its reference labels
+    ref = sample_dicom / "reference"
+    lab = read_labels([ref / "vertebrae_verse.nii.gz", ref / "discs_verse.nii.gz"], vol)
+    assert candidate_herniations(Anatomy(vol, lab)) == []

@@ -35,7 +35,8 @@ from .case import ZONES
 
 __all__ = ["LesionKind", "Lesion", "LesionLocation", "LESION_PARAMETERS", "locate_lesion",
            "lesion_from_mask", "parse_lesion_arg", "lesion_from_dict", "frame_coords",
-           "lesion_summary_text", "landmarks_at", "zone_from_offset", "mark_lesion_command"]
+           "lesion_summary_text", "landmarks_at", "zone_from_offset", "mark_lesion_command",
+           "candidate_herniations"]
 
 #: Named numbers of the lesion model (shown with the clinical parameters).
 LESION_PARAMETERS = {
@@ -46,6 +47,9 @@ LESION_PARAMETERS = {
     "foramen_width_default_mm": 7.0,     # SAP/pedicle width lateral of the facet when not measured
     "migration_none_mm": 3.0,            # |migration| up to this: not migrated
     "landmark_slab_mm": 3.0,             # half-thickness of the slabs landmarks are measured in
+    "candidate_beyond_wall_mm": 2.0,     # disc material this far behind the bodies' posterior line
+    "candidate_min_mm3": 20.0,           # smaller candidates are label noise
+    "candidate_bin_mm": 2.0,             # lateral bins of the posterior-wall profile
 }
 
 
@@ -342,6 +346,100 @@ def lesion_summary_text(lesion: dict | None) -> str:
     c = ", ".join(f"{float(x):.1f}" for x in lesion.get("centre_lps", []))
     return (f"{lesion.get('kind', 'lesion')} at {lesion.get('level', '?')}, {where}, {m} "
             f"(centre LPS {c}; {ext}; migration + = cranial)")
+
+
+def _posterior_wall(lat, post, bins, gap_mm):
+    """Per lateral bin, the bodies' posterior wall: the end of the first run of bone going
+    posteriorly from the body centre (the canal is the first gap), NaN where unknown."""
+    wall = np.full(len(bins) - 1, np.nan)
+    which = np.digitize(lat, bins) - 1
+    for b in range(len(bins) - 1):
+        p = np.sort(post[(which == b) & (post >= 0)])
+        if len(p) < 3:
+            continue
+        gaps = np.where(np.diff(p) > gap_mm)[0]
+        wall[b] = p[gaps[0]] if len(gaps) else p[-1]
+    return wall
+
+
+def candidate_herniations(anat, levels=None) -> list[tuple[str, Lesion]]:
+    """Candidate herniations for the surgeon to accept or edit: disc material behind the
+    posterior line of the adjacent vertebral bodies (into the canal or the foramen).
+
+    Parameters
+    ----------
+    anat : Anatomy
+    levels : sequence of str, optional
+        Motor units to search (default: every unit with a disc).
+
+    Returns
+    -------
+    list of (level, Lesion)
+        Each connected group of such disc voxels of at least ``candidate_min_mm3``: its
+        centroid, equal-volume radius and mask summary; largest first within a level.
+    """
+    from scipy import ndimage
+
+    P = LESION_PARAMETERS
+    lab = anat.labels
+    voxel_mm3 = float(np.prod(lab.spacing))
+    gap = 2.0 * max(lab.spacing)
+    out = []
+    arr = lab.array
+    objs = ndimage.find_objects(arr if arr.dtype in (np.uint8, np.uint16, np.int16, np.int32)
+                                else arr.astype(np.int32))
+
+    def voxels(value):  # (k, j, i) of a label, searched in its bounding box only
+        if value - 1 >= len(objs) or objs[value - 1] is None:
+            return np.zeros((0, 3), int)
+        box = objs[value - 1]
+        return np.argwhere(arr[box] == value) + [s.start for s in box]
+
+    for u in anat.units:
+        if u.disc is None or u.disc_geometry is None or (levels and u.name not in levels):
+            continue
+        g = u.disc_geometry
+        kji = voxels(u.disc)
+        if len(kji) == 0:
+            continue
+        D = lab.lps_points_from_ijk(kji[:, ::-1].astype(float))
+        dl, dp, du = frame_coords(u, D).T
+        half = max(abs(g.lr_range_mm[0]), abs(g.lr_range_mm[1]))
+        bins = np.arange(-half, half + P["candidate_bin_mm"], P["candidate_bin_mm"])
+        walls = []
+        for vert, sgn in ((u.upper, 1.0), (u.lower, -1.0)):
+            vk = voxels(vert)
+            V = lab.lps_points_from_ijk(vk[:, ::-1].astype(float))
+            vl, vp, vu = frame_coords(u, V).T
+            band = (sgn * vu >= g.middle_height_mm / 2 + 1.0) & (sgn * vu <= g.middle_height_mm / 2 + 8.0)
+            walls.append(_posterior_wall(vl[band], vp[band], bins, gap))
+        wall = np.fmax(walls[0], walls[1])  # NaN only where neither body has a wall
+        if np.all(np.isnan(wall)):
+            continue
+        which = np.clip(np.digitize(dl, bins) - 1, 0, len(wall) - 1)
+        w = wall[which]
+        beyond = np.isfinite(w) & (dp > w + P["candidate_beyond_wall_mm"])
+        if not beyond.any():
+            continue
+        sel = kji[beyond]
+        lo = sel.min(0)
+        mask = np.zeros(tuple(sel.max(0) - lo + 1), bool)
+        mask[tuple((sel - lo).T)] = True
+        comp, n = ndimage.label(mask, structure=np.ones((3, 3, 3)))
+        found = []
+        for k in range(1, n + 1):
+            pts = np.argwhere(comp == k) + lo
+            vol = len(pts) * voxel_mm3
+            if vol < P["candidate_min_mm3"]:
+                continue
+            lps = lab.lps_points_from_ijk(pts[:, ::-1].astype(float))
+            r = (3.0 * vol / (4.0 * np.pi)) ** (1.0 / 3.0)
+            found.append(Lesion(lps.mean(0), float(r), mask={
+                "voxels": int(len(pts)), "volume_mm3": round(vol, 1),
+                "bbox_min_lps": [round(float(x), 2) for x in lps.min(0)],
+                "bbox_max_lps": [round(float(x), 2) for x in lps.max(0)]}))
+        out += [(u.name, les) for les in sorted(found, key=lambda x: -x.mask["volume_mm3"])]
+    return out
 
 
 def mark_lesion_command(scene, lesion: Lesion | None):
