@@ -10,11 +10,43 @@ from __future__ import annotations
 from PySide6.QtWidgets import (QComboBox, QDoubleSpinBox, QFormLayout, QHBoxLayout, QLabel,
                                QPushButton, QWidget)
 
-from ..core.planning.lesion import (LESION_PARAMETERS, Lesion, LesionKind, lesion_summary_text,
-                                    locate_lesion, mark_lesion_command)
-from .workers import LatestJob
+from ..core.planning.lesion import (LESION_PARAMETERS, Lesion, LesionKind, candidate_herniations,
+                                    lesion_summary_text, locate_lesion, mark_lesion_command)
+from PySide6.QtCore import QThreadPool
+
+from .workers import Worker
 
 __all__ = ["LesionPanel"]
+
+
+class _Newest:
+    """Jobs of which only the newest counts. Unlike ``workers.LatestJob`` the signals are
+    connected before the worker starts: a location from the anatomy's cache is ready in
+    microseconds, and a signal emitted before its connection is lost."""
+
+    def __init__(self, on_done):
+        self.on_done, self.generation, self.running, self.closed = on_done, 0, [], False
+
+    @property
+    def pending(self) -> bool:
+        return bool(self.running)
+
+    def start(self, fn) -> None:
+        self.generation += 1
+        gen, w = self.generation, Worker(fn)
+        w.signals.finished.connect(lambda res, g=gen, w=w: self._done(g, w, res, None))
+        w.signals.failed.connect(lambda msg, g=gen, w=w: self._done(g, w, None, msg))
+        self.running.append(w)
+        QThreadPool.globalInstance().start(w)
+
+    def _done(self, gen, w, result, error) -> None:
+        if w in self.running:
+            self.running.remove(w)
+        if not self.closed and gen == self.generation:
+            self.on_done(result, error)
+
+    def close(self) -> None:
+        self.closed = True
 
 
 class LesionPanel(QWidget):
@@ -40,13 +72,26 @@ class LesionPanel(QWidget):
         row.addWidget(self.clear_button)
         self.info = QLabel("no lesion marked")
         self.info.setWordWrap(True)
+        self.find_button = QPushButton("Find candidates")
+        self.candidate_box = QComboBox()
+        self.accept_button = QPushButton("Accept")
+        self.accept_button.setEnabled(False)
+        crow = QHBoxLayout()
+        crow.addWidget(self.find_button)
+        crow.addWidget(self.candidate_box, 1)
+        crow.addWidget(self.accept_button)
+        self.candidates: list = []  # (level, Lesion) from candidate_herniations
         form.addRow("Radius", self.radius_box)
         form.addRow("Kind", self.kind_box)
         form.addRow(row)
         form.addRow(self.info)
+        form.addRow(crow)
         self.mark_button.clicked.connect(self.mark_at_cursor)
         self.clear_button.clicked.connect(self.clear)
-        self._job = LatestJob(self._located)
+        self.find_button.clicked.connect(self.find_candidates)
+        self.accept_button.clicked.connect(self.accept_candidate)
+        self._job = _Newest(self._located)
+        self._find_job = _Newest(self._found)
         scene.events.lesion.connect(self._on_lesion)
         self._on_lesion(scene.lesion)
 
@@ -87,5 +132,43 @@ class LesionPanel(QWidget):
         self.location = loc
         self.info.setText(lesion_summary_text({**lesion.to_dict(), **loc.to_dict()}))
 
+    def find_candidates(self) -> bool:
+        """Search the discs for herniated material (thread pool); False without labels."""
+        anat = self.anatomy_fn() if self.anatomy_fn is not None else None
+        if anat is None:
+            self.info.setText("segment the spine or load labels to find candidates")
+            return False
+        self.find_button.setEnabled(False)
+        self._find_job.start(lambda progress=None, cancel=None: candidate_herniations(anat))
+        return True
+
+    @property
+    def finding(self) -> bool:
+        return self._find_job.pending
+
+    def _found(self, result, error) -> None:
+        self.find_button.setEnabled(True)
+        self.candidates = list(result or [])
+        self.candidate_box.clear()
+        for level, les in self.candidates:
+            self.candidate_box.addItem(f"{level}: {les.mask['volume_mm3']:.0f} mm3")
+        self.accept_button.setEnabled(bool(self.candidates))
+        if error:
+            self.info.setText(f"no candidates: {error}")
+        elif not self.candidates:
+            self.candidate_box.addItem("none found")
+
+    def accept_candidate(self) -> bool:
+        """Mark the chosen candidate (one undo step); the radius box and crosshair follow it."""
+        n = self.candidate_box.currentIndex()
+        if not 0 <= n < len(self.candidates):
+            return False
+        les = self.candidates[n][1]
+        self.radius_box.setValue(les.radius_mm)
+        self.scene.set_cursor(les.centre_lps)
+        self.scene.undo_stack.push(mark_lesion_command(self.scene, les))
+        return True
+
     def close_jobs(self) -> None:
         self._job.close()
+        self._find_job.close()

@@ -66,3 +66,18 @@ def test_mark_without_crosshair_says_so(window):
     window.scene.cursor_lps = None
     assert window.lesion_panel.mark_at_cursor() is False
     assert window.scene.lesion is None and "crosshair" in window.lesion_panel.info.text()
+
+
+def test_find_and_accept_a_candidate(window, phantom, qtbot):
+    panel = window.lesion_panel
+    assert panel.find_candidates()
+    qtbot.waitUntil(lambda: not panel.finding, timeout=60000)
+    assert [lv for lv, _ in panel.candidates] == ["L4-L5"] and panel.accept_button.isEnabled()
+    assert panel.accept_candidate()
+    les = window.scene.lesion
+    assert les is panel.candidates[0][1] and les.mask["voxels"] > 0
+    assert np.linalg.norm(les.centre_lps - phantom.truth["herniation"]["center_lps"]) <= 4.5
+    qtbot.waitUntil(lambda: panel.location is not None, timeout=30000)
+    assert (panel.location.level, panel.location.zone) == ("L4-L5", "paracentral")
+    window.scene.undo_stack.undo()
+    assert window.scene.lesion is None
