@@ -64,7 +64,17 @@ def lesion_from_args(args, volume):
 
     kind = KIND_OF_PATHOLOGY.get(getattr(args, "pathology", "herniation"), "herniation")
     if getattr(args, "lesion", None):
-        return parse_lesion_arg(args.lesion, kind=kind)
+        les = parse_lesion_arg(args.lesion, kind=kind)
+        import numpy as np
+
+        from ..core.volume import grid_corners_lps
+
+        corners = grid_corners_lps(volume.size_ijk, volume.spacing, volume.origin,
+                                   np.asarray(volume.direction).ravel())
+        if np.any(les.centre_lps < corners.min(0)) or np.any(les.centre_lps > corners.max(0)):
+            raise InvalidInputError("--lesion: the centre lies outside the image (LPS mm, as the "
+                                    "GUI's status bar shows the cursor)")
+        return les
     if getattr(args, "lesion_mask", None):
         return lesion_from_mask(load_volume(args.lesion_mask), volume, kind=kind)
     return None

@@ -232,11 +232,11 @@ def _validate_lesion(les: Any, bad: Callable[[str], PlanFileError]) -> None:
         raise bad("lesion.centre_lps must be 3 finite numbers (LPS mm)")
     if not _finite_num(les.get("radius_mm")) or not 0 < les["radius_mm"] <= MAX_COORD_MM:
         raise bad("lesion.radius_mm must be a positive number")
-    if les.get("kind", "herniation") not in {k.value for k in LesionKind}:
+    if les.get("kind", "herniation") not in tuple(k.value for k in LesionKind):
         raise bad(f"lesion.kind must be one of {', '.join(k.value for k in LesionKind)}")
-    if "zone" in les and les["zone"] not in ZONES:
+    if "zone" in les and (not isinstance(les["zone"], str) or les["zone"] not in ZONES):
         raise bad(f"lesion.zone must be one of {', '.join(ZONES)}")
-    if "side" in les and les["side"] not in SIDES + ("midline",):
+    if "side" in les and (not isinstance(les["side"], str) or les["side"] not in SIDES + ("midline",)):
         raise bad("lesion.side must be left, right or midline")
     if "migration_mm" in les and not _finite_num(les["migration_mm"]):
         raise bad("lesion.migration_mm must be a finite number")

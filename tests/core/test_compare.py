@@ -127,7 +127,7 @@ def test_cli_plan_with_lesion_writes_it_in_the_plan(files, tmp_path):
 
 
 @pytest.mark.parametrize("extra", [["--lesion", "1,2"], ["--lesion=1,2,3,-4"], ["--lesion", "x,y,z"],
-                                   ["--lesion-mask", "missing.nii.gz"],
+                                   ["--lesion-mask", "missing.nii.gz"], ["--lesion=1e6,0,0"],
                                    ["--lesion", "1,2,3", "--lesion-mask", "m.nii.gz"]])
 def test_cli_bad_lesion_exits_2_in_one_line(files, tmp_path, extra):
     d, _ = files

@@ -176,7 +176,11 @@ def test_plan_with_lesion_round_trips_and_bad_lesions_are_refused(herniated, tmp
     assert recheck_plan(back, anat).agrees
     for edit, match in ((lambda d: d["lesion"].update(zone="lumbar"), "lesion.zone"),
                         (lambda d: d["lesion"].update(radius_mm=-1), "lesion.radius_mm"),
-                        (lambda d: d["lesion"].update(centre_lps=[1, 2]), "lesion.centre_lps")):
+                        (lambda d: d["lesion"].update(centre_lps=[1, 2]), "lesion.centre_lps"),
+                        (lambda d: d["lesion"].update(kind=[]), "lesion.kind"),
+                        (lambda d: d["lesion"].update(zone=["central"]), "lesion.zone"),
+                        (lambda d: d["lesion"].update(side={}), "lesion.side"),
+                        (lambda d: d.update(lesion=[1, 2, 3]), "lesion must be an object")):
         d = json.loads(f.read_text())
         edit(d)
         d.pop("checksum")
