@@ -246,3 +246,17 @@ def test_no_candidates_on_normal_discs(sample_dicom):
     ref = sample_dicom / "reference"
     lab = read_labels([ref / "vertebrae_verse.nii.gz", ref / "discs_verse.nii.gz"], vol)
     assert candidate_herniations(Anatomy(vol, lab)) == []
+
+
+@pytest.mark.parametrize("zone,procedure,side,reached", [
+    ("foraminal", "tube", "left", True), ("foraminal", "tube", "right", False),  # contralateral foramen
+    ("extraforaminal", "tube", "left", False),  # beyond the interlaminar window
+    ("foraminal", "needle", "left", True), ("foraminal", "needle", "right", False),
+    ("subarticular", "cage", "right", True),  # the contralateral decompression's recess
+    ("extraforaminal", "cage", "right", False)])  # but not the far side beyond the foramen
+def test_what_each_instrument_reaches_by_zone(zone, procedure, side, reached):
+    ph = make_phantom(spacing=1.5, herniation={"level": "L4-L5", "side": "left", "zone": zone, "size_mm": 5.0})
+    plan = make_plan(Anatomy(ph.ct, ph.labels), "L4-L5", procedure, side, lesion=_truth_lesion(ph))
+    c = plan.check(CheckId.LESION_REACHED)
+    assert c.ok is reached, c.detail
+    assert (plan.metrics["lesion_distance_mm"] == 0.0) is reached
