@@ -29,7 +29,6 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import InvalidInputError, PlanningError
-from ..segmentation import labels as L
 from ..volume import Volume
 from .case import ZONES
 
