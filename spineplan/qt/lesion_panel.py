@@ -10,8 +10,9 @@ from __future__ import annotations
 from PySide6.QtWidgets import (QComboBox, QDoubleSpinBox, QFormLayout, QHBoxLayout, QLabel,
                                QPushButton, QWidget)
 
-from ..core.planning.lesion import (LESION_PARAMETERS, Lesion, LesionKind, candidate_herniations,
-                                    lesion_summary_text, locate_lesion, mark_lesion_command)
+from ..core.planning.lesion import (LESION_PARAMETERS, NO_LESION_TEXT, Lesion, LesionKind,
+                                    candidate_herniations, lesion_summary_text, locate_lesion,
+                                    mark_lesion_command)
 from PySide6.QtCore import QThreadPool
 
 from .workers import Worker
@@ -70,7 +71,7 @@ class LesionPanel(QWidget):
         row = QHBoxLayout()
         row.addWidget(self.mark_button)
         row.addWidget(self.clear_button)
-        self.info = QLabel("no lesion marked")
+        self.info = QLabel(NO_LESION_TEXT)
         self.info.setWordWrap(True)
         self.find_button = QPushButton("Find candidates")
         self.candidate_box = QComboBox()
@@ -113,7 +114,7 @@ class LesionPanel(QWidget):
         self.location = None
         self.clear_button.setEnabled(lesion is not None)
         if lesion is None:
-            self.info.setText("no lesion marked")
+            self.info.setText(NO_LESION_TEXT)
             return
         c = ", ".join(f"{x:.1f}" for x in lesion.centre_lps)
         self.info.setText(f"{lesion.kind.value} at LPS {c}, radius {lesion.radius_mm:.1f} mm")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..segmentation import labels as L
-from .lesion import Lesion, LesionLocation, lesion_from_dict, locate_lesion
+from .lesion import NO_LESION_TEXT, Lesion, LesionLocation, lesion_from_dict, locate_lesion
 from .geometry import angle_to_axial_deg, angle_to_sagittal_deg, points_along, unit
 from .plan import Anatomy, Plan
 from .safety import PARAMETERS, Check, CheckId, units_touched
@@ -13,9 +13,6 @@ from .safety import PARAMETERS, Check, CheckId, units_touched
 __all__ = ["VERTEBRA_LABELS", "isolated_bone", "frame", "side_sign", "path_metrics", "labels_at", "scope_checks", "side_check",
            "facet_hits", "bone_label_name", "range_check", "lesion_checks", "segment_distance",
            "NO_LESION_TEXT"]
-
-#: What a plan without a marked lesion says (report, CLI).
-NO_LESION_TEXT = "no lesion marked"
 
 
 def side_sign(side: str) -> float:

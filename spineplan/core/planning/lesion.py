@@ -35,7 +35,10 @@ from .case import ZONES
 __all__ = ["LesionKind", "Lesion", "LesionLocation", "LESION_PARAMETERS", "locate_lesion",
            "lesion_from_mask", "parse_lesion_arg", "lesion_from_dict", "frame_coords",
            "lesion_summary_text", "landmarks_at", "zone_from_offset", "mark_lesion_command",
-           "candidate_herniations"]
+           "candidate_herniations", "NO_LESION_TEXT"]
+
+#: What a plan without a marked lesion says (report, CLI, comparison).
+NO_LESION_TEXT = "no lesion marked"
 
 #: Named numbers of the lesion model (shown with the clinical parameters).
 LESION_PARAMETERS = {
@@ -335,7 +338,7 @@ def locate_lesion(anat, lesion: Lesion) -> LesionLocation:
 def lesion_summary_text(lesion: dict | None) -> str:
     """One line for reports and the CLI: ``"herniation at L4-L5, paracentral left, ..."``."""
     if not lesion:
-        return "no lesion marked"
+        return NO_LESION_TEXT
     mig = float(lesion.get("migration_mm", 0.0))
     where = (f"{lesion.get('zone', '?')} {lesion.get('side', '')}".strip())
     m = ("not migrated" if lesion.get("migration") == "none" else
