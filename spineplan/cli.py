@@ -50,6 +50,13 @@ def _add_cohort_parser(sub, name: str, help_: str) -> None:
     co.add_argument("--table", metavar="PATH",
                     help="also write the table (one row per case and per motor unit) to PATH "
                          "as CSV")
+def _add_lesion_args(p: argparse.ArgumentParser) -> None:
+    le = p.add_mutually_exclusive_group()
+    le.add_argument("--lesion", metavar="X,Y,Z[,R]",
+                    help="marked lesion: centre in LPS mm, radius in mm (default 5); write "
+                         "--lesion=-5,20,30 when X is negative")
+    le.add_argument("--lesion-mask", metavar="MASK.nii.gz",
+                    help="marked lesion as a painted mask on the image grid (non-zero voxels)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -97,6 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
                     choices=["herniation", "stenosis", "instability", "sequestration"])
     pl.add_argument("--symptom-side", choices=["left", "right", "bilateral"])
     pl.add_argument("--root", choices=["L2", "L3", "L4", "L5", "S1"], help="suspected nerve root")
+    _add_lesion_args(pl)
     pl.add_argument("--identify", action="store_true", help="store patient identity in the plan")
     pl.add_argument("--confirm-levels", action="store_true",
                     help="I have checked the level names on the images: plan even where the "
@@ -110,6 +118,23 @@ def build_parser() -> argparse.ArgumentParser:
     pl.add_argument("--report", metavar="REPORT.pdf")
     pl.add_argument("--markups", metavar="M.mrk.json")
     pl.add_argument("--json", action="store_true")
+
+    cp = sub.add_parser("compare", help="plan needle, tube and cage on one unit; recommend the "
+                                        "least destructive that treats the lesion")
+    cp.add_argument("path")
+    cp.add_argument("--level", required=True, help=LEVEL_HELP)
+    cp.add_argument("--side", required=True, choices=SIDES)
+    cp.add_argument("--labels", metavar="LABELS.nii.gz", action="append",
+                    help="label map(s) in our numbering; repeat to merge")
+    _add_lesion_args(cp)
+    cp.add_argument("--pathology", default="herniation",
+                    choices=["herniation", "stenosis", "instability", "sequestration"])
+    cp.add_argument("--confirm-levels", action="store_true",
+                    help="I have checked the level names on the images (as for plan)")
+    cp.add_argument("--series", metavar="UID")
+    cp.add_argument("-o", "--output", required=True, metavar="OUT_DIR",
+                    help="folder for the three plans (needle.json, tube.json, cage.json)")
+    cp.add_argument("--json", action="store_true", help="print the comparison as one JSON document")
 
     r = sub.add_parser("report", help="PDF report of a saved plan")
     r.add_argument("plan")

@@ -44,16 +44,23 @@ __all__ = [
     "find_recovery", "discard_autosave", "as_plan_dict",
 ]
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 GENERATOR = "spineplan 0.1.0"
 CASE_KIND = "spineplan-case"
 MAX_FILE_BYTES = 64 * 2**20  # a plan/case is a few kB; refuse to parse anything huge
 MAX_COORD_MM = 1.0e4  # |LPS coordinate| of any point of a plan: 10 m is outside every scanner
 IMAGE_MARGIN_MM = 300.0  # entry and target lie within the source image grown by this much
 
+def _v1_to_v2(doc: dict) -> dict:
+    """Format 2 adds the optional marked ``lesion`` (planning/lesion.py): none in a v1 plan."""
+    doc = dict(doc)
+    if "procedure" in doc:  # a plan (case files share the versioning and carry no lesion)
+        doc.setdefault("lesion", None)
+    return doc
+
+
 # Migrations from an older format_version to the next one: {old_version: fn(doc) -> doc}.
-# Version 1 is the first released format, so there is nothing to migrate yet.
-_MIGRATIONS: dict[int, Callable[[dict], dict]] = {}
+_MIGRATIONS: dict[int, Callable[[dict], dict]] = {1: _v1_to_v2}
 
 
 # --------------------------------------------------------------------------- JSON helpers
@@ -215,6 +222,34 @@ def _check_ok(c: Any) -> bool:
             and isinstance(c.get("detail", ""), str))
 
 
+def _validate_lesion(les: Any, bad: Callable[[str], PlanFileError]) -> None:
+    """The plan's ``lesion``: centre, extent, and its computed zone/side/migration/level."""
+    from .planning.case import ZONES
+    from .planning.lesion import LesionKind
+
+    if not isinstance(les, dict):
+        raise bad("lesion must be an object (centre_lps, radius_mm, zone, side, migration_mm)")
+    if not _finite_vec(les.get("centre_lps"), 3) or max(abs(x) for x in les["centre_lps"]) > MAX_COORD_MM:
+        raise bad("lesion.centre_lps must be 3 finite numbers (LPS mm)")
+    if not _finite_num(les.get("radius_mm")) or not 0 < les["radius_mm"] <= MAX_COORD_MM:
+        raise bad("lesion.radius_mm must be a positive number")
+    if les.get("kind", "herniation") not in tuple(k.value for k in LesionKind):
+        raise bad(f"lesion.kind must be one of {', '.join(k.value for k in LesionKind)}")
+    if "zone" in les and (not isinstance(les["zone"], str) or les["zone"] not in ZONES):
+        raise bad(f"lesion.zone must be one of {', '.join(ZONES)}")
+    if "side" in les and (not isinstance(les["side"], str) or les["side"] not in SIDES + ("midline",)):
+        raise bad("lesion.side must be left, right or midline")
+    if "migration_mm" in les and not _finite_num(les["migration_mm"]):
+        raise bad("lesion.migration_mm must be a finite number")
+    if "level" in les and not _level_ok(les["level"]):
+        raise bad("lesion.level must be a motor-unit name such as L4-L5")
+    if les.get("semi_axes_mm") is not None and not (
+            _finite_vec(les["semi_axes_mm"], 3) and min(les["semi_axes_mm"]) > 0):
+        raise bad("lesion.semi_axes_mm must be 3 positive numbers")
+    if les.get("mask") is not None and not isinstance(les["mask"], dict):
+        raise bad("lesion.mask must be an object (voxels, volume_mm3, bbox)")
+
+
 def validate_plan(plan: dict, name: str = "plan") -> None:
     """Check the keys and types of a plan dict; raise PlanFileError naming the first problem."""
     def bad(msg: str) -> PlanFileError:
@@ -288,6 +323,9 @@ def validate_plan(plan: dict, name: str = "plan") -> None:
             isinstance(f, dict) and isinstance(f.get("kind"), str) and isinstance(f.get("message", ""), str)
             for f in seg.get("flags", [])):
         raise bad("segmentation must be an object whose flags are {kind, levels, message}")
+    lesion = plan.get("lesion")
+    if lesion is not None:
+        _validate_lesion(lesion, bad)
     if "identity" in plan and not isinstance(plan["identity"], dict):
         raise bad("identity must be an object")
     case = plan.get("case")

@@ -147,8 +147,10 @@ def make_phantom(levels: Sequence[str] = ("T12", "L1", "L2", "L3", "L4", "L5"),
     slip_mm : dict
         ``{"L4-L5": 5.0}``: anterior slip of the upper vertebra over the lower one.
     herniation : dict
-        ``{"level": "L4-L5", "side": "left", "zone": "paracentral", "size_mm": 6}``:
-        disc material protruding posteriorly into the canal (labelled as that disc).
+        ``{"level": "L4-L5", "side": "left", "zone": "paracentral", "size_mm": 6,
+        "migration_mm": 0}``: disc material protruding posteriorly into the canal (labelled as
+        that disc), its centre ``migration_mm`` from the disc plane along the disc normal
+        (+ cranial, - caudal); the truth adds ``center_lps`` and ``migration_mm``.
     iliac_crest : bool
         Add iliac wings beside L5-S1 (bone, label 0).
     aorta_hu : float, optional
@@ -334,13 +336,15 @@ def make_phantom(levels: Sequence[str] = ("T12", "L1", "L2", "L3", "L4", "L5"),
         zone_u = {"central": 0.0, "paracentral": 6.0, "subarticular": 10.0, "foraminal": 19.0,
                   "extraforaminal": 26.0}[herniation.get("zone", "paracentral")]
         r = float(herniation.get("size_mm", 6.0))
-        hc_local = np.array([sgn * zone_u, BODY_B + r * 0.5, 0.0])
+        mig = float(herniation.get("migration_mm", 0.0))
+        hc_local = np.array([sgn * zone_u, BODY_B + r * 0.5, mig])
         cv.paint(d["center"], d["R"], [(hc_local[0] - r, hc_local[0] + r),
-                                       (hc_local[1] - r, hc_local[1] + r), (-r, r)],
+                                       (hc_local[1] - r, hc_local[1] + r), (mig - r, mig + r)],
                  lambda U, V, W: ((U - hc_local[0]) ** 2 + (V - hc_local[1]) ** 2
-                                  + (W / 0.6) ** 2 <= r ** 2) & (V > BODY_B - 2),
+                                  + ((W - mig) / 0.6) ** 2 <= r ** 2) & (V > BODY_B - 2),
                  HU["disc"], label=d["label"], where=lambda ct, lab: (lab == 0) | (lab == L.CANAL))
-        hern_truth = dict(herniation, center_lps=(d["center"] + d["R"] @ hc_local).tolist())
+        hern_truth = dict(herniation, center_lps=(d["center"] + d["R"] @ hc_local).tolist(),
+                          migration_mm=mig)
 
     if sacralised_l5:
         low = verts[1]  # the lowest mobile vertebra (verts run from the sacrum upward)

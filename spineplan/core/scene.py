@@ -31,6 +31,7 @@ class SceneEvents:
         self.plan = Signal("plan")                  # (plan or None)
         self.annotations = Signal("annotations")    # (list)
         self.cursor = Signal("cursor")              # (lps ndarray)
+        self.lesion = Signal("lesion")              # (planning.lesion.Lesion or None)
         # (SegmentationResult without its arrays, or None): how the levels were named, the
         # flags, and whether the user must confirm a level before planning
         self.segmentation = Signal("segmentation")
@@ -52,6 +53,7 @@ class Scene:
         self.cursor_lps = None
         self.source_path: str | None = None
         self.segmentation: Any = None
+        self.lesion: Any = None  # the marked lesion (planning.lesion.Lesion), undoable
 
     def set_volume(self, volume: Volume, source_path: str | None = None) -> None:
         """Replace the image (a new case: clears labels, plan, annotations and history)."""
@@ -63,6 +65,7 @@ class Scene:
         self.plan = None
         self.annotations = []
         self.segmentation = None
+        self.lesion = None
         self.undo_stack.clear()
         self.events.volume.emit(volume)
         self.events.labels.emit(None, None)
@@ -70,6 +73,7 @@ class Scene:
         self.events.plan.emit(None)
         self.events.annotations.emit([])
         self.events.segmentation.emit(None)
+        self.events.lesion.emit(None)
         self.set_cursor(volume.center_lps())
 
     def set_labels(self, labels: Volume | None) -> None:

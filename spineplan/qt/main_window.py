@@ -240,6 +240,10 @@ class MainWindow(QMainWindow):
             row.addWidget(bb)
         f.addRow(row)
         self.add_step("Plan", plan)
+        from .lesion_panel import LesionPanel  # the marked lesion (issue 16): its own module
+
+        self.lesion_panel = LesionPanel(self.scene, lambda: self._anatomy() if self.scene.labels is not None else None)
+        self.add_step("Lesion", self.lesion_panel)
         for sv in self._slice_views():
             sv.brush = self.brush
 
@@ -976,10 +980,12 @@ class MainWindow(QMainWindow):
         except Exception as exc:  # noqa: BLE001
             self.show_error("Cannot plan", str(exc))
             return None
+        lesion = self.scene.lesion  # the proposal aims at the marked lesion
         self.plan_pending = True
         self.propose_button.setEnabled(False)
         self.statusBar().showMessage(f"planning {proc} at {level}…")
-        w = run_in_background(lambda progress=None, cancel=None: make_plan(anat, level, proc, side, case=case))
+        w = run_in_background(lambda progress=None, cancel=None: make_plan(anat, level, proc, side, case=case,
+                                                                                 lesion=lesion))
         self._plan_worker = w
         ver = self._labels_version
         w.signals.finished.connect(lambda plan: self._plan_proposed(ver, plan))
@@ -1391,6 +1397,7 @@ class MainWindow(QMainWindow):
         else:
             self.discard_autosave()
         self._units_job.close()
+        self.lesion_panel.close_jobs()
         if self.view3d is not None:
             self.view3d.close_vtk()
         super().closeEvent(e)

@@ -122,7 +122,7 @@ def test_older_version_is_migrated(tmp_path, monkeypatch):
     _rewrite(f, to_v0, fix_checksum=True)
     monkeypatch.setitem(P._MIGRATIONS, 0, rename_back)
     back = P.load_plan(f)
-    assert back["format_version"] == 1
+    assert back["format_version"] == P.FORMAT_VERSION  # 0 -> 1 (patched) -> 2 (lesion)
     assert back["target_lps"] == make_plan()["target_lps"]
 
 

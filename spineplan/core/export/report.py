@@ -394,6 +394,12 @@ def report_pdf_bytes(plan: dict, *, images=None, identity: bool = False, volume=
         f"(patient's {esc(side)}), procedure {esc(proc)}, pathology {esc(case.get('pathology', '-'))}"
         + (f" ({esc(case['zone'])})" if case.get("zone") else "")
         + f". Motor units touched: {esc(plan.get('motor_units_touched', []))}."))
+    from ..planning.lesion import lesion_summary_text
+
+    story.append(P(f"<b>Lesion:</b> {esc(lesion_summary_text(plan.get('lesion')))}"
+                   + ("" if not plan.get("lesion") else
+                      f"; zone from the labels: {esc(plan['lesion'].get('zone', '-'))}, migration "
+                      f"{float(plan['lesion'].get('migration_mm', 0.0)):+.1f} mm")))
     story += _level_evidence(plan.get("segmentation"), P, escape, small)
     if recheck is not None:
         story += _recheck_story(recheck, P, escape, small)

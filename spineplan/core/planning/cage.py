@@ -6,14 +6,35 @@ import numpy as np
 
 from ..errors import PlanningError
 from ..segmentation import labels as L
-from .common import (VERTEBRA_LABELS, bone_label_name, isolated_bone, facet_hits, frame, labels_at, path_metrics, range_check,
-                     scope_checks, side_check, side_sign)
+from .common import (VERTEBRA_LABELS, bone_label_name, isolated_bone, facet_hits, frame, labels_at, lesion_checks,
+                     path_metrics, range_check, scope_checks, side_check, side_sign)
+from .lesion import frame_coords, landmarks_at
 from .geometry import sampling_stride, box_voxels, cylinder_voxels, points_along, skin_exit_lps, unit
 from .implants import load_catalogue
 from .plan import Anatomy, Plan
 from .safety import PARAMETERS, Check, CheckId
 
-__all__ = ["propose", "evaluate", "cage_axes", "footprint_points"]
+__all__ = ["propose", "evaluate", "cage_axes", "footprint_points", "lesion_gap"]
+
+
+def lesion_gap(plan: Plan, anat: Anatomy, lesion, loc):
+    """Gap (mm) from the decompression reach to the lesion's surface.
+
+    The approach-side facetectomy opens the canal, the lateral recess and the foramen up to the
+    lateral edge of the superior articular process; the contralateral decompression (tube tilted
+    medially) reaches the opposite lateral recess up to its facet joint; both within
+    ``cage_decompression_height_mm`` above and below the disc plane of the target unit.
+    """
+    u = anat.unit(plan.level)
+    marks = landmarks_at(anat, u)
+    lat, _post, up = (float(x) for x in frame_coords(u, lesion.centre_lps))
+    toward = side_sign(plan.side) * lat
+    lo_u, hi_u = -marks["facet_offset_mm"], marks["foramen_lateral_mm"]
+    h = PARAMETERS["cage_decompression_height_mm"]
+    du = max(lo_u - toward, 0.0, toward - hi_u)
+    dw = max(abs(up) - h, 0.0)
+    return float(np.hypot(du, dw)) - lesion.extent_mm, (
+        f"the {plan.side} facetectomy and contralateral decompression")
 
 
 
@@ -125,11 +146,12 @@ def evaluate(plan: Plan, anat: Anatomy) -> Plan:
     checks[1:1] = scope_checks(plan, anat, all_lab[keep], all_lps[keep], hits,
                                allowed_facets=(plan.side,))
     plan.checks = checks
+    plan.checks.extend(lesion_checks(plan, anat, lesion_gap))
     return plan
 
 
 def propose(anat: Anatomy, level: str, side: str, *, case: dict | None = None,
-            angle_deg: float = 35.0, catalogue=None, **_ignored) -> Plan:
+            angle_deg: float = 35.0, catalogue=None, lesion: dict | None = None, **_ignored) -> Plan:
     """Automatic oblique cage: size from the disc, then the longest length that fits."""
     u = anat.unit(level)
     c, n, lr, ap = frame(u)
@@ -159,7 +181,7 @@ def propose(anat: Anatomy, level: str, side: str, *, case: dict | None = None,
                                             x - (u.segmental_angle_deg or 0)))),
                                         "center_lps": center.tolist(), "axis_lps": axis.tolist(),
                                         "incision_mm": 25.0},
-                            case=dict(case or {}), source=anat.source())
+                            case=dict(case or {}), source=anat.source(), lesion=dict(lesion or {}))
                 evaluate(plan, anat)
                 fits = plan.check(CheckId.CAGE_FOOTPRINT).ok
                 if not fits:

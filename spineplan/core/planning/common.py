@@ -5,12 +5,14 @@ from __future__ import annotations
 import numpy as np
 
 from ..segmentation import labels as L
+from .lesion import NO_LESION_TEXT, Lesion, LesionLocation, lesion_from_dict, locate_lesion
 from .geometry import angle_to_axial_deg, angle_to_sagittal_deg, points_along, unit
 from .plan import Anatomy, Plan
 from .safety import PARAMETERS, Check, CheckId, units_touched
 
 __all__ = ["VERTEBRA_LABELS", "isolated_bone", "frame", "side_sign", "path_metrics", "labels_at", "scope_checks", "side_check",
-           "facet_hits", "bone_label_name", "range_check"]
+           "facet_hits", "bone_label_name", "range_check", "lesion_checks", "segment_distance",
+           "NO_LESION_TEXT"]
 
 
 def side_sign(side: str) -> float:
@@ -136,3 +138,42 @@ def scope_checks(plan: Plan, anat: Anatomy, hit_labels: np.ndarray, hit_lps: np.
 
 def path_points(plan: Plan, step=0.5):
     return points_along(plan.entry_lps, plan.target_lps, step)
+
+
+def segment_distance(p, a, b, radius: float = 0.0) -> float:
+    """Distance (mm) from point ``p`` to the solid cylinder (segment ``a``-``b``, ``radius``)."""
+    p, a, b = (np.asarray(x, float) for x in (p, a, b))
+    ab = b - a
+    L2 = float(ab @ ab)
+    t = 0.0 if L2 == 0 else float(np.clip((p - a) @ ab / L2, 0.0, 1.0))
+    foot = a + t * ab
+    return max(float(np.linalg.norm(p - foot)) - radius, 0.0)
+
+
+def lesion_checks(plan: Plan, anat: Anatomy, distance_fn) -> list[Check]:
+    """The "lesion reached" check of a plan with a marked lesion ([] without one).
+
+    ``distance_fn(plan, anat, lesion, location) -> (gap_mm, what)``: the gap from the
+    instrument's reach to the lesion's surface (0 when they overlap) and what the reach is.
+    The plan's ``lesion`` is refreshed with the location (zone, side, migration, level), its
+    metrics get ``lesion_distance_mm``, and when the plan does not touch the lesion's unit the
+    "motor units touched" check says so.
+    """
+    if not plan.lesion:
+        return []
+    les: Lesion = lesion_from_dict(plan.lesion)
+    loc: LesionLocation = locate_lesion(anat, les)
+    plan.lesion.update(loc.to_dict())
+    gap, what = distance_fn(plan, anat, les, loc)
+    gap = max(float(gap), 0.0)
+    plan.metrics["lesion_distance_mm"] = round(gap, 1)
+    ok = gap <= 0.0
+    where = f"{les.kind.value} at {loc.level} ({loc.zone}{'' if loc.side == 'midline' else ' ' + loc.side})"
+    detail = (f"{what} reaches the {where}" if ok else f"{what} misses the {where} by {gap:.1f} mm")
+    if loc.level != plan.level:
+        detail += f"; the lesion lies at {loc.level}, outside the target unit {plan.level}"
+    if loc.level not in plan.motor_units_touched:
+        for c in plan.checks:
+            if c.id == CheckId.MOTOR_UNITS_TOUCHED.value:
+                c.detail += f"; the marked lesion is at {loc.level}, which this plan does not touch"
+    return [Check(CheckId.LESION_REACHED, ok, "ok" if ok else "error", detail)]

@@ -19,7 +19,7 @@ from .safety import PARAMETERS, Check, CheckId, check_counts
 
 __all__ = ["Plan", "Anatomy", "FORMAT_VERSION"]
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the optional "lesion" (planning/lesion.py); 1 files load (persistence)
 
 
 class Anatomy:
@@ -102,6 +102,7 @@ class Plan:
     created: str = ""
     segmentation: dict = field(default_factory=dict)  # SegmentationResult.summary_dict()
     motor_unit: dict = field(default_factory=dict)    # the target unit's MotorUnit.summary_dict()
+    lesion: dict = field(default_factory=dict)        # Lesion.to_dict() + LesionLocation; {} = none
 
     def __post_init__(self):
         if self.procedure not in PROCEDURES:
@@ -158,6 +159,7 @@ class Plan:
             "clinical_parameters": {k: v for k, v in PARAMETERS.items()},
             "segmentation": self.segmentation,
             "motor_unit": self.motor_unit,
+            "lesion": self.lesion or None,
         })
 
     @classmethod
@@ -171,6 +173,6 @@ class Plan:
                        checks=[Check(**c) for c in d.get("checks", [])],
                        case=dict(d.get("case", {})), source=dict(d.get("source", {})),
                        created=d.get("created", ""), segmentation=dict(d.get("segmentation") or {}),
-                       motor_unit=dict(d.get("motor_unit") or {}))
+                       motor_unit=dict(d.get("motor_unit") or {}), lesion=dict(d.get("lesion") or {}))
         except (KeyError, TypeError) as exc:
             raise PlanningError(f"not a valid plan: missing or bad field {exc}") from None

@@ -37,6 +37,12 @@ PARAMETERS = {
     "cage_max_over_neighbours_mm": 2.0,
     "dural_sac_clearance_mm": 2.0,
     "bone_hu": BONE_HU,                          # unlabelled bone (ilium) in CT (hounsfield.py)
+    # reach of each instrument towards a marked lesion (check "lesion reached")
+    "tube_working_depth_mm": 25.0,              # the bore carried from the docking point to the disc
+    "needle_lesion_reach_mm": 10.0,             # the working tip's reach from its path in the disc
+    "ablation_max_migration_mm": 5.0,           # a fragment migrated further is not treated by ablation
+    "cage_decompression_height_mm": 12.0,       # facetectomy/decompression reach above and below the disc plane
+    "slip_fusion_min_mm": 3.0,                  # a slip from this size is treated by fusion (compare)
 }
 
 
@@ -77,6 +83,8 @@ class CheckId(str, Enum):
     LEVEL_MARKED = "level_marked"
     ROOT_CONCORDANCE = "root_concordance"
     SIDE_CONCORDANCE = "side_concordance"
+    LESION_REACHED = "lesion_reached"
+    INDICATION_MIGRATION = "indication_migration"
 
 
 #: What each check is called on screen and in reports (one home for the text).
@@ -101,6 +109,7 @@ CHECK_NAMES: dict[CheckId, str] = {
     CheckId.CONTRALATERAL_FACET: "contralateral facet preserved", CheckId.FACETECTOMY: "facetectomy",
     CheckId.LEVEL_MARKED: "level marked", CheckId.ROOT_CONCORDANCE: "root concordance",
     CheckId.SIDE_CONCORDANCE: "side concordance",
+    CheckId.LESION_REACHED: "lesion reached", CheckId.INDICATION_MIGRATION: "indication: migration",
 }
 
 

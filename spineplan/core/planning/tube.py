@@ -6,13 +6,24 @@ import numpy as np
 
 from ..errors import PlanningError
 from ..segmentation import labels as L
-from .common import (VERTEBRA_LABELS, bone_label_name, isolated_bone, facet_hits, frame, path_metrics, range_check, scope_checks,
-                     side_check, side_sign)
+from .common import (VERTEBRA_LABELS, bone_label_name, isolated_bone, facet_hits, frame, lesion_checks,
+                     path_metrics, range_check, scope_checks, segment_distance, side_check, side_sign)
+from .lesion import frame_coords, lesion_from_dict
 from .geometry import sampling_stride, cylinder_voxels, skin_exit_lps, unit
 from .plan import Anatomy, Plan
 from .safety import PARAMETERS, Check, CheckId
 
-__all__ = ["propose", "evaluate"]
+__all__ = ["propose", "evaluate", "lesion_gap"]
+
+
+def lesion_gap(plan: Plan, anat: Anatomy, lesion, loc):
+    """Gap (mm) from the working channel (the bore carried from the docking point
+    ``tube_working_depth_mm`` deeper along the tube axis) to the lesion's surface."""
+    d = unit(plan.target_lps - plan.entry_lps)
+    end = plan.target_lps + d * PARAMETERS["tube_working_depth_mm"]
+    r = float(plan.parameters["diameter_mm"]) / 2.0
+    gap = segment_distance(lesion.centre_lps, plan.target_lps, end, r) - lesion.extent_mm
+    return gap, f"the {plan.parameters['diameter_mm']:g} mm working channel at docking depth"
 
 
 
@@ -138,27 +149,38 @@ def evaluate(plan: Plan, anat: Anatomy) -> Plan:
     checks[1:1] = scope_checks(plan, anat, lab[hit_mask], lps[hit_mask], hits,
                                allowed_facets=(plan.side,))
     plan.checks = checks
+    plan.checks.extend(lesion_checks(plan, anat, lesion_gap))
     return plan
 
 
-def _dock_point(anat: Anatomy, u, side: str, lateral_mm: float) -> np.ndarray:
+def _dock_point(anat: Anatomy, u, side: str, lateral_mm: float, cranial_mm: float = 2.0) -> np.ndarray:
     """Interlaminar window on the chosen side, at the posterior edge of the canal."""
     c, n, lr, ap = frame(u)
     g = u.disc_geometry
     canal = u.canal_ap_mm if u.canal_ap_mm else 15.0
     back = g.ap_range_mm[1] + canal + 2.0
-    return c + side_sign(side) * lateral_mm * lr + back * ap + 2.0 * n
+    return c + side_sign(side) * lateral_mm * lr + back * ap + cranial_mm * n
 
 
 def propose(anat: Anatomy, level: str, side: str, *, case: dict | None = None,
-            diameter_mm: float = 18.0, contralateral_tilt_deg: float = 0.0, **_ignored) -> Plan:
-    """Automatic tube: search the docking offset and medial angulation within the ranges."""
+            diameter_mm: float = 18.0, contralateral_tilt_deg: float = 0.0, lesion: dict | None = None,
+            **_ignored) -> Plan:
+    """Automatic tube: search the docking offset and medial angulation within the ranges.
+
+    With a marked ``lesion`` (``Plan.lesion`` dict) the docking point is also tried at the
+    lesion's lateral offset and height, and the plan whose working channel reaches it wins.
+    """
     u = anat.unit(level)
     c, n, lr, ap = frame(u)
     s = side_sign(side)
     best, best_key = None, None
-    for lateral in (6.0, 8.0, 10.0, 4.0):
-        target = _dock_point(anat, u, side, lateral)
+    docks = [(6.0, 2.0), (8.0, 2.0), (10.0, 2.0), (4.0, 2.0)]  # (lateral, cranial) mm
+    if lesion:
+        lat, _post, up = frame_coords(u, lesion_from_dict(lesion).centre_lps)
+        lat, up = float(np.clip(s * lat, 4.0, 12.0)), float(np.clip(up, -8.0, 8.0))
+        docks += [(lat, 2.0), (lat, up), (6.0, up)]
+    for lateral, cranial in dict.fromkeys(docks):
+        target = _dock_point(anat, u, side, lateral, cranial)
         angles = [contralateral_tilt_deg] if contralateral_tilt_deg else [10.0, 7.5, 12.5, 5.0, 15.0]
         for beta in angles:
             b = np.radians(beta)
@@ -169,11 +191,12 @@ def propose(anat: Anatomy, level: str, side: str, *, case: dict | None = None,
             plan = Plan(level, side, "tube", entry, target, incision_mm=diameter_mm,
                         parameters={"diameter_mm": float(diameter_mm),
                                     "contralateral_tilt_deg": float(contralateral_tilt_deg)},
-                        case=dict(case or {}), source=anat.source())
+                        case=dict(case or {}), source=anat.source(), lesion=dict(lesion or {}))
             evaluate(plan, anat)
             errs = len(plan.errors())
             warns = sum(x.severity == "warning" for x in plan.checks)
-            key = (errs, warns, -plan.parameters.get("facet_preservation_pct", 0), abs(beta - 10))
+            key = (errs, warns, plan.metrics.get("lesion_distance_mm", 0.0),
+                   -plan.parameters.get("facet_preservation_pct", 0), abs(beta - 10))
             if best_key is None or key < best_key:
                 best, best_key = plan, key
     if best is None:
