@@ -50,6 +50,8 @@ def _add_cohort_parser(sub, name: str, help_: str) -> None:
     co.add_argument("--table", metavar="PATH",
                     help="also write the table (one row per case and per motor unit) to PATH "
                          "as CSV")
+
+
 def _add_lesion_args(p: argparse.ArgumentParser) -> None:
     le = p.add_mutually_exclusive_group()
     le.add_argument("--lesion", metavar="X,Y,Z[,R]",

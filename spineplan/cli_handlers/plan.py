@@ -92,13 +92,12 @@ def run(args) -> int:
         labels, sources = mri_soft_tissue(args, vol, labels)
     case = Case(level=args.level, side=args.side, pathology=args.pathology, zone=args.zone,
                 symptom_side=args.symptom_side or "", suspected_root=args.root or "")
-    plan = make_plan(Anatomy(vol, labels, segmentation=status), args.level, args.procedure, args.side, case=case)
+    plan = make_plan(Anatomy(vol, labels, segmentation=status), args.level, args.procedure, args.side,
+                     case=case, lesion=lesion)
     if sources:
         from ..core.fused_plan import state_structure_sources
 
         state_structure_sources(plan, sources)
-    plan = make_plan(Anatomy(vol, labels, segmentation=status), args.level, args.procedure, args.side,
-                     case=case, lesion=lesion)
     d = plan.to_dict()
     identity = vol.meta.get("identity") if args.identify else None
     d = save_plan(d, args.output, identity=identity)
