@@ -129,9 +129,9 @@ class Worker:
 
     def _poll(self) -> bool:
         """On the GUI thread: relay progress; deliver the outcome. True once delivered."""
+        outcome = self._outcome  # read first: once it is set, the job's last progress is too
         p, self._progress = self._progress, None
-        outcome = self._outcome
-        if p is not None and outcome is None:
+        if p is not None:  # the last progress (e.g. 100 %) comes before the outcome, as it was sent
             self.signals.progress.emit(*p)
         if outcome is None:
             return False
