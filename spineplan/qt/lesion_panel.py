@@ -13,41 +13,15 @@ from PySide6.QtWidgets import (QComboBox, QDoubleSpinBox, QFormLayout, QHBoxLayo
 from ..core.planning.lesion import (LESION_PARAMETERS, NO_LESION_TEXT, Lesion, LesionKind,
                                     candidate_herniations, lesion_summary_text, locate_lesion,
                                     mark_lesion_command)
-from PySide6.QtCore import QThreadPool
 
-from .workers import Worker
+from .workers import LatestJob
 
 __all__ = ["LesionPanel"]
 
 
-class _Newest:
-    """Jobs of which only the newest counts. Unlike ``workers.LatestJob`` the signals are
-    connected before the worker starts: a location from the anatomy's cache is ready in
-    microseconds, and a signal emitted before its connection is lost."""
-
-    def __init__(self, on_done):
-        self.on_done, self.generation, self.running, self.closed = on_done, 0, [], False
-
-    @property
-    def pending(self) -> bool:
-        return bool(self.running)
-
-    def start(self, fn) -> None:
-        self.generation += 1
-        gen, w = self.generation, Worker(fn)
-        w.signals.finished.connect(lambda res, g=gen, w=w: self._done(g, w, res, None))
-        w.signals.failed.connect(lambda msg, g=gen, w=w: self._done(g, w, None, msg))
-        self.running.append(w)
-        QThreadPool.globalInstance().start(w)
-
-    def _done(self, gen, w, result, error) -> None:
-        if w in self.running:
-            self.running.remove(w)
-        if not self.closed and gen == self.generation:
-            self.on_done(result, error)
-
-    def close(self) -> None:
-        self.closed = True
+# workers.LatestJob delivers results on the GUI thread after the caller connected (even
+# one ready at once, e.g. a location from the anatomy's cache)
+_Newest = LatestJob
 
 
 class LesionPanel(QWidget):
