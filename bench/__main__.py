@@ -197,23 +197,10 @@ def gui_inprocess() -> None:
     """Scroll and 3D frame times in this process (printed as JSON for the parent)."""
     from scipy import ndimage
 
-    from spineplan._qtapp import app_instance
+    from bench.bench_gui import scroll_window
     from spineplan.core.phantom import make_phantom
-    from spineplan.core.volume import Volume
-    from spineplan.qt.main_window import MainWindow
 
-    app = app_instance()
-    rng = np.random.default_rng(0)
-    big = Volume(rng.integers(-1000, 1500, (300, 512, 512), dtype=np.int16), spacing=(0.7, 0.7, 1.0),
-                 modality="CT")
-    win = MainWindow(with_3d=True)
-    win.resize(1400, 900)
-    win.show()
-    app.processEvents()
-    win.scene.set_volume(big)
-    app.processEvents()
-    v = win.views["axial"]
-    v.repaint()
+    app, big, win, v = scroll_window()
     n = 40
     times = []
     for _ in range(n):  # a wheel step: the axial view re-slices, the others move the crosshair

@@ -29,17 +29,14 @@ def first_frame_seconds() -> float:
         return time.perf_counter() - t
 
 
-def main():
-    from PySide6.QtWidgets import QApplication
-
+def scroll_window():
+    """The main window (3D view on) showing a random 512x512x300 CT, shown and painted once:
+    (app, volume, window, axial view). The scroll benchmarks of this file and bench/__main__.py
+    start from it."""
     from spineplan._qtapp import app_instance
-    from spineplan.core.phantom import make_phantom
     from spineplan.core.volume import Volume
     from spineplan.qt.main_window import MainWindow
-    from spineplan.render.slicing import reslice
 
-    rows = []
-    rows.append(("process start -> screenshot of sample (s)", first_frame_seconds(), None))
     app = app_instance()
     rng = np.random.default_rng(0)
     big = Volume(rng.integers(-1000, 1500, (300, 512, 512), dtype=np.int16), spacing=(0.7, 0.7, 1.0),
@@ -52,6 +49,16 @@ def main():
     app.processEvents()
     v = win.views["axial"]
     v.repaint()
+    return app, big, win, v
+
+
+def main():
+    from spineplan.core.phantom import make_phantom
+    from spineplan.render.slicing import reslice
+
+    rows = []
+    rows.append(("process start -> screenshot of sample (s)", first_frame_seconds(), None))
+    app, big, win, v = scroll_window()
     n = 20
     t = time.perf_counter()
     for _ in range(n):
