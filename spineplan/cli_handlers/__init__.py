@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import warnings
 
-__all__ = ["warn", "print_load_warnings", "plan_image_path", "recheck_loaded_plan"]
+__all__ = ["warn", "print_load_warnings", "labels_for", "plan_image_path", "recheck_loaded_plan"]
 
 
 class CommandWarning(UserWarning):
@@ -25,6 +25,42 @@ def print_load_warnings(volume) -> None:
     """
     for w in volume.warnings:
         warn(w)
+
+
+def labels_for(args, volume):
+    """(labels, level status): the given label maps, or the built-in segmenter's result with
+    its flags (confirmed by the user with ``--confirm-levels``)."""
+    from ..core.errors import InvalidInputError, SegmentationError
+    from ..core.segmentation import labels as L
+    from ..core.segmentation.confirm import confirmed, labels_file_result
+    from ..core.segmentation.importers import read_labels
+
+    if args.labels:
+        from ..core.segmentation.fit import check_labels_fit_image
+
+        lab = read_labels(args.labels, volume)
+        fit = check_labels_fit_image(volume, lab)
+        if not fit.ok:
+            raise InvalidInputError(f"{fit.message}; pass the label map made on this image")
+        import numpy as np
+
+        names = [L.vertebra_name(v) for v in L.craniocaudal_order(
+            int(x) for x in np.unique(lab.array) if L.is_vertebra(int(x)))]
+        return lab, labels_file_result(names)
+    from ..core.segmentation.base import default_for
+
+    if not volume.modality:  # judged from the values (recorded in the plan's source)
+        from ..core.modality import guess_modality
+
+        volume.modality = guess_modality(volume)
+    seg = default_for(volume.modality)
+    if not seg.is_available():
+        raise SegmentationError(f"segmenter '{seg.name}' is not available "
+                                f"({'; '.join(seg.missing_dependencies)}); pass --labels LABELS.nii.gz")
+    res = seg.segment(volume)
+    if getattr(args, "confirm_levels", False) and res.needs_confirmation:
+        res = confirmed(res, args.level)
+    return res.labels, res
 
 
 def plan_image_path(plan: dict, plan_path, image=None):

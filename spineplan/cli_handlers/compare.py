@@ -17,8 +17,8 @@ from ..core.planning.case import Case
 from ..core.planning.compare import compare_procedures
 from ..core.planning.lesion import lesion_summary_text
 from ..core.planning.plan import Anatomy
-from . import print_load_warnings
-from .plan import labels_for, lesion_from_args
+from . import labels_for, print_load_warnings
+from .plan import lesion_from_args
 
 
 def run(args) -> int:

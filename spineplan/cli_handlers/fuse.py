@@ -11,7 +11,7 @@ from ..core.dicom.load import load_volume, write_volume
 from ..core.errors import InvalidInputError
 from ..core.registration import FusionFlagKind, mri_on_ct, register_mri_to_ct, write_tfm
 from ..core.segmentation.importers import read_labels
-from . import print_load_warnings, warn
+from . import labels_for, print_load_warnings, warn
 
 _IMAGE_OUT = (".nii.gz", ".nii", ".nrrd", ".mha")
 
@@ -34,7 +34,6 @@ def _ct_labels(args, ct):
         return read_labels(args.labels, ct)
     if not args.level:
         return None
-    from .plan import labels_for
 
     args.confirm_levels = False
     labels, res = labels_for(args, ct)
